@@ -1,0 +1,101 @@
+//! The local broker started by `scripts/stack` keeps its data: messages written before a
+//! `kill -9` of the broker are all there after `scripts/stack up kafka` brings it back, and a
+//! second `up` of a running stack changes nothing.
+//!
+//! This test kills the shared broker, so it lives alone in its own test binary (cargo runs test
+//! binaries one after another).
+
+use std::{process::Command, time::Duration};
+
+use anyhow::{ensure, Context};
+use fanout_tests::repo_root;
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    producer::{FutureProducer, FutureRecord},
+    Message, Offset, TopicPartitionList,
+};
+
+fn stack(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(repo_root().join("scripts/stack")).args(args).output()?;
+    ensure!(
+        out.status.success(),
+        "scripts/stack {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn broker_pid() -> anyhow::Result<String> {
+    let path = std::env::var("FANOUT_STACK_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".stack"))
+        .join("kafka/kafka.pid");
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| format!("{} (is the broker run by scripts/stack?)", path.display()))?
+        .trim()
+        .to_owned())
+}
+
+#[tokio::test]
+async fn broker_survives_kill_9_with_its_messages() -> anyhow::Result<()> {
+    let kafka = fanout_testkit::Kafka::connect().await?;
+    let topic = kafka.topic("durability", 2).await?;
+
+    let second_up = stack(&["up", "kafka"])?;
+    ensure!(second_up.contains("already running"), "a second `up` did something: {second_up}");
+    let pid_before = broker_pid()?;
+
+    let producer: FutureProducer =
+        kafka.client_config().set("acks", "all").set("enable.idempotence", "true").create()?;
+    let count = 200;
+    for i in 0..count {
+        let payload = format!("message-{i}");
+        producer
+            .send(FutureRecord::to(topic.name()).key(&payload).payload(&payload), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    drop(producer);
+
+    let killed = Command::new("kill").args(["-9", &pid_before]).status()?;
+    ensure!(killed.success(), "kill -9 {pid_before} failed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while Command::new("kill").args(["-0", &pid_before]).status()?.success() {
+        ensure!(std::time::Instant::now() < deadline, "broker {pid_before} still alive after kill -9");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let up = stack(&["up", "kafka"])?;
+    ensure!(up.contains("ready"), "broker did not come back: {up}");
+    ensure!(broker_pid()? != pid_before, "the broker was not restarted");
+
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", fanout_testkit::unique_name("durability"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..2 {
+        assignment.add_partition_offset(topic.name(), p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < count {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "only {} of {count} messages after restart",
+            seen.len()
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+            let message = message?;
+            let payload =
+                message.payload().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
+            seen.insert(payload);
+        }
+    }
+    let expected: std::collections::BTreeSet<String> = (0..count).map(|i| format!("message-{i}")).collect();
+    assert_eq!(seen, expected);
+    Ok(())
+}
