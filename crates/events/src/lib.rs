@@ -28,6 +28,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 pub mod headers;
 pub mod topics;
+pub mod trace;
 
 /// A domain event with an Avro contract, a topic and a partitioning key.
 pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {

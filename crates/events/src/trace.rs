@@ -1,0 +1,81 @@
+//! W3C Trace Context (`traceparent`), so one trace links a publish to every handler it causes.
+
+use std::fmt;
+
+/// A parsed `traceparent` header: `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    /// The trace the event belongs to.
+    pub trace_id: u128,
+    /// The span that emitted the event.
+    pub parent_id: u64,
+    /// Trace flags; bit 0 is "sampled".
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// A new root trace with random ids, sampled.
+    pub fn new_root() -> Self {
+        let id = uuid::Uuid::new_v4().as_u128();
+        Self { trace_id: id, parent_id: (id as u64) ^ ((id >> 64) as u64) | 1, flags: 1 }
+    }
+
+    /// A child in the same trace: same trace id and flags, a fresh span id.
+    pub fn child(&self) -> Self {
+        let span = uuid::Uuid::new_v4().as_u128() as u64 | 1;
+        Self { trace_id: self.trace_id, parent_id: span, flags: self.flags }
+    }
+
+    /// Parses a header value; `None` for anything malformed (a bad header is dropped, not fatal).
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.trim().split('-');
+        let version = parts.next()?;
+        let trace = parts.next()?;
+        let parent = parts.next()?;
+        let flags = parts.next()?;
+        if version != "00"
+            || parts.next().is_some()
+            || trace.len() != 32
+            || parent.len() != 16
+            || flags.len() != 2
+        {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok()?;
+        let parent_id = u64::from_str_radix(parent, 16).ok()?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        // All-zero ids are invalid by the spec.
+        (trace_id != 0 && parent_id != 0).then_some(Self { trace_id, parent_id, flags })
+    }
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.parent_id, self.flags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TraceParent;
+
+    #[test]
+    fn round_trips_and_rejects_malformed() {
+        let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parsed = TraceParent::parse(header).expect("valid header");
+        assert_eq!(parsed.to_string(), header);
+        let child = parsed.child();
+        assert_eq!(child.trace_id, parsed.trace_id);
+        assert_ne!(child.parent_id, parsed.parent_id);
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-xyz-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+        ] {
+            assert!(TraceParent::parse(bad).is_none(), "{bad}");
+        }
+        assert!(TraceParent::parse(&TraceParent::new_root().to_string()).is_some());
+    }
+}
