@@ -2,14 +2,17 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: demo test stack lint unit-and-integration
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+
+.PHONY: demo test stack lint unit-and-integration interop
 
 ## demo: bring up the local stack, then run the main job end to end.
 demo: stack
 	scripts/stack status
 
 ## test: the whole suite: stack, formatting, lints, unit, integration and interop tests.
-test: stack lint unit-and-integration
+test: stack lint unit-and-integration interop
 
 stack:
 	scripts/stack up all
@@ -20,3 +23,13 @@ lint:
 
 unit-and-integration:
 	cargo test --workspace --locked
+
+## interop: Confluent's own Python client against our binary, registry and the real broker.
+interop: $(VENV)/.installed
+	cargo build -p fanout-cli --locked
+	$(PYTHON) -m pytest tests/interop -q -p no:cacheprovider
+
+$(VENV)/.installed: tests/interop/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
+	touch $@

@@ -1,0 +1,488 @@
+//! The HTTP routes, in Confluent's shapes: JSON in any content type, JSON out with Confluent's
+//! content type, and Confluent-shaped errors for everything (unknown routes and bad bodies too).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::compat::CompatibilityLevel;
+use crate::error::{ApiError, CONTENT_TYPE};
+use crate::record::SchemaReference;
+use crate::schema::AVRO;
+use crate::service::{self, Found, SchemaRequest};
+use crate::state::{Mode, VersionSpec};
+use crate::store::Store;
+
+type AppState = Arc<Store>;
+type ApiResult = Result<Response, ApiError>;
+
+/// Every route of the registry.
+pub fn router(store: Arc<Store>) -> Router {
+    Router::new()
+        .route("/", get(|| async { json(&serde_json::json!({})) }))
+        .route("/schemas/types", get(|| async { json(&[AVRO]) }))
+        .route("/schemas/ids/{id}", get(schema_by_id))
+        .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
+        .route("/schemas/ids/{id}/versions", get(versions_by_id))
+        .route("/schemas/ids/{id}/subjects", get(subjects_by_id))
+        .route("/subjects", get(list_subjects))
+        .route("/subjects/{subject}", post(lookup).delete(delete_subject))
+        .route("/subjects/{subject}/versions", get(list_versions).post(register))
+        .route("/subjects/{subject}/versions/{version}", get(get_version).delete(delete_version))
+        .route("/subjects/{subject}/versions/{version}/schema", get(get_raw_schema))
+        .route("/config", get(get_global_config).put(put_global_config).delete(delete_global_config))
+        .route("/config/{subject}", get(get_config).put(put_config).delete(delete_config))
+        .route("/mode", get(get_global_mode).put(put_global_mode))
+        .route("/mode/{subject}", get(get_mode).put(put_mode).delete(delete_mode))
+        .route("/compatibility/subjects/{subject}/versions", post(compatibility_all))
+        .route("/compatibility/subjects/{subject}/versions/{version}", post(compatibility_one))
+        // Newer Confluent clients probe for subject associations first and fall back on 40410.
+        .route("/associations", any(|| async { ApiError::association_not_found() }))
+        .route("/associations/{*rest}", any(|| async { ApiError::association_not_found() }))
+        .fallback(|| async { ApiError::not_found_route() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .with_state(store)
+}
+
+/// A JSON answer with Confluent's content type.
+fn json<T: Serialize + ?Sized>(body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = (StatusCode::OK, bytes).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            response
+        }
+        Err(e) => ApiError::store(e).into_response(),
+    }
+}
+
+/// Path parameters, percent-decoded (`%2F` becomes `/`), with Confluent-shaped rejections.
+struct ApiPath<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(ApiError::unprocessable)
+    }
+}
+
+/// Query parameters. Unknown ones are ignored; booleans arrive as `true`/`True`/`TRUE`.
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn flag(&self, name: &str) -> bool {
+        self.0.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(map)| Params(map))
+            .map_err(ApiError::unprocessable)
+    }
+}
+
+/// A JSON body whatever the Content-Type says (or without one).
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state).await.map_err(ApiError::unprocessable)?;
+        serde_json::from_slice(&bytes).map(Body).map_err(ApiError::unprocessable)
+    }
+}
+
+fn parse_version(raw: &str) -> Result<VersionSpec, ApiError> {
+    if raw.eq_ignore_ascii_case("latest") {
+        return Ok(VersionSpec::Latest);
+    }
+    match raw.parse::<i32>() {
+        Ok(-1) => Ok(VersionSpec::Latest),
+        Ok(n) if n >= 1 => Ok(VersionSpec::Number(n)),
+        _ => Err(ApiError::invalid_version(raw)),
+    }
+}
+
+fn parse_id(raw: &str) -> Result<u32, ApiError> {
+    raw.parse().map_err(|_| ApiError::schema_not_found(raw))
+}
+
+/// `schemaType` is omitted for AVRO, as Confluent does; `references` when empty.
+#[derive(Serialize)]
+struct SchemaBody<'a> {
+    schema: &'a str,
+    #[serde(rename = "schemaType", skip_serializing_if = "Option::is_none")]
+    schema_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    references: &'a [SchemaReference],
+}
+
+#[derive(Serialize)]
+struct VersionBody<'a> {
+    subject: &'a str,
+    version: i32,
+    id: u32,
+    #[serde(flatten)]
+    schema: SchemaBody<'a>,
+}
+
+fn schema_body(stored: &crate::state::StoredSchema) -> SchemaBody<'_> {
+    SchemaBody {
+        schema: &stored.schema,
+        schema_type: (stored.schema_type != AVRO).then_some(stored.schema_type.as_str()),
+        references: &stored.references,
+    }
+}
+
+fn version_body(found: &Found) -> Response {
+    json(&VersionBody {
+        subject: &found.subject,
+        version: found.version,
+        id: found.id,
+        schema: schema_body(&found.schema),
+    })
+}
+
+async fn schema_by_id(State(store): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
+    let id = parse_id(&id)?;
+    let state = store.state();
+    let stored = state.schema(id).ok_or_else(|| ApiError::schema_not_found(id))?;
+    Ok(json(&schema_body(stored)))
+}
+
+async fn raw_schema_by_id(State(store): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
+    let id = parse_id(&id)?;
+    let state = store.state();
+    let stored = state.schema(id).ok_or_else(|| ApiError::schema_not_found(id))?;
+    Ok(raw(&stored.schema))
+}
+
+/// The schema text itself as the body, as Confluent's `/schema` routes answer.
+fn raw(schema: &str) -> Response {
+    let mut response = (StatusCode::OK, schema.to_owned()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}
+
+#[derive(Serialize)]
+struct SubjectVersion<'a> {
+    subject: &'a str,
+    version: i32,
+}
+
+async fn versions_by_id(
+    State(store): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    params: Params,
+) -> ApiResult {
+    let id = parse_id(&id)?;
+    let state = store.state();
+    if state.schema(id).is_none() {
+        return Err(ApiError::schema_not_found(id));
+    }
+    let usages = state.usages(id);
+    let visible: Vec<SubjectVersion<'_>> = usages
+        .iter()
+        .filter(|(_, _, deleted)| params.flag("deleted") || !deleted)
+        .map(|(subject, version, _)| SubjectVersion { subject, version: *version })
+        .collect();
+    Ok(json(&visible))
+}
+
+async fn subjects_by_id(
+    State(store): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    params: Params,
+) -> ApiResult {
+    let id = parse_id(&id)?;
+    let state = store.state();
+    if state.schema(id).is_none() {
+        return Err(ApiError::schema_not_found(id));
+    }
+    let mut subjects: Vec<String> = state
+        .usages(id)
+        .into_iter()
+        .filter(|(_, _, deleted)| params.flag("deleted") || !deleted)
+        .map(|(subject, _, _)| subject)
+        .collect();
+    subjects.dedup();
+    Ok(json(&subjects))
+}
+
+async fn list_subjects(State(store): State<AppState>, params: Params) -> Response {
+    let prefix = params.0.get("subjectPrefix").map(String::as_str).unwrap_or("");
+    let subjects: Vec<String> = store
+        .state()
+        .subjects(params.flag("deleted"))
+        .into_iter()
+        .filter(|s| s.starts_with(prefix))
+        .collect();
+    json(&subjects)
+}
+
+async fn list_versions(
+    State(store): State<AppState>,
+    ApiPath(subject): ApiPath<String>,
+    params: Params,
+) -> ApiResult {
+    let versions = store
+        .state()
+        .versions(&subject, params.flag("deleted"))
+        .ok_or_else(|| ApiError::subject_not_found(&subject))?;
+    Ok(json(&versions.iter().map(|(v, _)| *v).collect::<Vec<_>>()))
+}
+
+#[derive(Serialize)]
+struct IdBody {
+    id: u32,
+}
+
+async fn register(
+    State(store): State<AppState>,
+    ApiPath(subject): ApiPath<String>,
+    Body(request): Body<SchemaRequest>,
+) -> ApiResult {
+    let id = service::register(&store, &subject, &request).await?;
+    Ok(json(&IdBody { id }))
+}
+
+async fn lookup(
+    State(store): State<AppState>,
+    ApiPath(subject): ApiPath<String>,
+    params: Params,
+    Body(request): Body<SchemaRequest>,
+) -> ApiResult {
+    let found = service::lookup(&store, &subject, &request, params.flag("deleted"))?;
+    Ok(version_body(&found))
+}
+
+async fn get_version(
+    State(store): State<AppState>,
+    ApiPath((subject, version)): ApiPath<(String, String)>,
+    params: Params,
+) -> ApiResult {
+    let spec = parse_version(&version)?;
+    let found = service::get_version(&store, &subject, spec, &version, params.flag("deleted"))?;
+    Ok(version_body(&found))
+}
+
+async fn get_raw_schema(
+    State(store): State<AppState>,
+    ApiPath((subject, version)): ApiPath<(String, String)>,
+    params: Params,
+) -> ApiResult {
+    let spec = parse_version(&version)?;
+    let found = service::get_version(&store, &subject, spec, &version, params.flag("deleted"))?;
+    Ok(raw(&found.schema.schema))
+}
+
+async fn delete_subject(
+    State(store): State<AppState>,
+    ApiPath(subject): ApiPath<String>,
+    params: Params,
+) -> ApiResult {
+    let versions = service::delete_subject(&store, &subject, params.flag("permanent")).await?;
+    Ok(json(&versions))
+}
+
+async fn delete_version(
+    State(store): State<AppState>,
+    ApiPath((subject, version)): ApiPath<(String, String)>,
+    params: Params,
+) -> ApiResult {
+    let spec = parse_version(&version)?;
+    let deleted = service::delete_version(&store, &subject, spec, &version, params.flag("permanent")).await?;
+    Ok(json(&deleted))
+}
+
+#[derive(Serialize)]
+struct CompatibilityBody {
+    is_compatible: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<Vec<String>>,
+}
+
+fn compatibility_body(messages: Vec<String>, verbose: bool) -> Response {
+    json(&CompatibilityBody { is_compatible: messages.is_empty(), messages: verbose.then_some(messages) })
+}
+
+async fn compatibility_all(
+    State(store): State<AppState>,
+    ApiPath(subject): ApiPath<String>,
+    params: Params,
+    Body(request): Body<SchemaRequest>,
+) -> ApiResult {
+    let messages = service::test_compatibility(&store, &subject, None, &request)?;
+    Ok(compatibility_body(messages, params.flag("verbose")))
+}
+
+async fn compatibility_one(
+    State(store): State<AppState>,
+    ApiPath((subject, version)): ApiPath<(String, String)>,
+    params: Params,
+    Body(request): Body<SchemaRequest>,
+) -> ApiResult {
+    let spec = parse_version(&version)?;
+    let messages = service::test_compatibility(&store, &subject, Some((spec, &version)), &request)?;
+    Ok(compatibility_body(messages, params.flag("verbose")))
+}
+
+/// What GET and DELETE on `/config` answer (note: not the field name PUT uses).
+#[derive(Serialize)]
+struct ConfigBody {
+    #[serde(rename = "compatibilityLevel")]
+    compatibility_level: &'static str,
+}
+
+/// What PUT on `/config` takes and echoes.
+#[derive(Serialize, Deserialize)]
+struct ConfigUpdate {
+    // Some clients send the GET field name; accepting it costs nothing.
+    #[serde(alias = "compatibilityLevel")]
+    compatibility: String,
+}
+
+fn config_body(level: CompatibilityLevel) -> Response {
+    json(&ConfigBody { compatibility_level: level.as_str() })
+}
+
+async fn get_global_config(State(store): State<AppState>) -> Response {
+    config_body(store.state().global_config().unwrap_or_default())
+}
+
+async fn get_config(
+    State(store): State<AppState>,
+    ApiPath(subject): ApiPath<String>,
+    params: Params,
+) -> ApiResult {
+    let state = store.state();
+    let level = match state.subject_config(&subject) {
+        Some(level) => level,
+        None if params.flag("defaultToGlobal") => state.global_config().unwrap_or_default(),
+        None => return Err(ApiError::config_not_set(&subject)),
+    };
+    Ok(config_body(level))
+}
+
+async fn update_config(store: &Store, subject: Option<&str>, update: ConfigUpdate) -> ApiResult {
+    let level = CompatibilityLevel::parse(&update.compatibility)
+        .ok_or_else(|| ApiError::invalid_compatibility(&update.compatibility))?;
+    service::set_config(store, subject, Some(level)).await?;
+    Ok(json(&ConfigUpdate { compatibility: level.as_str().to_owned() }))
+}
+
+async fn put_global_config(State(store): State<AppState>, Body(update): Body<ConfigUpdate>) -> ApiResult {
+    update_config(&store, None, update).await
+}
+
+async fn put_config(
+    State(store): State<AppState>,
+    ApiPath(subject): ApiPath<String>,
+    Body(update): Body<ConfigUpdate>,
+) -> ApiResult {
+    update_config(&store, Some(&subject), update).await
+}
+
+async fn delete_global_config(State(store): State<AppState>) -> ApiResult {
+    let before = service::set_config(&store, None, None).await?;
+    Ok(config_body(before.unwrap_or_default()))
+}
+
+async fn delete_config(State(store): State<AppState>, ApiPath(subject): ApiPath<String>) -> ApiResult {
+    if store.state().subject_config(&subject).is_none() {
+        return Err(ApiError::config_not_set(&subject));
+    }
+    let before = service::set_config(&store, Some(&subject), None).await?;
+    Ok(config_body(before.unwrap_or_default()))
+}
+
+/// The mode body, the same for GET, PUT and DELETE.
+#[derive(Serialize, Deserialize)]
+struct ModeBody {
+    mode: String,
+}
+
+fn mode_body(mode: Mode) -> Response {
+    json(&ModeBody { mode: mode.as_str().to_owned() })
+}
+
+async fn get_global_mode(State(store): State<AppState>) -> Response {
+    mode_body(store.state().global_mode().unwrap_or_default())
+}
+
+async fn get_mode(
+    State(store): State<AppState>,
+    ApiPath(subject): ApiPath<String>,
+    params: Params,
+) -> ApiResult {
+    let state = store.state();
+    let mode = match state.subject_mode(&subject) {
+        Some(mode) => mode,
+        None if params.flag("defaultToGlobal") => state.global_mode().unwrap_or_default(),
+        None => return Err(ApiError::mode_not_set(&subject)),
+    };
+    Ok(mode_body(mode))
+}
+
+async fn update_mode(store: &Store, subject: Option<&str>, update: ModeBody) -> ApiResult {
+    let mode = Mode::parse(&update.mode).ok_or_else(|| ApiError::invalid_mode(&update.mode))?;
+    if subject.is_some() && mode == Mode::ReadOnlyOverride {
+        return Err(ApiError::invalid_mode(&update.mode));
+    }
+    service::set_mode(store, subject, Some(mode)).await?;
+    Ok(mode_body(mode))
+}
+
+async fn put_global_mode(State(store): State<AppState>, Body(update): Body<ModeBody>) -> ApiResult {
+    update_mode(&store, None, update).await
+}
+
+async fn put_mode(
+    State(store): State<AppState>,
+    ApiPath(subject): ApiPath<String>,
+    Body(update): Body<ModeBody>,
+) -> ApiResult {
+    update_mode(&store, Some(&subject), update).await
+}
+
+async fn delete_mode(State(store): State<AppState>, ApiPath(subject): ApiPath<String>) -> ApiResult {
+    if store.state().subject_mode(&subject).is_none() {
+        return Err(ApiError::mode_not_set(&subject));
+    }
+    let before = service::set_mode(&store, Some(&subject), None).await?;
+    Ok(mode_body(before.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_like_confluent() {
+        assert_eq!(parse_version("latest"), Ok(VersionSpec::Latest));
+        assert_eq!(parse_version("-1"), Ok(VersionSpec::Latest));
+        assert_eq!(parse_version("3"), Ok(VersionSpec::Number(3)));
+        for bad in ["0", "-2", "x", "", "99999999999"] {
+            assert_eq!(parse_version(bad).map_err(|e| e.code), Err(42202), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! How to run a registry.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// The topic Confluent's registry uses; the default here too.
+pub const DEFAULT_TOPIC: &str = "_schemas";
+
+/// Where the registry keeps its state and where it listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// Kafka `bootstrap.servers`.
+    pub bootstrap: String,
+    /// The compacted topic holding every schema, config and mode; created when absent.
+    pub topic: String,
+    /// Replication factor used when creating the topic (ignored when it exists).
+    pub replication_factor: i32,
+    /// The HTTP address to listen on; port 0 picks a free port (see
+    /// [`RunningRegistry::local_addr`](crate::RunningRegistry::local_addr)).
+    pub listen: SocketAddr,
+    /// Extra librdkafka properties (security, timeouts) for every client the registry creates.
+    /// `acks` and `enable.idempotence` are always forced to `all` / `true`.
+    pub kafka_properties: BTreeMap<String, String>,
+}
+
+impl RegistryConfig {
+    /// A config with the default topic `_schemas`, replication factor 1 and no extra properties.
+    pub fn new(bootstrap: impl Into<String>, listen: SocketAddr) -> Self {
+        Self {
+            bootstrap: bootstrap.into(),
+            topic: DEFAULT_TOPIC.to_owned(),
+            replication_factor: 1,
+            listen,
+            kafka_properties: BTreeMap::new(),
+        }
+    }
+
+    /// Replaces the topic name.
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = topic.into();
+        self
+    }
+}

@@ -1,0 +1,100 @@
+//! Starting and stopping the registry: the store, the tail and the HTTP server together.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::RegistryConfig;
+use crate::error::RegistryError;
+use crate::store::{Store, Tail};
+
+/// Starts registries.
+#[derive(Debug)]
+pub struct RegistryServer;
+
+impl RegistryServer {
+    /// Creates the state topic if absent, reads it to its end (so every id, version and setting
+    /// written before is back), binds `config.listen` and serves in the background. The registry
+    /// stops on [`RunningRegistry::shutdown`] or when the handle is dropped.
+    pub async fn start(config: RegistryConfig) -> Result<RunningRegistry, RegistryError> {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| RegistryError::Bind { addr: config.listen, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| RegistryError::Bind { addr: config.listen, source })?;
+        let (store, tail) = Store::open(&config).await?;
+        let (stop, mut stopped) = watch::channel(false);
+        let app = crate::api::router(store);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    // Either an explicit stop or the handle being dropped ends the server.
+                    let _ = stopped.changed().await;
+                })
+                .await
+        });
+        tracing::info!(addr = %local_addr, topic = %config.topic, "schema registry listening");
+        Ok(RunningRegistry { local_addr, stop, server: Some(server), tail: Some(tail) })
+    }
+
+    /// Runs a registry until `shutdown` completes or the server fails, then stops it cleanly.
+    pub async fn serve_until(
+        config: RegistryConfig,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RegistryError> {
+        let mut running = Self::start(config).await?;
+        let server = running.server.take();
+        match server {
+            Some(mut server) => {
+                tokio::select! {
+                    () = shutdown => {
+                        let _ = running.stop.send(true);
+                        finish(server.await)?;
+                    }
+                    result = &mut server => finish(result)?,
+                }
+            }
+            None => shutdown.await,
+        }
+        running.shutdown().await
+    }
+}
+
+fn finish(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), RegistryError> {
+    joined.map_err(|e| RegistryError::Task(e.to_string()))?.map_err(RegistryError::Serve)
+}
+
+/// A registry serving in the background.
+#[derive(Debug)]
+pub struct RunningRegistry {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    tail: Option<Tail>,
+}
+
+impl RunningRegistry {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The base URL clients use, e.g. `http://127.0.0.1:8081`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// Stops accepting requests, lets requests in flight finish, stops tailing the topic.
+    pub async fn shutdown(mut self) -> Result<(), RegistryError> {
+        let _ = self.stop.send(true);
+        if let Some(server) = self.server.take() {
+            finish(server.await)?;
+        }
+        if let Some(tail) = self.tail.take() {
+            tail.stop().await?;
+        }
+        Ok(())
+    }
+}

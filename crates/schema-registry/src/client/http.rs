@@ -1,0 +1,336 @@
+//! One registry request: authentication, failover across base URLs, retries, and turning every
+//! answer (JSON, Confluent error body, HTML from a proxy) into a typed result.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use reqwest::{header, Method, StatusCode, Url};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::retry::{error_is_retryable, status_is_retryable, Backoff};
+use crate::{settings::Secret, RegistryError, RegistrySettings};
+
+/// What Confluent's own clients send.
+const ACCEPT: &str =
+    "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json; qs=0.9, application/json; qs=0.5";
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+/// Enough of a bad body to recognise it (an HTML title, a proxy's message) in a log line.
+const SNIPPET_CHARS: usize = 160;
+
+enum Auth {
+    Basic { username: String, password: Option<Secret> },
+    Bearer(Secret),
+}
+
+pub(crate) struct Transport {
+    client: reqwest::Client,
+    bases: Vec<Url>,
+    /// The base URL that answered last; the next request starts there so a dead first URL
+    /// costs one failed connection, not one per request.
+    preferred: AtomicUsize,
+    auth: Option<Auth>,
+    max_retries: u32,
+    backoff: Backoff,
+    requests: AtomicU64,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error_code: i32,
+    message: Option<String>,
+}
+
+/// One failed attempt: whether another may help, and the error to report if none does.
+enum Attempt {
+    Retry(String),
+    Fail(RegistryError),
+}
+
+impl Transport {
+    pub(crate) fn new(settings: &RegistrySettings) -> Result<Self, RegistryError> {
+        if settings.urls.is_empty() {
+            return Err(RegistryError::Config("no registry URL given".into()));
+        }
+        let bases = settings.urls.iter().map(|u| parse_base(u)).collect::<Result<Vec<_>, _>>()?;
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(settings.request_timeout())
+            .connect_timeout(settings.connect_timeout());
+        if let Some(path) = &settings.ca_cert_path {
+            let pem = std::fs::read(path).map_err(|e| {
+                RegistryError::Config(format!("cannot read CA certificate {}: {e}", path.display()))
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                RegistryError::Config(format!("CA certificate {} is not PEM: {e}", path.display()))
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| RegistryError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let auth = match (&settings.username, &settings.password, &settings.bearer_token) {
+            (Some(username), password, _) => {
+                Some(Auth::Basic { username: username.clone(), password: password.clone() })
+            }
+            (None, Some(_), _) => {
+                return Err(RegistryError::Config("a password was given without a username".into()))
+            }
+            (None, None, Some(token)) => Some(Auth::Bearer(token.clone())),
+            (None, None, None) => None,
+        };
+        Ok(Self {
+            client,
+            bases,
+            preferred: AtomicUsize::new(0),
+            auth,
+            max_retries: settings.max_retries,
+            backoff: Backoff {
+                base: std::time::Duration::from_millis(settings.retry_backoff_ms),
+                max: std::time::Duration::from_millis(settings.retry_backoff_max_ms),
+            },
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn base_urls(&self) -> Vec<String> {
+        self.bases.iter().map(Url::to_string).collect()
+    }
+
+    /// Sends `method` to `segments` (each percent-encoded, so a subject may contain `/`) with
+    /// `query`, trying every base URL per round and backing off between rounds.
+    pub(crate) async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> Result<T, RegistryError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| RegistryError::Config(format!("cannot serialise the request body: {e}")))?;
+        let path = display_path(segments);
+        let mut attempts = 0;
+        let mut last = String::new();
+        for round in 0..=self.max_retries {
+            if round > 0 {
+                tokio::time::sleep(self.backoff.delay(round - 1)).await;
+            }
+            let start = self.preferred.load(Ordering::Relaxed);
+            for offset in 0..self.bases.len() {
+                let index = (start + offset) % self.bases.len();
+                let url = build_url(&self.bases[index], segments, query);
+                attempts += 1;
+                match self.attempt(&method, &url, body.as_deref()).await {
+                    Ok(value) => {
+                        self.preferred.store(index, Ordering::Relaxed);
+                        return Ok(value);
+                    }
+                    Err(Attempt::Fail(error)) => return Err(error),
+                    Err(Attempt::Retry(reason)) => {
+                        tracing::debug!(%method, %url, %reason, "schema registry request failed; trying again");
+                        last = reason;
+                    }
+                }
+            }
+        }
+        Err(RegistryError::Unavailable { method: method.to_string(), path, attempts, last })
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&[u8]>,
+    ) -> Result<T, Attempt> {
+        let mut request = self.client.request(method.clone(), url.clone()).header(header::ACCEPT, ACCEPT);
+        if let Some(body) = body {
+            request = request.header(header::CONTENT_TYPE, CONTENT_TYPE).body(body.to_vec());
+        }
+        request = match &self.auth {
+            Some(Auth::Basic { username, password }) => {
+                request.basic_auth(username, password.as_ref().map(Secret::expose))
+            }
+            Some(Auth::Bearer(token)) => request.bearer_auth(token.expose()),
+            None => request,
+        };
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = request.send().await.map_err(|e| transport_error(method, url, e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| transport_error(method, url, e))?;
+        interpret(method, url, status, &bytes)
+    }
+}
+
+fn transport_error(method: &Method, url: &Url, error: reqwest::Error) -> Attempt {
+    // reqwest's Display hides the cause chain ("error sending request"); the chain says
+    // "connection refused" or "timed out", which is what an operator needs.
+    let mut reason = format!("{url}: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        reason.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    if error_is_retryable(&error) {
+        Attempt::Retry(reason)
+    } else {
+        Attempt::Fail(RegistryError::Request { method: method.to_string(), url: url.to_string(), reason })
+    }
+}
+
+/// Turns a complete answer into a value or a classified failure.
+fn interpret<T: DeserializeOwned>(
+    method: &Method,
+    url: &Url,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<T, Attempt> {
+    let unexpected = |reason: String| RegistryError::UnexpectedResponse {
+        method: method.to_string(),
+        url: url.to_string(),
+        status: status.as_u16(),
+        reason,
+        snippet: snippet(body),
+    };
+    if status.is_success() {
+        return serde_json::from_slice(body)
+            .map_err(|e| Attempt::Fail(unexpected(format!("not the expected JSON: {e}"))));
+    }
+    let parsed = serde_json::from_slice::<ErrorBody>(body);
+    if status_is_retryable(status.as_u16()) {
+        let detail = match parsed {
+            Ok(e) => format!("error_code {}: {}", e.error_code, e.message.unwrap_or_default()),
+            Err(_) => format!("body {:?}", snippet(body)),
+        };
+        return Err(Attempt::Retry(format!("{url} answered {status}, {detail}")));
+    }
+    Err(Attempt::Fail(match parsed {
+        Ok(e) => RegistryError::Api {
+            method: method.to_string(),
+            url: url.to_string(),
+            status: status.as_u16(),
+            error_code: e.error_code,
+            message: e.message.unwrap_or_default(),
+        },
+        Err(e) => unexpected(format!("not a Confluent error body: {e}")),
+    }))
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out: String = text.chars().take(SNIPPET_CHARS).collect();
+    if text.chars().nth(SNIPPET_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+fn parse_base(raw: &str) -> Result<Url, RegistryError> {
+    let url = Url::parse(raw)
+        .map_err(|e| RegistryError::Config(format!("registry URL {raw:?} is invalid: {e}")))?;
+    if url.cannot_be_a_base() || !matches!(url.scheme(), "http" | "https") {
+        return Err(RegistryError::Config(format!("registry URL {raw:?} is not an http(s) base URL")));
+    }
+    Ok(url)
+}
+
+fn build_url(base: &Url, segments: &[&str], query: &[(&str, &str)]) -> Url {
+    let mut url = base.clone();
+    // parse_base rejected cannot-be-a-base URLs, so path_segments_mut cannot fail here.
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    url
+}
+
+fn display_path(segments: &[&str]) -> String {
+    let mut out = String::new();
+    for s in segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> Url {
+        Url::parse("http://r:8081/schemas/ids/7").unwrap()
+    }
+
+    fn outcome(status: u16, body: &str) -> Result<serde_json::Value, Attempt> {
+        interpret(&Method::GET, &url(), StatusCode::from_u16(status).unwrap(), body.as_bytes())
+    }
+
+    #[test]
+    fn confluent_error_bodies_become_api_errors() {
+        let Err(Attempt::Fail(err)) = outcome(404, r#"{"error_code":40403,"message":"Schema 7 not found"}"#)
+        else {
+            panic!("a 404 must fail at once");
+        };
+        assert_eq!(err.error_code(), Some(40403));
+        assert!(err.is_not_found());
+        let text = err.to_string();
+        assert!(
+            text.contains("40403") && text.contains("Schema 7 not found") && text.contains("/schemas/ids/7"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn html_is_reported_with_a_snippet() {
+        let html = format!(
+            "<html><head><title>502 Bad Gateway</title></head><body>{}</body></html>",
+            "x".repeat(500)
+        );
+        for status in [200, 404] {
+            let Err(Attempt::Fail(err)) = outcome(status, &html) else { panic!("HTML must fail") };
+            let text = err.to_string();
+            assert!(matches!(err, RegistryError::UnexpectedResponse { .. }), "{err:?}");
+            assert!(text.contains("<title>502 Bad Gateway") && text.contains(&status.to_string()), "{text}");
+            assert!(text.len() < 600, "snippet not shortened: {text}");
+            assert!(!err.is_not_found(), "an HTML 404 is not a registry answer");
+        }
+    }
+
+    #[test]
+    fn server_errors_and_throttling_are_retried() {
+        for status in [408, 429, 500, 503] {
+            assert!(matches!(outcome(status, "<html>busy</html>"), Err(Attempt::Retry(_))), "{status}");
+        }
+        let Err(Attempt::Retry(reason)) = outcome(500, r#"{"error_code":50001,"message":"store"}"#) else {
+            panic!()
+        };
+        assert!(reason.contains("50001"), "{reason}");
+    }
+
+    #[test]
+    fn urls_encode_subjects_and_keep_base_paths() {
+        let base = parse_base("http://r:8081/registry/").unwrap();
+        let url = build_url(&base, &["subjects", "a/b c", "versions"], &[("normalize", "false")]);
+        assert_eq!(url.as_str(), "http://r:8081/registry/subjects/a%2Fb%20c/versions?normalize=false");
+        let bare = parse_base("http://r:8081").unwrap();
+        assert_eq!(build_url(&bare, &["config"], &[]).as_str(), "http://r:8081/config");
+        assert!(parse_base("not a url").is_err());
+        assert!(parse_base("mailto:x@y").is_err());
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        let err = |s: RegistrySettings| Transport::new(&s).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(RegistrySettings { urls: vec![], ..Default::default() }).contains("no registry URL"));
+        let missing_ca =
+            RegistrySettings { ca_cert_path: Some("/nonexistent/ca.pem".into()), ..Default::default() };
+        assert!(err(missing_ca).contains("/nonexistent/ca.pem"));
+        let orphan = RegistrySettings { password: Some(Secret::new("p")), ..Default::default() };
+        assert!(err(orphan).contains("without a username"));
+    }
+}

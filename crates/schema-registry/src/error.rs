@@ -1,0 +1,187 @@
+//! The crate's errors: one enum for talking to the registry, one for encoding and decoding.
+
+use crate::wire::FrameError;
+
+/// Confluent's `error_code` for "subject not found".
+pub const SUBJECT_NOT_FOUND: i32 = 40401;
+/// Confluent's `error_code` for "version not found".
+pub const VERSION_NOT_FOUND: i32 = 40402;
+/// Confluent's `error_code` for "schema not found" (unknown id, or schema not under a subject).
+pub const SCHEMA_NOT_FOUND: i32 = 40403;
+/// Confluent's `error_code` for "compatibility level not set for this subject".
+pub const COMPATIBILITY_NOT_FOUND: i32 = 40408;
+
+/// A registry call that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The registry answered with a Confluent error body (a 4xx, or a 5xx once retries ran out).
+    #[error("schema registry {method} {url} answered {status} (error_code {error_code}): {message}")]
+    Api {
+        /// The HTTP method.
+        method: String,
+        /// The full request URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// Confluent's `error_code`, e.g. 40403.
+        error_code: i32,
+        /// The registry's `message`.
+        message: String,
+    },
+    /// The registry answered something that is not the JSON this API promises (an HTML page from a
+    /// proxy, a truncated body, a wrong shape).
+    #[error(
+        "schema registry {method} {url} answered {status} with an unexpected body ({reason}): {snippet:?}"
+    )]
+    UnexpectedResponse {
+        /// The HTTP method.
+        method: String,
+        /// The full request URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// Why the body was rejected.
+        reason: String,
+        /// The first bytes of the body, lossily decoded.
+        snippet: String,
+    },
+    /// No registry URL answered usefully within the retry budget (connection refused, timeouts,
+    /// 408/429/5xx on every attempt).
+    #[error("schema registry unavailable for {method} {path} after {attempts} attempts; last error: {last}")]
+    Unavailable {
+        /// The HTTP method.
+        method: String,
+        /// The request path (with the subject or id), the same for every base URL.
+        path: String,
+        /// Requests sent, across all base URLs.
+        attempts: u32,
+        /// The last failure, with its URL.
+        last: String,
+    },
+    /// The request could not be sent for a reason retrying will not fix (e.g. a redirect loop).
+    #[error("schema registry request {method} {url} failed: {reason}")]
+    Request {
+        /// The HTTP method.
+        method: String,
+        /// The full request URL.
+        url: String,
+        /// The HTTP client's message.
+        reason: String,
+    },
+    /// A schema held by the registry (or given to it) is not valid Avro.
+    #[error("schema {what} is not valid Avro: {reason}")]
+    InvalidSchema {
+        /// Which schema (an id, a subject and version, or a reference).
+        what: String,
+        /// The parser's message.
+        reason: String,
+    },
+    /// The client settings are unusable (no URL, a malformed URL, an unreadable CA file).
+    #[error("invalid schema registry settings: {0}")]
+    Config(String),
+}
+
+impl RegistryError {
+    /// Confluent's `error_code`, when the registry sent one.
+    pub fn error_code(&self) -> Option<i32> {
+        match self {
+            Self::Api { error_code, .. } => Some(*error_code),
+            _ => None,
+        }
+    }
+
+    /// True for a definite "not found" (HTTP 404) answer.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Api { status: 404, .. })
+    }
+
+    /// True when trying again later may succeed: the registry was unreachable or overloaded.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// Encoding or decoding a Confluent wire-format Avro payload failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SerdeError {
+    /// The payload is not Confluent-framed (empty, short, or the first byte is not 0).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The payload names a schema id the registry does not know (registry error 40403).
+    #[error("unknown schema id {0}: the registry has no schema with this id")]
+    UnknownSchemaId(u32),
+    /// `decode_cached` was asked for an id whose schema has not been fetched yet.
+    #[error("schema id {0} is not cached; decode it once with the async decode first")]
+    NotCached(u32),
+    /// The registry could not be asked, or refused; the context says what was being done.
+    #[error("schema registry call failed for {context}: {source}")]
+    Registry {
+        /// What was being resolved, e.g. "subject post.published-value" or "schema id 7".
+        context: String,
+        /// The registry error (boxed: it is large, and errors should keep `Result` small).
+        #[source]
+        source: Box<RegistryError>,
+    },
+    /// A schema (from the registry or the application) could not be parsed.
+    #[error("schema {what} is not valid Avro: {reason}")]
+    InvalidSchema {
+        /// Which schema.
+        what: String,
+        /// The parser's message.
+        reason: String,
+    },
+    /// The registry's schema for a subject cannot hold the application's values.
+    #[error("registered schema id {id} for subject {subject} cannot hold values written with the application's schema: {reason}")]
+    IncompatibleSchema {
+        /// The subject.
+        subject: String,
+        /// The registered schema's id.
+        id: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The Avro body does not match the writer schema, or cannot be read as the reader schema.
+    #[error("cannot decode payload written with schema id {id}: {reason}")]
+    Decode {
+        /// The writer schema id from the frame.
+        id: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The datum decoded, but bytes were left over: the payload is corrupt or framed wrongly.
+    #[error("payload written with schema id {id} has {trailing} trailing bytes after the Avro datum")]
+    TrailingBytes {
+        /// The writer schema id.
+        id: u32,
+        /// How many bytes were left.
+        trailing: usize,
+    },
+    /// The value cannot be encoded with the schema.
+    #[error("cannot encode a value with schema id {id} (subject {subject}): {reason}")]
+    Encode {
+        /// The schema id the encoder writes.
+        id: u32,
+        /// The subject.
+        subject: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl SerdeError {
+    /// The registry error inside, if any.
+    pub fn registry_error(&self) -> Option<&RegistryError> {
+        match self {
+            Self::Registry { source, .. } => Some(source.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// True when retrying the same bytes later may succeed (the registry was unavailable);
+    /// every other error is permanent for these bytes.
+    pub fn is_transient(&self) -> bool {
+        self.registry_error().is_some_and(RegistryError::is_transient)
+    }
+}
