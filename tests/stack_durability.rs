@@ -5,37 +5,15 @@
 //! This test kills the shared broker, so it lives alone in its own test binary (cargo runs test
 //! binaries one after another).
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
-use anyhow::{ensure, Context};
-use fanout_tests::repo_root;
+use anyhow::ensure;
+use fanout_tests::{broker_pid, kill_broker, stack};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     producer::{FutureProducer, FutureRecord},
     Message, Offset, TopicPartitionList,
 };
-
-fn stack(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(repo_root().join("scripts/stack")).args(args).output()?;
-    ensure!(
-        out.status.success(),
-        "scripts/stack {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn broker_pid() -> anyhow::Result<String> {
-    let path = std::env::var("FANOUT_STACK_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".stack"))
-        .join("kafka/kafka.pid");
-    Ok(std::fs::read_to_string(&path)
-        .with_context(|| format!("{} (is the broker run by scripts/stack?)", path.display()))?
-        .trim()
-        .to_owned())
-}
 
 #[tokio::test]
 async fn broker_survives_kill_9_with_its_messages() -> anyhow::Result<()> {
@@ -58,13 +36,7 @@ async fn broker_survives_kill_9_with_its_messages() -> anyhow::Result<()> {
     }
     drop(producer);
 
-    let killed = Command::new("kill").args(["-9", &pid_before]).status()?;
-    ensure!(killed.success(), "kill -9 {pid_before} failed");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while Command::new("kill").args(["-0", &pid_before]).status()?.success() {
-        ensure!(std::time::Instant::now() < deadline, "broker {pid_before} still alive after kill -9");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    ensure!(kill_broker().await? == pid_before, "the broker's pid changed before the kill");
 
     let up = stack(&["up", "kafka"])?;
     ensure!(up.contains("ready"), "broker did not come back: {up}");

@@ -34,3 +34,131 @@ pub fn workspace_binaries() -> anyhow::Result<Vec<String>> {
     }
     Ok(bins)
 }
+
+/// Runs `scripts/stack ARGS`, failing with its output when it fails.
+pub fn stack(args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(repo_root().join("scripts/stack")).args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "scripts/stack {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The pid of the broker `scripts/stack` started.
+pub fn broker_pid() -> anyhow::Result<String> {
+    let path = std::env::var("FANOUT_STACK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".stack"))
+        .join("kafka/kafka.pid");
+    let pid = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (is the broker run by scripts/stack?)", path.display()))?;
+    Ok(pid.trim().to_owned())
+}
+
+/// `kill -9` the broker `scripts/stack` started and wait until the process is gone, so a
+/// following `scripts/stack up` starts a new one instead of finding the dying one alive.
+pub async fn kill_broker() -> anyhow::Result<String> {
+    let pid = broker_pid()?;
+    let killed = std::process::Command::new("kill").args(["-9", &pid]).status()?;
+    anyhow::ensure!(killed.success(), "kill -9 {pid} failed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::process::Command::new("kill")
+        .args(["-0", &pid])
+        .stderr(std::process::Stdio::null())
+        .status()?
+        .success()
+    {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "broker {pid} still alive 30 s after kill -9");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(pid)
+}
+
+/// The built-in registry, in process, on its own `_schemas` topic.
+pub async fn start_registry(
+    kafka: &fanout_testkit::Kafka,
+) -> anyhow::Result<fanout_registry_server::RunningRegistry> {
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = fanout_registry_server::RegistryConfig::new(kafka.bootstrap(), listen)
+        .with_topic(fanout_testkit::unique_name("schemas"));
+    Ok(fanout_registry_server::RegistryServer::start(config).await?)
+}
+
+/// One record as read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    /// The key, as text.
+    pub key: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+    /// Headers, values as text.
+    pub headers: std::collections::HashMap<String, String>,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+}
+
+/// Reads `topic` from the beginning until at least `count` records arrived (failing after
+/// `deadline`), then until it has been quiet for two seconds, so extra records are seen too.
+pub async fn read_topic(
+    kafka: &fanout_testkit::Kafka,
+    topic: &str,
+    count: usize,
+    deadline: std::time::Duration,
+) -> anyhow::Result<Vec<RawRecord>> {
+    use rdkafka::{
+        consumer::{BaseConsumer, Consumer},
+        message::Headers,
+        Message,
+    };
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", fanout_testkit::unique_name("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let until = std::time::Instant::now() + deadline;
+    let mut records = Vec::new();
+    let mut quiet_since: Option<std::time::Instant> = None;
+    loop {
+        if records.len() >= count
+            && quiet_since.is_some_and(|q| q.elapsed() > std::time::Duration::from_secs(2))
+        {
+            return Ok(records);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < until || records.len() >= count,
+            "only {} of {count} records on {topic} within {deadline:?}",
+            records.len()
+        );
+        let polled = tokio::task::block_in_place(|| consumer.poll(std::time::Duration::from_millis(200)));
+        match polled {
+            Some(message) => {
+                let message = message?;
+                quiet_since = None;
+                let mut headers = std::collections::HashMap::new();
+                for h in message.headers().iter().flat_map(|hs| hs.iter()) {
+                    headers.insert(
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    );
+                }
+                records.push(RawRecord {
+                    key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    headers,
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                });
+            }
+            None => {
+                quiet_since.get_or_insert_with(std::time::Instant::now);
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Publishes outbox rows in insertion order and marks them sent.
+
+use std::time::Duration;
+
+use fanout_events::headers;
+
+use super::{store::RelayDb, OutboxError, OutboxRow};
+use crate::{metrics::ProducerMetrics, raw::OutgoingRecord, Publisher};
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// `sqlite:path.db` or `postgres://...`: the database holding `fanout_outbox`.
+    pub db_url: String,
+    /// Rows published per round; a crash re-publishes at most one round.
+    pub batch_size: i64,
+    /// How long to wait before looking again when nothing is pending.
+    pub idle_poll: Duration,
+    /// How long sent rows are kept before being deleted.
+    pub retention: Duration,
+}
+
+impl RelayConfig {
+    /// Defaults for `db_url`: batches of 500, a 100 ms idle poll, one hour of sent rows kept.
+    pub fn new(db_url: impl Into<String>) -> Self {
+        Self {
+            db_url: db_url.into(),
+            batch_size: 500,
+            idle_poll: Duration::from_millis(100),
+            retention: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What a relay run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Rows published and marked sent.
+    pub published: u64,
+    /// Rounds where publishing failed and rows were left pending for the next round.
+    pub failed_rounds: u64,
+}
+
+/// Runs the relay until `shutdown` resolves: publishes pending rows through `publisher`, in
+/// order, and marks them sent after Kafka acknowledged them. Run one relay per outbox table;
+/// ordering across several relays is not guaranteed.
+pub async fn relay(
+    config: RelayConfig,
+    publisher: &Publisher,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RelayStats, OutboxError> {
+    let db = RelayDb::connect(&config.db_url).await?;
+    let metrics = ProducerMetrics::get();
+    let backlog = metrics.outbox_backlog.with_label_values(&["fanout_outbox"]);
+    let mut stats = RelayStats::default();
+    let mut last_purge = std::time::Instant::now();
+    tokio::pin!(shutdown);
+    loop {
+        let pending = db.pending(config.batch_size).await?;
+        if pending.is_empty() {
+            backlog.set(0);
+            if last_purge.elapsed() > Duration::from_secs(60) {
+                let cutoff = chrono::Utc::now().timestamp_millis() - config.retention.as_millis() as i64;
+                db.purge_sent(cutoff).await?;
+                last_purge = std::time::Instant::now();
+            }
+            tokio::select! {
+                _ = &mut shutdown => return Ok(stats),
+                _ = tokio::time::sleep(config.idle_poll) => continue,
+            }
+        }
+        backlog.set(db.backlog().await?);
+        let first = pending[0].seq;
+        let records = frame_all(publisher, &pending).await?;
+        let results = publisher.raw().send_all(records).await;
+        // Only the unbroken prefix of acknowledged rows is marked: rows after a failure are
+        // published again next round, so none is lost (duplicates dedupe on ce_id downstream).
+        let acked = results.iter().take_while(|r| r.is_ok()).count();
+        if acked > 0 {
+            db.mark_sent(first, pending[acked - 1].seq).await?;
+            stats.published += acked as u64;
+        }
+        if acked < results.len() {
+            stats.failed_rounds += 1;
+            if let Some(Err(e)) = results.into_iter().nth(acked) {
+                tracing::warn!(error = %e, "outbox relay: publish failed; retrying the rest next round");
+            }
+            tokio::select! {
+                _ = &mut shutdown => return Ok(stats),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        if futures::FutureExt::now_or_never(&mut shutdown).is_some() {
+            return Ok(stats);
+        }
+    }
+}
+
+async fn frame_all(publisher: &Publisher, rows: &[OutboxRow]) -> Result<Vec<OutgoingRecord>, OutboxError> {
+    let mut records = Vec::with_capacity(rows.len());
+    for row in rows {
+        let schema_id = publisher.schema_id(&row.topic, &row.schema).await?;
+        let mut payload = Vec::with_capacity(5 + row.datum.len());
+        payload.push(0);
+        payload.extend_from_slice(&schema_id.to_be_bytes());
+        payload.extend_from_slice(&row.datum);
+        let mut record_headers = vec![
+            (headers::SPECVERSION.to_owned(), headers::SPECVERSION_VALUE.as_bytes().to_vec()),
+            (headers::ID.to_owned(), row.event_id.to_string().into_bytes()),
+            (headers::TYPE.to_owned(), row.event_type.clone().into_bytes()),
+            (headers::CONTENT_TYPE.to_owned(), headers::CONTENT_TYPE_AVRO.as_bytes().to_vec()),
+        ];
+        record_headers.extend(row.headers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())));
+        records.push(OutgoingRecord {
+            topic: row.topic.clone(),
+            key: row.key.clone(),
+            payload,
+            headers: record_headers,
+            event_id: row.event_id,
+        });
+    }
+    Ok(records)
+}
