@@ -1,0 +1,208 @@
+//! Wiring a consumer: config, handlers, decoder, extra HTTP routes.
+
+use std::{
+    collections::HashMap, future::Future, marker::PhantomData, net::SocketAddr, sync::Arc, time::Duration,
+};
+
+use fanout_events::{topics, Event};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use sqlx::AnyPool;
+
+use crate::{
+    batch::{Binding, Engine},
+    dlq::Outbound,
+    handler::{Route, Typed},
+    kafka::{Context, Shared},
+    metrics::ConsumerMetrics,
+    store::Store,
+    ConsumerConfig, ConsumerError, Decoder, Handler,
+};
+
+type MakeRoute = Box<dyn FnOnce(Arc<dyn Decoder>) -> Arc<dyn Route> + Send>;
+
+/// Builds a [`Consumer`]: a configuration, a decoder and one handler per event type or topic.
+pub struct ConsumerBuilder {
+    config: ConsumerConfig,
+    decoder: Option<Arc<dyn Decoder>>,
+    handlers: Vec<(String, MakeRoute)>,
+    routes: Option<axum::Router>,
+}
+
+impl std::fmt::Debug for ConsumerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topics: Vec<&str> = self.handlers.iter().map(|(t, _)| t.as_str()).collect();
+        f.debug_struct("ConsumerBuilder")
+            .field("name", &self.config.name)
+            .field("topics", &topics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsumerBuilder {
+    pub(crate) fn new(config: ConsumerConfig) -> Self {
+        Self { config, decoder: None, handlers: Vec::new(), routes: None }
+    }
+
+    /// The decoder every handler's payloads go through (the registry's Confluent wire-format
+    /// serde, in production).
+    pub fn decoder(mut self, decoder: impl Decoder) -> Self {
+        self.decoder = Some(Arc::new(decoder));
+        self
+    }
+
+    /// Handles events of type `E` from their own topic, `E::TOPIC`.
+    pub fn handle<E: Event, H: Handler<E>>(self, handler: H) -> Self {
+        self.handle_topic::<E, H>(E::TOPIC, handler)
+    }
+
+    /// Handles events of type `E` published to `topic` (tests, per-tenant topics, migrations).
+    pub fn handle_topic<E: Event, H: Handler<E>>(mut self, topic: impl Into<String>, handler: H) -> Self {
+        let make: MakeRoute = Box::new(move |decoder| {
+            Arc::new(Typed::<E, H> { handler, decoder, event: PhantomData }) as Arc<dyn Route>
+        });
+        self.handlers.push((topic.into(), make));
+        self
+    }
+
+    /// Extra HTTP routes of the service, served beside `/metrics`, `/healthz` and `/readyz`.
+    pub fn routes(mut self, router: axum::Router) -> Self {
+        self.routes = Some(router);
+        self
+    }
+
+    /// Validates the configuration, opens the store, binds the HTTP endpoint and creates the
+    /// Kafka clients. Nothing is consumed until [`Consumer::run`].
+    pub async fn build(self) -> Result<Consumer, ConsumerError> {
+        let config = self.config;
+        config.validate()?;
+        let Some(decoder) = self.decoder else {
+            return Err(ConsumerError::Wiring("no decoder: set one with ConsumerBuilder::decoder".into()));
+        };
+        if self.handlers.is_empty() {
+            return Err(ConsumerError::Wiring("no handler: add one with ConsumerBuilder::handle".into()));
+        }
+        let mut bindings = HashMap::new();
+        let mut main_topics = Vec::new();
+        for (topic, make) in self.handlers {
+            if bindings.contains_key(&topic) {
+                return Err(ConsumerError::Wiring(format!("two handlers for topic {topic}")));
+            }
+            let binding = Arc::new(Binding {
+                route: make(decoder.clone()),
+                retry_topic: topics::retry(&topic, &config.name),
+                dlq_topic: topics::dead_letter(&topic, &config.name),
+                topic: topic.clone(),
+            });
+            bindings.insert(binding.retry_topic.clone(), (binding.clone(), true));
+            bindings.insert(topic.clone(), (binding, false));
+            main_topics.push(topic);
+        }
+
+        let store = Store::open(&config.store, &config.name).await?;
+        let metrics = ConsumerMetrics::get();
+        let outbound = Outbound::new(&config.producer_client_config()).map_err(|source| {
+            ConsumerError::Kafka { operation: "create the retry/dead-letter producer", source }
+        })?;
+        let shared = Arc::new(Shared::default());
+        let (inbound_tx, inbound) = tokio::sync::mpsc::unbounded_channel();
+        let context = Context {
+            consumer: config.name.clone(),
+            inbound: inbound_tx,
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            revoke_wait: Duration::from_millis(config.processing.drain_timeout_ms) + Duration::from_secs(2),
+        };
+        let kafka: BaseConsumer<Context> = config
+            .consumer_client_config()
+            .create_with_context(context)
+            .map_err(|source| ConsumerError::Kafka { operation: "create the consumer", source })?;
+        let listener = tokio::net::TcpListener::bind(&config.http.listen)
+            .await
+            .map_err(|source| ConsumerError::Http { listen: config.http.listen.clone(), source })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| ConsumerError::Http { listen: config.http.listen.clone(), source })?;
+        let router = crate::http::router(shared.clone(), store.clone(), self.routes);
+        let engine = Arc::new(Engine {
+            consumer: config.name.clone(),
+            store,
+            bindings,
+            outbound,
+            retry: config.retry.clone(),
+            metrics,
+        });
+        Ok(Consumer {
+            config,
+            engine,
+            main_topics,
+            kafka: Arc::new(kafka),
+            inbound,
+            shared,
+            listener: Some(listener),
+            router,
+            http_addr,
+        })
+    }
+
+    /// Builds and runs until `shutdown` completes: the one call a service's `main` makes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ConsumerError> {
+        self.build().await?.run(shutdown).await
+    }
+}
+
+/// A consumer ready to run; see [`Consumer::builder`].
+pub struct Consumer {
+    pub(crate) config: ConsumerConfig,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) main_topics: Vec<String>,
+    pub(crate) kafka: Arc<BaseConsumer<Context>>,
+    pub(crate) inbound: tokio::sync::mpsc::UnboundedReceiver<crate::kafka::Inbound>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) listener: Option<tokio::net::TcpListener>,
+    pub(crate) router: axum::Router,
+    pub(crate) http_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("name", &self.config.name)
+            .field("topics", &self.main_topics)
+            .field("http", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// Starts wiring a consumer from its configuration.
+    pub fn builder(config: ConsumerConfig) -> ConsumerBuilder {
+        ConsumerBuilder::new(config)
+    }
+
+    /// The store's connection pool, for the consumer's own tables (create them before
+    /// [`Consumer::run`]) and read APIs.
+    pub fn pool(&self) -> &AnyPool {
+        self.engine.store.pool()
+    }
+
+    /// Where the HTTP endpoint listens (useful with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The topics this consumer reads events from (its retry topics aside).
+    pub fn topics(&self) -> &[String] {
+        &self.main_topics
+    }
+
+    pub(crate) fn subscribe(&self) -> Result<(), ConsumerError> {
+        // The retry topics are read even with no delay tiers configured: events held back there
+        // behind a failing one must still come back.
+        let retry_topics: Vec<String> =
+            self.main_topics.iter().map(|t| fanout_events::topics::retry(t, &self.config.name)).collect();
+        let topics: Vec<&str> = self.main_topics.iter().chain(&retry_topics).map(String::as_str).collect();
+        self.kafka
+            .subscribe(&topics)
+            .map_err(|source| ConsumerError::Kafka { operation: "subscribe", source })
+    }
+}

@@ -1,0 +1,186 @@
+//! Records the runtime writes to its retry and dead-letter topics: the original key, payload and
+//! headers byte for byte, plus the runtime's own headers, named in [`headers`].
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rdkafka::{
+    error::KafkaError,
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+    ClientConfig,
+};
+
+use crate::meta::{Origin, Record};
+
+/// Header names the runtime adds to retry and dead-letter records (values are UTF-8 text).
+pub mod headers {
+    /// Why the event failed last (the handler's or decoder's error text).
+    pub const ERROR: &str = "fanout_error";
+    /// Attempts made so far (decimal).
+    pub const ATTEMPTS: &str = "fanout_attempts";
+    /// The topic the event was published to.
+    pub const ORIGINAL_TOPIC: &str = "fanout_original_topic";
+    /// Its partition there (decimal).
+    pub const ORIGINAL_PARTITION: &str = "fanout_original_partition";
+    /// Its offset there (decimal).
+    pub const ORIGINAL_OFFSET: &str = "fanout_original_offset";
+    /// The consumer that failed it.
+    pub const CONSUMER: &str = "fanout_consumer";
+    /// When the first attempt failed, RFC 3339.
+    pub const FIRST_FAILURE_TIME: &str = "fanout_first_failure_time";
+    /// When the last attempt failed, RFC 3339.
+    pub const LAST_FAILURE_TIME: &str = "fanout_last_failure_time";
+    /// Retry records only: not to be run before this time, milliseconds since the epoch.
+    pub const NOT_BEFORE: &str = "fanout_not_before";
+    /// Retry records only: `true` when the event itself did not fail but waits behind an earlier
+    /// event of its key.
+    pub const HELD_BACK: &str = "fanout_held_back";
+
+    /// Every runtime header; replaced, never duplicated, when a record passes through again.
+    pub const ALL: [&str; 10] = [
+        ERROR,
+        ATTEMPTS,
+        ORIGINAL_TOPIC,
+        ORIGINAL_PARTITION,
+        ORIGINAL_OFFSET,
+        CONSUMER,
+        FIRST_FAILURE_TIME,
+        LAST_FAILURE_TIME,
+        NOT_BEFORE,
+        HELD_BACK,
+    ];
+}
+
+/// The failure history that travels with a record.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure<'a> {
+    pub(crate) consumer: &'a str,
+    pub(crate) origin: Origin<'a>,
+    pub(crate) attempts: u32,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) first_failure_ms: Option<i64>,
+    pub(crate) last_failure_ms: Option<i64>,
+}
+
+/// The headers of a retry or dead-letter record: the original ones in their order (earlier
+/// runtime headers removed), then the runtime's.
+pub(crate) fn failure_headers(
+    record: &Record,
+    failure: &Failure<'_>,
+    extra: &[(&'static str, String)],
+) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut out: Vec<(String, Option<Vec<u8>>)> =
+        record.headers.iter().filter(|(k, _)| !headers::ALL.contains(&k.as_str())).cloned().collect();
+    let mut add = |name: &str, value: String| out.push((name.to_owned(), Some(value.into_bytes())));
+    add(headers::CONSUMER, failure.consumer.to_owned());
+    add(headers::ORIGINAL_TOPIC, failure.origin.topic.to_owned());
+    add(headers::ORIGINAL_PARTITION, failure.origin.partition.to_string());
+    add(headers::ORIGINAL_OFFSET, failure.origin.offset.to_string());
+    add(headers::ATTEMPTS, failure.attempts.to_string());
+    if let Some(error) = failure.error {
+        add(headers::ERROR, error.to_owned());
+    }
+    if let Some(first) = failure.first_failure_ms.and_then(rfc3339) {
+        add(headers::FIRST_FAILURE_TIME, first);
+    }
+    if let Some(last) = failure.last_failure_ms.and_then(rfc3339) {
+        add(headers::LAST_FAILURE_TIME, last);
+    }
+    for (name, value) in extra {
+        add(name, value.clone());
+    }
+    out
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
+pub(crate) fn rfc3339(ms: i64) -> Option<String> {
+    DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// RFC 3339 back to milliseconds since the epoch.
+pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
+}
+
+/// The producer of retry and dead-letter records (idempotent, `acks=all`).
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound").finish_non_exhaustive()
+    }
+}
+
+impl Outbound {
+    pub(crate) fn new(config: &ClientConfig) -> Result<Self, KafkaError> {
+        Ok(Self { producer: config.create()? })
+    }
+
+    /// Sends and waits for the broker's acknowledgement: the caller commits the source offset
+    /// only after this returns `Ok`, so a record is never lost between the two topics.
+    pub(crate) async fn send(
+        &self,
+        topic: &str,
+        record: &Record,
+        headers: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<(), KafkaError> {
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (key, value) in &headers {
+            owned = owned.insert(Header { key, value: value.as_deref() });
+        }
+        let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
+        if let Some(key) = record.key.as_deref() {
+            out = out.key(key);
+        }
+        if let Some(payload) = record.payload.as_deref() {
+            out = out.payload(payload);
+        }
+        self.producer.send(out, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn original_headers_are_kept_and_runtime_headers_replaced() {
+        let record = Record {
+            topic: "t.c.retry".into(),
+            partition: 0,
+            offset: 4,
+            key: Some(b"k".to_vec()),
+            payload: Some(vec![0, 1, 2]),
+            headers: vec![
+                ("ce_id".into(), Some(b"id".to_vec())),
+                (headers::ATTEMPTS.into(), Some(b"3".to_vec())),
+                ("binary".into(), Some(vec![0xff, 0x00])),
+                ("null".into(), None),
+            ],
+            timestamp_ms: None,
+        };
+        let failure = Failure {
+            consumer: "c",
+            origin: Origin { topic: "t", partition: 1, offset: 9 },
+            attempts: 5,
+            error: Some("boom"),
+            first_failure_ms: Some(0),
+            last_failure_ms: Some(1_000),
+        };
+        let out = failure_headers(&record, &failure, &[]);
+        assert_eq!(
+            &out[..3],
+            &record.headers[..1].iter().chain(&record.headers[2..]).cloned().collect::<Vec<_>>()[..]
+        );
+        let get = |name: &str| out.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.clone());
+        assert_eq!(get(headers::ATTEMPTS), Some(b"5".to_vec()));
+        assert_eq!(out.iter().filter(|(k, _)| k == headers::ATTEMPTS).count(), 1);
+        assert_eq!(get(headers::ORIGINAL_TOPIC), Some(b"t".to_vec()));
+        assert_eq!(get(headers::FIRST_FAILURE_TIME), Some(b"1970-01-01T00:00:00.000Z".to_vec()));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01.000Z"), Some(1_000));
+    }
+}

@@ -1,0 +1,46 @@
+//! The consumer's HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, plus any routes the service
+//! adds.
+
+use std::sync::Arc;
+
+use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
+use prometheus::{Encoder, TextEncoder};
+
+use crate::{kafka::Shared, store::Store};
+
+#[derive(Clone)]
+struct Health {
+    shared: Arc<Shared>,
+    store: Store,
+}
+
+/// The runtime's routes merged with the service's own.
+pub(crate) fn router(shared: Arc<Shared>, store: Store, extra: Option<Router>) -> Router {
+    let health = Health { shared, store };
+    let base = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(health);
+    match extra {
+        Some(extra) => base.merge(extra),
+        None => base,
+    }
+}
+
+async fn metrics() -> impl IntoResponse {
+    let mut body = Vec::new();
+    match TextEncoder::new().encode(&prometheus::gather(), &mut body) {
+        Ok(()) => (StatusCode::OK, [("content-type", prometheus::TEXT_FORMAT)], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Ready when the consumer owns at least one partition and its store answers.
+async fn ready(State(health): State<Health>) -> impl IntoResponse {
+    let assigned = health.shared.assigned_count();
+    let store = health.store.ping().await;
+    let body = format!("assigned_partitions={assigned} store_reachable={store}\n");
+    let status = if assigned > 0 && store { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, body)
+}

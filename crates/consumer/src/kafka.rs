@@ -1,0 +1,236 @@
+//! The Kafka side: one thread polls librdkafka and hands records to the runner, serves
+//! rebalances (cooperative-sticky) and turns statistics into the lag gauge.
+//!
+//! Polling runs on its own OS thread, not on the async runtime: a revocation must block the
+//! poll until the runner has drained the revoked partitions, and blocking an async worker for
+//! that could starve the very batches being waited for.
+
+use std::{
+    collections::BTreeSet,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        mpsc::{sync_channel, SyncSender},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
+    error::KafkaResult,
+    statistics::Statistics,
+    types::RDKafkaErrorCode,
+    ClientConfig, ClientContext, Offset, TopicPartitionList,
+};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::{dispatch::Tp, meta::Record, metrics::ConsumerMetrics};
+
+/// What the poll thread tells the runner.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    Record(Record),
+    Assigned(Vec<Tp>),
+    /// Partitions are being revoked: the runner drains them and answers with the offsets to
+    /// commit before they go.
+    Revoke {
+        tps: Vec<Tp>,
+        reply: SyncSender<Vec<(Tp, i64)>>,
+    },
+}
+
+/// State the poll thread, the runner and `/readyz` share.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Partitions currently assigned.
+    pub(crate) assigned: Mutex<BTreeSet<Tp>>,
+    /// Records sent to the runner and not yet received by it.
+    pub(crate) in_channel: AtomicUsize,
+    /// Records the runner holds unfinished.
+    pub(crate) buffered: AtomicUsize,
+    /// Set once the runner is shutting down: revocations no longer wait for it.
+    pub(crate) closing: AtomicBool,
+    /// Tells the poll thread to stop.
+    pub(crate) stop: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn assigned_count(&self) -> usize {
+        self.assigned.lock().map(|a| a.len()).unwrap_or(0)
+    }
+}
+
+/// The librdkafka context: rebalance hand-shakes and statistics.
+pub(crate) struct Context {
+    pub(crate) consumer: String,
+    pub(crate) inbound: UnboundedSender<Inbound>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) metrics: ConsumerMetrics,
+    /// How long a revocation waits for the runner (its drain deadline plus a margin).
+    pub(crate) revoke_wait: Duration,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                // librdkafka reports -1 for partitions it does not fetch (and the internal -1
+                // partition); only the assigned ones have a lag.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .lag
+                        .with_label_values(&[self.consumer.as_str(), topic.as_str(), &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else { return };
+        let tps = tps_of(tpl);
+        if let Ok(mut assigned) = self.shared.assigned.lock() {
+            for tp in &tps {
+                assigned.remove(tp);
+            }
+        }
+        for tp in &tps {
+            let _ = self.metrics.lag.remove_label_values(&[
+                self.consumer.as_str(),
+                &tp.topic,
+                &tp.partition.to_string(),
+            ]);
+        }
+        if self.shared.closing.load(Ordering::Acquire) {
+            // The runner already committed its final offsets.
+            return;
+        }
+        let (reply, answer) = sync_channel(1);
+        if self.inbound.send(Inbound::Revoke { tps: tps.clone(), reply }).is_err() {
+            return;
+        }
+        match answer.recv_timeout(self.revoke_wait) {
+            Ok(offsets) if !offsets.is_empty() => {
+                if let Err(e) = commit(consumer, &offsets, CommitMode::Sync) {
+                    tracing::warn!(consumer = %self.consumer, error = %e, "commit on revocation failed; \
+                        the new owner re-reads from the last commit and skips what was applied");
+                }
+            }
+            Ok(_) => {}
+            Err(_) => tracing::warn!(consumer = %self.consumer, partitions = tps.len(),
+                "revoked partitions did not drain in time; their unfinished work is abandoned uncommitted"),
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let tps = tps_of(tpl);
+                tracing::info!(consumer = %self.consumer, partitions = ?tps, "partitions assigned");
+                if let Ok(mut assigned) = self.shared.assigned.lock() {
+                    assigned.extend(tps.iter().cloned());
+                }
+                let _ = self.inbound.send(Inbound::Assigned(tps));
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(consumer = %self.consumer, partitions = ?tps_of(tpl), "partitions revoked");
+            }
+            Rebalance::Error(e) => tracing::warn!(consumer = %self.consumer, error = %e, "rebalance error"),
+        }
+    }
+}
+
+fn tps_of(tpl: &TopicPartitionList) -> Vec<Tp> {
+    tpl.elements().iter().map(|e| Tp::new(e.topic(), e.partition())).collect()
+}
+
+/// Commits `offsets` (the next offset to read, per partition).
+pub(crate) fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    offsets: &[(Tp, i64)],
+    mode: CommitMode,
+) -> KafkaResult<()> {
+    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+    for (tp, offset) in offsets {
+        tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))?;
+    }
+    consumer.commit(&tpl, mode)
+}
+
+/// Polls until told to stop or until the runner is gone, pausing fetching while the runner holds
+/// more than `max_buffered` records.
+pub(crate) fn poll_loop(consumer: Arc<BaseConsumer<Context>>, max_buffered: usize) {
+    let context = consumer.context();
+    let shared = context.shared.clone();
+    let inbound = context.inbound.clone();
+    let mut paused = false;
+    while !shared.stop.load(Ordering::Acquire) && !inbound.is_closed() {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(message)) => {
+                shared.in_channel.fetch_add(1, Ordering::AcqRel);
+                if inbound.send(Inbound::Record(Record::from_message(&message))).is_err() {
+                    break;
+                }
+            }
+            Some(Err(e)) => tracing::warn!(consumer = %context.consumer, error = %e, "kafka consumer error"),
+        }
+        let held = shared.in_channel.load(Ordering::Acquire) + shared.buffered.load(Ordering::Acquire);
+        // Pausing (not ceasing to poll) keeps rebalances and the group session served; resuming
+        // fetches from the last record handed over, so nothing is skipped.
+        if held >= max_buffered || (paused && held > max_buffered / 2) {
+            if let Ok(assignment) = consumer.assignment() {
+                let _ = consumer.pause(&assignment);
+            }
+            paused = true;
+        } else if paused {
+            if let Ok(assignment) = consumer.assignment() {
+                let _ = consumer.resume(&assignment);
+            }
+            paused = false;
+        }
+    }
+    // Dropping the last handle closes the consumer: it leaves the group. Nothing is committed
+    // here; the runner commits what is finished before it stops this thread.
+    drop(consumer);
+}
+
+/// Creates the retry and dead-letter topics of `topic` when absent, with as many partitions as
+/// `topic` (so a key keeps one partition in each) and the broker's default replication.
+pub(crate) async fn ensure_topics(config: &ClientConfig, topic: &str, derived: &[&str]) -> KafkaResult<()> {
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let partitions = partition_count(config, topic).await.unwrap_or(1);
+    let topics: Vec<NewTopic<'_>> =
+        derived.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(-1))).collect();
+    let results = admin
+        .create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .await?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                tracing::warn!(topic = %name, error = %code, "could not create topic; it must be created by other means");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn partition_count(config: &ClientConfig, topic: &str) -> Option<i32> {
+    let config = config.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let probe: BaseConsumer = config.create().ok()?;
+        let metadata = probe.fetch_metadata(Some(&topic), Duration::from_secs(10)).ok()?;
+        let count =
+            metadata.topics().iter().find(|t| t.name() == topic && t.error().is_none())?.partitions().len();
+        i32::try_from(count).ok().filter(|c| *c > 0)
+    })
+    .await
+    .ok()
+    .flatten()
+}

@@ -1,0 +1,90 @@
+//! The runtime a team uses to deploy a Fanout consumer: it writes a [`Handler`] and a config
+//! file; the runtime gives it a consumer group, exactly-once effects, retries, dead letters,
+//! metrics, health endpoints and graceful shutdown.
+//!
+//! ```no_run
+//! use fanout_consumer::{async_trait, Consumer, ConsumerConfig, EventMeta, Handler, HandlerError};
+//! use fanout_events::PostPublished;
+//!
+//! #[derive(Debug)]
+//! struct Rewards;
+//!
+//! #[async_trait]
+//! impl Handler<PostPublished> for Rewards {
+//!     async fn handle(
+//!         &self,
+//!         event: PostPublished,
+//!         _meta: &EventMeta,
+//!         tx: &mut sqlx::AnyConnection,
+//!     ) -> Result<(), HandlerError> {
+//!         sqlx::query("INSERT INTO beans (user_id, beans) VALUES ($1, 58) \
+//!                      ON CONFLICT (user_id) DO UPDATE SET beans = beans.beans + 58")
+//!             .bind(event.user_id)
+//!             .execute(&mut *tx)
+//!             .await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[derive(Debug)] struct MyDecoder;
+//! # #[async_trait] impl fanout_consumer::Decoder for MyDecoder {
+//! #     async fn decode(&self, _: &str, _: &[u8], _: &'static apache_avro::Schema)
+//! #         -> Result<apache_avro::types::Value, fanout_consumer::DecodeError> { unimplemented!() } }
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config: ConsumerConfig = fanout_config::load(Some("rewards.toml".as_ref()))?;
+//! Consumer::builder(config)
+//!     .decoder(MyDecoder)
+//!     .handle::<PostPublished, _>(Rewards)
+//!     .run(async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Guarantees
+//!
+//! * **Group**: the consumer group is the consumer's `name`; partitions are assigned
+//!   cooperative-sticky.
+//! * **Exactly-once effects**: each event's dedupe mark (`fanout_processed`, keyed by consumer and
+//!   `ce_id`) and the handler's writes commit in one transaction of the consumer's store; a
+//!   duplicate is acknowledged and counted, never re-applied. Offsets are committed only up to
+//!   the lowest unfinished offset of each partition, after the effects committed.
+//! * **Order**: per key. Distinct keys of one partition run in parallel up to
+//!   `processing.key_parallelism`; a batch applies up to `processing.batch_size` events of
+//!   distinct keys in one transaction, each in its own savepoint.
+//! * **Failures**: see [`HandlerError`]. Transient failures back off in process, then go through
+//!   `<topic>.<consumer>.retry` with delay tiers, then to `<topic>.<consumer>.dlq` with the
+//!   headers in [`dlq_headers`]. While an event of a key is in the retry path, later events of
+//!   that key are held back behind it (durably: in the retry topic and `fanout_parked_keys`).
+//!   Undecodable payloads are dead-lettered at once.
+//!
+//! # Metrics
+//!
+//! In the default Prometheus registry, served at `/metrics`: `fanout_consumed_total{consumer,
+//! topic,outcome}` (applied, duplicate, retried, dead_lettered, parked, failed),
+//! `fanout_handler_duration_seconds`, `fanout_end_to_end_latency_seconds`,
+//! `fanout_consumer_lag{consumer,topic,partition}`, `fanout_dead_lettered_total`,
+//! `fanout_duplicates_total`, `fanout_consumer_in_flight`.
+#![warn(missing_docs)]
+
+mod batch;
+mod builder;
+mod config;
+mod dispatch;
+mod dlq;
+mod error;
+mod handler;
+mod http;
+mod kafka;
+mod meta;
+mod metrics;
+mod retry;
+mod runner;
+mod store;
+
+pub use async_trait::async_trait;
+pub use builder::{Consumer, ConsumerBuilder};
+pub use config::{ConsumerConfig, ProcessingSettings, RetrySettings, StoreSettings};
+pub use dlq::headers as dlq_headers;
+pub use error::{ConsumerError, DecodeError, HandlerError};
+pub use handler::{Decoder, Handler};
+pub use meta::EventMeta;

@@ -1,0 +1,155 @@
+//! A fetched record, owned, and the metadata a handler sees.
+
+use chrono::{DateTime, Utc};
+use fanout_events::{headers, trace::TraceParent};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+
+/// A record as fetched, copied out of librdkafka so it can outlive the poll. Key, payload and
+/// headers are kept byte for byte: a dead letter must carry exactly what was published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) payload: Option<Vec<u8>>,
+    pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The Kafka timestamp, milliseconds since the epoch.
+    pub(crate) timestamp_ms: Option<i64>,
+}
+
+impl Record {
+    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Self {
+        let headers = message
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
+            .unwrap_or_default();
+        Self {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp_ms: message.timestamp().to_millis(),
+        }
+    }
+
+    /// The first header named `name`, as UTF-8 text (a non-UTF-8 header is treated as absent).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The header parsed as an integer.
+    pub(crate) fn header_i64(&self, name: &str) -> Option<i64> {
+        self.header(name).and_then(|v| v.trim().parse().ok())
+    }
+}
+
+/// What a handler knows about the event besides its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventMeta {
+    /// The event id (`ce_id`); `topic/partition/offset` when the record had none.
+    pub event_id: String,
+    /// The event type (`ce_type`), when present.
+    pub event_type: Option<String>,
+    /// The emitting service (`ce_source`), when present.
+    pub source: Option<String>,
+    /// When the event was emitted (`ce_time`), when present and valid RFC 3339.
+    pub time: Option<DateTime<Utc>>,
+    /// The producer's trace context, when present and valid.
+    pub traceparent: Option<TraceParent>,
+    /// The topic the event was published to (not the retry topic it may come back through).
+    pub topic: String,
+    /// Its partition there.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// The record key (the aggregate id), byte for byte.
+    pub key: Option<Vec<u8>>,
+    /// 1 on the first attempt, counting every attempt, in process and through the retry topic.
+    pub attempt: u32,
+}
+
+/// Where a record came from when it arrives through the retry topic (the runtime's own headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Origin<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+}
+
+impl EventMeta {
+    /// Metadata of `record`, `attempt` being the 1-based attempt about to run. `origin` is the
+    /// original position when the record came through the retry topic.
+    pub(crate) fn of(record: &Record, origin: Origin<'_>, attempt: u32) -> Self {
+        let event_id = dedupe_id(record, origin);
+        Self {
+            event_id,
+            event_type: record.header(headers::TYPE).map(str::to_owned),
+            source: record.header(headers::SOURCE).map(str::to_owned),
+            time: record
+                .header(headers::TIME)
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            traceparent: record.header(headers::TRACEPARENT).and_then(TraceParent::parse),
+            topic: origin.topic.to_owned(),
+            partition: origin.partition,
+            offset: origin.offset,
+            key: record.key.clone(),
+            attempt,
+        }
+    }
+}
+
+/// The idempotency key: `ce_id`, or the original position for records without one (a position
+/// names one record forever, so a redelivery of it is still recognised).
+pub(crate) fn dedupe_id(record: &Record, origin: Origin<'_>) -> String {
+    match record.header(headers::ID) {
+        Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
+        _ => format!("{}/{}/{}", origin.topic, origin.partition, origin.offset),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(headers: Vec<(&str, &str)>) -> Record {
+        Record {
+            topic: "t".into(),
+            partition: 2,
+            offset: 9,
+            key: Some(b"k".to_vec()),
+            payload: None,
+            headers: headers.into_iter().map(|(k, v)| (k.to_owned(), Some(v.as_bytes().to_vec()))).collect(),
+            timestamp_ms: None,
+        }
+    }
+
+    #[test]
+    fn meta_reads_cloudevents_headers_and_falls_back_to_the_position() {
+        let r = record(vec![
+            ("ce_id", "abc"),
+            ("ce_type", "post.published"),
+            ("ce_time", "2026-01-02T03:04:05.678Z"),
+            ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ]);
+        let origin = Origin { topic: "t", partition: 2, offset: 9 };
+        let meta = EventMeta::of(&r, origin, 1);
+        assert_eq!(meta.event_id, "abc");
+        assert_eq!(meta.event_type.as_deref(), Some("post.published"));
+        assert!(meta.time.is_some());
+        assert!(meta.traceparent.is_some());
+        let bare = record(vec![("ce_time", "yesterday")]);
+        let meta = EventMeta::of(&bare, origin, 2);
+        assert_eq!(meta.event_id, "t/2/9");
+        assert_eq!(meta.time, None);
+        assert_eq!(meta.attempt, 2);
+    }
+}

@@ -1,0 +1,130 @@
+//! The consumer's Prometheus metrics, registered once in the process's default registry (served
+//! at `/metrics`). Labels are bounded: consumer, topic, outcome, partition; never ids.
+
+use std::{sync::OnceLock, time::Duration};
+
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, HistogramVec, IntCounterVec,
+    IntGaugeVec,
+};
+
+/// How an event's processing ended, the `outcome` label of `fanout_consumed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The handler's effect committed.
+    Applied,
+    /// Already processed; acknowledged without calling the handler.
+    Duplicate,
+    /// A failed attempt that will be tried again (in process or through the retry topic).
+    Retried,
+    /// Sent to the dead-letter topic.
+    DeadLettered,
+    /// Held back in the retry topic behind an earlier event of its key.
+    Parked,
+    /// Not the handler's failure (store, broker or registry unreachable); will run again.
+    Failed,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Retried => "retried",
+            Self::DeadLettered => "dead_lettered",
+            Self::Parked => "parked",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Handles on the consumer metrics.
+#[derive(Clone, Debug)]
+pub(crate) struct ConsumerMetrics {
+    consumed: IntCounterVec,
+    handler_duration: HistogramVec,
+    end_to_end: HistogramVec,
+    pub(crate) lag: IntGaugeVec,
+    dead_lettered: IntCounterVec,
+    duplicates: IntCounterVec,
+    pub(crate) in_flight: IntGaugeVec,
+}
+
+const SECONDS: [f64; 16] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+
+impl ConsumerMetrics {
+    pub(crate) fn get() -> Self {
+        static METRICS: OnceLock<ConsumerMetrics> = OnceLock::new();
+        METRICS
+            .get_or_init(|| {
+                // Registration fails only on a name clash inside this process: a bug in Fanout
+                // itself, caught by the first test that consumes.
+                Self {
+                    consumed: register_int_counter_vec!(
+                        "fanout_consumed_total",
+                        "Events a consumer finished an attempt on, by outcome (applied, duplicate, retried, \
+                         dead_lettered, parked, failed).",
+                        &["consumer", "topic", "outcome"]
+                    )
+                    .expect("fanout_consumed_total registers once"),
+                    handler_duration: register_histogram_vec!(
+                        "fanout_handler_duration_seconds",
+                        "Time a handler took for one event.",
+                        &["consumer", "topic"],
+                        SECONDS.to_vec()
+                    )
+                    .expect("fanout_handler_duration_seconds registers once"),
+                    end_to_end: register_histogram_vec!(
+                        "fanout_end_to_end_latency_seconds",
+                        "From the event's time (ce_time, else the Kafka timestamp) to its effect committing.",
+                        &["consumer", "topic"],
+                        SECONDS.to_vec()
+                    )
+                    .expect("fanout_end_to_end_latency_seconds registers once"),
+                    lag: register_int_gauge_vec!(
+                        "fanout_consumer_lag",
+                        "Messages between the consumer's committed position and the partition's end.",
+                        &["consumer", "topic", "partition"]
+                    )
+                    .expect("fanout_consumer_lag registers once"),
+                    dead_lettered: register_int_counter_vec!(
+                        "fanout_dead_lettered_total",
+                        "Events sent to the consumer's dead-letter topic.",
+                        &["consumer", "topic"]
+                    )
+                    .expect("fanout_dead_lettered_total registers once"),
+                    duplicates: register_int_counter_vec!(
+                        "fanout_duplicates_total",
+                        "Events skipped because the consumer had already applied them.",
+                        &["consumer", "topic"]
+                    )
+                    .expect("fanout_duplicates_total registers once"),
+                    in_flight: register_int_gauge_vec!(
+                        "fanout_consumer_in_flight",
+                        "Events a consumer has fetched and not finished.",
+                        &["consumer"]
+                    )
+                    .expect("fanout_consumer_in_flight registers once"),
+                }
+            })
+            .clone()
+    }
+
+    pub(crate) fn outcome(&self, consumer: &str, topic: &str, outcome: Outcome) {
+        self.consumed.with_label_values(&[consumer, topic, outcome.label()]).inc();
+        match outcome {
+            Outcome::DeadLettered => self.dead_lettered.with_label_values(&[consumer, topic]).inc(),
+            Outcome::Duplicate => self.duplicates.with_label_values(&[consumer, topic]).inc(),
+            _ => {}
+        }
+    }
+
+    pub(crate) fn handler_duration(&self, consumer: &str, topic: &str, elapsed: Duration) {
+        self.handler_duration.with_label_values(&[consumer, topic]).observe(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn end_to_end(&self, consumer: &str, topic: &str, latency: Duration) {
+        self.end_to_end.with_label_values(&[consumer, topic]).observe(latency.as_secs_f64());
+    }
+}

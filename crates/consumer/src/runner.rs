@@ -1,0 +1,326 @@
+//! The run loop: records in from the poll thread, batches out to the store, finished offsets
+//! committed, revocations drained, shutdown completed.
+//!
+//! One task owns the [`Dispatcher`], so the bookkeeping needs no locks; batches run as tasks of a
+//! `JoinSet` owned by the loop, so dropping the run future (a crash, in tests) aborts them and
+//! their uncommitted transactions roll back.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{atomic::Ordering, mpsc::SyncSender},
+    time::Duration,
+};
+
+use rdkafka::consumer::CommitMode;
+use tokio::{
+    task::JoinSet,
+    time::{interval, sleep_until, timeout_at, Instant, MissedTickBehavior},
+};
+
+use crate::{
+    batch::{now_ms, resume_from_headers, Finished},
+    builder::Consumer,
+    dispatch::{Dispatcher, Tp, Work},
+    kafka::{self, Inbound},
+    ConsumerError,
+};
+
+/// A revocation waiting for its partitions' in-flight work.
+struct Revoking {
+    tps: Vec<Tp>,
+    reply: SyncSender<Vec<(Tp, i64)>>,
+    deadline: Instant,
+}
+
+struct Loop {
+    dispatcher: Dispatcher,
+    batches: JoinSet<Vec<Finished>>,
+    revoking: Vec<Revoking>,
+    committed: HashMap<Tp, i64>,
+    linger_until: Option<Instant>,
+}
+
+impl Consumer {
+    /// Consumes until `shutdown` completes, then stops fetching, lets in-flight batches finish
+    /// (up to `processing.shutdown_timeout_ms`), commits the finished offsets and leaves the
+    /// group.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ConsumerError> {
+        let producer_config = self.config.consumer_client_config();
+        for binding in self.engine.bindings.values().filter(|(_, retry)| !retry).map(|(b, _)| b) {
+            kafka::ensure_topics(
+                &producer_config,
+                &binding.topic,
+                &[&binding.retry_topic, &binding.dlq_topic],
+            )
+            .await
+            .map_err(|source| ConsumerError::Kafka {
+                operation: "create retry and dead-letter topics",
+                source,
+            })?;
+        }
+        self.subscribe()?;
+        tracing::info!(consumer = %self.config.name, topics = ?self.main_topics, http = %self.http_addr, "consumer started");
+
+        let mut background = JoinSet::new();
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let listener = self.listener.take();
+        let router = std::mem::take(&mut self.router);
+        background.spawn(async move {
+            let Some(listener) = listener else { return };
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stopped.await;
+                })
+                .await;
+        });
+        let store = self.engine.store.clone();
+        let retention_ms = i64::try_from(self.config.store.dedupe_retention_hours.saturating_mul(3_600_000))
+            .unwrap_or(i64::MAX);
+        background.spawn(async move {
+            // Every tenth of the retention, at most hourly: marks live at most 10% past it.
+            let period =
+                Duration::from_millis(u64::try_from(retention_ms / 10).unwrap_or(1).clamp(60_000, 3_600_000));
+            let mut tick = interval(period);
+            loop {
+                tick.tick().await;
+                match store.expire(now_ms().saturating_sub(retention_ms)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(expired = n, "dedupe marks expired"),
+                    Err(e) => tracing::warn!(error = %e, "could not expire dedupe marks"),
+                }
+            }
+        });
+
+        let poller = {
+            let kafka = self.kafka.clone();
+            let max_buffered = self.config.processing.max_buffered;
+            std::thread::Builder::new()
+                .name(format!("fanout-poll-{}", self.config.name))
+                .spawn(move || kafka::poll_loop(kafka, max_buffered))
+                .map_err(|e| ConsumerError::Task(format!("cannot start the poll thread: {e}")))?
+        };
+
+        let mut state = Loop {
+            dispatcher: Dispatcher::new(self.config.processing.key_parallelism),
+            batches: JoinSet::new(),
+            revoking: Vec::new(),
+            committed: HashMap::new(),
+            linger_until: None,
+        };
+        let mut commit_tick = interval(self.config.commit_interval());
+        commit_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            self.launch(&mut state);
+            let wake = self.next_wake(&state);
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                message = self.inbound.recv() => match message {
+                    Some(message) => self.inbound_message(&mut state, message),
+                    None => return Err(ConsumerError::Task("the poll thread stopped".into())),
+                },
+                Some(joined) = state.batches.join_next(), if !state.batches.is_empty() => {
+                    self.finished(&mut state, joined)?;
+                }
+                _ = commit_tick.tick() => self.commit(&mut state, CommitMode::Async),
+                () = sleep_until(wake) => {}
+            }
+            self.answer_revocations(&mut state, false);
+            self.shared.buffered.store(state.dispatcher.queued(), Ordering::Release);
+            self.engine
+                .metrics
+                .in_flight
+                .with_label_values(&[self.config.name.as_str()])
+                .set(i64::try_from(state.dispatcher.queued()).unwrap_or(i64::MAX));
+        }
+
+        tracing::info!(consumer = %self.config.name, in_flight = state.dispatcher.total_in_flight(), "consumer stopping");
+        state.dispatcher.drain_all();
+        let deadline = Instant::now() + Duration::from_millis(self.config.processing.shutdown_timeout_ms);
+        while !state.batches.is_empty() {
+            match timeout_at(deadline, state.batches.join_next()).await {
+                Ok(Some(joined)) => self.finished(&mut state, joined)?,
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(consumer = %self.config.name, "in-flight batches did not finish by the shutdown \
+                        deadline; abandoned uncommitted");
+                    state.batches.shutdown().await;
+                }
+            }
+        }
+        self.answer_revocations(&mut state, true);
+        // Final offsets, synchronously, before leaving the group; then revocations during close
+        // need not wait for this loop any more.
+        let marks = state.dispatcher.watermarks();
+        self.shared.closing.store(true, Ordering::Release);
+        let kafka = self.kafka.clone();
+        let committed = tokio::task::spawn_blocking(move || {
+            if marks.is_empty() {
+                Ok(())
+            } else {
+                kafka::commit(&kafka, &marks, CommitMode::Sync)
+            }
+        })
+        .await;
+        match committed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(consumer = %self.config.name, error = %e, "final commit failed"),
+            Err(e) => tracing::warn!(consumer = %self.config.name, error = %e, "final commit task failed"),
+        }
+        // The poll thread must hold the last handle: dropping it closes the consumer, which
+        // blocks, and must not happen on an async worker.
+        drop(self.kafka);
+        self.shared.stop.store(true, Ordering::Release);
+        drop(self.inbound);
+        let joined = tokio::task::spawn_blocking(move || poller.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            tracing::warn!(consumer = %self.config.name, "the poll thread ended abnormally");
+        }
+        let _ = stop_http.send(());
+        background.abort_all();
+        while background.join_next().await.is_some() {}
+        tracing::info!(consumer = %self.config.name, "consumer stopped");
+        Ok(())
+    }
+
+    fn inbound_message(&self, state: &mut Loop, message: Inbound) {
+        match message {
+            Inbound::Record(record) => {
+                self.shared.in_channel.fetch_sub(1, Ordering::AcqRel);
+                let on_retry_topic = self.engine.bindings.get(&record.topic).is_some_and(|(_, retry)| *retry);
+                let mut work = Work::new(record);
+                if on_retry_topic {
+                    resume_from_headers(&mut work);
+                }
+                state.dispatcher.push(work);
+            }
+            Inbound::Assigned(tps) => {
+                for tp in tps {
+                    state.dispatcher.assign(tp);
+                }
+            }
+            Inbound::Revoke { tps, reply } => {
+                for tp in &tps {
+                    state.dispatcher.drain(tp);
+                }
+                let deadline =
+                    Instant::now() + Duration::from_millis(self.config.processing.drain_timeout_ms);
+                state.revoking.push(Revoking { tps, reply, deadline });
+            }
+        }
+    }
+
+    /// Starts batches while store connections are free and work is ready; a partial batch
+    /// waits up to `batch_linger_ms` to fill.
+    fn launch(&self, state: &mut Loop) {
+        let processing = &self.config.processing;
+        let max_batches = self.config.store.max_connections as usize;
+        while state.batches.len() < max_batches {
+            let now = now_ms();
+            let ready = state.dispatcher.ready(now);
+            if ready == 0 {
+                state.linger_until = None;
+                return;
+            }
+            if ready < processing.batch_size && processing.batch_linger_ms > 0 {
+                match state.linger_until {
+                    None => {
+                        state.linger_until =
+                            Some(Instant::now() + Duration::from_millis(processing.batch_linger_ms));
+                        return;
+                    }
+                    Some(until) if Instant::now() < until => return,
+                    Some(_) => {}
+                }
+            }
+            let works = state.dispatcher.take(now, processing.batch_size);
+            if works.is_empty() {
+                return;
+            }
+            state.linger_until = None;
+            state.batches.spawn(self.engine.clone().run(works));
+        }
+    }
+
+    fn next_wake(&self, state: &Loop) -> Instant {
+        let now = Instant::now();
+        let mut wake = now + Duration::from_secs(1);
+        if let Some(due) = state.dispatcher.next_due(now_ms()) {
+            let delta = u64::try_from(due - now_ms()).unwrap_or(0);
+            wake = wake.min(now + Duration::from_millis(delta));
+        }
+        if let Some(until) = state.linger_until {
+            wake = wake.min(until);
+        }
+        for revoking in &state.revoking {
+            wake = wake.min(revoking.deadline);
+        }
+        wake
+    }
+
+    fn finished(
+        &self,
+        state: &mut Loop,
+        joined: Result<Vec<Finished>, tokio::task::JoinError>,
+    ) -> Result<(), ConsumerError> {
+        match joined {
+            Ok(finished) => {
+                for (work, finish) in finished {
+                    state.dispatcher.finish(&work, finish);
+                }
+                Ok(())
+            }
+            // A panicking handler leaves its batch's events unfinished: their offsets are never
+            // committed, so they are redelivered after a restart. Stopping is the honest answer.
+            Err(e) if e.is_panic() => Err(ConsumerError::Task(format!("a batch panicked: {e}"))),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Commits every watermark that moved since the last commit.
+    fn commit(&self, state: &mut Loop, mode: CommitMode) {
+        let moved: Vec<(Tp, i64)> = state
+            .dispatcher
+            .watermarks()
+            .into_iter()
+            .filter(|(tp, mark)| state.committed.get(tp) != Some(mark))
+            .collect();
+        if moved.is_empty() {
+            return;
+        }
+        match kafka::commit(&self.kafka, &moved, mode) {
+            Ok(()) => state.committed.extend(moved),
+            Err(e) => {
+                tracing::warn!(consumer = %self.config.name, error = %e, "offset commit failed; retried next tick")
+            }
+        }
+    }
+
+    /// Answers revocations whose partitions have drained or whose deadline passed (or all, when
+    /// `now`): the watermark never passes unfinished work, so committing it is always safe.
+    fn answer_revocations(&self, state: &mut Loop, all: bool) {
+        let now = Instant::now();
+        let mut pending = Vec::new();
+        for revoking in std::mem::take(&mut state.revoking) {
+            let drained = revoking.tps.iter().all(|tp| state.dispatcher.in_flight(tp) == 0);
+            if !(all || drained || now >= revoking.deadline) {
+                pending.push(revoking);
+                continue;
+            }
+            let marks: Vec<(Tp, i64)> = revoking
+                .tps
+                .iter()
+                .filter_map(|tp| state.dispatcher.watermark(tp).map(|mark| (tp.clone(), mark)))
+                .collect();
+            for tp in &revoking.tps {
+                state.dispatcher.remove(tp);
+                state.committed.remove(tp);
+            }
+            // The poll thread may have stopped waiting; then the offsets are simply not committed.
+            let _ = revoking.reply.send(marks);
+        }
+        state.revoking = pending;
+    }
+}

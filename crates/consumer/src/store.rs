@@ -1,0 +1,280 @@
+//! The consumer's own database: dedupe marks (`fanout_processed`) and keys held back behind a
+//! retrying event (`fanout_parked_keys`), written in the same transaction as the handler's effect.
+//!
+//! One code path for SQLite (embedded, one instance) and PostgreSQL (several instances) through
+//! `sqlx::Any`: the statements below are portable (`$n` placeholders, `ON CONFLICT`).
+
+use std::time::Duration;
+
+use sqlx::{
+    any::{AnyConnectOptions, AnyPoolOptions},
+    Any, AnyConnection, AnyPool, Executor, Transaction,
+};
+
+use crate::{config::StoreSettings, ConsumerError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The idempotency store of one consumer.
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    pool: AnyPool,
+    consumer: String,
+    backend: Backend,
+}
+
+/// Creates the runtime's tables; run under an advisory lock on PostgreSQL so instances starting
+/// together do not race on `CREATE TABLE IF NOT EXISTS` (which is not atomic there).
+const SCHEMA: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS fanout_processed (
+        consumer TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        processed_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (consumer, event_id))",
+    "CREATE INDEX IF NOT EXISTS fanout_processed_age ON fanout_processed (consumer, processed_at_ms)",
+    "CREATE TABLE IF NOT EXISTS fanout_parked_keys (
+        consumer TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        record_key TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        original_offset BIGINT NOT NULL,
+        parked_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (consumer, topic, record_key, event_id))",
+];
+
+/// Arbitrary constant naming the schema lock among the database's advisory locks.
+const SCHEMA_LOCK: i64 = 0x00fa_0a07;
+
+impl Store {
+    /// Opens the pool and creates the runtime's tables when absent.
+    pub(crate) async fn open(settings: &StoreSettings, consumer: &str) -> Result<Self, ConsumerError> {
+        sqlx::any::install_default_drivers();
+        let redacted = redact(&settings.url);
+        let failed = |source| ConsumerError::Store { url: redacted.clone(), source };
+        let (backend, url) = if settings.url.starts_with("sqlite:") {
+            // `mode=rwc` lets SQLite create the file on first start, as an embedded store should.
+            let url = if settings.url.contains('?') {
+                settings.url.clone()
+            } else {
+                format!("{}?mode=rwc", settings.url)
+            };
+            (Backend::Sqlite, url)
+        } else {
+            (Backend::Postgres, settings.url.clone())
+        };
+        let options: AnyConnectOptions = url.parse().map_err(failed)?;
+        let busy_timeout = settings.busy_timeout_ms;
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; busy_timeout makes a writer wait
+                        // for the lock instead of failing at once.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute(format!("PRAGMA busy_timeout = {busy_timeout}").as_str()).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(failed)?;
+        let store = Self { pool, consumer: consumer.to_owned(), backend };
+        store.migrate().await.map_err(failed)?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), sqlx::Error> {
+        let mut tx = self.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SCHEMA_LOCK).execute(&mut *tx).await?;
+        }
+        for statement in SCHEMA {
+            tx.execute(statement).await?;
+        }
+        tx.commit().await
+    }
+
+    /// The pool, for the consumer's own tables and queries.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Begins a batch transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that read first could not upgrade to writing after
+    /// another writer committed, and would fail instead of waiting.
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Marks `event_id` processed; false when it already was (a duplicate).
+    pub(crate) async fn mark_processed(
+        &self,
+        conn: &mut AnyConnection,
+        event_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let result = sqlx::query(
+            "INSERT INTO fanout_processed (consumer, event_id, processed_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (consumer, event_id) DO NOTHING",
+        )
+        .bind(&self.consumer)
+        .bind(event_id)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// True when some event of `key` on `topic` waits in the retry path.
+    pub(crate) async fn is_parked(
+        &self,
+        conn: &mut AnyConnection,
+        topic: &str,
+        key: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT 1 FROM fanout_parked_keys WHERE consumer = $1 AND topic = $2 AND record_key = $3 LIMIT 1",
+        )
+        .bind(&self.consumer)
+        .bind(topic)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Records that `event_id` of `key` waits in the retry path.
+    pub(crate) async fn park(
+        &self,
+        conn: &mut AnyConnection,
+        parked: &Parked<'_>,
+        now_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO fanout_parked_keys (consumer, topic, record_key, event_id, original_offset, parked_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consumer, topic, record_key, event_id) DO NOTHING",
+        )
+        .bind(&self.consumer)
+        .bind(parked.topic)
+        .bind(parked.key)
+        .bind(parked.event_id)
+        .bind(parked.offset)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that `event_id` left the retry path (applied, duplicate or dead-lettered).
+    pub(crate) async fn unpark(
+        &self,
+        conn: &mut AnyConnection,
+        parked: &Parked<'_>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "DELETE FROM fanout_parked_keys WHERE consumer = $1 AND topic = $2 AND record_key = $3 AND event_id = $4",
+        )
+        .bind(&self.consumer)
+        .bind(parked.topic)
+        .bind(parked.key)
+        .bind(parked.event_id)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes dedupe marks older than `before_ms`; returns how many.
+    pub(crate) async fn expire(&self, before_ms: i64) -> Result<u64, sqlx::Error> {
+        let result = sqlx::query("DELETE FROM fanout_processed WHERE consumer = $1 AND processed_at_ms < $2")
+            .bind(&self.consumer)
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// True when the database answers.
+    pub(crate) async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+/// An event held in the retry path, identified by its original topic, key and id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parked<'a> {
+    pub(crate) topic: &'a str,
+    /// The key, hex-encoded (keys are bytes; hex keeps the column portable text).
+    pub(crate) key: &'a str,
+    pub(crate) event_id: &'a str,
+    pub(crate) offset: i64,
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &credentials[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_and_keys_hexed() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite:x.db"), "sqlite:x.db");
+        assert_eq!(hex(b"\x00\xffA"), "00ff41");
+    }
+
+    #[tokio::test]
+    async fn sqlite_dedupes_and_parks_with_dollar_placeholders() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = StoreSettings {
+            url: format!("sqlite:{}", dir.path().join("store.db").display()),
+            ..StoreSettings::default()
+        };
+        let store = Store::open(&settings, "c").await.expect("opens");
+        // Opening twice (a restart) finds the tables in place.
+        let store = Store::open(&settings, "c").await.map(|_| store).expect("reopens");
+        let mut tx = store.begin().await.expect("begins");
+        assert!(store.mark_processed(&mut tx, "e1", 10).await.expect("marks"));
+        assert!(!store.mark_processed(&mut tx, "e1", 11).await.expect("marks"), "a duplicate");
+        let parked = Parked { topic: "t", key: "6b", event_id: "e2", offset: 3 };
+        assert!(!store.is_parked(&mut tx, "t", "6b").await.expect("reads"));
+        store.park(&mut tx, &parked, 10).await.expect("parks");
+        store.park(&mut tx, &parked, 10).await.expect("parks idempotently");
+        assert!(store.is_parked(&mut tx, "t", "6b").await.expect("reads"));
+        store.unpark(&mut tx, &parked).await.expect("unparks");
+        assert!(!store.is_parked(&mut tx, "t", "6b").await.expect("reads"));
+        tx.commit().await.expect("commits");
+        assert_eq!(store.expire(11).await.expect("expires"), 1);
+        assert!(store.ping().await);
+    }
+}

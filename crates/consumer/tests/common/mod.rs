@@ -1,0 +1,414 @@
+//! Shared helpers: a Confluent-framed test decoder, a producer of test events, a recording
+//! handler with scriptable failures, a consumer running in the background, and waits with
+//! deadlines.
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use apache_avro::{types::Value, Schema};
+use fanout_consumer::{
+    async_trait, Consumer, ConsumerConfig, DecodeError, Decoder, EventMeta, Handler, HandlerError,
+};
+use fanout_events::{Category, Event, PostPublished};
+use fanout_testkit::{Kafka, TestTopic};
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer as _},
+    message::{Header, Headers, Message, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use sqlx::{AnyPool, Row};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+pub type TestResult = Result<(), anyhow::Error>;
+
+/// The schema id the test frames carry. The schema-registry crate's serde is the production
+/// decoder; it was not published yet when these tests were written, so the tests frame payloads
+/// in the Confluent wire format themselves and decode with the reader schema.
+pub const SCHEMA_ID: u32 = 1;
+
+/// Confluent wire format: magic byte 0, big-endian schema id, Avro binary.
+pub fn encode(event: &PostPublished) -> Vec<u8> {
+    let value = apache_avro::to_value(event).expect("a PostPublished converts to an Avro value");
+    let datum = apache_avro::to_avro_datum(PostPublished::schema(), value).expect("a PostPublished encodes");
+    let mut out = vec![0];
+    out.extend_from_slice(&SCHEMA_ID.to_be_bytes());
+    out.extend_from_slice(&datum);
+    out
+}
+
+/// Decodes frames written by [`encode`]; any other schema id is unknown.
+#[derive(Debug)]
+pub struct TestDecoder;
+
+#[async_trait]
+impl Decoder for TestDecoder {
+    async fn decode(
+        &self,
+        _topic: &str,
+        payload: &[u8],
+        reader: &'static Schema,
+    ) -> Result<Value, DecodeError> {
+        let [0, a, b, c, d, rest @ ..] = payload else {
+            return Err(DecodeError::Malformed("no Confluent frame".into()));
+        };
+        let id = u32::from_be_bytes([*a, *b, *c, *d]);
+        if id != SCHEMA_ID {
+            return Err(DecodeError::UnknownSchema(id));
+        }
+        apache_avro::from_avro_datum(reader, &mut &rest[..], None)
+            .map_err(|e| DecodeError::Malformed(e.to_string()))
+    }
+}
+
+/// A test event: `post` is the key, `seq` its position among the key's events.
+pub fn post(post: i64, seq: i64) -> PostPublished {
+    PostPublished {
+        post_id: post,
+        user_id: seq,
+        category: Category::Job,
+        city: "Berlin".into(),
+        title: format!("post {post} #{seq}"),
+        published_at: 1_764_000_000_000,
+    }
+}
+
+/// One record to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub event_id: String,
+}
+
+impl Outgoing {
+    pub fn event(event: &PostPublished) -> Self {
+        Self { key: event.key(), payload: encode(event), event_id: uuid::Uuid::now_v7().to_string() }
+    }
+}
+
+/// Publishes records with CloudEvents headers and waits for each acknowledgement.
+pub async fn publish(kafka: &Kafka, topic: &str, records: &[Outgoing]) -> TestResult {
+    let producer: FutureProducer = kafka.client_config().set("enable.idempotence", "true").create()?;
+    let time = chrono::Utc::now().to_rfc3339();
+    let mut sends = Vec::new();
+    for record in records {
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "ce_specversion", value: Some("1.0") })
+            .insert(Header { key: "ce_id", value: Some(record.event_id.as_str()) })
+            .insert(Header { key: "ce_type", value: Some(PostPublished::TYPE) })
+            .insert(Header { key: "ce_source", value: Some("tests") })
+            .insert(Header { key: "ce_time", value: Some(time.as_str()) })
+            .insert(Header {
+                key: "traceparent",
+                value: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            });
+        let out = FutureRecord::to(topic).key(&record.key).payload(&record.payload).headers(headers);
+        sends.push(producer.send(out, Duration::from_secs(30)));
+    }
+    for sent in futures_join(sends).await {
+        sent.map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+async fn futures_join<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut out = Vec::with_capacity(futures.len());
+    for f in futures {
+        out.push(f.await);
+    }
+    out
+}
+
+/// Scripted behaviour of the [`Recorder`] handler.
+#[derive(Debug, Default)]
+pub struct Script {
+    /// Transient failures still to return, by post id (each event of the post consumes one).
+    pub transient: Mutex<HashMap<i64, u32>>,
+    /// Events, as (post id, seq), that always fail transiently.
+    pub always_transient: Mutex<Vec<(i64, i64)>>,
+    /// Posts whose events fail permanently.
+    pub permanent: Mutex<Vec<i64>>,
+    /// Posts whose events take this long.
+    pub slow: Mutex<HashMap<i64, Duration>>,
+}
+
+/// Writes one row per applied event into `effects`, and one into `order_violations` whenever an
+/// event of a key arrives after a later one of that key was applied.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    pub script: Arc<Script>,
+    pub calls: Arc<AtomicUsize>,
+}
+
+pub const EFFECTS: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS effects (event_id TEXT NOT NULL, post_id BIGINT NOT NULL, seq BIGINT NOT NULL, attempt BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS order_violations (post_id BIGINT NOT NULL, seq BIGINT NOT NULL, after_seq BIGINT NOT NULL)",
+];
+
+#[async_trait]
+impl Handler<PostPublished> for Recorder {
+    async fn handle(
+        &self,
+        event: PostPublished,
+        meta: &EventMeta,
+        tx: &mut sqlx::AnyConnection,
+    ) -> Result<(), HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let delay = self.script.slow.lock().ok().and_then(|s| s.get(&event.post_id).copied());
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        if self.script.permanent.lock().is_ok_and(|p| p.contains(&event.post_id)) {
+            return Err(HandlerError::permanent(format!("post {} is forbidden", event.post_id)));
+        }
+        if self.script.always_transient.lock().is_ok_and(|p| p.contains(&(event.post_id, event.user_id))) {
+            return Err(HandlerError::transient(format!("post {} backend down", event.post_id)));
+        }
+        if let Ok(mut transient) = self.script.transient.lock() {
+            if let Some(left) = transient.get_mut(&event.post_id) {
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(HandlerError::transient("flaky"));
+                }
+            }
+        }
+        let max: i64 = sqlx::query("SELECT COALESCE(MAX(seq), -1) AS m FROM effects WHERE post_id = $1")
+            .bind(event.post_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("m")?;
+        if event.user_id <= max {
+            sqlx::query("INSERT INTO order_violations (post_id, seq, after_seq) VALUES ($1, $2, $3)")
+                .bind(event.post_id)
+                .bind(event.user_id)
+                .bind(max)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("INSERT INTO effects (event_id, post_id, seq, attempt) VALUES ($1, $2, $3, $4)")
+            .bind(&meta.event_id)
+            .bind(event.post_id)
+            .bind(event.user_id)
+            .bind(i64::from(meta.attempt))
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A test configuration: unique name, fast commits and retries, HTTP on a free port.
+pub fn config(store_url: &str) -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(fanout_testkit::unique_name("consumer"));
+    config.kafka.bootstrap = std::env::var("FANOUT_TEST_BOOTSTRAP")
+        .unwrap_or_else(|_| fanout_testkit::DEFAULT_BOOTSTRAP.to_owned());
+    config.store.url = store_url.to_owned();
+    config.processing.commit_interval_ms = 200;
+    config.processing.statistics_interval_ms = 500;
+    config.processing.batch_linger_ms = 2;
+    config.retry.initial_backoff_ms = 20;
+    config.retry.max_backoff_ms = 100;
+    config.retry.delays_ms = vec![300, 300];
+    config.http.listen = "127.0.0.1:0".into();
+    config
+}
+
+/// A SQLite store URL in a fresh temporary directory (kept alive by the returned guard).
+pub fn sqlite() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("consumer.db").display());
+    (dir, url)
+}
+
+/// A consumer running in the background.
+pub struct Running {
+    pub name: String,
+    pub pool: AnyPool,
+    pub http: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), fanout_consumer::ConsumerError>>,
+}
+
+impl Running {
+    /// Graceful shutdown; returns what `run` returned.
+    pub async fn stop(mut self) -> TestResult {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(60), &mut self.task).await???;
+        Ok(())
+    }
+
+    /// A crash: the run future is dropped mid-stream, nothing more is committed to Kafka.
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Builds the consumer with a [`Recorder`] on `topic`, creates the effect tables, runs it.
+pub async fn start(config: ConsumerConfig, topic: &str, recorder: Recorder) -> anyhow::Result<Running> {
+    let name = config.name.clone();
+    let consumer = Consumer::builder(config)
+        .decoder(TestDecoder)
+        .handle_topic::<PostPublished, _>(topic, recorder)
+        .build()
+        .await?;
+    for statement in EFFECTS {
+        sqlx::query(statement).execute(consumer.pool()).await?;
+    }
+    let pool = consumer.pool().clone();
+    let http = consumer.http_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(consumer.run(async move {
+        let _ = stopped.await;
+    }));
+    Ok(Running { name, pool, http, stop: Some(stop), task })
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> TestResult
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn scalar(pool: &AnyPool, sql: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query(sql).fetch_one(pool).await?.try_get::<i64, _>(0)?)
+}
+
+/// Rows in `effects`.
+pub async fn effects(pool: &AnyPool) -> anyhow::Result<i64> {
+    scalar(pool, "SELECT COUNT(*) FROM effects").await
+}
+
+/// A counter or gauge of the default registry, 0 when absent.
+pub fn metric(name: &str, labels: &[(&str, &str)]) -> f64 {
+    prometheus::gather()
+        .iter()
+        .filter(|family| family.name() == name)
+        .flat_map(|family| family.get_metric().iter())
+        .filter(|m| {
+            labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v))
+        })
+        .map(|m| {
+            if m.get_counter().get_value() != 0.0 {
+                m.get_counter().get_value()
+            } else {
+                m.get_gauge().get_value()
+            }
+        })
+        .sum()
+}
+
+pub fn outcome(consumer: &str, outcome: &str) -> f64 {
+    metric("fanout_consumed_total", &[("consumer", consumer), ("outcome", outcome)])
+}
+
+/// A record read back from a topic (the DLQ).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Fetched {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_ref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Reads `count` records from `topic` from the beginning, waiting at most `limit`.
+pub async fn read_topic(
+    kafka: &Kafka,
+    topic: &str,
+    count: usize,
+    limit: Duration,
+) -> anyhow::Result<Vec<Fetched>> {
+    let config = kafka.client_config();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config
+            .clone()
+            .set("group.id", fanout_testkit::unique_name("reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        consumer.subscribe(&[&topic])?;
+        let deadline = Instant::now() + limit;
+        let mut out = Vec::new();
+        while out.len() < count {
+            if Instant::now() > deadline {
+                anyhow::bail!("read {} of {count} records from {topic} in {limit:?}", out.len());
+            }
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message?;
+                let headers = message
+                    .headers()
+                    .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
+                    .unwrap_or_default();
+                out.push(Fetched {
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+        }
+        Ok(out)
+    })
+    .await?
+}
+
+/// Deletes the retry and dead-letter topics a consumer created for `topic`.
+pub async fn delete_derived(kafka: &Kafka, topic: &TestTopic, consumer: &str) {
+    for name in [
+        fanout_events::topics::retry(topic.name(), consumer),
+        fanout_events::topics::dead_letter(topic.name(), consumer),
+    ] {
+        if let Err(e) = kafka.delete_topic(&name).await {
+            eprintln!("could not delete {name}: {e}");
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET; the body as text.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
+}
+
+/// Waits until the consumer's `/readyz` answers 200 (it owns partitions and its store answers).
+pub async fn wait_ready(running: &Running, limit: Duration) -> TestResult {
+    let http = running.http;
+    wait_until(limit, "the consumer ready", || async move {
+        Ok(http_get(http, "/readyz").await?.lines().next().is_some_and(|l| l.contains(" 200 ")))
+    })
+    .await
+}
