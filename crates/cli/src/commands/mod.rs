@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod connection;
+pub mod outbox;
+pub mod publish;
+pub mod registry;
+pub mod schema;
+pub mod tail;

@@ -1,0 +1,82 @@
+//! `fanout publish TYPE --json FILE|-`: JSON lines in, events through the producer SDK out.
+
+use std::io::{BufRead, BufReader};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use fanout_producer::{Publisher, PublisherConfig};
+
+use super::connection::Connection;
+use crate::events;
+
+/// Publish events given as JSON lines (one event per line) through the producer SDK.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The event type, e.g. `post.published`.
+    event_type: String,
+    /// A file of JSON lines, or `-` for standard input.
+    #[arg(long)]
+    json: String,
+    /// Publish to this topic instead of the event type's own.
+    #[arg(long)]
+    topic: Option<String>,
+    /// The CloudEvents source the events carry.
+    #[arg(long, default_value = "fanout-cli")]
+    source: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+impl PublishArgs {
+    /// Validates every line first, so a bad line publishes nothing; then publishes all and prints
+    /// one JSON line per delivery.
+    pub async fn run(self) -> anyhow::Result<()> {
+        events::check(&self.event_type)?;
+        let reader: Box<dyn BufRead> = if self.json == "-" {
+            Box::new(BufReader::new(std::io::stdin()))
+        } else {
+            let file =
+                std::fs::File::open(&self.json).with_context(|| format!("cannot open {}", self.json))?;
+            Box::new(BufReader::new(file))
+        };
+        let mut batch = Vec::new();
+        for (index, line) in reader.lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read line {}", index + 1))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            batch.push(events::parse_post_published(&line, index + 1)?);
+        }
+        let mut config = PublisherConfig { source: self.source.clone(), ..PublisherConfig::default() };
+        config.kafka.bootstrap = self.connection.bootstrap.clone();
+        config.registry = self.connection.registry_settings();
+        let publisher = Publisher::new(config).await?;
+        let topic = self.topic.clone().unwrap_or_else(|| fanout_events::topics::POST_PUBLISHED.to_owned());
+        let mut failures = 0usize;
+        for (chunk_no, chunk) in batch.chunks(1000).enumerate() {
+            for (offset, result) in publisher.publish_all_to(&topic, chunk).await.into_iter().enumerate() {
+                let line = chunk_no * 1000 + offset + 1;
+                match result {
+                    Ok(delivery) => println!(
+                        "{}",
+                        serde_json::json!({
+                            "event_id": delivery.event_id.to_string(),
+                            "topic": delivery.topic,
+                            "partition": delivery.partition,
+                            "offset": delivery.offset,
+                        })
+                    ),
+                    Err(error) => {
+                        failures += 1;
+                        eprintln!("fanout: event {line} was not published: {error}");
+                    }
+                }
+            }
+        }
+        publisher.close(std::time::Duration::from_secs(30)).await?;
+        if failures > 0 {
+            bail!("{failures} of {} events were not published", batch.len());
+        }
+        Ok(())
+    }
+}

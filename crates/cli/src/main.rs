@@ -1,0 +1,58 @@
+//! `fanout`: the operator's and the demo's command line.
+
+mod commands;
+mod events;
+mod shutdown;
+
+use clap::{Parser, Subcommand};
+
+/// Fanout: publish domain events once, let any number of consumers react.
+#[derive(Debug, Parser)]
+#[command(name = "fanout", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The built-in Confluent-compatible schema registry.
+    #[command(subcommand)]
+    Registry(commands::registry::RegistryCommand),
+    /// Register and fetch schemas in any Confluent-compatible registry.
+    #[command(subcommand)]
+    Schema(commands::schema::SchemaCommand),
+    /// Publish events given as JSON lines through the producer SDK.
+    Publish(commands::publish::PublishArgs),
+    /// Print a topic's events decoded through the registry, as JSON lines.
+    Tail(commands::tail::TailArgs),
+    /// The transactional outbox.
+    #[command(subcommand)]
+    Outbox(commands::outbox::OutboxCommand),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FANOUT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Registry(command) => command.run().await,
+        Command::Schema(command) => command.run().await,
+        Command::Publish(args) => args.run().await,
+        Command::Tail(args) => args.run().await,
+        Command::Outbox(command) => command.run().await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("fanout: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
