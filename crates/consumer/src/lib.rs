@@ -60,7 +60,7 @@
 //! # Metrics
 //!
 //! In the default Prometheus registry, served at `/metrics`: `fanout_consumed_total{consumer,
-//! topic,outcome}` (applied, duplicate, retried, dead_lettered, parked, failed),
+//! topic,outcome}` (ok, duplicate, retried, dead_lettered, parked, failed),
 //! `fanout_handler_duration_seconds`, `fanout_end_to_end_latency_seconds`,
 //! `fanout_consumer_lag{consumer,topic,partition}`, `fanout_dead_lettered_total`,
 //! `fanout_duplicates_total`, `fanout_consumer_in_flight`.

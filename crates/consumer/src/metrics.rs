@@ -28,7 +28,7 @@ pub(crate) enum Outcome {
 impl Outcome {
     fn label(self) -> &'static str {
         match self {
-            Self::Applied => "applied",
+            Self::Applied => "ok",
             Self::Duplicate => "duplicate",
             Self::Retried => "retried",
             Self::DeadLettered => "dead_lettered",
@@ -63,7 +63,7 @@ impl ConsumerMetrics {
                 Self {
                     consumed: register_int_counter_vec!(
                         "fanout_consumed_total",
-                        "Events a consumer finished an attempt on, by outcome (applied, duplicate, retried, \
+                        "Events a consumer finished an attempt on, by outcome (ok, duplicate, retried, \
                          dead_lettered, parked, failed).",
                         &["consumer", "topic", "outcome"]
                     )

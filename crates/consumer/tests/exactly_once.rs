@@ -49,7 +49,7 @@ async fn applies_each_event_once(store_url: &str) -> TestResult {
     assert_eq!(effects(&pool).await?, distinct as i64, "each distinct event applied once");
     assert_eq!(scalar(&pool, "SELECT COUNT(DISTINCT event_id) FROM effects").await?, distinct as i64);
     assert_eq!(scalar(&pool, "SELECT COUNT(*) FROM order_violations").await?, 0, "per-key order kept");
-    assert_eq!(outcome(&name, "applied"), distinct as f64);
+    assert_eq!(outcome(&name, "ok"), distinct as f64);
     assert_eq!(outcome(&name, "duplicate"), duplicates as f64);
     assert_eq!(
         scalar(&pool, "SELECT COUNT(*) FROM fanout_processed").await?,

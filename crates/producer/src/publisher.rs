@@ -183,7 +183,11 @@ impl Publisher {
         Ok(encoder)
     }
 
-    async fn record<T: Event>(
+    /// Encodes `event` for `topic` into a record with a fresh event id and CloudEvents headers,
+    /// without sending it; [`Publisher::raw`] sends it. Sending one record twice is what an
+    /// at-least-once upstream does after a lost acknowledgement: both copies carry the same
+    /// `ce_id`, so consumers apply it once.
+    pub async fn record<T: Event>(
         &self,
         topic: &str,
         event: &T,
