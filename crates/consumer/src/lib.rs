@@ -55,7 +55,9 @@
 //!   `<topic>.<consumer>.retry` with delay tiers, then to `<topic>.<consumer>.dlq` with the
 //!   headers in [`dlq_headers`]. While an event of a key is in the retry path, later events of
 //!   that key are held back behind it (durably: in the retry topic and `fanout_parked_keys`).
-//!   Undecodable payloads are dead-lettered at once.
+//!   Undecodable payloads are dead-lettered at once. A dead letter is read back as a
+//!   [`DeadLetter`] and redriven through the consumer's own retry topic with
+//!   [`DeadLetter::replay`] (`fanout dlq replay`): deduplicated on `ce_id`, history kept.
 //!
 //! # Metrics
 //!
@@ -69,14 +71,17 @@
 mod batch;
 mod builder;
 mod config;
+mod dead_letter;
 mod dispatch;
 mod dlq;
 mod error;
 mod handler;
 mod http;
 mod kafka;
+mod lag;
 mod meta;
 mod metrics;
+mod registry;
 mod retry;
 mod runner;
 mod store;
@@ -84,7 +89,9 @@ mod store;
 pub use async_trait::async_trait;
 pub use builder::{Consumer, ConsumerBuilder};
 pub use config::{ConsumerConfig, ProcessingSettings, RetrySettings, StoreSettings};
+pub use dead_letter::{DeadLetter, Replay, ReplayError};
 pub use dlq::headers as dlq_headers;
 pub use error::{ConsumerError, DecodeError, HandlerError};
 pub use handler::{Decoder, Handler};
 pub use meta::EventMeta;
+pub use registry::RegistryDecoder;

@@ -1,0 +1,204 @@
+//! The real `fanout-rewards` binary: it refuses a misspelt key by name, and it runs from a
+//! config file until SIGTERM, publishing a Prometheus scrape target meanwhile.
+
+use std::{
+    io::Read,
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use fanout_events::{Category, PostPublished};
+use fanout_service_testing::{get_json, wait_for_json, wait_until, Stack};
+use serde_json::json;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_fanout-rewards");
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The binary with a clean environment: `FANOUT_*` variables of the developer's shell (or of
+/// the test kit) would otherwise be read as configuration keys.
+fn command(config: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.arg("--config").arg(config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FANOUT_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Waits for `child` to exit within `limit`; kills it (this test's own child, by handle) and
+/// fails otherwise.
+fn wait_for_exit(child: &mut Child, limit: Duration) -> anyhow::Result<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("fanout-rewards did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads the child's stderr to its end on a thread of its own, so a chatty child never blocks
+/// on a full pipe while the test waits for something else.
+fn drain_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let stderr = child.stderr.take();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = stderr.read_to_string(&mut text);
+        }
+        text
+    })
+}
+
+fn joined(reader: std::thread::JoinHandle<String>) -> String {
+    reader.join().unwrap_or_else(|_| "(the stderr reader panicked)".to_owned())
+}
+
+#[test]
+fn a_misspelt_key_refuses_to_start_and_names_the_key() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for (text, key) in [
+        ("name = \"rewards\"\n[service]\nbeans_per_jb_post = 10\n", "beans_per_jb_post"),
+        ("name = \"rewards\"\n[kafka]\nbootstrapp = \"127.0.0.1:9092\"\n", "bootstrapp"),
+        ("nmae = \"rewards\"\n", "nmae"),
+    ] {
+        let path = dir.path().join("rewards.toml");
+        std::fs::write(&path, text)?;
+        let mut child = command(&path).spawn().context("starting fanout-rewards")?;
+        let reader = drain_stderr(&mut child);
+        let status = wait_for_exit(&mut child, Duration::from_secs(30))?;
+        let stderr = joined(reader);
+        assert!(!status.success(), "{key}: exited {status}; stderr: {stderr}");
+        assert!(stderr.contains(key), "{key}: stderr does not name it: {stderr}");
+        assert!(stderr.starts_with("fanout-rewards: "), "{stderr}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_missing_config_file_is_named() -> anyhow::Result<()> {
+    let mut child = command(Path::new("/nonexistent/rewards.toml")).spawn()?;
+    let reader = drain_stderr(&mut child);
+    let status = wait_for_exit(&mut child, Duration::from_secs(30))?;
+    let stderr = joined(reader);
+    assert!(!status.success());
+    assert!(stderr.contains("/nonexistent/rewards.toml"), "{stderr}");
+    Ok(())
+}
+
+/// Started from a file, with JSON logs and a targets directory from the environment: the scrape
+/// target appears, the read API answers, SIGTERM stops it cleanly and takes the target away.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_from_its_config_file_until_sigterm() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let topic = stack.topic("rewards-bin", 1).await?;
+    let dir = tempfile::tempdir()?;
+    let targets = dir.path().join("targets");
+    let name = fanout_testkit::unique_name("rewards");
+    let config = dir.path().join("rewards.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"{name}\"\n\
+             [service]\ntopic = \"{topic}\"\nbeans_per_job_post = 58\n\
+             [kafka]\nbootstrap = \"{bootstrap}\"\n\
+             [registry]\nurls = [\"{registry}\"]\n\
+             [store]\nurl = \"sqlite:{db}\"\n\
+             [processing]\ncommit_interval_ms = 200\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n",
+            topic = topic.name(),
+            bootstrap = stack.kafka.bootstrap(),
+            registry = stack.registry_url(),
+            db = dir.path().join("rewards.db").display(),
+        ),
+    )?;
+    let mut child = command(&config)
+        .env(fanout_service::TARGETS_DIR_ENV, &targets)
+        .env("FANOUT_LOG_FORMAT", "json")
+        .spawn()
+        .context("starting fanout-rewards")?;
+    let reader = drain_stderr(&mut child);
+    let result = exercise(&stack, &mut child, topic.name(), &name, &targets).await;
+    if result.is_err() {
+        // Never leave the child behind a failed assertion.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let stderr = joined(reader);
+    result.with_context(|| format!("fanout-rewards stderr:\n{stderr}"))?;
+
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log output");
+    for line in lines {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("not a JSON log line: {line}"))?;
+        assert!(parsed.get("level").is_some(), "{line}");
+    }
+    stack.delete_derived_topics(topic.name(), &name).await;
+    stack.stop().await
+}
+
+async fn exercise(
+    stack: &Stack,
+    child: &mut Child,
+    topic: &str,
+    name: &str,
+    targets: &Path,
+) -> anyhow::Result<()> {
+    let target_file = std::cell::RefCell::new(None);
+    wait_until(LIMIT, "the scrape target file", || async {
+        let found = std::fs::read_dir(targets)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "json"));
+        let present = found.is_some();
+        *target_file.borrow_mut() = found;
+        Ok(present)
+    })
+    .await?;
+    let target_file = target_file.into_inner().context("target file vanished")?;
+    let target: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&target_file)?)?;
+    assert_eq!(target[0]["labels"], json!({"service": name}), "{target}");
+    let address = target[0]["targets"][0].as_str().context("no target address")?.to_owned();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+
+    let metrics = reqwest::get(format!("http://{address}/metrics")).await?;
+    assert_eq!(metrics.status(), 200);
+    let (status, _) = get_json(&format!("http://{address}/v1/users/9/beans")).await?;
+    assert_eq!(status, 404);
+
+    let post = |post_id| PostPublished {
+        post_id,
+        user_id: 9,
+        category: Category::Job,
+        city: "Wuhan".into(),
+        title: "Cook".into(),
+        published_at: 1_764_000_000_000,
+    };
+    stack.publish(topic, &[post(1), post(2)]).await?;
+    wait_for_json(
+        &format!("http://{address}/v1/users/9/beans"),
+        &json!({"user_id": 9, "balance": 116, "ledger_entries": 2}),
+        LIMIT,
+    )
+    .await?;
+
+    // SIGTERM to this test's own child, by pid.
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+    anyhow::ensure!(killed.success(), "kill -TERM failed");
+    let status = tokio::task::block_in_place(|| wait_for_exit(child, LIMIT))?;
+    anyhow::ensure!(status.success(), "fanout-rewards exited {status} after SIGTERM");
+    anyhow::ensure!(!target_file.exists(), "the scrape target {} was left behind", target_file.display());
+    Ok(())
+}

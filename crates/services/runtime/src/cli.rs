@@ -1,0 +1,134 @@
+//! The `main` of every service binary: arguments, configuration, logging, signals, exit code.
+
+use std::{future::Future, path::PathBuf, process::ExitCode};
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+use crate::{init_tracing, shutdown_signal, Service, ServiceConfig, ServiceError, Settings};
+
+/// Names a service binary in `--help`, `--version` and error messages; build it with
+/// [`binary!`](crate::binary) so the values come from the binary's own crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binary {
+    /// The binary's name, e.g. `fanout-rewards`.
+    pub name: &'static str,
+    /// Its version.
+    pub version: &'static str,
+    /// One line on what it does.
+    pub about: &'static str,
+}
+
+/// The command line every service takes.
+#[derive(Debug, Clone, Parser)]
+pub struct Args {
+    /// The service's TOML configuration; without it, defaults and `FANOUT_*` environment
+    /// variables only.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Runs a service binary to its end: parses `--config FILE`, loads the configuration (an
+/// unknown key refuses to start, naming the key), installs logging, builds the service with
+/// `build`, runs it until SIGINT or SIGTERM and shuts it down gracefully. Returns success only
+/// after a clean shutdown; any error is printed on stderr, prefixed with the binary's name.
+pub fn main<S, F, Fut>(binary: Binary, build: F) -> ExitCode
+where
+    S: Settings,
+    F: FnOnce(ServiceConfig<S>) -> Fut,
+    Fut: Future<Output = Result<Service, ServiceError>>,
+{
+    let command = Args::command().name(binary.name).version(binary.version).about(binary.about);
+    // `--help`, `--version` and usage errors print and exit here, as clap does everywhere.
+    let args = match Args::from_arg_matches(&command.get_matches()) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    match run(args, build) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}: {}", binary.name, report(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run<S, F, Fut>(args: Args, build: F) -> Result<(), ServiceError>
+where
+    S: Settings,
+    F: FnOnce(ServiceConfig<S>) -> Fut,
+    Fut: Future<Output = Result<Service, ServiceError>>,
+{
+    let config: ServiceConfig<S> = fanout_config::load(args.config.as_deref()).map_err(|error| {
+        match environment_origin(&error.to_string(), |name| std::env::var_os(name).is_some()) {
+            Some(variable) => ServiceError::EnvironmentKey { variable, source: error },
+            None => ServiceError::Load(error),
+        }
+    })?;
+    config.validate()?;
+    init_tracing(&config.log, config.log_format)?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServiceError::Runtime)?;
+    runtime.block_on(async move { build(config).await?.run(shutdown_signal()).await })
+}
+
+/// The `FANOUT_*` variable an "unknown field" error came from, if one is set: the loader names
+/// the file as the origin even when the key was read from the environment, which sends the
+/// reader looking in the wrong place.
+fn environment_origin(message: &str, is_set: impl Fn(&str) -> bool) -> Option<String> {
+    let field = message.split("unknown field `").nth(1)?.split('`').next()?;
+    let variable = format!("{}_{}", fanout_config::ENV_PREFIX, field.to_ascii_uppercase());
+    is_set(&variable).then_some(variable)
+}
+
+/// An error and its causes on one line, each cause once: several errors here repeat their
+/// source in their own message, and printing it again would only add noise.
+pub fn report(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Hides(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_printed_once() {
+        let repeated = Repeats(std::io::Error::other("disk full"));
+        assert_eq!(report(&repeated), "outer: disk full");
+        let hidden = Hides(std::io::Error::other("disk full"));
+        assert_eq!(report(&hidden), "outer: disk full");
+    }
+
+    #[test]
+    fn unknown_keys_from_the_environment_are_traced_to_their_variable() {
+        let message = "invalid configuration in x.toml: unknown field `bootstrap`, expected one of `name`";
+        let set = |name: &str| name == "FANOUT_BOOTSTRAP";
+        assert_eq!(environment_origin(message, set).as_deref(), Some("FANOUT_BOOTSTRAP"));
+        assert_eq!(environment_origin(message, |_| false), None);
+        assert_eq!(environment_origin("invalid type: string", set), None);
+    }
+
+    #[test]
+    fn the_command_line_takes_a_config_file() {
+        let args = Args::try_parse_from(["svc", "--config", "x.toml"]).expect("parses");
+        assert_eq!(args.config, Some(PathBuf::from("x.toml")));
+        assert!(Args::try_parse_from(["svc", "--confg", "x.toml"]).is_err());
+    }
+}

@@ -1,0 +1,69 @@
+//! Why a service could not start or stopped abnormally.
+
+use std::path::PathBuf;
+
+/// A service failure; [`crate::main`] prints it and exits non-zero.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The configuration could not be loaded (missing file, unknown key, malformed value); the
+    /// message names the file and the key.
+    #[error(transparent)]
+    Load(#[from] fanout_config::ConfigError),
+    /// An unknown key was read from a `FANOUT_*` environment variable (set for another tool,
+    /// or misspelt); names the variable.
+    #[error(
+        "{source} (the key comes from the environment variable {variable}, not the file: every \
+         FANOUT_* variable is read as a configuration key)"
+    )]
+    EnvironmentKey {
+        /// The variable, e.g. `FANOUT_BOOTSTRAP`.
+        variable: String,
+        /// The loader's error.
+        #[source]
+        source: fanout_config::ConfigError,
+    },
+    /// A value is unusable; the message names the key.
+    #[error("invalid service configuration: {0}")]
+    Config(String),
+    /// The schema registry client could not be created from `[registry]`.
+    #[error("schema registry: {0}")]
+    Registry(#[from] fanout_schema_registry::RegistryError),
+    /// The consumer runtime could not start or failed.
+    #[error(transparent)]
+    Consumer(#[from] fanout_consumer::ConsumerError),
+    /// A migration of the service's tables failed; nothing of it was applied.
+    #[error("migration {version} of {service} ({description}): {source}")]
+    Migration {
+        /// The service whose tables were being migrated.
+        service: String,
+        /// The migration's version.
+        version: i64,
+        /// What the migration does.
+        description: String,
+        /// The database's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The migration bookkeeping itself failed (the database is unreachable, a lock timed out).
+    #[error("migrating the tables of {service}: {source}")]
+    Database {
+        /// The service.
+        service: String,
+        /// The database's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The Prometheus scrape target file could not be written.
+    #[error("prometheus scrape target {}: {source}", path.display())]
+    ScrapeTarget {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The async runtime could not be started.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}

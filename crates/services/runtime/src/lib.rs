@@ -1,0 +1,58 @@
+//! The shared runtime of Fanout's consumer services: everything a service's `main` would
+//! otherwise repeat, so a service supplies only its settings, tables, handler and read API.
+//!
+//! * [`ServiceConfig`]: the consumer runtime's keys (`name`, `[kafka]`, `[store]`,
+//!   `[processing]`, `[retry]`, `[http]`), `[registry]`, `log`, `log_format`,
+//!   `prometheus_targets_dir` and the service's own `[service]` section, loaded with
+//!   [`fanout_config::load`] (defaults < TOML file < `FANOUT_` environment); an unknown key
+//!   anywhere refuses to start, naming the key.
+//! * [`Service::build`]: the consumer with the registry decoder, the service's handler and
+//!   routes, its tables migrated ([`Migration`]); [`Service::run`] until a shutdown future
+//!   completes, with a Prometheus file_sd target ([`ScrapeTarget`]) while it runs.
+//! * [`main`]: `--config FILE`, tracing ([`init_tracing`], text or JSON), SIGINT/SIGTERM
+//!   ([`shutdown_signal`]) and the exit code.
+//! * [`api`]: JSON errors and id parsing shared by the read APIs.
+//!
+//! A service binary is then (`binary!` needs the binary's own `CARGO_BIN_NAME`, so this is
+//! compiled in each service's `src/main.rs` rather than here):
+//!
+//! ```ignore
+//! fn main() -> std::process::ExitCode {
+//!     fanout_service::main(fanout_service::binary!(), fanout_rewards::build)
+//! }
+//! ```
+//!
+//! and a demo runs the same service in process with [`Service::build`] /
+//! [`Service::http_addr`] / [`Service::run`].
+#![warn(missing_docs)]
+
+pub mod api;
+mod cli;
+mod config;
+mod error;
+mod migrate;
+mod scrape;
+mod service;
+mod shutdown;
+mod telemetry;
+
+pub use cli::{main, report, Args, Binary};
+pub use config::{LogFormat, ServiceConfig, Settings, TARGETS_DIR_ENV};
+pub use error::ServiceError;
+pub use migrate::{migrate, Migration};
+pub use scrape::ScrapeTarget;
+pub use service::{Db, Service};
+pub use shutdown::shutdown_signal;
+pub use telemetry::init_tracing;
+
+/// The [`Binary`] of the crate this is expanded in: its binary name, version and description.
+#[macro_export]
+macro_rules! binary {
+    () => {
+        $crate::Binary {
+            name: env!("CARGO_BIN_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+            about: env!("CARGO_PKG_DESCRIPTION"),
+        }
+    };
+}

@@ -1,0 +1,289 @@
+//! Test support for Fanout's consumer services, shared by their integration tests (a
+//! development dependency only, hence `anyhow` throughout).
+//!
+//! * [`Stack`]: the real broker (`fanout-testkit`), the built-in registry in process on its own
+//!   state topic, a publisher, and [`Stack::configure`] to point a service at them with a unique
+//!   consumer group.
+//! * [`Running`]: a built service running in the background, stopped gracefully.
+//! * [`get_json`], [`wait_for_json`] and [`wait_until`]: read APIs, and conditions polled up to
+//!   a deadline instead of fixed sleeps.
+#![warn(missing_docs)]
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use fanout_events::PostPublished;
+use fanout_producer::{OutgoingRecord, Publisher, PublisherConfig};
+use fanout_registry_server::{RegistryConfig, RegistryServer, RunningRegistry};
+use fanout_service::{Service, ServiceConfig, ServiceError, Settings};
+use fanout_testkit::{unique_name, Kafka, TestTopic};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// The broker, an in-process registry and a publisher for one test.
+#[derive(Debug)]
+pub struct Stack {
+    /// The test broker.
+    pub kafka: Kafka,
+    registry: Option<RunningRegistry>,
+    registry_url: String,
+    registry_topic: String,
+    publisher: Publisher,
+}
+
+impl Stack {
+    /// Connects to the broker and starts a registry on a state topic of its own.
+    pub async fn start() -> anyhow::Result<Self> {
+        let kafka = Kafka::connect().await?;
+        let registry_topic = unique_name("schemas");
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let registry = RegistryServer::start(
+            RegistryConfig::new(kafka.bootstrap(), listen).with_topic(registry_topic.clone()),
+        )
+        .await
+        .context("starting the in-process registry")?;
+        let registry_url = registry.url();
+        let mut config = PublisherConfig { source: "service-tests".into(), ..PublisherConfig::default() };
+        config.kafka.bootstrap = kafka.bootstrap().to_owned();
+        config.registry.urls = vec![registry_url.clone()];
+        let publisher = Publisher::new(config).await.context("creating the publisher")?;
+        Ok(Self { kafka, registry: Some(registry), registry_url, registry_topic, publisher })
+    }
+
+    /// The registry's base URL.
+    pub fn registry_url(&self) -> &str {
+        &self.registry_url
+    }
+
+    /// A fresh topic with `partitions` partitions, deleted when the guard drops.
+    pub async fn topic(&self, prefix: &str, partitions: i32) -> anyhow::Result<TestTopic> {
+        Ok(self.kafka.topic(prefix, partitions).await?)
+    }
+
+    /// Points `config` at this stack: a unique consumer name (prefixed with the service's
+    /// kind), the test broker and registry, HTTP on a free port, `store_url`, and short commit
+    /// and retry intervals so tests finish quickly.
+    pub fn configure<S: Settings>(&self, config: &mut ServiceConfig<S>, store_url: &str) {
+        config.name = unique_name(S::SERVICE);
+        config.kafka.bootstrap = self.kafka.bootstrap().to_owned();
+        config.registry.urls = vec![self.registry_url.clone()];
+        config.store.url = store_url.to_owned();
+        config.http.listen = "127.0.0.1:0".to_owned();
+        config.processing.commit_interval_ms = 200;
+        config.processing.statistics_interval_ms = 500;
+        config.processing.batch_linger_ms = 2;
+        config.retry.initial_backoff_ms = 20;
+        config.retry.max_backoff_ms = 100;
+        config.retry.delays_ms = vec![300];
+    }
+
+    /// Publishes `events` to `topic` through the SDK and waits for every acknowledgement.
+    pub async fn publish(&self, topic: &str, events: &[PostPublished]) -> anyhow::Result<()> {
+        for (index, delivered) in self.publisher.publish_all_to(topic, events).await.into_iter().enumerate() {
+            delivered.with_context(|| format!("publishing event {index} to {topic}"))?;
+        }
+        Ok(())
+    }
+
+    /// Publishes raw bytes (a poison record) to `topic` with a fresh `ce_id`, through the SDK's
+    /// untyped layer (same delivery guarantee, no encoding).
+    pub async fn publish_raw(&self, topic: &str, key: &[u8], payload: &[u8]) -> anyhow::Result<()> {
+        let event_id = uuid::Uuid::now_v7();
+        let record = OutgoingRecord {
+            topic: topic.to_owned(),
+            key: key.to_vec(),
+            payload: payload.to_vec(),
+            headers: vec![(fanout_events::headers::ID.to_owned(), event_id.to_string().into_bytes())],
+            event_id,
+        };
+        self.publisher
+            .raw()
+            .send(record)
+            .await
+            .with_context(|| format!("publishing raw bytes to {topic}"))?;
+        Ok(())
+    }
+
+    /// Reads `count` records of `topic` from the beginning, within `limit`: each record's key and
+    /// headers (values as text).
+    pub async fn read_topic(
+        &self,
+        topic: &str,
+        count: usize,
+        limit: Duration,
+    ) -> anyhow::Result<Vec<(String, HashMap<String, String>)>> {
+        use rdkafka::{
+            consumer::{BaseConsumer, Consumer},
+            message::Headers,
+            Message,
+        };
+        let config = self.kafka.client_config();
+        let topic = topic.to_owned();
+        // librdkafka's poll blocks; keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config
+                .clone()
+                .set("group.id", unique_name("reader"))
+                .set("auto.offset.reset", "earliest")
+                .set("enable.auto.commit", "false")
+                .create()?;
+            consumer.subscribe(&[&topic])?;
+            let deadline = Instant::now() + limit;
+            let mut records = Vec::new();
+            while records.len() < count {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "read {} of {count} records from {topic} within {limit:?}",
+                    records.len()
+                );
+                if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                    let message = message?;
+                    let headers = message
+                        .headers()
+                        .iter()
+                        .flat_map(|hs| hs.iter())
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect();
+                    let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                    records.push((key, headers));
+                }
+            }
+            Ok(records)
+        })
+        .await?
+    }
+
+    /// Deletes the retry and dead-letter topics the consumer `name` created for `topic`.
+    pub async fn delete_derived_topics(&self, topic: &str, name: &str) {
+        for derived in
+            [fanout_events::topics::retry(topic, name), fanout_events::topics::dead_letter(topic, name)]
+        {
+            if let Err(e) = self.kafka.delete_topic(&derived).await {
+                eprintln!("could not delete {derived}: {e}");
+            }
+        }
+    }
+
+    /// Stops the registry and deletes its state topic.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(registry) = self.registry.take() {
+            registry.shutdown().await?;
+        }
+        self.kafka.delete_topic(&self.registry_topic).await?;
+        Ok(())
+    }
+}
+
+/// A service running in the background.
+#[derive(Debug)]
+pub struct Running {
+    /// The consumer's name (its group).
+    pub name: String,
+    /// Where its HTTP endpoint listens.
+    pub http: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServiceError>>,
+}
+
+impl Running {
+    /// Runs a built service until [`Running::stop`].
+    pub fn start(service: Service) -> Self {
+        let name = service.name().to_owned();
+        let http = service.http_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(service.run(async move {
+            let _ = stopped.await;
+        }));
+        Self { name, http, stop: Some(stop), task }
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// `fanout_consumed_total` of this service's consumer with `outcome` (`ok`, `duplicate`,
+    /// `dead_lettered`, ...), summed over topics, as its own `/metrics` serves it.
+    pub async fn consumed(&self, outcome: &str) -> anyhow::Result<f64> {
+        let url = self.url("/metrics");
+        let text = reqwest::get(&url).await.with_context(|| format!("GET {url}"))?.text().await?;
+        let consumer = format!("consumer=\"{}\"", self.name);
+        let outcome = format!("outcome=\"{outcome}\"");
+        Ok(text
+            .lines()
+            .filter(|l| {
+                l.starts_with("fanout_consumed_total{") && l.contains(&consumer) && l.contains(&outcome)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
+    /// Graceful shutdown, within a minute; fails if the service failed.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(60), &mut self.task)
+            .await
+            .context("the service did not stop within 60 s")?
+            .context("the service task panicked")?
+            .context("the service failed")?;
+        Ok(())
+    }
+}
+
+/// A fresh SQLite database URL in a temporary directory, kept as long as the guard lives.
+pub fn sqlite(name: &str) -> anyhow::Result<(tempfile::TempDir, String)> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite:{}", dir.path().join(format!("{name}.db")).display());
+    Ok((dir, url))
+}
+
+/// GETs `url`: the status and the body as JSON (`Null` when the body is not JSON).
+pub async fn get_json(url: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+    let response = reqwest::get(url).await.with_context(|| format!("GET {url}"))?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await?;
+    Ok((status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
+}
+
+/// Polls `check` every 50 ms until it holds; fails after `limit`, saying what was awaited.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until GET `url` answers 200 with exactly `expected`; on timeout, says what it last got.
+pub async fn wait_for_json(url: &str, expected: &serde_json::Value, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, body) = get_json(url).await?;
+        if status == 200 && &body == expected {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for GET {url} to answer 200 {expected}; last answer: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
