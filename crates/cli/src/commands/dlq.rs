@@ -1,0 +1,610 @@
+//! `fanout dlq list|show|replay --consumer NAME`: a consumer's dead letters, inspected and
+//! redriven.
+//!
+//! All three read `<topic>.<consumer>.dlq` from its oldest retained record up to the end it had
+//! when the command started (the partitions' high watermarks) and stop there: dead letters
+//! arriving meanwhile are left for the next run, and an empty topic returns at once. A missing
+//! dead-letter topic is an error naming it (the consumer creates it when it starts, so a missing
+//! one means a wrong `--consumer`/`--topic`, not "no dead letters").
+//!
+//! `replay` republishes each selected dead letter to the consumer's own retry topic
+//! (`<topic>.<consumer>.retry`), due at once, built by [`DeadLetter::replay`] so the runner
+//! resumes it like any retry: only that consumer sees it again, the original key, payload and
+//! `ce_*` headers are kept (an event already applied is counted as a duplicate, not applied
+//! twice), and its attempt history carries on (failing again sends it back to the dead-letter
+//! topic with the attempts extended). Replays are never removed from the dead-letter topic; select
+//! them with the filters instead (`--since` a time after the last replay, `--event-id`).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Args, Subcommand};
+use fanout_consumer::{DeadLetter, Replay};
+use fanout_events::topics;
+use fanout_schema_registry::AvroSerde;
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    error::KafkaError,
+    message::{Header, OwnedHeaders},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer},
+    types::RDKafkaErrorCode,
+    ClientConfig, Message, Offset, TopicPartitionList,
+};
+use serde_json::{json, Map, Value};
+
+use super::connection::Connection;
+
+/// Inspect and redrive a consumer's dead letters (`<topic>.<consumer>.dlq`).
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// One JSON line per matching dead letter: position, key, event id and type, error, attempts,
+    /// original position, first and last failure time.
+    List(Selection),
+    /// Like `list`, plus every header and the payload decoded through the registry.
+    Show(ShowArgs),
+    /// Republish matching dead letters to the consumer's own retry topic, due at once.
+    Replay(ReplayArgs),
+}
+
+impl DlqCommand {
+    /// Runs the subcommand.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::List(selection) => list(selection).await,
+            Self::Show(args) => args.run().await,
+            Self::Replay(args) => args.run().await,
+        }
+    }
+}
+
+/// Which dead letters: the consumer and topic, then filters that must all hold.
+#[derive(Debug, Clone, Args)]
+pub struct Selection {
+    /// The consumer (its `name`, which is also its group) whose dead letters to read.
+    #[arg(long)]
+    consumer: String,
+    /// The topic the events were published to.
+    #[arg(long, default_value = topics::POST_PUBLISHED)]
+    topic: String,
+    /// Only dead letters whose last failure is at or after this time (RFC 3339, e.g.
+    /// 2026-01-02T03:04:05Z). Records without the header use their Kafka timestamp.
+    #[arg(long, value_parser = parse_time)]
+    since: Option<DateTime<Utc>>,
+    /// Only dead letters whose last failure is at or before this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    until: Option<DateTime<Utc>>,
+    /// Only dead letters whose error text contains this (case-insensitive).
+    #[arg(long)]
+    error: Option<String>,
+    /// Only dead letters with exactly this key (the aggregate id, as text).
+    #[arg(long)]
+    key: Option<String>,
+    /// Only dead letters of this event id (`ce_id`).
+    #[arg(long)]
+    event_id: Option<String>,
+    /// Stop after this many matching dead letters.
+    #[arg(long)]
+    max: Option<usize>,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "FANOUT_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Seconds to wait for the cluster to answer, and at most between two records while reading.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+}
+
+/// `fanout dlq show`: the selection, and the registry the payloads are decoded through.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    selection: Selection,
+    /// Schema registry URL(s), comma-separated for failover.
+    #[arg(long, env = "FANOUT_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
+    registry: String,
+}
+
+/// `fanout dlq replay`: the selection, and how to send.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    selection: Selection,
+    /// Print what would be replayed and send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Send at most this many events per second (the consumer's handler may call a dependency
+    /// that just recovered; a burst of redriven events should not knock it over again).
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
+}
+
+/// A dead letter and where it is in the dead-letter topic.
+#[derive(Debug)]
+struct Found {
+    partition: i32,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    letter: DeadLetter,
+}
+
+impl Found {
+    /// When it was dead-lettered: the runtime's last failure time, else the record's timestamp.
+    fn time(&self) -> Option<DateTime<Utc>> {
+        self.letter.last_failure.or_else(|| self.timestamp_ms.and_then(DateTime::from_timestamp_millis))
+    }
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("not an RFC 3339 time such as 2026-01-02T03:04:05Z ({e})"))
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err("must be a number of events per second greater than 0".to_owned()),
+    }
+}
+
+fn rfc3339(time: Option<DateTime<Utc>>) -> Value {
+    time.map(|t| Value::String(t.to_rfc3339_opts(SecondsFormat::Millis, true))).unwrap_or(Value::Null)
+}
+
+fn text(bytes: Option<&[u8]>) -> Value {
+    bytes.map(|b| Value::String(String::from_utf8_lossy(b).into_owned())).unwrap_or(Value::Null)
+}
+
+impl Selection {
+    fn dlq_topic(&self) -> String {
+        topics::dead_letter(&self.topic, &self.consumer)
+    }
+
+    fn retry_topic(&self) -> String {
+        topics::retry(&self.topic, &self.consumer)
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout)
+    }
+
+    fn matches(&self, found: &Found) -> bool {
+        let letter = &found.letter;
+        let time = found.time();
+        if self.since.is_some_and(|since| time.is_none_or(|t| t < since)) {
+            return false;
+        }
+        if self.until.is_some_and(|until| time.is_none_or(|t| t > until)) {
+            return false;
+        }
+        if let Some(needle) = &self.error {
+            let needle = needle.to_lowercase();
+            if !letter.error.as_deref().is_some_and(|e| e.to_lowercase().contains(&needle)) {
+                return false;
+            }
+        }
+        if let Some(key) = &self.key {
+            if letter.key.as_deref() != Some(key.as_bytes()) {
+                return false;
+            }
+        }
+        if let Some(id) = &self.event_id {
+            if letter.event_id.as_deref() != Some(id.as_str()) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The summary line of one dead letter, as `list` prints it.
+    fn line(&self, found: &Found) -> Value {
+        let letter = &found.letter;
+        json!({
+            "dlq_topic": self.dlq_topic(),
+            "dlq_partition": found.partition,
+            "dlq_offset": found.offset,
+            "key": text(letter.key.as_deref()),
+            "ce_id": letter.event_id,
+            "ce_type": letter.event_type,
+            "consumer": letter.consumer,
+            "error": letter.error,
+            "attempts": letter.attempts,
+            "original_topic": letter.original_topic,
+            "original_partition": letter.original_partition,
+            "original_offset": letter.original_offset,
+            "first_failure_time": rfc3339(letter.first_failure),
+            "last_failure_time": rfc3339(letter.last_failure),
+        })
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        config
+    }
+
+    /// Reads the matching dead letters, in dead-letter-topic order per partition (which is the
+    /// order they were dead-lettered in, per key). Blocking: run it off the async workers.
+    fn read(&self) -> anyhow::Result<Vec<Found>> {
+        let dlq = self.dlq_topic();
+        if self.max == Some(0) {
+            return Ok(Vec::new());
+        }
+        let consumer: BaseConsumer = self
+            .client_config()
+            // Assigned, never subscribed, never committed: reading the dead letters leaves no
+            // trace in the cluster, however often it is done.
+            .set("group.id", format!("fanout-dlq-{}", uuid::Uuid::new_v4().simple()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .context("cannot create the Kafka consumer")?;
+        let partitions = self.partitions(&consumer, &dlq, "dead-letter")?;
+        let mut remaining: HashMap<i32, i64> = HashMap::new();
+        let mut assignment = TopicPartitionList::new();
+        for partition in partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(&dlq, partition, self.timeout())
+                .with_context(|| format!("cannot read the end offsets of {dlq} partition {partition}"))?;
+            if high > low {
+                remaining.insert(partition, high);
+                assignment.add_partition_offset(&dlq, partition, Offset::Offset(low))?;
+            }
+        }
+        if remaining.is_empty() {
+            return Ok(Vec::new());
+        }
+        consumer.assign(&assignment).with_context(|| format!("cannot read {dlq}"))?;
+
+        let mut found = Vec::new();
+        let mut read = 0usize;
+        let mut last_progress = Instant::now();
+        while !remaining.is_empty() && self.max.is_none_or(|max| found.len() < max) {
+            let message = match consumer.poll(Duration::from_millis(200)) {
+                None => {
+                    if last_progress.elapsed() > self.timeout() {
+                        let mut pending: Vec<i32> = remaining.keys().copied().collect();
+                        pending.sort_unstable();
+                        bail!(
+                            "reading {dlq} stalled: no record for {}s after {read} records; partitions \
+                             {pending:?} did not reach their end",
+                            self.timeout
+                        );
+                    }
+                    continue;
+                }
+                // The end of a partition; also covers ends that are not a record (a transaction
+                // marker, a compacted-away tail).
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    remaining.remove(&partition);
+                    continue;
+                }
+                Some(Err(e)) => return Err(e).with_context(|| format!("reading {dlq}")),
+                Some(Ok(message)) => message,
+            };
+            last_progress = Instant::now();
+            let partition = message.partition();
+            let Some(&high) = remaining.get(&partition) else { continue };
+            if message.offset() >= high {
+                // Dead-lettered after the command started: left for the next run.
+                remaining.remove(&partition);
+                continue;
+            }
+            if message.offset() + 1 >= high {
+                remaining.remove(&partition);
+            }
+            read += 1;
+            let candidate = Found {
+                partition,
+                offset: message.offset(),
+                timestamp_ms: message.timestamp().to_millis(),
+                letter: DeadLetter::from_message(&message),
+            };
+            if self.matches(&candidate) {
+                found.push(candidate);
+            }
+        }
+        found.sort_by_key(|f| (f.partition, f.offset));
+        Ok(found)
+    }
+
+    /// The partitions of `topic`, or an error saying it does not exist (`what` names its role).
+    fn partitions<C: rdkafka::consumer::ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        what: &str,
+    ) -> anyhow::Result<Vec<i32>> {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), self.timeout())
+            .with_context(|| format!("cannot reach Kafka at {} within {}s", self.bootstrap, self.timeout))?;
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            bail!("{what} topic {topic} does not exist");
+        };
+        match found.error().map(RDKafkaErrorCode::from) {
+            None => {}
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => bail!(
+                "{what} topic {topic} does not exist: consumer {:?} has never run on topic {:?} in this \
+                 cluster (check --consumer and --topic)",
+                self.consumer,
+                self.topic
+            ),
+            Some(code) => bail!("{what} topic {topic}: {code}"),
+        }
+        let partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+        if partitions.is_empty() {
+            bail!("{what} topic {topic} has no partitions");
+        }
+        Ok(partitions)
+    }
+
+    /// Reads off the async workers: librdkafka's poll blocks.
+    async fn read_async(&self) -> anyhow::Result<Vec<Found>> {
+        let selection = self.clone();
+        tokio::task::spawn_blocking(move || selection.read()).await.context("the reader task failed")?
+    }
+}
+
+async fn list(selection: Selection) -> anyhow::Result<()> {
+    for found in selection.read_async().await? {
+        println!("{}", selection.line(&found));
+    }
+    Ok(())
+}
+
+impl ShowArgs {
+    /// Prints each matching dead letter with its headers and decoded payload. A payload that does
+    /// not decode is printed with the reason: it is often why the event was dead-lettered.
+    async fn run(self) -> anyhow::Result<()> {
+        let connection =
+            Connection { bootstrap: self.selection.bootstrap.clone(), registry: self.registry.clone() };
+        let serde = AvroSerde::from_settings(&connection.registry_settings())?;
+        for found in self.selection.read_async().await? {
+            let mut line = self.selection.line(&found);
+            let mut headers = Map::new();
+            for (name, value) in &found.letter.headers {
+                headers.insert(name.clone(), text(value.as_deref()));
+            }
+            line["headers"] = Value::Object(headers);
+            line["timestamp_ms"] = json!(found.timestamp_ms);
+            let payload = found.letter.payload.as_deref().unwrap_or_default();
+            if let Some(id) = fanout_schema_registry::wire::schema_id(payload) {
+                line["schema_id"] = json!(id);
+            }
+            match serde.decode_json(payload).await {
+                Ok(value) => line["value"] = value,
+                Err(error) => line["decode_error"] = Value::String(error.to_string()),
+            }
+            println!("{line}");
+        }
+        Ok(())
+    }
+}
+
+impl ReplayArgs {
+    /// Checks everything first (both topics exist, every selected dead letter is replayable), so
+    /// a bad selection sends nothing; then sends, waits for every acknowledgement and reports.
+    async fn run(self) -> anyhow::Result<()> {
+        let selection = &self.selection;
+        let dlq = selection.dlq_topic();
+        let retry = selection.retry_topic();
+        // The consumer creates its retry topic with as many partitions as the main topic; one
+        // auto-created here would have the broker's defaults, so it must already exist.
+        let probe = selection.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let consumer: BaseConsumer =
+                probe.client_config().create().context("cannot create a Kafka client")?;
+            probe.partitions(&consumer, &probe.retry_topic(), "retry").map(|_| ())
+        })
+        .await
+        .context("the metadata task failed")??;
+        let found = selection.read_async().await?;
+
+        let now = Utc::now();
+        let mut replays = Vec::with_capacity(found.len());
+        let mut invalid = 0usize;
+        for item in &found {
+            match item.letter.replay(&selection.topic, &selection.consumer, now) {
+                Ok(replay) => replays.push(replay),
+                Err(e) => {
+                    invalid += 1;
+                    eprintln!("fanout: {dlq} partition {} offset {}: {e}", item.partition, item.offset);
+                }
+            }
+        }
+        if invalid > 0 {
+            eprintln!("fanout dlq replay: matched {}, replayed 0 ({invalid} not replayable)", found.len());
+            bail!("{invalid} of {} selected dead letters cannot be replayed; nothing was sent", found.len());
+        }
+
+        if self.dry_run {
+            for item in &found {
+                let mut line = selection.line(item);
+                line["replay_to"] = Value::String(retry.clone());
+                println!("{line}");
+            }
+            eprintln!(
+                "fanout dlq replay: matched {}, replayed 0 (dry run: {} would go to {retry})",
+                found.len(),
+                replays.len()
+            );
+            return Ok(());
+        }
+
+        let outcomes = self.send(&replays).await?;
+        let mut replayed = 0usize;
+        let mut failures = Vec::new();
+        for (item, outcome) in found.iter().zip(outcomes) {
+            match outcome {
+                Ok((partition, offset)) => {
+                    replayed += 1;
+                    let mut line = selection.line(item);
+                    line["replayed_to"] = json!({ "topic": retry, "partition": partition, "offset": offset });
+                    println!("{line}");
+                }
+                Err(e) => {
+                    failures.push(format!("{dlq} partition {} offset {}: {e}", item.partition, item.offset))
+                }
+            }
+        }
+        for failure in &failures {
+            eprintln!("fanout: not replayed: {failure}");
+        }
+        eprintln!(
+            "fanout dlq replay: matched {}, replayed {replayed}, failed {} ({dlq} -> {retry})",
+            found.len(),
+            failures.len()
+        );
+        if !failures.is_empty() {
+            // Replaying the same selection again is safe: what did arrive is deduplicated.
+            bail!(
+                "{} of {} dead letters were not replayed; run the command again",
+                failures.len(),
+                found.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends in order (so replays of one key keep their order), at most `--rate` per second, and
+    /// waits for every acknowledgement. One result per replay: its retry partition and offset.
+    async fn send(&self, replays: &[Replay]) -> anyhow::Result<Vec<Result<(i32, i64), KafkaError>>> {
+        let selection = &self.selection;
+        let delivery_timeout = Duration::from_secs(selection.timeout.max(30));
+        let producer: FutureProducer = selection
+            .client_config()
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
+            .create()
+            .context("cannot create the Kafka producer")?;
+        let mut pacing = self.rate.map(|rate| {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick
+        });
+        let mut results: Vec<Option<Result<(i32, i64), KafkaError>>> =
+            (0..replays.len()).map(|_| None).collect();
+        let mut in_flight: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
+        for (index, replay) in replays.iter().enumerate() {
+            if let Some(tick) = pacing.as_mut() {
+                tick.tick().await;
+            }
+            let mut headers = OwnedHeaders::new_with_capacity(replay.headers.len());
+            for (key, value) in &replay.headers {
+                headers = headers.insert(Header { key, value: value.as_deref() });
+            }
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&replay.topic).headers(headers);
+            if let Some(key) = replay.key.as_deref() {
+                record = record.key(key);
+            }
+            if let Some(payload) = replay.payload.as_deref() {
+                record = record.payload(payload);
+            }
+            // Enqueued synchronously, in order: awaiting `send` futures concurrently would not
+            // guarantee the enqueue order, and with it the order of one key's replays.
+            loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => {
+                        in_flight.push_back((index, delivery));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        match in_flight.pop_front() {
+                            Some((done, delivery)) => results[done] = Some(settle(delivery).await),
+                            None => tokio::time::sleep(Duration::from_millis(10)).await,
+                        }
+                    }
+                    Err((e, _)) => {
+                        results[index] = Some(Err(e));
+                        break;
+                    }
+                }
+            }
+        }
+        while let Some((done, delivery)) = in_flight.pop_front() {
+            results[done] = Some(settle(delivery).await);
+        }
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(delivery_timeout)).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, "producer flush after all acknowledgements failed");
+        }
+        Ok(results.into_iter().map(|r| r.unwrap_or(Err(KafkaError::Canceled))).collect())
+    }
+}
+
+async fn settle(delivery: DeliveryFuture) -> Result<(i32, i64), KafkaError> {
+    match delivery.await {
+        Ok(Ok(delivered)) => Ok((delivered.partition, delivered.offset)),
+        Ok(Err((e, _))) => Err(e),
+        Err(_) => Err(KafkaError::Canceled),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(key: &str, error: &str, last_failure: &str) -> Found {
+        let headers = vec![
+            ("ce_id".to_owned(), Some(b"id-1".to_vec())),
+            (fanout_consumer::dlq_headers::ERROR.to_owned(), Some(error.as_bytes().to_vec())),
+            (
+                fanout_consumer::dlq_headers::LAST_FAILURE_TIME.to_owned(),
+                Some(last_failure.as_bytes().to_vec()),
+            ),
+        ];
+        Found {
+            partition: 0,
+            offset: 3,
+            timestamp_ms: None,
+            letter: DeadLetter::new(Some(key.as_bytes().to_vec()), None, headers),
+        }
+    }
+
+    fn selection(args: &[&str]) -> Selection {
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            selection: Selection,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(["dlq", "--consumer", "c"].iter().chain(args))
+            .expect("valid arguments");
+        cli.selection
+    }
+
+    #[test]
+    fn filters_all_must_hold() {
+        let letter = found("k1", "permanent: Post Is Broken", "2026-01-02T03:04:05.000Z");
+        assert!(selection(&[]).matches(&letter));
+        assert!(selection(&["--error", "is broken", "--key", "k1", "--event-id", "id-1"]).matches(&letter));
+        assert!(!selection(&["--error", "timeout"]).matches(&letter));
+        assert!(!selection(&["--key", "k2"]).matches(&letter));
+        assert!(!selection(&["--event-id", "id-2"]).matches(&letter));
+        assert!(selection(&["--since", "2026-01-02T03:04:05Z", "--until", "2026-01-02T03:04:05Z"])
+            .matches(&letter));
+        assert!(!selection(&["--since", "2026-01-02T03:04:06Z"]).matches(&letter));
+        assert!(!selection(&["--until", "2026-01-02T04:04:04+01:00"]).matches(&letter));
+    }
+
+    #[test]
+    fn bad_times_and_rates_are_refused_by_name() {
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            replay: ReplayArgs,
+        }
+        let err = <Cli as clap::Parser>::try_parse_from(["dlq", "--consumer", "c", "--since", "yesterday"])
+            .expect_err("refused");
+        assert!(err.to_string().contains("--since"), "{err}");
+        let err = <Cli as clap::Parser>::try_parse_from(["dlq", "--consumer", "c", "--rate", "0"])
+            .expect_err("refused");
+        assert!(err.to_string().contains("--rate"), "{err}");
+    }
+}

@@ -1,0 +1,521 @@
+//! `fanout dlq list|show|replay` against the real broker, the built-in registry and PostgreSQL:
+//! a consumer dead-letters one key while the others flow; the dead letter is listed and filtered
+//! with the real binary; a dry run sends nothing; after the handler is fixed a replay applies the
+//! effect exactly once, and a second replay of the same dead letter is a duplicate. A dead letter
+//! that fails again returns to the dead-letter topic with its attempts extended.
+
+use std::{
+    process::Output,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure, Context};
+use apache_avro::{types::Value as Avro, Schema};
+use fanout_consumer::{
+    async_trait, Consumer, ConsumerConfig, ConsumerError, DecodeError, Decoder, EventMeta, Handler,
+    HandlerError,
+};
+use fanout_events::{Category, PostPublished};
+use fanout_producer::{Publisher, PublisherConfig};
+use fanout_schema_registry::{AvroSerde, RegistrySettings, SerdeError};
+use fanout_testkit::{unique_name, Kafka, Postgres, TestDatabase, TestTopic};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use serde_json::Value;
+use sqlx::{AnyPool, Row};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+type TestResult = anyhow::Result<()>;
+
+/// The post whose events fail while the handler is "broken".
+const BROKEN: i64 = 7;
+
+/// The production decoding path: Confluent wire format through the registry.
+#[derive(Clone)]
+struct RegistryDecoder(AvroSerde);
+
+impl std::fmt::Debug for RegistryDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistryDecoder")
+    }
+}
+
+#[async_trait]
+impl Decoder for RegistryDecoder {
+    async fn decode(
+        &self,
+        _topic: &str,
+        payload: &[u8],
+        reader: &'static Schema,
+    ) -> Result<Avro, DecodeError> {
+        match self.0.decode_value(payload, Some(reader)).await {
+            Ok((_, value)) => Ok(value),
+            Err(SerdeError::UnknownSchemaId(id)) => Err(DecodeError::UnknownSchema(id)),
+            Err(e @ SerdeError::Registry { .. }) => Err(DecodeError::Unavailable(e.to_string())),
+            Err(e) => Err(DecodeError::Malformed(e.to_string())),
+        }
+    }
+}
+
+/// Fails post [`BROKEN`] permanently while `broken` is set; otherwise records one effect row.
+#[derive(Debug, Clone)]
+struct Effects {
+    broken: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Handler<PostPublished> for Effects {
+    async fn handle(
+        &self,
+        event: PostPublished,
+        meta: &EventMeta,
+        tx: &mut sqlx::AnyConnection,
+    ) -> Result<(), HandlerError> {
+        if event.post_id == BROKEN && self.broken.load(Ordering::SeqCst) {
+            return Err(HandlerError::permanent(format!("post {} is broken", event.post_id)));
+        }
+        sqlx::query("INSERT INTO effects (event_id, post_id, attempt) VALUES ($1, $2, $3)")
+            .bind(&meta.event_id)
+            .bind(event.post_id)
+            .bind(i64::from(meta.attempt))
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Broker, registry, database and a running consumer, with the main topic's events published.
+struct Stack {
+    kafka: Kafka,
+    topic: TestTopic,
+    registry: fanout_registry_server::RunningRegistry,
+    registry_topic: String,
+    _db: TestDatabase,
+    name: String,
+    pool: AnyPool,
+    broken: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ConsumerError>>,
+    /// (post id, ce_id, offset in the main topic), in publish order.
+    published: Vec<(i64, String, i64)>,
+}
+
+fn post(post_id: i64) -> PostPublished {
+    PostPublished {
+        post_id,
+        user_id: post_id * 10,
+        category: Category::Job,
+        city: "Lisbon".into(),
+        title: format!("post {post_id}"),
+        published_at: 1_764_000_000_000,
+    }
+}
+
+impl Stack {
+    async fn start(prefix: &str) -> anyhow::Result<Self> {
+        let kafka = Kafka::connect().await?;
+        // One partition: the broken key sits between healthy keys of the same partition.
+        let topic = kafka.topic(prefix, 1).await?;
+        let registry_topic = unique_name("schemas");
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let registry = fanout_registry_server::RegistryServer::start(
+            fanout_registry_server::RegistryConfig::new(kafka.bootstrap(), listen)
+                .with_topic(registry_topic.clone()),
+        )
+        .await?;
+        let db = Postgres::connect().await?.database().await?;
+        let registry_settings =
+            RegistrySettings { urls: vec![registry.url()], ..RegistrySettings::default() };
+
+        let mut config = ConsumerConfig::new(unique_name("dlq"));
+        config.kafka.bootstrap = kafka.bootstrap().to_owned();
+        config.store.url = db.url();
+        config.processing.commit_interval_ms = 200;
+        config.processing.batch_linger_ms = 2;
+        config.retry.attempts = 2;
+        config.retry.initial_backoff_ms = 20;
+        config.retry.max_backoff_ms = 50;
+        config.retry.delays_ms = vec![200];
+        config.http.listen = "127.0.0.1:0".into();
+        let name = config.name.clone();
+        let broken = Arc::new(AtomicBool::new(true));
+        let consumer = Consumer::builder(config)
+            .decoder(RegistryDecoder(AvroSerde::from_settings(&registry_settings)?))
+            .handle_topic::<PostPublished, _>(topic.name(), Effects { broken: broken.clone() })
+            .build()
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS effects (event_id TEXT NOT NULL, post_id BIGINT NOT NULL, \
+             attempt BIGINT NOT NULL)",
+        )
+        .execute(consumer.pool())
+        .await?;
+        let pool = consumer.pool().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(consumer.run(async move {
+            let _ = stopped.await;
+        }));
+
+        let publisher = Publisher::new(PublisherConfig {
+            source: "dlq-test".into(),
+            kafka: fanout_config::KafkaSettings {
+                bootstrap: kafka.bootstrap().to_owned(),
+                ..Default::default()
+            },
+            registry: registry_settings,
+            ..PublisherConfig::default()
+        })
+        .await?;
+        let mut published = Vec::new();
+        for post_id in [1, BROKEN, 2, 3] {
+            let delivery = publisher.publish_to(topic.name(), &post(post_id), None).await?;
+            published.push((post_id, delivery.event_id.to_string(), delivery.offset));
+        }
+        publisher.close(Duration::from_secs(10)).await?;
+        Ok(Self {
+            kafka,
+            topic,
+            registry,
+            registry_topic,
+            _db: db,
+            name,
+            pool,
+            broken,
+            stop: Some(stop),
+            task,
+            published,
+        })
+    }
+
+    fn broken_event(&self) -> anyhow::Result<(String, i64)> {
+        self.published
+            .iter()
+            .find(|(post_id, _, _)| *post_id == BROKEN)
+            .map(|(_, id, offset)| (id.clone(), *offset))
+            .context("the broken post was published")
+    }
+
+    /// `fanout dlq <command> --consumer NAME --topic TOPIC --bootstrap B <args>`.
+    async fn dlq(&self, command: &str, args: &[&str]) -> anyhow::Result<Output> {
+        let mut all = vec!["dlq", command, "--consumer", &self.name, "--topic", self.topic.name()];
+        all.extend(["--bootstrap", self.kafka.bootstrap()]);
+        all.extend(args);
+        fanout(&all).await
+    }
+
+    /// `dlq <command>` that must succeed; its JSON lines.
+    async fn dlq_lines(&self, command: &str, args: &[&str]) -> anyhow::Result<(Vec<Value>, String)> {
+        let out = self.dlq(command, args).await?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        ensure!(out.status.success(), "fanout dlq {command} {args:?} failed: {stderr}");
+        Ok((json_lines(&out.stdout)?, stderr))
+    }
+
+    async fn effects(&self, post_id: i64) -> anyhow::Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM effects WHERE post_id = $1")
+            .bind(post_id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get::<i64, _>(0)?)
+    }
+
+    /// Waits until the healthy posts are applied and `count` dead letters of the broken post
+    /// are listed.
+    async fn wait_dead_letters(&self, count: usize) -> anyhow::Result<Vec<Value>> {
+        wait_until(Duration::from_secs(60), "the healthy posts applied", || async {
+            Ok(self.effects(1).await? == 1 && self.effects(2).await? == 1 && self.effects(3).await? == 1)
+        })
+        .await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // Before the consumer created the dead-letter topic, `list` fails naming it.
+            let out = self.dlq("list", &["--key", &BROKEN.to_string()]).await?;
+            if out.status.success() {
+                let lines = json_lines(&out.stdout)?;
+                if lines.len() >= count {
+                    return Ok(lines);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out waiting for {count} dead letters; last list: {} / {}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(mut self) -> TestResult {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(60), &mut self.task).await???;
+        for name in [
+            fanout_events::topics::retry(self.topic.name(), &self.name),
+            fanout_events::topics::dead_letter(self.topic.name(), &self.name),
+            self.registry_topic.clone(),
+        ] {
+            if let Err(e) = self.kafka.delete_topic(&name).await {
+                eprintln!("could not delete {name}: {e}");
+            }
+        }
+        self.registry.shutdown().await?;
+        Ok(())
+    }
+}
+
+async fn fanout(args: &[&str]) -> anyhow::Result<Output> {
+    Ok(tokio::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(args)
+        .env("FANOUT_LOG", "error")
+        .kill_on_drop(true)
+        .output()
+        .await?)
+}
+
+fn json_lines(stdout: &[u8]) -> anyhow::Result<Vec<Value>> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l}")))
+        .collect()
+}
+
+async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> TestResult
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await? {
+        ensure!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Records in `topic` (sum of the partitions' high watermarks; nothing is ever deleted here).
+async fn records_in(kafka: &Kafka, topic: &str) -> anyhow::Result<i64> {
+    let config = kafka.client_config();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create()?;
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let mut total = 0;
+        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                total += consumer.fetch_watermarks(&topic, p.id(), Duration::from_secs(10))?.1;
+            }
+        }
+        Ok(total)
+    })
+    .await?
+}
+
+/// A counter of the default Prometheus registry (the consumer runs in this process).
+fn consumed(consumer: &str, outcome: &str) -> f64 {
+    prometheus::gather()
+        .iter()
+        .filter(|family| family.name() == "fanout_consumed_total")
+        .flat_map(|family| family.get_metric().iter())
+        .filter(|m| {
+            [("consumer", consumer), ("outcome", outcome)]
+                .iter()
+                .all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v))
+        })
+        .map(|m| m.get_counter().get_value())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fixed_dead_letter_is_replayed_once_and_a_second_replay_is_a_duplicate() -> TestResult {
+    let started = chrono::Utc::now();
+    let stack = Stack::start("dlq-replay").await?;
+    let (event_id, offset) = stack.broken_event()?;
+    let key = BROKEN.to_string();
+
+    // The broken event is dead-lettered while the healthy ones around it are applied.
+    let dead = stack.wait_dead_letters(1).await?;
+    ensure!(dead.len() == 1, "one dead letter: {dead:?}");
+    let line = &dead[0];
+    assert_eq!(line["key"], key.as_str());
+    assert_eq!(line["ce_id"], event_id.as_str());
+    assert_eq!(line["ce_type"], "post.published");
+    assert_eq!(line["consumer"], stack.name.as_str());
+    assert!(line["error"].as_str().is_some_and(|e| e.contains("post 7 is broken")), "{line}");
+    assert_eq!(line["attempts"], 1);
+    assert_eq!(line["original_topic"], stack.topic.name());
+    assert_eq!(line["original_partition"], 0);
+    assert_eq!(line["original_offset"], offset);
+    assert_eq!(line["dlq_partition"], 0);
+    assert!(line["first_failure_time"].is_string() && line["last_failure_time"].is_string(), "{line}");
+    assert_eq!(stack.effects(BROKEN).await?, 0);
+
+    // Filters: each one that matches finds it, each one that does not prints nothing.
+    let since = started.to_rfc3339();
+    for args in [
+        vec!["--error", "IS BROKEN"],
+        vec!["--event-id", event_id.as_str()],
+        vec!["--since", since.as_str(), "--until", "2999-01-01T00:00:00Z"],
+        vec!["--max", "1"],
+    ] {
+        let (lines, _) = stack.dlq_lines("list", &args).await?;
+        assert_eq!(lines.len(), 1, "{args:?} matches the dead letter");
+    }
+    for args in [
+        vec!["--error", "timeout"],
+        vec!["--key", "8"],
+        vec!["--event-id", "no-such-event"],
+        vec!["--since", "2999-01-01T00:00:00Z"],
+        vec!["--until", "2000-01-01T00:00:00Z"],
+        vec!["--max", "0"],
+    ] {
+        let (lines, _) = stack.dlq_lines("list", &args).await?;
+        assert!(lines.is_empty(), "{args:?} matches nothing: {lines:?}");
+    }
+
+    // Show: every header, the payload decoded through the registry.
+    let registry = stack.registry.url();
+    let (shown, _) = stack.dlq_lines("show", &["--key", &key, "--registry", &registry]).await?;
+    ensure!(shown.len() == 1, "show prints the dead letter: {shown:?}");
+    assert_eq!(shown[0]["value"]["post_id"], BROKEN);
+    assert_eq!(shown[0]["headers"]["ce_id"], event_id.as_str());
+    assert_eq!(shown[0]["headers"]["ce_source"], "dlq-test");
+    assert_eq!(shown[0]["headers"]["fanout_attempts"], "1");
+
+    // A dry run sends nothing.
+    let retry = fanout_events::topics::retry(stack.topic.name(), &stack.name);
+    let retry_before = records_in(&stack.kafka, &retry).await?;
+    let main_before = records_in(&stack.kafka, stack.topic.name()).await?;
+    let (planned, stderr) = stack.dlq_lines("replay", &["--key", &key, "--dry-run"]).await?;
+    assert_eq!(planned.len(), 1);
+    assert_eq!(planned[0]["replay_to"], retry.as_str());
+    assert!(stderr.contains("matched 1, replayed 0"), "{stderr}");
+    assert_eq!(records_in(&stack.kafka, &retry).await?, retry_before, "the dry run sent nothing");
+
+    // The handler is fixed; the replay applies the effect exactly once, through the retry topic
+    // (the main topic, read by every other consumer group, is untouched).
+    stack.broken.store(false, Ordering::SeqCst);
+    let (replayed, stderr) = stack.dlq_lines("replay", &["--key", &key]).await?;
+    assert!(stderr.contains("matched 1, replayed 1, failed 0"), "{stderr}");
+    assert_eq!(replayed[0]["replayed_to"]["topic"], retry.as_str());
+    wait_until(Duration::from_secs(30), "the replayed event applied", || async {
+        Ok(stack.effects(BROKEN).await? >= 1)
+    })
+    .await?;
+    assert_eq!(records_in(&stack.kafka, &retry).await?, retry_before + 1);
+    assert_eq!(records_in(&stack.kafka, stack.topic.name()).await?, main_before);
+    let (applied_id, attempt): (String, i64) = {
+        let row = sqlx::query("SELECT event_id, attempt FROM effects WHERE post_id = $1")
+            .bind(BROKEN)
+            .fetch_one(&stack.pool)
+            .await?;
+        (row.try_get(0)?, row.try_get(1)?)
+    };
+    assert_eq!(applied_id, event_id, "applied under its original ce_id");
+    assert_eq!(attempt, 2, "the attempt history carried over");
+
+    // The same dead letter replayed again is counted as a duplicate and not applied twice.
+    let duplicates_before = consumed(&stack.name, "duplicate");
+    let (_, stderr) = stack.dlq_lines("replay", &["--event-id", &event_id]).await?;
+    assert!(stderr.contains("matched 1, replayed 1, failed 0"), "{stderr}");
+    wait_until(Duration::from_secs(30), "the second replay counted as a duplicate", || async {
+        Ok(consumed(&stack.name, "duplicate") > duplicates_before)
+    })
+    .await?;
+    assert_eq!(stack.effects(BROKEN).await?, 1, "applied exactly once");
+    assert_eq!(
+        sqlx::query("SELECT COUNT(*) FROM effects").fetch_one(&stack.pool).await?.try_get::<i64, _>(0)?,
+        4,
+        "one effect per published event"
+    );
+    let (still, _) = stack.dlq_lines("list", &[]).await?;
+    assert_eq!(still.len(), 1, "nothing new was dead-lettered");
+
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replayed_dead_letter_that_fails_again_returns_with_its_history() -> TestResult {
+    let stack = Stack::start("dlq-refail").await?;
+    let (event_id, offset) = stack.broken_event()?;
+    let key = BROKEN.to_string();
+    let first = stack.wait_dead_letters(1).await?;
+
+    // Still broken: the replay fails again and comes back.
+    let (_, stderr) = stack.dlq_lines("replay", &["--key", &key, "--rate", "5"]).await?;
+    assert!(stderr.contains("matched 1, replayed 1, failed 0"), "{stderr}");
+    let dead = stack.wait_dead_letters(2).await?;
+    ensure!(dead.len() == 2, "exactly two dead letters: {dead:?}");
+    let again = &dead[1];
+    assert_eq!(again["ce_id"], event_id.as_str());
+    assert_eq!(again["attempts"], 2, "{again}");
+    assert_eq!(again["original_offset"], offset);
+    assert_eq!(again["original_topic"], stack.topic.name());
+    assert_eq!(again["first_failure_time"], first[0]["first_failure_time"], "the first failure is kept");
+    assert!(
+        again["last_failure_time"].as_str() >= first[0]["last_failure_time"].as_str(),
+        "{again} after {}",
+        first[0]
+    );
+    assert_eq!(stack.effects(BROKEN).await?, 0);
+
+    // Both dead letters match `--key`; `--since` the first one's failure selects only the new
+    // one, so an operator can replay just the latest.
+    let since = again["last_failure_time"].as_str().context("a time")?.to_owned();
+    let (latest, _) = stack.dlq_lines("list", &["--key", &key, "--since", &since]).await?;
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0]["attempts"], 2);
+
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_named_and_an_empty_dead_letter_topic_returns_at_once() -> TestResult {
+    let kafka = Kafka::connect().await?;
+    let consumer = unique_name("dlq-none");
+
+    // No such consumer on this topic: the missing topic is named.
+    let out = fanout(&["dlq", "list", "--consumer", &consumer, "--bootstrap", kafka.bootstrap()]).await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("post.published.{consumer}.dlq does not exist")), "{stderr}");
+
+    // An unparseable time names the option.
+    let out = fanout(&["dlq", "replay", "--consumer", &consumer, "--since", "yesterday"]).await?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
+
+    // No broker: a clear error within the timeout, not a hang.
+    let out =
+        fanout(&["dlq", "list", "--consumer", &consumer, "--bootstrap", "127.0.0.1:1", "--timeout", "2"])
+            .await?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach Kafka at 127.0.0.1:1"));
+
+    // An empty dead-letter topic: nothing listed, nothing replayed, no waiting for records.
+    let topic = unique_name("dlq-empty");
+    let dlq = fanout_events::topics::dead_letter(&topic, &consumer);
+    let retry = fanout_events::topics::retry(&topic, &consumer);
+    kafka.create_topic(&dlq, 2).await?;
+    kafka.create_topic(&retry, 2).await?;
+    let started = Instant::now();
+    let common =
+        ["--consumer", consumer.as_str(), "--topic", topic.as_str(), "--bootstrap", kafka.bootstrap()];
+    let list = fanout(&[&["dlq", "list"][..], &common[..]].concat()).await?;
+    let replay = fanout(&[&["dlq", "replay"][..], &common[..]].concat()).await?;
+    let elapsed = started.elapsed();
+    for name in [&dlq, &retry] {
+        kafka.delete_topic(name).await?;
+    }
+    assert!(list.status.success() && list.stdout.is_empty(), "{list:?}");
+    assert!(replay.status.success() && replay.stdout.is_empty(), "{replay:?}");
+    assert!(String::from_utf8_lossy(&replay.stderr).contains("matched 0, replayed 0"));
+    assert!(elapsed < Duration::from_secs(8), "an empty topic returns at once ({elapsed:?})");
+    Ok(())
+}
