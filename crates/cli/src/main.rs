@@ -16,6 +16,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The main job end to end: registry, rewards, pinning and stats against the local broker,
+    /// realistic events through the SDK, a checked summary.
+    Demo(commands::demo::DemoArgs),
     /// The built-in Confluent-compatible schema registry.
     #[command(subcommand)]
     Registry(commands::registry::RegistryCommand),
@@ -29,6 +32,11 @@ enum Command {
     /// The transactional outbox.
     #[command(subcommand)]
     Outbox(commands::outbox::OutboxCommand),
+    /// A consumer's dead letters: list, show, replay through its retry topic.
+    #[command(subcommand)]
+    Dlq(commands::dlq::DlqCommand),
+    /// Measure Fanout against raw Kafka clients and Confluent's Python serde, side by side.
+    Bench(commands::bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -42,11 +50,14 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => args.run().await,
         Command::Registry(command) => command.run().await,
         Command::Schema(command) => command.run().await,
         Command::Publish(args) => args.run().await,
         Command::Tail(args) => args.run().await,
         Command::Outbox(command) => command.run().await,
+        Command::Dlq(command) => command.run().await,
+        Command::Bench(args) => args.run().await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,9 +9,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -215,6 +215,20 @@ async fn end_offset(config: &RegistryConfig) -> Result<i64, RegistryError> {
     fetched.map_err(|reason| RegistryError::kafka("fetch watermarks", reason))
 }
 
+/// The tail's client context: reaching the end of the partition is how the tail learns it is
+/// caught up, not an error, so librdkafka's report of it is not logged as one.
+struct TailContext;
+
+impl ClientContext for TailContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(error = %error, reason, "registry tail: librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for TailContext {}
+
 fn start_tail(config: &RegistryConfig, store: Arc<Store>) -> Result<Tail, RegistryError> {
     let group = format!("fanout-registry-{}", config.topic);
     let mut consumer_config = client_config_with(
@@ -224,8 +238,9 @@ fn start_tail(config: &RegistryConfig, store: Arc<Store>) -> Result<Tail, Regist
         &[("group.id", group.as_str()), ("fetch.wait.max.ms", "50")],
     );
     consumer_config.set("enable.auto.commit", "false").set("enable.partition.eof", "true");
-    let consumer: StreamConsumer =
-        consumer_config.create().map_err(|e| RegistryError::kafka("consumer creation", e))?;
+    let consumer: StreamConsumer<TailContext> = consumer_config
+        .create_with_context(TailContext)
+        .map_err(|e| RegistryError::kafka("consumer creation", e))?;
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(&config.topic, PARTITION, Offset::Beginning)

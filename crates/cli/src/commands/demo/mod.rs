@@ -1,0 +1,254 @@
+//! `fanout demo`: the main job end to end. The built-in registry and the three post-published
+//! services run in this process against the local broker; an upstream publishes realistic
+//! `PostPublished` events (some sent twice, as an at-least-once upstream does, and poison
+//! records); then the demo waits for every consumer to catch up, checks each service's read API
+//! against totals computed here from the published events, and prints a summary.
+//!
+//! Each run uses its own topic (`post.published.demo-<run>`) and fresh service databases, so runs
+//! never see each other's events; the topics and databases are removed at the end unless
+//! `--keep` is given.
+
+mod publish;
+mod report;
+mod services;
+mod verify;
+mod workload;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use fanout_registry_server::{RegistryConfig, RegistryServer};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    ClientConfig,
+};
+
+use report::Row;
+use workload::Workload;
+
+/// Run the main job: registry, rewards, pinning and stats against the local broker, N events
+/// published through the SDK, and a checked summary.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Distinct events to publish (about 5% more are re-sent duplicates, plus one poison record).
+    #[arg(long, default_value_t = 2_000)]
+    events: usize,
+    /// Publishing rate in events per second (0: as fast as the broker acknowledges).
+    #[arg(long, default_value_t = 2_000)]
+    rate: u32,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "FANOUT_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Poison records (not Avro at all) slipped into the stream; each consumer must dead-letter
+    /// them and keep going.
+    #[arg(long, default_value_t = 1)]
+    poison: usize,
+    /// Partitions of the demo topic.
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Seed of the event generator (the same seed publishes the same mix).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Keep the run's topics and databases for a look afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// Beans a JOB post earns and credits a HOUSING post grants: the services' defaults, which the
+/// demo leaves in place, so its check also guards those defaults.
+const BEANS_PER_JOB: i64 = 10;
+const PINS_PER_HOUSING: i64 = 2;
+
+impl DemoArgs {
+    /// Runs the demo; an error (or a failed check) makes the process exit non-zero.
+    pub async fn run(self) -> anyhow::Result<()> {
+        if self.events == 0 {
+            bail!("--events must be at least 1");
+        }
+        if self.partitions < 1 {
+            bail!("--partitions must be at least 1");
+        }
+        let run = uuid::Uuid::now_v7().simple().to_string();
+        let run = &run[run.len() - 8..];
+        let topic = format!("{}.demo-{run}", fanout_events::topics::POST_PUBLISHED);
+        let seed = self.seed.unwrap_or_else(|| u64::from_str_radix(run, 16).unwrap_or(42));
+        let workdir = std::env::temp_dir().join(format!("fanout-demo-{run}"));
+        std::fs::create_dir_all(&workdir).with_context(|| format!("cannot create {}", workdir.display()))?;
+
+        let admin = admin(&self.bootstrap)?;
+        create_topic(&admin, &topic, self.partitions).await?;
+        let outcome = self.run_in(&topic, &workdir, seed).await;
+
+        if self.keep {
+            eprintln!("kept topic {topic} and the service databases in {}", workdir.display());
+        } else {
+            cleanup(&admin, &topic, &workdir).await;
+        }
+        outcome
+    }
+
+    async fn run_in(&self, topic: &str, workdir: &std::path::Path, seed: u64) -> anyhow::Result<()> {
+        println!(
+            "Fanout demo: topic {topic}, {} events at {} events/s (seed {seed})",
+            self.events, self.rate
+        );
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let registry = RegistryServer::start(RegistryConfig::new(&self.bootstrap, listen))
+            .await
+            .context("starting the built-in schema registry")?;
+        println!("schema registry   {}", registry.url());
+
+        let running = services::start(&self.bootstrap, &registry.url(), topic, workdir).await?;
+        for service in &running.services {
+            println!("{:<17} http://{}  (consumer group {:?})", service.name, service.http, service.name);
+        }
+        services::wait_ready(&running, Duration::from_secs(60)).await?;
+
+        let workload = Workload::generate(self.events, seed);
+        let progress = MultiProgress::new();
+        let published = publish::publish(
+            &self.bootstrap,
+            &registry.url(),
+            topic,
+            &workload,
+            self.rate,
+            self.poison,
+            &progress,
+        )
+        .await
+        .context("publishing the demo's events")?;
+        let records = published.records;
+
+        let bars: Vec<ProgressBar> = running
+            .services
+            .iter()
+            .map(|s| {
+                let bar = progress.add(ProgressBar::new(records as u64));
+                bar.set_style(bar_style());
+                bar.set_prefix(format!("{:<9}", s.name));
+                bar.set_message("catching up");
+                bar
+            })
+            .collect();
+        let catch_up = Duration::from_secs(60) + Duration::from_millis(records as u64 * 20);
+        let caught_up = services::wait_caught_up(&running, topic, records as u64, catch_up, &bars).await;
+        for bar in &bars {
+            bar.finish();
+        }
+        let families = prometheus::gather();
+
+        let expected = workload.expected(BEANS_PER_JOB, PINS_PER_HOUSING);
+        let mismatches = verify::read_apis(&running, &expected).await?;
+        let mut rows = Vec::new();
+        let mut problems = Vec::new();
+        for service in &running.services {
+            let figures = report::figures(&families, service.name, topic);
+            let theirs: Vec<&String> = mismatches.iter().filter(|m| m.starts_with(service.name)).collect();
+            if figures.applied != self.events as u64 {
+                problems.push(format!(
+                    "{} applied {} events, not {}",
+                    service.name, figures.applied, self.events
+                ));
+            }
+            if figures.duplicates < published.resends as u64 {
+                problems.push(format!(
+                    "{} skipped {} duplicates, fewer than the {} re-sent",
+                    service.name, figures.duplicates, published.resends
+                ));
+            }
+            if figures.dead_lettered != published.poison as u64 {
+                problems.push(format!(
+                    "{} dead-lettered {}, not the {} poison record(s)",
+                    service.name, figures.dead_lettered, published.poison
+                ));
+            }
+            problems.extend(theirs.iter().take(5).map(|m| (*m).clone()));
+            rows.push(Row {
+                consumer: service.name.to_owned(),
+                figures,
+                metrics_url: format!("http://{}/metrics", service.http),
+                verified: theirs.is_empty(),
+            });
+        }
+        println!();
+        println!(
+            "published {} events ({} re-sent duplicates, {} poison) to {topic}",
+            self.events, published.resends, published.poison
+        );
+        println!("{}", report::table(&rows));
+        println!(
+            "checked {} users' beans, pins and stats against totals computed from the published events",
+            expected.users.len()
+        );
+
+        running.stop().await?;
+        registry.shutdown().await.context("stopping the registry")?;
+        if let Err(e) = caught_up {
+            problems.push(format!("{e:#}"));
+        }
+        if !problems.is_empty() {
+            bail!("the demo's check failed:\n  {}", problems.join("\n  "));
+        }
+        println!("demo OK: every effect applied exactly once");
+        Ok(())
+    }
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+fn admin(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .with_context(|| format!("cannot create a Kafka admin client for {bootstrap}"))
+}
+
+async fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = tokio::time::timeout(
+        Duration::from_secs(15),
+        admin.create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &options),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "no Kafka broker answered within 15 s (start the local one with `scripts/stack up kafka`)"
+        )
+    })?
+    .context("creating the demo topic")?;
+    for result in results {
+        result.map_err(|(name, code)| anyhow::anyhow!("cannot create topic {name}: {code}"))?;
+    }
+    Ok(())
+}
+
+async fn cleanup(admin: &AdminClient<DefaultClientContext>, topic: &str, workdir: &std::path::Path) {
+    let mut topics = vec![topic.to_owned()];
+    for name in services::NAMES {
+        topics.push(fanout_events::topics::retry(topic, name));
+        topics.push(fanout_events::topics::dead_letter(topic, name));
+    }
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    // Retry and dead-letter topics exist only if something failed; "unknown topic" is fine.
+    if let Ok(Err(e)) =
+        tokio::time::timeout(Duration::from_secs(15), admin.delete_topics(&names, &options)).await
+    {
+        eprintln!("could not delete the demo topics: {e}");
+    }
+    let dir: PathBuf = workdir.to_owned();
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        eprintln!("could not remove {}: {e}", dir.display());
+    }
+}
