@@ -202,3 +202,100 @@ async fn exercise(
     anyhow::ensure!(!target_file.exists(), "the scrape target {} was left behind", target_file.display());
     Ok(())
 }
+
+/// The ledger rows and the sum of balances in the service's SQLite file, read beside the
+/// running (or killed) process.
+async fn ledger(db: &Path) -> anyhow::Result<(i64, i64)> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await?;
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM rewards_ledger").fetch_one(&pool).await.unwrap_or(0);
+    let balance: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(balance), 0) FROM rewards_balances")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0);
+    pool.close().await;
+    Ok((rows, balance))
+}
+
+/// `kill -9` of the real process in the middle of its batches, then a restart with the same
+/// config: every event credited exactly once. Offsets are committed rarely, so the kill lands
+/// between effects committed in the store and offsets committed in Kafka, and the restarted
+/// process must meet those events again and skip them as duplicates.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_batch_then_restart_credits_every_event_exactly_once() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let topic = stack.topic("rewards-kill", 3).await?;
+    let dir = tempfile::tempdir()?;
+    let name = fanout_testkit::unique_name("rewards");
+    let db = dir.path().join("rewards.db");
+    // A fixed port, so the restarted process serves /metrics where the test looks.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config = dir.path().join("rewards.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"{name}\"\n\
+             [service]\ntopic = \"{topic}\"\n\
+             [kafka]\nbootstrap = \"{bootstrap}\"\n\
+             [registry]\nurls = [\"{registry}\"]\n\
+             [store]\nurl = \"sqlite:{db}\"\n\
+             [processing]\ncommit_interval_ms = 60000\nbatch_size = 5\nkey_parallelism = 2\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\n",
+            topic = topic.name(),
+            bootstrap = stack.kafka.bootstrap(),
+            registry = stack.registry_url(),
+            db = db.display(),
+        ),
+    )?;
+    let total = 2_000_i64;
+    let events: Vec<PostPublished> = (0..total)
+        .map(|i| PostPublished {
+            post_id: i,
+            user_id: i % 41,
+            category: Category::Job,
+            city: "Wuhan".into(),
+            title: format!("job {i}"),
+            published_at: 1_764_000_000_000 + i,
+        })
+        .collect();
+    stack.publish(topic.name(), &events).await?;
+
+    let mut first = command(&config).stderr(Stdio::null()).spawn().context("starting fanout-rewards")?;
+    let started = wait_until(LIMIT, "a tenth of the events credited", || async {
+        Ok(ledger(&db).await.map(|(rows, _)| rows >= total / 10).unwrap_or(false))
+    })
+    .await;
+    first.kill()?; // SIGKILL: no drain, no commit, no goodbye to the group.
+    first.wait()?;
+    started?;
+    let (at_kill, _) = ledger(&db).await?;
+    anyhow::ensure!(at_kill < total, "the process finished before it was killed; publish more events");
+
+    let mut second = command(&config).stderr(Stdio::null()).spawn().context("restarting fanout-rewards")?;
+    let finished = wait_until(Duration::from_secs(180), "every event credited after the restart", || async {
+        Ok(ledger(&db).await.map(|(rows, _)| rows >= total).unwrap_or(false))
+    })
+    .await;
+    let duplicates = async {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await?.text().await?;
+        anyhow::Ok(
+            text.lines()
+                .filter(|l| l.starts_with("fanout_consumed_total") && l.contains("outcome=\"duplicate\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>(),
+        )
+    }
+    .await;
+    Command::new("kill").args(["-TERM", &second.id().to_string()]).status()?;
+    let stopped = tokio::task::block_in_place(|| wait_for_exit(&mut second, LIMIT));
+    finished?;
+
+    let (rows, balance) = ledger(&db).await?;
+    assert_eq!(rows, total, "one ledger row per event: none lost, none twice");
+    assert_eq!(balance, total * 10, "balances credit every event once");
+    assert!(duplicates? >= 1.0, "the restart met events credited before the kill and skipped them");
+    anyhow::ensure!(stopped?.success(), "the restarted process did not stop cleanly on SIGTERM");
+    stack.delete_derived_topics(topic.name(), &name).await;
+    stack.stop().await
+}
