@@ -55,8 +55,26 @@ pub enum ConfigError {
 
 /// Loads `T` from its defaults, then `file` (TOML) when given, then `FANOUT_*` environment
 /// variables.
+///
+/// Fanout's tooling variables are not configuration and are left out, so having them in the
+/// shell never makes a service refuse to start: `FANOUT_TEST_*` (test suites), `FANOUT_BENCH_*`
+/// (benchmarks) and those of `scripts/stack` ([`TOOLING_VARIABLES`]).
 pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, ConfigError> {
-    load_with_env(file, Environment::with_prefix(ENV_PREFIX).prefix_separator("_").separator("__"))
+    let variables = std::env::vars().filter(|(name, _)| is_setting(name)).collect();
+    load_with_env(
+        file,
+        Environment::with_prefix(ENV_PREFIX).prefix_separator("_").separator("__").source(Some(variables)),
+    )
+}
+
+/// `FANOUT_` variables that belong to Fanout's tools, not to any configuration.
+pub const TOOLING_VARIABLES: &[&str] = &["FANOUT_STACK_DIR", "FANOUT_KAFKA_START_TIMEOUT"];
+
+fn is_setting(name: &str) -> bool {
+    name.starts_with("FANOUT_")
+        && !name.starts_with("FANOUT_TEST_")
+        && !name.starts_with("FANOUT_BENCH_")
+        && !TOOLING_VARIABLES.contains(&name)
 }
 
 /// Loads `T` from TOML text alone (no file, no environment): for tests and embedded defaults.
@@ -164,6 +182,16 @@ mod tests {
         assert_eq!(layered.kafka.bootstrap, "env:9092");
         assert_eq!(layered.name, "from-file");
         let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn tooling_variables_are_not_settings() {
+        assert!(is_setting("FANOUT_KAFKA__BOOTSTRAP"));
+        assert!(is_setting("FANOUT_LOG"));
+        assert!(!is_setting("FANOUT_TEST_BOOTSTRAP"));
+        assert!(!is_setting("FANOUT_BENCH_DATABASE_URL"));
+        assert!(!is_setting("FANOUT_STACK_DIR"));
+        assert!(!is_setting("PATH"));
     }
 
     #[test]

@@ -7,10 +7,10 @@ use fanout_schema_registry::RegistrySettings;
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// Kafka bootstrap servers.
-    #[arg(long, env = "FANOUT_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    #[arg(long, env = "FANOUT_KAFKA__BOOTSTRAP", default_value = "127.0.0.1:9092")]
     pub bootstrap: String,
     /// Schema registry URL(s), comma-separated for failover.
-    #[arg(long, env = "FANOUT_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(long, env = "FANOUT_REGISTRY__URLS", default_value = "http://127.0.0.1:8081")]
     pub registry: String,
 }
 

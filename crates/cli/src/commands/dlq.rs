@@ -90,7 +90,7 @@ pub struct Selection {
     #[arg(long)]
     max: Option<usize>,
     /// Kafka bootstrap servers.
-    #[arg(long, env = "FANOUT_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    #[arg(long, env = "FANOUT_KAFKA__BOOTSTRAP", default_value = "127.0.0.1:9092")]
     bootstrap: String,
     /// Seconds to wait for the cluster to answer, and at most between two records while reading.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
@@ -103,7 +103,7 @@ pub struct ShowArgs {
     #[command(flatten)]
     selection: Selection,
     /// Schema registry URL(s), comma-separated for failover.
-    #[arg(long, env = "FANOUT_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(long, env = "FANOUT_REGISTRY__URLS", default_value = "http://127.0.0.1:8081")]
     registry: String,
 }
 

@@ -20,7 +20,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
     /// Kafka bootstrap servers.
-    #[arg(long, env = "FANOUT_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    #[arg(long, env = "FANOUT_KAFKA__BOOTSTRAP", default_value = "127.0.0.1:9092")]
     bootstrap: String,
     /// The compacted topic holding every schema, version and setting.
     #[arg(long, default_value = "_schemas")]

@@ -40,7 +40,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 2_000)]
     rate: u32,
     /// Kafka bootstrap servers.
-    #[arg(long, env = "FANOUT_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    #[arg(long, env = "FANOUT_KAFKA__BOOTSTRAP", default_value = "127.0.0.1:9092")]
     bootstrap: String,
     /// Poison records (not Avro at all) slipped into the stream; each consumer must dead-letter
     /// them and keep going.
