@@ -61,7 +61,9 @@ struct Prepared {
 struct Step {
     finish: Finish,
     outcome: Outcome,
-    latency: Option<Duration>,
+    /// When an applied event happened (ms since the epoch), for the end-to-end latency, which
+    /// runs to its effect committing.
+    event_time_ms: Option<i64>,
 }
 
 /// Failures that are not the event's: the whole batch is rolled back and runs again.
@@ -104,10 +106,12 @@ impl Engine {
         let topics: Vec<String> = prepared.iter().map(|p| p.binding.topic.clone()).collect();
         match self.transact(prepared).await {
             Ok(steps) => {
+                let committed_ms = now_ms();
                 for (step, topic) in steps.into_iter().zip(&topics) {
                     self.metrics.outcome(&self.consumer, topic, step.0.outcome);
-                    if let Some(latency) = step.0.latency {
-                        self.metrics.end_to_end(&self.consumer, topic, latency);
+                    if let Some(time_ms) = step.0.event_time_ms {
+                        let latency = u64::try_from(committed_ms - time_ms).unwrap_or(0);
+                        self.metrics.end_to_end(&self.consumer, topic, Duration::from_millis(latency));
                     }
                     finished.push((step.1, step.0.finish));
                 }
@@ -169,7 +173,7 @@ impl Engine {
                     .send(&binding.retry_topic, record, failure_headers(record, &failure, &extra))
                     .await?;
                 self.store.park(tx, parked, now).await?;
-                return Ok(Step { finish: Finish::Done, outcome: Outcome::Parked, latency: None });
+                return Ok(Step { finish: Finish::Done, outcome: Outcome::Parked, event_time_ms: None });
             }
         }
 
@@ -188,7 +192,11 @@ impl Engine {
                     on_retry_topic,
                 )
                 .await?;
-                return Ok(Step { finish: Finish::Done, outcome: Outcome::DeadLettered, latency: None });
+                return Ok(Step {
+                    finish: Finish::Done,
+                    outcome: Outcome::DeadLettered,
+                    event_time_ms: None,
+                });
             }
         };
 
@@ -201,7 +209,7 @@ impl Engine {
                 }
             }
             savepoint.commit().await?;
-            return Ok(Step { finish: Finish::Done, outcome: Outcome::Duplicate, latency: None });
+            return Ok(Step { finish: Finish::Done, outcome: Outcome::Duplicate, event_time_ms: None });
         }
         let result = self.call(&binding, event, &meta, &mut savepoint).await;
         match result {
@@ -212,9 +220,8 @@ impl Engine {
                     }
                 }
                 savepoint.commit().await?;
-                let latency =
-                    event_time_ms(&meta, record).map(|t| Duration::from_millis((now_ms() - t).max(0) as u64));
-                Ok(Step { finish: Finish::Done, outcome: Outcome::Applied, latency })
+                let event_time_ms = event_time_ms(&meta, record);
+                Ok(Step { finish: Finish::Done, outcome: Outcome::Applied, event_time_ms })
             }
             Err(error) => {
                 savepoint.rollback().await?;
@@ -279,7 +286,7 @@ impl Engine {
                 again.not_before_ms = now + millis(delay);
                 again.first_failure_ms = Some(first);
                 again.last_error = Some(text);
-                Ok(Step { finish: Finish::Again(again), outcome: Outcome::Retried, latency: None })
+                Ok(Step { finish: Finish::Again(again), outcome: Outcome::Retried, event_time_ms: None })
             }
             Plan::RetryTopic(delay) => {
                 let failure = self.failure(origin, attempt, Some(&text), Some(first), Some(now));
@@ -291,13 +298,13 @@ impl Engine {
                 if let Some(parked) = parked {
                     self.store.park(tx, parked, now).await?;
                 }
-                Ok(Step { finish: Finish::Done, outcome: Outcome::Retried, latency: None })
+                Ok(Step { finish: Finish::Done, outcome: Outcome::Retried, event_time_ms: None })
             }
             Plan::DeadLetter => {
                 let mut work = work;
                 work.first_failure_ms = Some(first);
                 self.dead_letter(tx, binding, &work, origin, attempt, &text, parked, on_retry_topic).await?;
-                Ok(Step { finish: Finish::Done, outcome: Outcome::DeadLettered, latency: None })
+                Ok(Step { finish: Finish::Done, outcome: Outcome::DeadLettered, event_time_ms: None })
             }
         }
     }

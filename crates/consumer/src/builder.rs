@@ -185,6 +185,11 @@ impl Consumer {
         self.engine.store.pool()
     }
 
+    /// The consumer's name: its consumer group and dedupe namespace.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
     /// Where the HTTP endpoint listens (useful with port 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr

@@ -55,10 +55,13 @@ pub struct ConsumerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
     /// `sqlite:path/to/file.db` (one instance) or `postgres://user:pass@host/db` (several).
+    /// SQLite has a single writer: batches take turns, so a slow handler holds up every key;
+    /// key parallelism pays off on PostgreSQL.
     pub url: String,
     /// How long a dedupe mark is kept; a duplicate arriving later than this is applied again.
     pub dedupe_retention_hours: u64,
-    /// Connection pool size; bounds how many batches run at once.
+    /// Connection pool size; bounds how many batches run at once. `/readyz` uses one more
+    /// connection of its own.
     pub max_connections: u32,
     /// How long a SQLite writer waits for the write lock before failing.
     pub busy_timeout_ms: u64,
@@ -92,7 +95,9 @@ pub struct ProcessingSettings {
     /// On revocation, how long in-flight work of the revoked partitions may take to finish
     /// before it is abandoned uncommitted. Keep it below the session timeout.
     pub drain_timeout_ms: u64,
-    /// On shutdown, how long in-flight batches may take to finish.
+    /// How long a graceful shutdown may take in all: in-flight work gets this minus a quarter
+    /// (at most 5 s), kept for the final commit and leaving the group; work not finished by then
+    /// is abandoned uncommitted, and `run` returns.
     pub shutdown_timeout_ms: u64,
     /// librdkafka `statistics.interval.ms`, the source of the lag gauge (0 turns it off).
     pub statistics_interval_ms: u64,
@@ -183,6 +188,19 @@ impl ConsumerConfig {
         }
         if self.store.max_connections == 0 {
             return bad("store.max_connections", "must be at least 1");
+        }
+        if self.store.dedupe_retention_hours == 0 {
+            return bad(
+                "store.dedupe_retention_hours",
+                "must be at least 1 (0 would forget every event at once)",
+            );
+        }
+        if self.kafka.bootstrap.trim().is_empty() {
+            return bad("kafka.bootstrap", "must name at least one broker (host:port)");
+        }
+        let port = self.http.listen.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
+        if !matches!(port, Some(Ok(_))) {
+            return bad("http.listen", "must be host:port, e.g. 0.0.0.0:9101");
         }
         if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
             return bad("store.url", "must start with sqlite: or postgres://");
@@ -282,6 +300,23 @@ mod tests {
 
         let config = ConsumerConfig::new("bad name");
         assert!(config.validate().expect_err("refused").to_string().contains("name"));
+
+        let mut config = ConsumerConfig::new("rewards");
+        config.store.dedupe_retention_hours = 0;
+        assert!(config.validate().expect_err("refused").to_string().contains("store.dedupe_retention_hours"));
+
+        let mut config = ConsumerConfig::new("rewards");
+        config.kafka.bootstrap = " ".into();
+        assert!(config.validate().expect_err("refused").to_string().contains("kafka.bootstrap"));
+
+        for listen in ["9101", "0.0.0.0:http", ""] {
+            let mut config = ConsumerConfig::new("rewards");
+            config.http.listen = listen.into();
+            assert!(config.validate().expect_err(listen).to_string().contains("http.listen"), "{listen}");
+        }
+        let mut config = ConsumerConfig::new("rewards");
+        config.http.listen = "[::]:9101".into();
+        config.validate().expect("an IPv6 address is fine");
     }
 
     #[test]

@@ -101,6 +101,8 @@ struct PartitionQueue {
     pending: BTreeSet<i64>,
     /// One past the highest offset fetched.
     next_offset: Option<i64>,
+    /// The highest offset finished.
+    max_done: Option<i64>,
     in_flight: usize,
     draining: bool,
 }
@@ -133,6 +135,7 @@ impl Dispatcher {
                 keys: HashMap::new(),
                 pending: BTreeSet::new(),
                 next_offset: None,
+                max_done: None,
                 in_flight: 0,
                 draining: false,
             };
@@ -170,7 +173,10 @@ impl Dispatcher {
         let mut candidates: Vec<(i64, Tp, KeyId)> = Vec::new();
         for tp in &tps {
             let Some(part) = self.partitions.get(tp) else { continue };
-            if part.draining {
+            // A partition at its parallelism bound can give nothing now; skipping it here keeps
+            // `take` from collecting and sorting every buffered key while all are busy, which is
+            // most calls under load.
+            if part.draining || part.in_flight >= self.key_parallelism {
                 continue;
             }
             for (key, queue) in &part.keys {
@@ -243,6 +249,7 @@ impl Dispatcher {
             Finish::Done => {
                 queue.items.pop_front();
                 part.pending.remove(&work.record.offset);
+                part.max_done = part.max_done.max(Some(work.record.offset));
                 self.queued = self.queued.saturating_sub(1);
                 if queue.items.is_empty() {
                     part.keys.remove(&key);
@@ -304,12 +311,32 @@ impl Dispatcher {
         }
     }
 
-    /// Stops starting new work everywhere (shutdown); in-flight work may still finish.
-    pub(crate) fn drain_all(&mut self) {
-        let tps: Vec<Tp> = self.partitions.keys().cloned().collect();
-        for tp in tps {
-            self.drain(&tp);
+    /// Shutdown: of the queued events, keeps only those the final commit needs to cover what is
+    /// already applied. Key parallelism lets later keys run ahead, so events may wait below
+    /// offsets already finished or in flight; committing stops at them, and after a restart the
+    /// events above come back as duplicates. So per partition, events below the highest offset
+    /// finished or in flight stay queued, to run, as long as their key is due by `horizon_ms`;
+    /// everything else is dropped, its offsets left uncommitted. Called again as work finishes,
+    /// it drops keys that have since been put off past the horizon.
+    pub(crate) fn wind_down(&mut self, horizon_ms: i64) {
+        let mut dropped = 0;
+        for part in self.partitions.values_mut().filter(|p| !p.draining) {
+            let in_flight = part.keys.values().filter(|q| q.in_flight).filter_map(|q| q.items.front());
+            let limit = in_flight.map(|w| w.record.offset).max().max(part.max_done);
+            for queue in part.keys.values_mut() {
+                let due =
+                    queue.in_flight || queue.items.front().is_some_and(|h| h.not_before_ms <= horizon_ms);
+                let below =
+                    queue.items.iter().take_while(|w| limit.is_some_and(|l| w.record.offset < l)).count();
+                let keep = if due { below.max(usize::from(queue.in_flight)) } else { 0 };
+                while queue.items.len() > keep {
+                    queue.items.pop_back();
+                    dropped += 1;
+                }
+            }
+            part.keys.retain(|_, q| !q.items.is_empty());
         }
+        self.queued = self.queued.saturating_sub(dropped);
     }
 
     /// Events fetched and not finished, across partitions.
@@ -429,6 +456,63 @@ mod tests {
         assert_eq!(retried[0].attempt, 1);
         d.finish(&retried[0], Finish::Done);
         assert_eq!(offsets(&d.take(100, 10)), vec![1]);
+    }
+
+    #[test]
+    fn winding_down_keeps_only_the_events_below_finished_work() {
+        let mut d = Dispatcher::new(8);
+        // Key a is slow: b and c ran ahead of its later events.
+        for (offset, key) in ["a", "b", "a", "c", "a", "b", "d"].iter().enumerate() {
+            d.push(work(0, offset as i64, key));
+        }
+        let first = d.take(0, 10);
+        assert_eq!(offsets(&first), vec![0, 1, 3, 6]);
+        for done in &first[1..] {
+            d.finish(done, Finish::Done);
+        }
+        let second = d.take(0, 10);
+        assert_eq!(offsets(&second), vec![5], "b's second event; a is still busy at 0");
+        // Shutting down now: 2 and 4 (key a) lie below 6, finished; they stay to be run.
+        d.wind_down(0);
+        assert_eq!(d.queued(), 4, "0 and 5 in flight, 2 and 4 kept");
+        d.finish(&first[0], Finish::Done);
+        d.finish(&second[0], Finish::Done);
+        assert_eq!(offsets(&d.take(0, 10)), vec![2]);
+        assert_eq!(d.watermark(&tp(0)), Some(2));
+
+        // Nothing finished ahead of a queued event: it is dropped, its offset left pending.
+        let mut d = Dispatcher::new(8);
+        for offset in 0..3 {
+            d.push(work(0, offset, "k"));
+        }
+        let taken = d.take(0, 10);
+        d.wind_down(0);
+        d.finish(&taken[0], Finish::Done);
+        assert!(d.take(0, 10).is_empty());
+        assert_eq!(d.queued(), 0);
+        assert_eq!(d.watermark(&tp(0)), Some(1));
+    }
+
+    #[test]
+    fn winding_down_drops_keys_put_off_past_the_horizon() {
+        let mut d = Dispatcher::new(8);
+        d.push(work(0, 0, "late"));
+        d.push(work(0, 1, "late"));
+        d.push(work(0, 2, "soon"));
+        d.push(work(0, 3, "soon"));
+        d.push(work(0, 4, "done"));
+        let taken = d.take(0, 10);
+        let mut late = taken[0].clone();
+        late.not_before_ms = 60_000;
+        d.finish(&taken[0], Finish::Again(late));
+        let mut soon = taken[1].clone();
+        soon.not_before_ms = 100;
+        d.finish(&taken[1], Finish::Again(soon));
+        d.finish(&taken[2], Finish::Done);
+        d.wind_down(1_000);
+        assert_eq!(d.queued(), 2, "the late key dropped, the soon one kept to its due time");
+        assert_eq!(offsets(&d.take(100, 10)), vec![2]);
+        assert_eq!(d.watermark(&tp(0)), Some(0), "the dropped key's offsets stay uncommitted");
     }
 
     #[test]

@@ -50,7 +50,9 @@ pub(crate) struct Shared {
     pub(crate) in_channel: AtomicUsize,
     /// Records the runner holds unfinished.
     pub(crate) buffered: AtomicUsize,
-    /// Set once the runner is shutting down: revocations no longer wait for it.
+    /// Set when the runner begins shutting down: fetching pauses.
+    pub(crate) draining: AtomicBool,
+    /// Set once the runner has committed its final offsets: revocations no longer wait for it.
     pub(crate) closing: AtomicBool,
     /// Tells the poll thread to stop.
     pub(crate) stop: AtomicBool,
@@ -74,17 +76,9 @@ pub(crate) struct Context {
 
 impl ClientContext for Context {
     fn stats(&self, statistics: Statistics) {
-        for (topic, stats) in &statistics.topics {
-            for (partition, p) in &stats.partitions {
-                // librdkafka reports -1 for partitions it does not fetch (and the internal -1
-                // partition); only the assigned ones have a lag.
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics
-                        .lag
-                        .with_label_values(&[self.consumer.as_str(), topic.as_str(), &partition.to_string()])
-                        .set(p.consumer_lag);
-                }
-            }
+        // Under the lock, so a revocation cannot remove a series between the check and the set.
+        if let Ok(assigned) = self.shared.assigned.lock() {
+            crate::lag::report(&self.metrics, &self.consumer, &assigned, &statistics);
         }
     }
 }
@@ -96,14 +90,12 @@ impl ConsumerContext for Context {
         if let Ok(mut assigned) = self.shared.assigned.lock() {
             for tp in &tps {
                 assigned.remove(tp);
+                let _ = self.metrics.lag.remove_label_values(&[
+                    self.consumer.as_str(),
+                    &tp.topic,
+                    &tp.partition.to_string(),
+                ]);
             }
-        }
-        for tp in &tps {
-            let _ = self.metrics.lag.remove_label_values(&[
-                self.consumer.as_str(),
-                &tp.topic,
-                &tp.partition.to_string(),
-            ]);
         }
         if self.shared.closing.load(Ordering::Acquire) {
             // The runner already committed its final offsets.
@@ -181,8 +173,10 @@ pub(crate) fn poll_loop(consumer: Arc<BaseConsumer<Context>>, max_buffered: usiz
         }
         let held = shared.in_channel.load(Ordering::Acquire) + shared.buffered.load(Ordering::Acquire);
         // Pausing (not ceasing to poll) keeps rebalances and the group session served; resuming
-        // fetches from the last record handed over, so nothing is skipped.
-        if held >= max_buffered || (paused && held > max_buffered / 2) {
+        // fetches from the last record handed over, so nothing is skipped. Once the runner is
+        // shutting down, everything stays paused (partitions assigned meanwhile included).
+        let draining = shared.draining.load(Ordering::Acquire);
+        if draining || held >= max_buffered || (paused && held > max_buffered / 2) {
             if let Ok(assignment) = consumer.assignment() {
                 let _ = consumer.pause(&assignment);
             }

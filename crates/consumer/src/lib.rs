@@ -58,6 +58,12 @@
 //!   Undecodable payloads are dead-lettered at once. A dead letter is read back as a
 //!   [`DeadLetter`] and redriven through the consumer's own retry topic with
 //!   [`DeadLetter::replay`] (`fanout dlq replay`): deduplicated on `ce_id`, history kept.
+//! * **Shutdown**: when the `run` future's `shutdown` completes, fetching pauses, the work under
+//!   way finishes (with any events waiting below it, so the final commit covers every applied
+//!   event), offsets are committed and the group is left, all within
+//!   `processing.shutdown_timeout_ms`; what cannot finish is abandoned uncommitted.
+//! * **Health**: `/healthz` answers while the process runs; `/readyz` is 200 only while the
+//!   instance owns partitions and its store answers (on a connection of its own).
 //!
 //! # Metrics
 //!
@@ -84,6 +90,7 @@ mod metrics;
 mod registry;
 mod retry;
 mod runner;
+mod shutdown;
 mod store;
 
 pub use async_trait::async_trait;

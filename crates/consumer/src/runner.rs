@@ -1,5 +1,5 @@
 //! The run loop: records in from the poll thread, batches out to the store, finished offsets
-//! committed, revocations drained, shutdown completed.
+//! committed, revocations drained; then the shutdown (in `shutdown.rs`).
 //!
 //! One task owns the [`Dispatcher`], so the bookkeeping needs no locks; batches run as tasks of a
 //! `JoinSet` owned by the loop, so dropping the run future (a crash, in tests) aborts them and
@@ -15,7 +15,7 @@ use std::{
 use rdkafka::consumer::CommitMode;
 use tokio::{
     task::JoinSet,
-    time::{interval, sleep_until, timeout_at, Instant, MissedTickBehavior},
+    time::{interval, sleep_until, Instant, MissedTickBehavior},
 };
 
 use crate::{
@@ -33,18 +33,18 @@ struct Revoking {
     deadline: Instant,
 }
 
-struct Loop {
-    dispatcher: Dispatcher,
-    batches: JoinSet<Vec<Finished>>,
+pub(crate) struct Loop {
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) batches: JoinSet<Vec<Finished>>,
     revoking: Vec<Revoking>,
     committed: HashMap<Tp, i64>,
     linger_until: Option<Instant>,
 }
 
 impl Consumer {
-    /// Consumes until `shutdown` completes, then stops fetching, lets in-flight batches finish
-    /// (up to `processing.shutdown_timeout_ms`), commits the finished offsets and leaves the
-    /// group.
+    /// Consumes until `shutdown` completes, then stops fetching, lets in-flight work finish,
+    /// commits the finished offsets and leaves the group, all within
+    /// `processing.shutdown_timeout_ms` (see [`crate::ProcessingSettings::shutdown_timeout_ms`]).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ConsumerError> {
         let producer_config = self.config.consumer_client_config();
         for binding in self.engine.bindings.values().filter(|(_, retry)| !retry).map(|(b, _)| b) {
@@ -136,56 +136,10 @@ impl Consumer {
                 .set(i64::try_from(state.dispatcher.queued()).unwrap_or(i64::MAX));
         }
 
-        tracing::info!(consumer = %self.config.name, in_flight = state.dispatcher.total_in_flight(), "consumer stopping");
-        state.dispatcher.drain_all();
-        let deadline = Instant::now() + Duration::from_millis(self.config.processing.shutdown_timeout_ms);
-        while !state.batches.is_empty() {
-            match timeout_at(deadline, state.batches.join_next()).await {
-                Ok(Some(joined)) => self.finished(&mut state, joined)?,
-                Ok(None) => break,
-                Err(_) => {
-                    tracing::warn!(consumer = %self.config.name, "in-flight batches did not finish by the shutdown \
-                        deadline; abandoned uncommitted");
-                    state.batches.shutdown().await;
-                }
-            }
-        }
-        self.answer_revocations(&mut state, true);
-        // Final offsets, synchronously, before leaving the group; then revocations during close
-        // need not wait for this loop any more.
-        let marks = state.dispatcher.watermarks();
-        self.shared.closing.store(true, Ordering::Release);
-        let kafka = self.kafka.clone();
-        let committed = tokio::task::spawn_blocking(move || {
-            if marks.is_empty() {
-                Ok(())
-            } else {
-                kafka::commit(&kafka, &marks, CommitMode::Sync)
-            }
-        })
-        .await;
-        match committed {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(consumer = %self.config.name, error = %e, "final commit failed"),
-            Err(e) => tracing::warn!(consumer = %self.config.name, error = %e, "final commit task failed"),
-        }
-        // The poll thread must hold the last handle: dropping it closes the consumer, which
-        // blocks, and must not happen on an async worker.
-        drop(self.kafka);
-        self.shared.stop.store(true, Ordering::Release);
-        drop(self.inbound);
-        let joined = tokio::task::spawn_blocking(move || poller.join()).await;
-        if !matches!(joined, Ok(Ok(()))) {
-            tracing::warn!(consumer = %self.config.name, "the poll thread ended abnormally");
-        }
-        let _ = stop_http.send(());
-        background.abort_all();
-        while background.join_next().await.is_some() {}
-        tracing::info!(consumer = %self.config.name, "consumer stopped");
-        Ok(())
+        self.shut_down(state, background, poller, stop_http).await
     }
 
-    fn inbound_message(&self, state: &mut Loop, message: Inbound) {
+    pub(crate) fn inbound_message(&self, state: &mut Loop, message: Inbound) {
         match message {
             Inbound::Record(record) => {
                 self.shared.in_channel.fetch_sub(1, Ordering::AcqRel);
@@ -214,7 +168,7 @@ impl Consumer {
 
     /// Starts batches while store connections are free and work is ready; a partial batch
     /// waits up to `batch_linger_ms` to fill.
-    fn launch(&self, state: &mut Loop) {
+    pub(crate) fn launch(&self, state: &mut Loop) {
         let processing = &self.config.processing;
         let max_batches = self.config.store.max_connections as usize;
         while state.batches.len() < max_batches {
@@ -244,7 +198,7 @@ impl Consumer {
         }
     }
 
-    fn next_wake(&self, state: &Loop) -> Instant {
+    pub(crate) fn next_wake(&self, state: &Loop) -> Instant {
         let now = Instant::now();
         let mut wake = now + Duration::from_secs(1);
         if let Some(due) = state.dispatcher.next_due(now_ms()) {
@@ -260,7 +214,7 @@ impl Consumer {
         wake
     }
 
-    fn finished(
+    pub(crate) fn finished(
         &self,
         state: &mut Loop,
         joined: Result<Vec<Finished>, tokio::task::JoinError>,
@@ -300,7 +254,7 @@ impl Consumer {
 
     /// Answers revocations whose partitions have drained or whose deadline passed (or all, when
     /// `now`): the watermark never passes unfinished work, so committing it is always safe.
-    fn answer_revocations(&self, state: &mut Loop, all: bool) {
+    pub(crate) fn answer_revocations(&self, state: &mut Loop, all: bool) {
         let now = Instant::now();
         let mut pending = Vec::new();
         for revoking in std::mem::take(&mut state.revoking) {

@@ -23,9 +23,18 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     pool: AnyPool,
+    /// One connection of its own for `/readyz`: a store whose connections are all busy with
+    /// batches is busy, not unreachable.
+    health: AnyPool,
     consumer: String,
     backend: Backend,
 }
+
+/// Most dedupe marks one expiry statement deletes.
+const EXPIRE_CHUNK: i64 = 5_000;
+
+/// How long `/readyz` waits for the store before calling it unreachable.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Creates the runtime's tables; run under an advisory lock on PostgreSQL so instances starting
 /// together do not race on `CREATE TABLE IF NOT EXISTS` (which is not atomic there).
@@ -68,6 +77,10 @@ impl Store {
         };
         let options: AnyConnectOptions = url.parse().map_err(failed)?;
         let busy_timeout = settings.busy_timeout_ms;
+        let health = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(PING_TIMEOUT)
+            .connect_lazy_with(options.clone());
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(Duration::from_secs(30))
@@ -85,7 +98,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(failed)?;
-        let store = Self { pool, consumer: consumer.to_owned(), backend };
+        let store = Self { pool, health, consumer: consumer.to_owned(), backend };
         store.migrate().await.map_err(failed)?;
         Ok(store)
     }
@@ -193,19 +206,32 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes dedupe marks older than `before_ms`; returns how many.
+    /// Deletes dedupe marks older than `before_ms`; returns how many. In chunks of
+    /// [`EXPIRE_CHUNK`], each its own short transaction, so a large backlog of expired marks
+    /// never holds the store (SQLite's single write lock) away from batches for long.
     pub(crate) async fn expire(&self, before_ms: i64) -> Result<u64, sqlx::Error> {
-        let result = sqlx::query("DELETE FROM fanout_processed WHERE consumer = $1 AND processed_at_ms < $2")
+        let mut expired = 0;
+        loop {
+            let result = sqlx::query(
+                "DELETE FROM fanout_processed WHERE consumer = $1 AND event_id IN \
+                 (SELECT event_id FROM fanout_processed WHERE consumer = $1 AND processed_at_ms < $2 LIMIT $3)",
+            )
             .bind(&self.consumer)
             .bind(before_ms)
+            .bind(EXPIRE_CHUNK)
             .execute(&self.pool)
             .await?;
-        Ok(result.rows_affected())
+            expired += result.rows_affected();
+            if result.rows_affected() < EXPIRE_CHUNK as u64 {
+                return Ok(expired);
+            }
+        }
     }
 
-    /// True when the database answers.
+    /// True when the database answers within [`PING_TIMEOUT`].
     pub(crate) async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        let ping = sqlx::query("SELECT 1").execute(&self.health);
+        matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)))
     }
 }
 
@@ -275,6 +301,18 @@ mod tests {
         assert!(!store.is_parked(&mut tx, "t", "6b").await.expect("reads"));
         tx.commit().await.expect("commits");
         assert_eq!(store.expire(11).await.expect("expires"), 1);
+
+        // More expired marks than one chunk, and a recent one: all the old ones go, in chunks.
+        let mut tx = store.begin().await.expect("begins");
+        for i in 0..EXPIRE_CHUNK + 7 {
+            assert!(store.mark_processed(&mut tx, &format!("old-{i}"), 100).await.expect("marks"));
+        }
+        assert!(store.mark_processed(&mut tx, "recent", 1_000).await.expect("marks"));
+        tx.commit().await.expect("commits");
+        assert_eq!(store.expire(500).await.expect("expires"), EXPIRE_CHUNK as u64 + 7);
+        let mut tx = store.begin().await.expect("begins");
+        assert!(!store.mark_processed(&mut tx, "recent", 1_001).await.expect("marks"), "kept");
+        assert!(store.mark_processed(&mut tx, "old-0", 1_001).await.expect("marks"), "expired");
         assert!(store.ping().await);
     }
 }

@@ -94,8 +94,21 @@ impl Outgoing {
     }
 }
 
+/// The `traceparent` [`publish`] sends.
+pub const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 /// Publishes records with CloudEvents headers and waits for each acknowledgement.
 pub async fn publish(kafka: &Kafka, topic: &str, records: &[Outgoing]) -> TestResult {
+    publish_traced(kafka, topic, records, TRACEPARENT).await
+}
+
+/// As [`publish`], with the given `traceparent` header.
+pub async fn publish_traced(
+    kafka: &Kafka,
+    topic: &str,
+    records: &[Outgoing],
+    traceparent: &str,
+) -> TestResult {
     let producer: FutureProducer = kafka.client_config().set("enable.idempotence", "true").create()?;
     let time = chrono::Utc::now().to_rfc3339();
     let mut sends = Vec::new();
@@ -106,10 +119,7 @@ pub async fn publish(kafka: &Kafka, topic: &str, records: &[Outgoing]) -> TestRe
             .insert(Header { key: "ce_type", value: Some(PostPublished::TYPE) })
             .insert(Header { key: "ce_source", value: Some("tests") })
             .insert(Header { key: "ce_time", value: Some(time.as_str()) })
-            .insert(Header {
-                key: "traceparent",
-                value: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-            });
+            .insert(Header { key: "traceparent", value: Some(traceparent) });
         let out = FutureRecord::to(topic).key(&record.key).payload(&record.payload).headers(headers);
         sends.push(producer.send(out, Duration::from_secs(30)));
     }
@@ -162,6 +172,7 @@ impl Handler<PostPublished> for Recorder {
         tx: &mut sqlx::AnyConnection,
     ) -> Result<(), HandlerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        tracing::info!(post_id = event.post_id, seq = event.user_id, "recorder applying");
         let delay = self.script.slow.lock().ok().and_then(|s| s.get(&event.post_id).copied());
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
@@ -255,22 +266,39 @@ impl Running {
 
 /// Builds the consumer with a [`Recorder`] on `topic`, creates the effect tables, runs it.
 pub async fn start(config: ConsumerConfig, topic: &str, recorder: Recorder) -> anyhow::Result<Running> {
-    let name = config.name.clone();
+    Ok(run(build(config, topic, recorder).await?))
+}
+
+/// Builds the consumer with a [`Recorder`] on `topic` and creates the effect tables; nothing is
+/// consumed until [`run`], so a test can prepare the store first.
+pub async fn build(config: ConsumerConfig, topic: &str, recorder: Recorder) -> anyhow::Result<Consumer> {
     let consumer = Consumer::builder(config)
         .decoder(TestDecoder)
         .handle_topic::<PostPublished, _>(topic, recorder)
         .build()
         .await?;
+    create_effects(consumer.pool()).await?;
+    Ok(consumer)
+}
+
+/// Creates the [`Recorder`]'s tables.
+pub async fn create_effects(pool: &AnyPool) -> TestResult {
     for statement in EFFECTS {
-        sqlx::query(statement).execute(consumer.pool()).await?;
+        sqlx::query(statement).execute(pool).await?;
     }
+    Ok(())
+}
+
+/// Runs a built consumer in the background until [`Running::stop`].
+pub fn run(consumer: Consumer) -> Running {
+    let name = consumer.name().to_owned();
     let pool = consumer.pool().clone();
     let http = consumer.http_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(consumer.run(async move {
         let _ = stopped.await;
     }));
-    Ok(Running { name, pool, http, stop: Some(stop), task })
+    Running { name, pool, http, stop: Some(stop), task }
 }
 
 /// Polls `check` every 50 ms until it holds or `limit` passes.
@@ -317,6 +345,29 @@ pub fn metric(name: &str, labels: &[(&str, &str)]) -> f64 {
             }
         })
         .sum()
+}
+
+/// True when the default registry holds a series of `name` with these labels (whatever its value).
+pub fn metric_present(name: &str, labels: &[(&str, &str)]) -> bool {
+    prometheus::gather()
+        .iter()
+        .filter(|family| family.name() == name)
+        .flat_map(|family| family.get_metric().iter())
+        .any(|m| labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v)))
+}
+
+/// Sample count and sum of a histogram of the default registry, (0, 0) when absent.
+pub fn histogram(name: &str, labels: &[(&str, &str)]) -> (u64, f64) {
+    prometheus::gather()
+        .iter()
+        .filter(|family| family.name() == name)
+        .flat_map(|family| family.get_metric().iter())
+        .filter(|m| {
+            labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v))
+        })
+        .fold((0, 0.0), |(count, sum), m| {
+            (count + m.get_histogram().get_sample_count(), sum + m.get_histogram().get_sample_sum())
+        })
 }
 
 pub fn outcome(consumer: &str, outcome: &str) -> f64 {
@@ -394,14 +445,27 @@ pub async fn delete_derived(kafka: &Kafka, topic: &TestTopic, consumer: &str) {
     }
 }
 
-/// A minimal HTTP/1.0 GET; the body as text.
+/// A minimal HTTP/1.0 GET, answered within 5 s; the whole response (status line first) as text.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    Ok(response)
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    match tokio::time::timeout(Duration::from_secs(5), exchange).await {
+        Ok(response) => Ok(response?),
+        Err(_) => anyhow::bail!("GET {path} not answered within 5 s"),
+    }
+}
+
+/// The HTTP status code of a `GET path`.
+pub async fn http_status(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<u16> {
+    let response = http_get(addr, path).await?;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    status.ok_or_else(|| anyhow::anyhow!("no status line in {response:?}"))
 }
 
 /// Waits until the consumer's `/readyz` answers 200 (it owns partitions and its store answers).
@@ -411,4 +475,14 @@ pub async fn wait_ready(running: &Running, limit: Duration) -> TestResult {
         Ok(http_get(http, "/readyz").await?.lines().next().is_some_and(|l| l.contains(" 200 ")))
     })
     .await
+}
+
+/// How many partitions the consumer owns, as its `/readyz` reports.
+pub async fn assigned(running: &Running) -> anyhow::Result<usize> {
+    let response = http_get(running.http, "/readyz").await?;
+    let count = response
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("assigned_partitions="))
+        .and_then(|n| n.parse().ok());
+    count.ok_or_else(|| anyhow::anyhow!("no partition count in {response:?}"))
 }

@@ -1,0 +1,97 @@
+//! `/healthz` and `/readyz`: up while the process is; ready only while the instance owns
+//! partitions and its store answers (busy is not unreachable).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fanout_testkit::{Kafka, Postgres};
+use sqlx::{postgres::PgConnectOptions, ConnectOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_needs_assigned_partitions_and_a_reachable_store() -> TestResult {
+    let kafka = Kafka::connect().await?;
+    // One partition, and one of the retry topic: two instances own one each, a third none.
+    let topic = kafka.topic("consumer-readyz", 1).await?;
+    let pg = Postgres::connect().await?;
+    let db = pg.database().await?;
+    let config = config(&db.url());
+    let first = start(config.clone(), topic.name(), Recorder::default()).await?;
+    wait_ready(&first, Duration::from_secs(30)).await?;
+    let second = start(config.clone(), topic.name(), Recorder::default()).await?;
+    let name = second.name.clone();
+    wait_until(Duration::from_secs(30), "the two partitions shared", || async {
+        Ok(assigned(&first).await? == 1 && assigned(&second).await? == 1)
+    })
+    .await?;
+
+    let third = start(config, topic.name(), Recorder::default()).await?;
+    assert_eq!(http_status(third.http, "/healthz").await?, 200, "the process is up");
+    assert_eq!(http_status(third.http, "/readyz").await?, 503, "no partition, not ready");
+    assert_eq!(assigned(&third).await?, 0);
+
+    // The first instance leaves; the idle one takes its partition and becomes ready.
+    first.stop().await?;
+    wait_ready(&third, Duration::from_secs(30)).await?;
+    assert_eq!(assigned(&third).await?, 1);
+
+    // The store goes away: not ready (answered promptly), and ready again once it is back.
+    let admin: PgConnectOptions = std::env::var("FANOUT_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| fanout_testkit::DEFAULT_DATABASE_URL.to_owned())
+        .parse()?;
+    let mut conn = admin.connect().await?;
+    sqlx::query(&format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false", db.name()))
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(db.name())
+        .execute(&mut conn)
+        .await?;
+    let unreachable = wait_until(Duration::from_secs(30), "not ready without its store", || async {
+        let response = http_get(third.http, "/readyz").await?;
+        Ok(response.contains(" 503 ") && response.contains("store_reachable=false"))
+    })
+    .await;
+    sqlx::query(&format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true", db.name()))
+        .execute(&mut conn)
+        .await?;
+    unreachable?;
+    wait_ready(&third, Duration::from_secs(30)).await?;
+
+    second.stop().await?;
+    third.stop().await?;
+    delete_derived(&kafka, &topic, &name).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_answers_while_every_store_connection_is_busy() -> TestResult {
+    let kafka = Kafka::connect().await?;
+    let topic = kafka.topic("consumer-readyz-busy", 1).await?;
+    let pg = Postgres::connect().await?;
+    let db = pg.database().await?;
+    let mut config = config(&db.url());
+    config.store.max_connections = 1;
+    config.processing.shutdown_timeout_ms = 1_000;
+    let recorder = Recorder::default();
+    recorder.script.slow.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(1, Duration::from_secs(30));
+    let calls = recorder.calls.clone();
+    let running = start(config, topic.name(), recorder).await?;
+    let name = running.name.clone();
+    wait_ready(&running, Duration::from_secs(30)).await?;
+    publish(&kafka, topic.name(), &[Outgoing::event(&post(1, 0))]).await?;
+    // The slow handler's batch holds the only store connection.
+    wait_until(Duration::from_secs(30), "the slow handler running", || {
+        let calls = calls.clone();
+        async move { Ok(calls.load(std::sync::atomic::Ordering::SeqCst) == 1) }
+    })
+    .await?;
+    let asked = std::time::Instant::now();
+    assert_eq!(http_status(running.http, "/readyz").await?, 200, "busy is not unreachable");
+    assert!(asked.elapsed() < Duration::from_secs(3), "answered in {:?}", asked.elapsed());
+
+    running.stop().await?;
+    delete_derived(&kafka, &topic, &name).await;
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! The metrics of a consumer: `fanout_consumer_lag` for every partition the instance owns (gone
+//! once it no longer owns them), and a handler-duration and an end-to-end-latency observation
+//! per applied event, all served at `/metrics`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fanout_testkit::Kafka;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lag_and_histograms_cover_what_the_consumer_owns_and_applies() -> TestResult {
+    let kafka = Kafka::connect().await?;
+    let topic = kafka.topic("consumer-lag", 2).await?;
+    let (_dir, url) = sqlite();
+    let records: Vec<Outgoing> = (0..20).map(|i| Outgoing::event(&post(i % 4, i / 4))).collect();
+    publish(&kafka, topic.name(), &records).await?;
+    let running = start(config(&url), topic.name(), Recorder::default()).await?;
+    let name = running.name.clone();
+    let retry = fanout_events::topics::retry(topic.name(), &name);
+    let pool = running.pool.clone();
+    wait_until(Duration::from_secs(30), "every event applied", || {
+        let pool = pool.clone();
+        async move { Ok(effects(&pool).await? == 20) }
+    })
+    .await?;
+
+    let series = |topic: &str, partition: &str| {
+        [("consumer", name.as_str()), ("topic", topic), ("partition", partition)]
+            .map(|(k, v)| (k, v.to_owned()))
+    };
+    let lag = |topic: &str, partition: &str| {
+        let labels = series(topic, partition);
+        let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        metric_present("fanout_consumer_lag", &labels).then(|| metric("fanout_consumer_lag", &labels))
+    };
+    wait_until(Duration::from_secs(30), "lag 0 reported for all four assigned partitions", || {
+        let all = [(topic.name(), "0"), (topic.name(), "1"), (retry.as_str(), "0"), (retry.as_str(), "1")];
+        let caught_up = all.iter().all(|(t, p)| lag(t, p) == Some(0.0));
+        async move { Ok(caught_up) }
+    })
+    .await?;
+    let body = http_get(running.http, "/metrics").await?;
+    for family in [
+        "fanout_consumer_lag{",
+        "fanout_consumed_total{",
+        "fanout_handler_duration_seconds_bucket{",
+        "fanout_end_to_end_latency_seconds_bucket{",
+        "fanout_consumer_in_flight{",
+    ] {
+        assert!(body.contains(family), "{family} served at /metrics");
+    }
+    let labels = [("consumer", name.as_str()), ("topic", topic.name())];
+    assert_eq!(histogram("fanout_handler_duration_seconds", &labels).0, 20, "one per handler call");
+    // From each event's ce_time to its effect committing: positive, and well below a minute.
+    let (count, sum) = histogram("fanout_end_to_end_latency_seconds", &labels);
+    assert_eq!(count, 20, "one per applied event");
+    assert!(sum > 0.0 && sum < 20.0 * 60.0, "{sum}");
+    assert_eq!(outcome(&name, "ok"), 20.0);
+
+    running.stop().await?;
+    assert_eq!(lag(topic.name(), "0"), None, "no lag reported for a partition no longer owned");
+    delete_derived(&kafka, &topic, &name).await;
+    Ok(())
+}
