@@ -47,7 +47,8 @@ fn published(stdout: &str) -> Option<(u64, u64)> {
 }
 
 #[test]
-fn five_thousand_mixed_events_every_effect_once_duplicates_counted_poison_dead_lettered() -> anyhow::Result<()> {
+fn five_thousand_mixed_events_every_effect_once_duplicates_counted_poison_dead_lettered() -> anyhow::Result<()>
+{
     // Fails loudly, with how to start it, when no broker answers.
     let runtime = tokio::runtime::Runtime::new()?;
     let kafka = runtime.block_on(fanout_testkit::Kafka::connect())?;
@@ -67,7 +68,12 @@ fn five_thousand_mixed_events_every_effect_once_duplicates_counted_poison_dead_l
     assert_eq!(rows.len(), 3, "one row per consumer:\n{stdout}");
     for row in &rows {
         assert_eq!(row.applied, 5000, "{}: every distinct event applied once", row.consumer);
-        assert!(row.duplicates >= resent, "{}: {} duplicates, {resent} re-sent", row.consumer, row.duplicates);
+        assert!(
+            row.duplicates >= resent,
+            "{}: {} duplicates, {resent} re-sent",
+            row.consumer,
+            row.duplicates
+        );
         assert_eq!(row.dead_lettered, 3, "{}: the poison records dead-lettered", row.consumer);
         assert_eq!(row.check, "ok", "{}: read API agrees with the published events", row.consumer);
     }
