@@ -13,10 +13,10 @@
 //!   ([`shutdown_signal`]) and the exit code.
 //! * [`api`]: JSON errors and id parsing shared by the read APIs.
 //!
-//! A service binary is then (`binary!` needs the binary's own `CARGO_BIN_NAME`, so this is
-//! compiled in each service's `src/main.rs` rather than here):
+//! A service binary is then, as in `crates/services/rewards/src/main.rs` (`binary!` needs the
+//! binary's own `CARGO_BIN_NAME`, so this compiles there, not as a doctest here):
 //!
-//! ```ignore
+//! ```text
 //! fn main() -> std::process::ExitCode {
 //!     fanout_service::main(fanout_service::binary!(), fanout_rewards::build)
 //! }
