@@ -10,7 +10,7 @@ PYTHON := $(VENV)/bin/python
 ## demo: bring up the local stack, then run the main job end to end.
 ## Prometheus (from scripts/stack) scrapes every service that writes a target file there.
 demo: stack
-	FANOUT_PROMETHEUS_TARGETS_DIR=$(CURDIR)/.stack/prometheus/targets cargo run -q -p fanout-cli --locked -- demo
+	FANOUT_PROMETHEUS_TARGETS_DIR=$(CURDIR)/.stack/prometheus/targets cargo run -q --release -p fanout-cli --locked -- demo
 
 ## test: the whole suite: stack, formatting, lints, unit, integration and interop tests.
 test: stack lint unit-and-integration interop

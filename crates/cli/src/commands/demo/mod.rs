@@ -37,7 +37,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 2_000)]
     events: usize,
     /// Publishing rate in events per second (0: as fast as the broker acknowledges).
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 1_000)]
     rate: u32,
     /// Kafka bootstrap servers.
     #[arg(long, env = "FANOUT_KAFKA__BOOTSTRAP", default_value = "127.0.0.1:9092")]
