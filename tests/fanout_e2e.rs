@@ -131,7 +131,7 @@ async fn a_fourth_consumer_applies_every_event_beside_the_others_and_prometheus_
 
     let rewards = fanout_rewards::RewardsSettings { topic: topic.name().to_owned(), ..Default::default() };
     let pinning = fanout_pinning::PinningSettings { topic: topic.name().to_owned(), ..Default::default() };
-    let stats = fanout_stats::StatsSettings { topic: topic.name().to_owned(), ..Default::default() };
+    let stats = fanout_stats::StatsSettings { topic: topic.name().to_owned() };
     let services = vec![
         fanout_rewards::build(service_config(rewards, bootstrap, &url, dir.path())).await?,
         fanout_pinning::build(service_config(pinning, bootstrap, &url, dir.path())).await?,

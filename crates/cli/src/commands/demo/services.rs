@@ -77,7 +77,7 @@ fn config<S: Settings>(
 pub async fn start(bootstrap: &str, registry: &str, topic: &str, workdir: &Path) -> anyhow::Result<Running> {
     let rewards = fanout_rewards::RewardsSettings { topic: topic.to_owned(), ..Default::default() };
     let pinning = fanout_pinning::PinningSettings { topic: topic.to_owned(), ..Default::default() };
-    let stats = fanout_stats::StatsSettings { topic: topic.to_owned(), ..Default::default() };
+    let stats = fanout_stats::StatsSettings { topic: topic.to_owned() };
     let built: Vec<(&'static str, &'static str, Service)> = vec![
         (
             "rewards",

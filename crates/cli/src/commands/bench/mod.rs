@@ -1,0 +1,269 @@
+//! `fanout bench`: what Fanout costs on top of Kafka, measured side by side with its peers in the
+//! same run.
+//!
+//! Each scenario alternates peer and Fanout within every repetition and reports medians with
+//! their spread and the median per-repetition ratio, so background load (a shared machine) hits
+//! both sides alike. Targets are printed beside the ratios; the bench reports them, it does not
+//! fail on them. Every scenario creates uniquely named topics and groups and deletes them after.
+
+mod consume;
+mod context;
+mod env;
+mod latency;
+mod produce;
+mod report;
+mod scaling;
+mod serde;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use self::{env::Env, report::Report};
+
+/// Run Fanout's benchmark against the local broker: each figure beside its peer's, measured in
+/// the same run, with the ratio and its target.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A short run (under a minute): fewer events and repetitions, every ratio still printed.
+    #[arg(long)]
+    quick: bool,
+    /// Only these scenarios (comma-separated). Context (machine, Kafka, perf test) always runs.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Scenario>,
+    /// Repetitions per figure (default: 3 quick, 5 full).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "FANOUT_KAFKA__BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// A schema registry to use; by default the built-in one (`fanout registry serve`) runs as a
+    /// child process on a free port, with its own state topic (deleted afterwards).
+    #[arg(long)]
+    registry: Option<String>,
+    /// PostgreSQL server for the PostgreSQL store (a scratch database is created and dropped);
+    /// `none` skips it.
+    #[arg(long, default_value = "postgres://fanout:fanout@127.0.0.1:5432/fanout")]
+    database_url: String,
+    /// Python with confluent-kafka[avro,schemaregistry] for the serde peer (`make .venv/.installed`).
+    #[arg(long, default_value = ".venv/bin/python")]
+    python: PathBuf,
+    /// Kafka's jars, for kafka-producer-perf-test and the Kafka version.
+    #[arg(long, default_value = ".stack/kafka/lib")]
+    kafka_lib: PathBuf,
+    /// Also write the summary table (Markdown) to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+/// The scenarios, by the issue's numbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// 1: SDK publish vs BaseProducer.
+    Produce,
+    /// 2: consumer runtime (SQLite, PostgreSQL) vs BaseConsumer.
+    Consume,
+    /// 3: wire-format serde vs Confluent's Python serde and the bare Avro crates.
+    Serde,
+    /// 4 and 5: fan-out latency and CPU per event, three groups.
+    Latency,
+    /// 6: consume rate over 1, 2, 4 partitions, key parallelism on and off.
+    Scaling,
+}
+
+/// How much each scenario does; `--quick` and full differ only here.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Repetitions of the produce, consume and serde figures.
+    pub reps: usize,
+    /// Events per produce run, 100 B.
+    pub produce_events_100b: usize,
+    /// Events per produce run, 1 KB.
+    pub produce_events_1kb: usize,
+    /// Events pre-filled for the consume runs.
+    pub consume_events: usize,
+    /// A consume run stops this long after its first event at the latest.
+    pub consume_cap: Duration,
+    /// Rust serde operations per repetition.
+    pub serde_ops: usize,
+    /// Python serde operations per repetition.
+    pub python_ops: usize,
+    /// Open-loop duration per rate and side.
+    pub latency_duration: Duration,
+    /// How long after the schedule ends deliveries may still arrive.
+    pub latency_grace: Duration,
+    /// Repetitions of the latency runs.
+    pub latency_reps: usize,
+    /// Events pre-filled per scaling topic.
+    pub scaling_events: usize,
+    /// A scaling run stops this long after its first event at the latest.
+    pub scaling_cap: Duration,
+    /// Repetitions of the scaling runs.
+    pub scaling_reps: usize,
+    /// Records of the Kafka tools' perf test.
+    pub perf_test_records: usize,
+}
+
+impl Plan {
+    fn new(quick: bool, reps: Option<usize>) -> Self {
+        if quick {
+            Self {
+                reps: reps.unwrap_or(3),
+                produce_events_100b: 40_000,
+                produce_events_1kb: 20_000,
+                consume_events: 8_000,
+                consume_cap: Duration::from_millis(1_000),
+                serde_ops: 200_000,
+                python_ops: 3_000,
+                latency_duration: Duration::from_secs(2),
+                latency_grace: Duration::from_secs(5),
+                latency_reps: reps.unwrap_or(1),
+                scaling_events: 3_000,
+                scaling_cap: Duration::from_millis(500),
+                scaling_reps: 1,
+                perf_test_records: 30_000,
+            }
+        } else {
+            Self {
+                reps: reps.unwrap_or(5),
+                produce_events_100b: 300_000,
+                produce_events_1kb: 150_000,
+                consume_events: 100_000,
+                consume_cap: Duration::from_secs(20),
+                serde_ops: 500_000,
+                python_ops: 20_000,
+                latency_duration: Duration::from_secs(30),
+                latency_grace: Duration::from_secs(30),
+                latency_reps: reps.unwrap_or(3),
+                scaling_events: 30_000,
+                scaling_cap: Duration::from_secs(10),
+                scaling_reps: 3,
+                perf_test_records: 300_000,
+            }
+        }
+    }
+}
+
+/// `path` as given when it exists relative to the working directory, else relative to the
+/// workspace this binary was built from (so `target/release/fanout bench` finds `.venv` and
+/// `.stack` from anywhere in the checkout).
+fn locate(path: &Path) -> PathBuf {
+    if path.is_absolute() || path.exists() {
+        return path.to_owned();
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let candidate = workspace.join(path);
+    if candidate.exists() {
+        candidate
+    } else {
+        path.to_owned()
+    }
+}
+
+impl BenchArgs {
+    /// Runs the selected scenarios and prints every figure with its ratio, then the summary.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let plan = Plan::new(self.quick, self.reps);
+        let postgres = (self.database_url != "none").then_some(self.database_url.as_str());
+        let mut env = Env::new(&self.bootstrap, "", postgres).await?;
+        let mut report = Report::default();
+        println!("fanout bench ({})", if self.quick { "quick" } else { "full" });
+        if cfg!(debug_assertions) {
+            println!("  warning: this is a debug build; its figures mean little (cargo build --release -p fanout-cli)");
+        }
+        let registry_topic = env.name("schemas");
+        let registry = match &self.registry {
+            Some(url) => {
+                env.registry = url.clone();
+                None
+            }
+            None => {
+                let started = tokio::task::block_in_place(|| {
+                    env::ChildRegistry::start(&self.bootstrap, &registry_topic)
+                });
+                match started {
+                    Ok(child) => {
+                        env.registry = child.url.clone();
+                        Some(child)
+                    }
+                    Err(e) => {
+                        env.delete_topic_now(&registry_topic).await;
+                        env.finish().await;
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let result = self.scenarios(&env, &plan, &mut report).await;
+        if let Some(registry) = registry {
+            registry.stop();
+            env.delete_topic_now(&registry_topic).await;
+        }
+        env.finish().await;
+        result?;
+
+        context::load(&mut report, "load average at end");
+        report.context("wall time", format!("{:.1} s", started.elapsed().as_secs_f64()));
+        let summary = report.markdown();
+        println!("\n{summary}");
+        if let Some(path) = &self.markdown {
+            std::fs::write(path, &summary).with_context(|| format!("writing {}", path.display()))?;
+        }
+        let missed = report.missed();
+        if missed > 0 {
+            println!("{missed} target(s) missed; see the table above.");
+        }
+        Ok(())
+    }
+
+    async fn scenarios(&self, env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
+        println!("\n== context ==");
+        if self.quick {
+            report.note(
+                "quick mode: every run is short (consume runs stop 1 s after their first event, before the \
+                 runtime's steady state) and repetitions are few; the figures are indicative, the full run's count",
+            );
+        }
+        context::machine(report);
+        report.context("registry", env.registry.clone());
+        context::kafka(env, plan, &locate(&self.kafka_lib), report).await;
+        let python = locate(&self.python);
+        let python = python.exists().then_some(python);
+        report.context(
+            "python peer",
+            match &python {
+                Some(path) => path.display().to_string(),
+                None => format!("{} not found; make it with `make .venv/.installed`", self.python.display()),
+            },
+        );
+        let wanted = |s: Scenario| self.only.is_empty() || self.only.contains(&s);
+        let scenarios = [
+            (Scenario::Serde, "3 serde"),
+            (Scenario::Produce, "1 produce"),
+            (Scenario::Consume, "2 consume"),
+            (Scenario::Latency, "4 latency and 5 CPU"),
+            (Scenario::Scaling, "6 scaling"),
+        ];
+        for (scenario, title) in scenarios.into_iter().filter(|(s, _)| wanted(*s)) {
+            println!("\n== {title} ==");
+            let began = Instant::now();
+            let result = match scenario {
+                Scenario::Produce => produce::run(env, plan, report).await,
+                Scenario::Consume => consume::run(env, plan, report).await,
+                Scenario::Serde => serde::run(env, plan, python.as_deref(), report).await,
+                Scenario::Latency => latency::run(env, plan, report).await,
+                Scenario::Scaling => scaling::run(env, plan, report).await,
+            };
+            // Topics go even when the scenario failed.
+            env.cleanup().await;
+            result.with_context(|| format!("scenario {title}"))?;
+            println!("  ({:.1} s)", began.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+}
