@@ -160,6 +160,7 @@ pub(crate) fn poll_loop(consumer: Arc<BaseConsumer<Context>>, max_buffered: usiz
     let shared = context.shared.clone();
     let inbound = context.inbound.clone();
     let mut paused = false;
+    let mut paused_partitions = 0;
     while !shared.stop.load(Ordering::Acquire) && !inbound.is_closed() {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
@@ -177,8 +178,14 @@ pub(crate) fn poll_loop(consumer: Arc<BaseConsumer<Context>>, max_buffered: usiz
         // shutting down, everything stays paused (partitions assigned meanwhile included).
         let draining = shared.draining.load(Ordering::Acquire);
         if draining || held >= max_buffered || (paused && held > max_buffered / 2) {
+            // Pause once per assignment, not on every poll: each pause throws away the
+            // partition's prefetched records and restarts its fetcher, which stalled a backlog's
+            // drain. A partition assigned while paused changes the count and is paused too.
             if let Ok(assignment) = consumer.assignment() {
-                let _ = consumer.pause(&assignment);
+                if !paused || assignment.count() != paused_partitions {
+                    let _ = consumer.pause(&assignment);
+                    paused_partitions = assignment.count();
+                }
             }
             paused = true;
         } else if paused {
