@@ -14,7 +14,7 @@ mod services;
 mod verify;
 mod workload;
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -247,8 +247,7 @@ async fn cleanup(admin: &AdminClient<DefaultClientContext>, topic: &str, workdir
     {
         eprintln!("could not delete the demo topics: {e}");
     }
-    let dir: PathBuf = workdir.to_owned();
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
-        eprintln!("could not remove {}: {e}", dir.display());
+    if let Err(e) = std::fs::remove_dir_all(workdir) {
+        eprintln!("could not remove {}: {e}", workdir.display());
     }
 }
