@@ -80,11 +80,11 @@ use crate::{DecodeError, EventMeta, HandlerError};
 ///         for (event, _) in &events {
 ///             *per_user.entry(event.user_id).or_default() += 1;
 ///         }
-///         let mut sql = String::from("INSERT INTO post_counts (user_id, posts) VALUES ");
-///         for i in 0..per_user.len() {
-///             sql.push_str(&format!("{}(${}, ${})", if i > 0 { "," } else { "" }, 2 * i + 1, 2 * i + 2));
-///         }
-///         sql.push_str(" ON CONFLICT (user_id) DO UPDATE SET posts = post_counts.posts + excluded.posts");
+///         let sql = format!(
+///             "INSERT INTO post_counts (user_id, posts) VALUES {} \
+///              ON CONFLICT (user_id) DO UPDATE SET posts = post_counts.posts + excluded.posts",
+///             fanout_consumer::sql::values(tx, per_user.len(), 2)
+///         );
 ///         let mut query = sqlx::query(&sql);
 ///         for (user_id, posts) in per_user {
 ///             query = query.bind(user_id).bind(posts);

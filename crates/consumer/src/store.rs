@@ -4,7 +4,7 @@
 //! One code path for SQLite (embedded, one instance) and PostgreSQL (several instances) through
 //! `sqlx::Any`: the statements below are portable (`$n` placeholders, `ON CONFLICT`).
 
-use std::{collections::HashSet, fmt::Write, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
@@ -30,8 +30,8 @@ pub(crate) struct Store {
     backend: Backend,
 }
 
-/// Most dedupe marks one insert statement writes: 2 + this many bind parameters stays below
-/// SQLite's (32,766) and PostgreSQL's (65,535) limits.
+/// Most dedupe marks one insert statement writes: three bind parameters each stay below SQLite's
+/// (32,766) and PostgreSQL's (65,535) limits.
 const MARK_CHUNK: usize = 1_000;
 
 /// Most dedupe marks one expiry statement deletes.
@@ -149,18 +149,18 @@ impl Store {
     ) -> Result<HashSet<String>, sqlx::Error> {
         let mut fresh = HashSet::with_capacity(event_ids.len());
         for chunk in event_ids.chunks(MARK_CHUNK) {
-            let mut sql = String::with_capacity(96 + chunk.len() * 16);
-            sql.push_str("INSERT INTO fanout_processed (consumer, event_id, processed_at_ms) VALUES ");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let _ = write!(sql, "($1, ${}, $2)", i + 3);
-            }
-            sql.push_str(" ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id");
-            let mut query = sqlx::query(&sql).bind(&self.consumer).bind(now_ms);
+            // Anonymous placeholders on SQLite: it binds numbered ones in quadratic time.
+            let values = match self.backend {
+                Backend::Sqlite => crate::sql::anonymous(chunk.len(), 3),
+                Backend::Postgres => crate::sql::numbered(chunk.len(), 3),
+            };
+            let sql = format!(
+                "INSERT INTO fanout_processed (consumer, event_id, processed_at_ms) VALUES {values} \
+                 ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id"
+            );
+            let mut query = sqlx::query(&sql);
             for id in chunk {
-                query = query.bind(*id);
+                query = query.bind(&self.consumer).bind(*id).bind(now_ms);
             }
             for row in query.fetch_all(&mut *conn).await? {
                 fresh.insert(row.try_get::<String, _>(0)?);
@@ -260,6 +260,7 @@ pub(crate) struct Parked<'a> {
 
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s

@@ -62,7 +62,7 @@ impl Ledger {
                 self.table,
                 self.amount,
                 self.at,
-                sql::values(chunk.len(), 5)
+                sql::values(tx, chunk.len(), 5)
             );
             let mut query = sqlx::query(&statement);
             for entry in chunk {
@@ -93,7 +93,7 @@ impl Ledger {
                  {total} = {totals}.{total} + excluded.{total}{entries_update}",
                 totals = self.totals,
                 total = self.total,
-                values = sql::values(chunk.len(), per_row),
+                values = sql::values(tx, chunk.len(), per_row),
             );
             let mut query = sqlx::query(&statement);
             for (user_id, count) in chunk {

@@ -50,7 +50,7 @@ async fn upsert(
         let statement = format!(
             "INSERT INTO {table} (user_id, {column}, posts) VALUES {} \
              ON CONFLICT (user_id, {column}) DO UPDATE SET posts = {table}.posts + excluded.posts",
-            sql::values(chunk.len(), 3)
+            sql::values(tx, chunk.len(), 3)
         );
         let mut query = sqlx::query(&statement);
         for ((user_id, value), posts) in chunk {
