@@ -1,16 +1,25 @@
-//! One batch: events of distinct keys applied in one store transaction, each inside its own
-//! savepoint, so a failing event rolls back alone and the rest commit together with their dedupe
+//! One batch: events taken from the dispatcher, applied in one store transaction.
+//!
+//! The fast path costs a handful of statements per batch, not per event: the dedupe marks of the
+//! whole batch are written and checked in one multi-row `INSERT … ON CONFLICT DO NOTHING
+//! RETURNING`, and each handler gets every new event of the batch in one
+//! [`Handler::handle_batch`](crate::Handler::handle_batch) call. Savepoints are used only when
+//! something fails: the transaction is rolled back and the batch runs again event by event, each
+//! in its own savepoint, so a failing event rolls back alone and the rest commit with their dedupe
 //! marks. Retry and dead-letter records are acknowledged by Kafka before the transaction that
 //! finishes their source event commits, so nothing is lost between the topics.
+//!
+//! A key's events keep their order inside a batch: once one of them cannot finish now (a retry
+//! after a backoff, a registry outage), the key's later events in the batch are not attempted; once
+//! one goes to the retry topic, the later ones queue behind it there.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use sqlx::{Any, AnyConnection, Connection, Transaction};
-use tracing::Instrument;
+use sqlx::{AnyConnection, Connection};
 
 use crate::{
     config::RetrySettings,
@@ -18,7 +27,8 @@ use crate::{
     dlq::{failure_headers, headers, Failure, Outbound},
     handler::{AnyEvent, Route},
     meta::{EventMeta, Origin, Record},
-    metrics::{ConsumerMetrics, Outcome},
+    metrics::{ConsumerMetrics, Outcome, Tally},
+    parked::ParkChange,
     retry::{self, Plan},
     store::{hex, Parked, Store},
     DecodeError, HandlerError,
@@ -37,7 +47,7 @@ pub(crate) struct Binding {
 
 /// Everything a batch needs; shared by all batches of a consumer.
 pub(crate) struct Engine {
-    pub(crate) consumer: String,
+    pub(crate) consumer: Arc<str>,
     pub(crate) store: Store,
     /// By the topic a record is fetched from: its binding, and whether that is the retry topic.
     pub(crate) bindings: HashMap<String, (Arc<Binding>, bool)>,
@@ -46,216 +56,403 @@ pub(crate) struct Engine {
     pub(crate) metrics: ConsumerMetrics,
 }
 
-/// A batch's verdict on one event.
-pub(crate) type Finished = (Work, Finish);
-
-/// An event the store must finish, with what the decoder made of it.
-struct Prepared {
-    work: Work,
-    binding: Arc<Binding>,
-    on_retry_topic: bool,
-    decoded: Result<AnyEvent, DecodeError>,
+/// What a batch hands back to the runner: each event's verdict, in the order taken, and the
+/// changes to the set of keys held in the retry path that its transaction committed.
+#[derive(Debug, Default)]
+pub(crate) struct Finished {
+    pub(crate) verdicts: Vec<(Work, Finish)>,
+    pub(crate) parked: Vec<ParkChange>,
 }
 
-/// The outcome of one event inside the transaction, counted only once the transaction commits.
-struct Step {
-    finish: Finish,
-    outcome: Outcome,
-    /// When an applied event happened (ms since the epoch), for the end-to-end latency, which
-    /// runs to its effect committing.
-    event_time_ms: Option<i64>,
+/// Decoded events with their metadata, as one handler call takes them.
+type Events = Vec<(AnyEvent, EventMeta)>;
+
+/// What the decoder made of one taken event.
+enum Decoded {
+    /// Fetched from a topic no handler reads: nothing can apply it, and holding it would stall
+    /// the partition forever.
+    Unbound,
+    Event(AnyEvent),
+    Failed(DecodeError),
+}
+
+/// One taken event on its way through the batch.
+struct Item {
+    work: Work,
+    binding: Option<Arc<Binding>>,
+    on_retry_topic: bool,
+    decoded: Decoded,
 }
 
 /// Failures that are not the event's: the whole batch is rolled back and runs again.
 #[derive(Debug, thiserror::Error)]
 enum Abort {
-    #[error("store: {0}")]
+    #[error("store")]
     Store(#[from] sqlx::Error),
-    #[error("kafka: {0}")]
+    #[error("kafka")]
     Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// The batch's running verdicts, and the per-key order rules applied while walking it.
+#[derive(Default)]
+struct Walk {
+    verdicts: Vec<(Work, Finish)>,
+    parked: Vec<ParkChange>,
+    tally: Tally,
+    /// Keys (by topic) whose earlier event in this batch did not finish: later ones are skipped.
+    blocked: HashSet<(String, Vec<u8>)>,
+    /// Keys (by main topic) that went into the retry path in this batch: later ones queue there.
+    parked_now: HashSet<(String, Vec<u8>)>,
+    /// Applied events' times, for the end-to-end latency once the transaction commits.
+    applied_times: Vec<(Arc<Binding>, i64)>,
+}
+
+impl Walk {
+    fn blocked(&self, item: &Item) -> bool {
+        match &item.work.record.key {
+            Some(key) if !self.blocked.is_empty() => {
+                self.blocked.contains(&(item.work.record.topic.clone(), key.clone()))
+            }
+            _ => false,
+        }
+    }
+
+    fn block(&mut self, record: &Record) {
+        if let Some(key) = &record.key {
+            self.blocked.insert((record.topic.clone(), key.clone()));
+        }
+    }
+
+    fn held_back(&self, item: &Item, binding: &Binding) -> bool {
+        if item.on_retry_topic {
+            return false;
+        }
+        item.work.held_back
+            || match &item.work.record.key {
+                Some(key) if !self.parked_now.is_empty() => {
+                    self.parked_now.contains(&(binding.topic.clone(), key.clone()))
+                }
+                _ => false,
+            }
+    }
+
+    fn finish(&mut self, work: Work, finish: Finish, topic: &str, outcome: Option<Outcome>) {
+        if let Some(outcome) = outcome {
+            self.tally.add(topic, outcome);
+        }
+        self.verdicts.push((work, finish));
+    }
 }
 
 impl Engine {
     /// Runs one batch to its end; returns every event with its verdict, for the dispatcher.
-    pub(crate) async fn run(self: Arc<Self>, works: Vec<Work>) -> Vec<Finished> {
-        let mut finished = Vec::with_capacity(works.len());
-        let mut prepared = Vec::with_capacity(works.len());
+    pub(crate) async fn run(self: Arc<Self>, works: Vec<Work>) -> Finished {
+        let mut items = Vec::with_capacity(works.len());
         // Decode outside the transaction: a slow registry lookup must not hold store locks.
         for work in works {
-            let Some((binding, on_retry_topic)) = self.bindings.get(&work.record.topic).cloned() else {
-                // Not subscribed by any handler: nothing can apply it, and holding it would stall
-                // the partition forever.
-                tracing::warn!(topic = %work.record.topic, "record from a topic without a handler; skipped");
-                finished.push((work, Finish::Done));
+            items.push(self.decode(work).await);
+        }
+        let walk = match self.fast(&mut items).await {
+            // A handler failed: run the batch again event by event, each in its own savepoint.
+            Ok(None) => self.one_by_one(&mut items).await,
+            other => other.map(|walk| walk.unwrap_or_default()),
+        };
+        match walk {
+            Ok(walk) => self.committed(walk),
+            Err(abort) => {
+                let cause = std::error::Error::source(&abort).map(ToString::to_string).unwrap_or_default();
+                tracing::warn!(consumer = %self.consumer, error = %abort, %cause, events = items.len(),
+                    "batch rolled back; its events will run again");
+                self.rolled_back(items)
+            }
+        }
+    }
+
+    async fn decode(&self, work: Work) -> Item {
+        let Some((binding, on_retry_topic)) = self.bindings.get(&work.record.topic).cloned() else {
+            return Item { work, binding: None, on_retry_topic: false, decoded: Decoded::Unbound };
+        };
+        let decoded = match binding.route.decode(&binding.topic, work.record.payload.as_deref()).await {
+            Ok(event) => Decoded::Event(event),
+            Err(error) => Decoded::Failed(error),
+        };
+        Item { work, binding: Some(binding), on_retry_topic, decoded }
+    }
+
+    /// Counts the outcomes and latencies of a committed batch and hands its verdicts back.
+    fn committed(&self, walk: Walk) -> Finished {
+        walk.tally.record(&self.metrics, &self.consumer);
+        if !walk.applied_times.is_empty() {
+            let committed_ms = now_ms();
+            let mut by_topic: Vec<(&str, prometheus::Histogram)> = Vec::new();
+            for (binding, time_ms) in &walk.applied_times {
+                let topic = binding.topic.as_str();
+                let histogram = match by_topic.iter().find(|(t, _)| *t == topic) {
+                    Some((_, h)) => h.clone(),
+                    None => {
+                        let h = self.metrics.end_to_end_histogram(&self.consumer, topic);
+                        by_topic.push((topic, h.clone()));
+                        h
+                    }
+                };
+                histogram.observe(committed_ms.saturating_sub(*time_ms).max(0) as f64 / 1_000.0);
+            }
+        }
+        Finished { verdicts: walk.verdicts, parked: walk.parked }
+    }
+
+    /// The batch could not commit: each key's first event runs again after an outage backoff
+    /// (not counted as an attempt), its later ones wait behind it.
+    fn rolled_back(&self, items: Vec<Item>) -> Finished {
+        let mut walk = Walk::default();
+        for item in items {
+            let topic = item.binding.as_ref().map_or(item.work.record.topic.clone(), |b| b.topic.clone());
+            if walk.blocked(&item) {
+                walk.finish(item.work, Finish::Skipped, &topic, None);
+                continue;
+            }
+            walk.block(&item.work.record);
+            let again = self.later(&item.work);
+            walk.finish(item.work, again, &topic, Some(Outcome::Failed));
+        }
+        walk.tally.record(&self.metrics, &self.consumer);
+        Finished { verdicts: walk.verdicts, parked: Vec::new() }
+    }
+
+    /// The event again after an outage backoff, without counting an attempt.
+    fn later(&self, work: &Work) -> Finish {
+        let mut again = work.clone();
+        again.not_before_ms = now_ms() + millis(retry::outage_backoff(&self.retry));
+        Finish::Again(again)
+    }
+
+    /// Applies the batch with one dedupe statement and one handler call per binding. `None` when a
+    /// handler failed (the transaction is rolled back, nothing was sent): the caller runs the
+    /// batch event by event to find the failing events.
+    async fn fast(&self, items: &mut [Item]) -> Result<Option<Walk>, Abort> {
+        // First pass, no I/O: which events go to the handlers (the rest are handled one by one
+        // below, in order).
+        let mut first = Walk::default();
+        let mut apply: Vec<usize> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            if first.blocked(item) {
+                continue;
+            }
+            match (&item.decoded, &item.binding) {
+                (Decoded::Failed(DecodeError::Unavailable(_)), _) => first.block(&item.work.record),
+                (Decoded::Event(_), Some(binding)) if !first.held_back(item, binding) => apply.push(index),
+                _ => {}
+            }
+        }
+        let mut walk = Walk::default();
+        let mut tx = self.store.begin().await?;
+        let now = now_ms();
+        // Dedupe marks of the whole batch in one statement; a repeated id within the batch is
+        // marked once and its later copies are duplicates.
+        let metas: Vec<EventMeta> = apply.iter().map(|&i| self.meta(&items[i])).collect();
+        let mut seen = HashSet::with_capacity(metas.len());
+        let ids: Vec<&str> =
+            metas.iter().map(|m| m.event_id.as_str()).filter(|id| seen.insert(*id)).collect();
+        let fresh = self.store.mark_processed_many(&mut tx, &ids, now).await?;
+        let mut first_copy = HashSet::with_capacity(fresh.len());
+        let is_new: Vec<bool> = metas
+            .iter()
+            .map(|m| fresh.contains(&m.event_id) && first_copy.insert(m.event_id.clone()))
+            .collect();
+
+        // One handler call per binding, with its new events in batch order.
+        let mut groups: Vec<(Arc<Binding>, Events)> = Vec::new();
+        for ((&index, meta), new) in apply.iter().zip(&metas).zip(&is_new) {
+            if !*new {
+                continue;
+            }
+            let item = &mut items[index];
+            let Some(binding) = item.binding.clone() else { continue };
+            let Decoded::Event(event) = std::mem::replace(&mut item.decoded, Decoded::Unbound) else {
                 continue;
             };
-            let decoded = binding.route.decode(&binding.topic, work.record.payload.as_deref()).await;
-            match decoded {
-                Err(DecodeError::Unavailable(reason)) => {
-                    tracing::warn!(%reason, "schema registry unavailable; the event will be decoded again");
-                    self.metrics.outcome(&self.consumer, &binding.topic, Outcome::Failed);
-                    finished.push(self.later(work));
-                }
-                decoded => prepared.push(Prepared { work, binding, on_retry_topic, decoded }),
+            match groups.iter_mut().find(|(b, _)| Arc::ptr_eq(b, &binding)) {
+                Some((_, events)) => events.push((event, meta.clone())),
+                None => groups.push((binding, vec![(event, meta.clone())])),
             }
         }
-        if prepared.is_empty() {
-            return finished;
+        for (binding, events) in groups {
+            if self.call(&binding, events, &mut tx).await.is_err() {
+                tx.rollback().await?;
+                // The events were handed to the handler; decode them again for the slow path.
+                for item in
+                    items.iter_mut().filter(|i| matches!(i.decoded, Decoded::Unbound) && i.binding.is_some())
+                {
+                    let work = item.work.clone();
+                    *item = self.decode(work).await;
+                }
+                return Ok(None);
+            }
         }
-        let works: Vec<Work> = prepared.iter().map(|p| p.work.clone()).collect();
-        let topics: Vec<String> = prepared.iter().map(|p| p.binding.topic.clone()).collect();
-        match self.transact(prepared).await {
-            Ok(steps) => {
-                let committed_ms = now_ms();
-                for (step, topic) in steps.into_iter().zip(&topics) {
-                    self.metrics.outcome(&self.consumer, topic, step.0.outcome);
-                    if let Some(time_ms) = step.0.event_time_ms {
-                        let latency = u64::try_from(committed_ms - time_ms).unwrap_or(0);
-                        self.metrics.end_to_end(&self.consumer, topic, Duration::from_millis(latency));
+
+        // Everything the handlers applied stays; now the events that needed no handler.
+        let mut apply_at = apply.iter().zip(metas).zip(is_new).peekable();
+        for (index, item) in items.iter().enumerate() {
+            let topic = topic_of(item);
+            if apply_at.peek().is_some_and(|((&i, _), _)| i == index) {
+                let Some(((_, meta), new)) = apply_at.next() else { continue };
+                let Some(binding) = item.binding.clone() else { continue };
+                if item.on_retry_topic {
+                    self.unpark(&mut tx, &mut walk, &binding, &item.work.record, &meta.event_id).await?;
+                }
+                if new {
+                    if let Some(time) = event_time_ms(&meta, &item.work.record) {
+                        walk.applied_times.push((binding, time));
                     }
-                    finished.push((step.1, step.0.finish));
+                    walk.finish(item.work.clone(), Finish::Done, &topic, Some(Outcome::Applied));
+                } else {
+                    walk.finish(item.work.clone(), Finish::Done, &topic, Some(Outcome::Duplicate));
                 }
+                continue;
             }
-            Err(abort) => {
-                tracing::warn!(error = %abort, events = works.len(), "batch rolled back; its events will run again");
-                for (work, topic) in works.into_iter().zip(&topics) {
-                    self.metrics.outcome(&self.consumer, topic, Outcome::Failed);
-                    finished.push(self.later(work));
-                }
-            }
-        }
-        finished
-    }
-
-    /// Runs the event again after an outage backoff, without counting an attempt.
-    fn later(&self, mut work: Work) -> Finished {
-        work.not_before_ms = now_ms() + millis(retry::outage_backoff(&self.retry));
-        let again = work.clone();
-        (work, Finish::Again(again))
-    }
-
-    async fn transact(&self, prepared: Vec<Prepared>) -> Result<Vec<(Step, Work)>, Abort> {
-        let mut tx = self.store.begin().await?;
-        let mut steps = Vec::with_capacity(prepared.len());
-        for event in prepared {
-            let work = event.work.clone();
-            let step = self.one(&mut tx, event).await?;
-            steps.push((step, work));
+            self.special(&mut tx, &mut walk, item).await?;
         }
         tx.commit().await?;
-        Ok(steps)
+        Ok(Some(walk))
     }
 
-    /// Finishes one event inside the batch transaction.
-    async fn one(&self, tx: &mut Transaction<'static, Any>, event: Prepared) -> Result<Step, Abort> {
-        let Prepared { work, binding, on_retry_topic, decoded } = event;
-        // A second handle on the record, so `work` can move on to the failure path.
-        let record = &work.record.clone();
-        let origin = origin(record, &binding.topic, on_retry_topic);
-        let attempt = work.attempt + 1;
-        let meta = EventMeta::of(record, origin, attempt);
-        let key = record.key.as_deref().map(hex);
-        let parked = key.as_deref().map(|key| Parked {
-            topic: &binding.topic,
-            key,
-            event_id: &meta.event_id,
-            offset: origin.offset,
-        });
-        let now = now_ms();
-
-        // Per-key order across retries: while an earlier event of this key waits in the retry
-        // path, this one queues behind it there instead of overtaking it.
-        if let (false, Some(parked)) = (on_retry_topic, parked.as_ref()) {
-            if self.store.is_parked(tx, parked.topic, parked.key).await? {
-                let failure = self.failure(origin, work.attempt, None, None, None);
-                let extra = [(headers::NOT_BEFORE, now.to_string()), (headers::HELD_BACK, "true".to_owned())];
-                self.outbound
-                    .send(&binding.retry_topic, record, failure_headers(record, &failure, &extra))
-                    .await?;
-                self.store.park(tx, parked, now).await?;
-                return Ok(Step { finish: Finish::Done, outcome: Outcome::Parked, event_time_ms: None });
-            }
+    /// An event that needs no handler call, or cannot have one now: skipped behind its key,
+    /// unbound, waiting for the registry, dead-lettered as undecodable, or held back behind its
+    /// key in the retry path.
+    async fn special(&self, tx: &mut AnyConnection, walk: &mut Walk, item: &Item) -> Result<(), Abort> {
+        let topic = topic_of(item);
+        let work = item.work.clone();
+        if walk.blocked(item) {
+            walk.finish(work, Finish::Skipped, &topic, None);
+            return Ok(());
         }
-
-        let event = match decoded {
-            Ok(event) => event,
-            Err(error) => {
+        let Some(binding) = item.binding.clone() else {
+            tracing::warn!(topic = %item.work.record.topic, "record from a topic without a handler; skipped");
+            walk.finish(work, Finish::Done, &topic, None);
+            return Ok(());
+        };
+        match &item.decoded {
+            Decoded::Failed(DecodeError::Unavailable(reason)) => {
+                tracing::warn!(consumer = %self.consumer, %reason, "schema registry unavailable; the event will be decoded again");
+                walk.block(&work.record);
+                let again = self.later(&work);
+                walk.finish(work, again, &topic, Some(Outcome::Failed));
+            }
+            Decoded::Failed(error) => {
                 let text = format!("undecodable: {error}");
+                let meta = self.meta(item);
                 self.dead_letter(
                     tx,
+                    walk,
                     &binding,
                     &work,
-                    origin,
-                    attempt,
+                    item.on_retry_topic,
+                    &meta.event_id,
+                    work.attempt + 1,
                     &text,
-                    parked.as_ref(),
-                    on_retry_topic,
                 )
                 .await?;
-                return Ok(Step {
-                    finish: Finish::Done,
-                    outcome: Outcome::DeadLettered,
-                    event_time_ms: None,
-                });
+                walk.finish(work, Finish::Done, &topic, Some(Outcome::DeadLettered));
             }
-        };
-
-        // A nested transaction is a SAVEPOINT: this event's writes roll back alone.
-        let mut savepoint = Connection::begin(&mut **tx).await?;
-        if !self.store.mark_processed(&mut savepoint, &meta.event_id, now).await? {
-            if on_retry_topic {
-                if let Some(parked) = parked.as_ref() {
-                    self.store.unpark(&mut savepoint, parked).await?;
-                }
-            }
-            savepoint.commit().await?;
-            return Ok(Step { finish: Finish::Done, outcome: Outcome::Duplicate, event_time_ms: None });
-        }
-        let result = self.call(&binding, event, &meta, &mut savepoint).await;
-        match result {
-            Ok(()) => {
-                if on_retry_topic {
-                    if let Some(parked) = parked.as_ref() {
-                        self.store.unpark(&mut savepoint, parked).await?;
-                    }
-                }
-                savepoint.commit().await?;
-                let event_time_ms = event_time_ms(&meta, record);
-                Ok(Step { finish: Finish::Done, outcome: Outcome::Applied, event_time_ms })
-            }
-            Err(error) => {
-                savepoint.rollback().await?;
-                self.failed(tx, &binding, work, origin, on_retry_topic, parked.as_ref(), error).await
+            Decoded::Event(_) | Decoded::Unbound => {
+                // Held back: an earlier event of this key waits in the retry path, so this one
+                // queues behind it there instead of overtaking it.
+                let meta = self.meta(item);
+                let origin = origin(&work.record, &binding.topic, item.on_retry_topic);
+                let failure = self.failure(origin, work.attempt, None, None, None);
+                let extra =
+                    [(headers::NOT_BEFORE, now_ms().to_string()), (headers::HELD_BACK, "true".to_owned())];
+                self.outbound
+                    .send(&binding.retry_topic, &work.record, failure_headers(&work.record, &failure, &extra))
+                    .await?;
+                self.park(tx, walk, &binding, &work.record, &meta.event_id, origin.offset).await?;
+                walk.finish(work, Finish::Done, &topic, Some(Outcome::Parked));
             }
         }
+        Ok(())
     }
 
-    /// Calls the handler inside a span that continues the producer's trace.
+    /// The slow path: each event in its own savepoint, so a failing one rolls back alone.
+    async fn one_by_one(&self, items: &mut [Item]) -> Result<Walk, Abort> {
+        let mut walk = Walk::default();
+        let mut tx = self.store.begin().await?;
+        for item in items.iter_mut() {
+            let applicable = match (&item.decoded, &item.binding) {
+                (Decoded::Event(_), Some(binding)) => !walk.blocked(item) && !walk.held_back(item, binding),
+                _ => false,
+            };
+            if !applicable {
+                self.special(&mut tx, &mut walk, item).await?;
+                continue;
+            }
+            let Some(binding) = item.binding.clone() else { continue };
+            let Decoded::Event(event) = std::mem::replace(&mut item.decoded, Decoded::Unbound) else {
+                continue;
+            };
+            let topic = binding.topic.clone();
+            let meta = self.meta(item);
+            let work = item.work.clone();
+            let mut savepoint = Connection::begin(&mut *tx).await?;
+            if self
+                .store
+                .mark_processed_many(&mut savepoint, &[meta.event_id.as_str()], now_ms())
+                .await?
+                .is_empty()
+            {
+                if item.on_retry_topic {
+                    self.unpark(&mut savepoint, &mut walk, &binding, &work.record, &meta.event_id).await?;
+                }
+                savepoint.commit().await?;
+                walk.finish(work, Finish::Done, &topic, Some(Outcome::Duplicate));
+                continue;
+            }
+            match self.call(&binding, vec![(event, meta.clone())], &mut savepoint).await {
+                Ok(()) => {
+                    if item.on_retry_topic {
+                        self.unpark(&mut savepoint, &mut walk, &binding, &work.record, &meta.event_id)
+                            .await?;
+                    }
+                    savepoint.commit().await?;
+                    if let Some(time) = event_time_ms(&meta, &work.record) {
+                        walk.applied_times.push((binding, time));
+                    }
+                    walk.finish(work, Finish::Done, &topic, Some(Outcome::Applied));
+                }
+                Err(error) => {
+                    savepoint.rollback().await?;
+                    self.failed(
+                        &mut tx,
+                        &mut walk,
+                        &binding,
+                        work,
+                        item.on_retry_topic,
+                        &meta.event_id,
+                        error,
+                    )
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(walk)
+    }
+
+    fn meta(&self, item: &Item) -> EventMeta {
+        let record = &item.work.record;
+        let topic = item.binding.as_ref().map_or(record.topic.as_str(), |b| b.topic.as_str());
+        let origin = origin(record, topic, item.on_retry_topic);
+        EventMeta::of(record, origin, item.work.attempt + 1, &self.consumer)
+    }
+
+    /// Calls the handler with `events`, timing the call.
     async fn call(
         &self,
         binding: &Binding,
-        event: AnyEvent,
-        meta: &EventMeta,
+        events: Vec<(AnyEvent, EventMeta)>,
         conn: &mut AnyConnection,
     ) -> Result<(), HandlerError> {
-        let (trace_id, parent_id) = meta
-            .traceparent
-            .map(|t| (format!("{:032x}", t.trace_id), format!("{:016x}", t.parent_id)))
-            .unwrap_or_default();
-        let span = tracing::info_span!(
-            "handle",
-            consumer = %self.consumer,
-            event_type = binding.route.event_type(),
-            topic = %meta.topic,
-            partition = meta.partition,
-            offset = meta.offset,
-            event_id = %meta.event_id,
-            attempt = meta.attempt,
-            trace_id = %trace_id,
-            parent_id = %parent_id,
-        );
         let started = Instant::now();
-        let result = binding.route.handle(event, meta, conn).instrument(span).await;
+        let result = binding.route.handle_batch(events, conn).await;
         self.metrics.handler_duration(&self.consumer, &binding.topic, started.elapsed());
         result
     }
@@ -265,17 +462,18 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     async fn failed(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut AnyConnection,
+        walk: &mut Walk,
         binding: &Arc<Binding>,
         work: Work,
-        origin: Origin<'_>,
         on_retry_topic: bool,
-        parked: Option<&Parked<'_>>,
+        event_id: &str,
         error: HandlerError,
-    ) -> Result<Step, Abort> {
+    ) -> Result<(), Abort> {
         let now = now_ms();
         let attempt = work.attempt + 1;
         let text = error.to_string();
+        let origin = origin(&work.record, &binding.topic, on_retry_topic);
         tracing::warn!(consumer = %self.consumer, topic = %binding.topic, offset = origin.offset, attempt, error = %text,
             "handler failed");
         let first = work.first_failure_ms.unwrap_or(now);
@@ -286,7 +484,8 @@ impl Engine {
                 again.not_before_ms = now + millis(delay);
                 again.first_failure_ms = Some(first);
                 again.last_error = Some(text);
-                Ok(Step { finish: Finish::Again(again), outcome: Outcome::Retried, event_time_ms: None })
+                walk.block(&work.record);
+                walk.finish(work, Finish::Again(again), &binding.topic, Some(Outcome::Retried));
             }
             Plan::RetryTopic(delay) => {
                 let failure = self.failure(origin, attempt, Some(&text), Some(first), Some(now));
@@ -295,34 +494,34 @@ impl Engine {
                 self.outbound
                     .send(&binding.retry_topic, record, failure_headers(record, &failure, &extra))
                     .await?;
-                if let Some(parked) = parked {
-                    self.store.park(tx, parked, now).await?;
-                }
-                Ok(Step { finish: Finish::Done, outcome: Outcome::Retried, event_time_ms: None })
+                self.park(tx, walk, binding, record, event_id, origin.offset).await?;
+                walk.finish(work, Finish::Done, &binding.topic, Some(Outcome::Retried));
             }
             Plan::DeadLetter => {
                 let mut work = work;
                 work.first_failure_ms = Some(first);
-                self.dead_letter(tx, binding, &work, origin, attempt, &text, parked, on_retry_topic).await?;
-                Ok(Step { finish: Finish::Done, outcome: Outcome::DeadLettered, event_time_ms: None })
+                self.dead_letter(tx, walk, binding, &work, on_retry_topic, event_id, attempt, &text).await?;
+                walk.finish(work, Finish::Done, &binding.topic, Some(Outcome::DeadLettered));
             }
         }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn dead_letter(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut AnyConnection,
+        walk: &mut Walk,
         binding: &Binding,
         work: &Work,
-        origin: Origin<'_>,
+        on_retry_topic: bool,
+        event_id: &str,
         attempts: u32,
         error: &str,
-        parked: Option<&Parked<'_>>,
-        on_retry_topic: bool,
     ) -> Result<(), Abort> {
         let now = now_ms();
         let first = work.first_failure_ms.unwrap_or(now);
+        let origin = origin(&work.record, &binding.topic, on_retry_topic);
         let failure = self.failure(origin, attempts, Some(error), Some(first), Some(now));
         let record = &work.record;
         self.outbound.send(&binding.dlq_topic, record, failure_headers(record, &failure, &[])).await?;
@@ -330,10 +529,53 @@ impl Engine {
             offset = origin.offset, attempts, error, "event dead-lettered");
         // The key's later events, held behind this one, may now proceed.
         if on_retry_topic {
-            if let Some(parked) = parked {
-                self.store.unpark(tx, parked).await?;
-            }
+            self.unpark(tx, walk, binding, record, event_id).await?;
         }
+        Ok(())
+    }
+
+    /// Records durably (and for the runner) that `event_id` of the record's key waits in the
+    /// retry path.
+    async fn park(
+        &self,
+        tx: &mut AnyConnection,
+        walk: &mut Walk,
+        binding: &Binding,
+        record: &Record,
+        event_id: &str,
+        offset: i64,
+    ) -> Result<(), Abort> {
+        let Some(key) = &record.key else { return Ok(()) };
+        let key_hex = hex(key);
+        let parked = Parked { topic: &binding.topic, key: &key_hex, event_id, offset };
+        self.store.park(tx, &parked, now_ms()).await?;
+        walk.parked_now.insert((binding.topic.clone(), key.clone()));
+        walk.parked.push(ParkChange::Park {
+            topic: binding.topic.clone(),
+            key: key.clone(),
+            event_id: event_id.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Records that `event_id` left the retry path (applied, duplicate or dead-lettered).
+    async fn unpark(
+        &self,
+        tx: &mut AnyConnection,
+        walk: &mut Walk,
+        binding: &Binding,
+        record: &Record,
+        event_id: &str,
+    ) -> Result<(), Abort> {
+        let Some(key) = &record.key else { return Ok(()) };
+        let key_hex = hex(key);
+        let parked = Parked { topic: &binding.topic, key: &key_hex, event_id, offset: 0 };
+        self.store.unpark(tx, &parked).await?;
+        walk.parked.push(ParkChange::Unpark {
+            topic: binding.topic.clone(),
+            key: key.clone(),
+            event_id: event_id.to_owned(),
+        });
         Ok(())
     }
 
@@ -347,6 +589,10 @@ impl Engine {
     ) -> Failure<'a> {
         Failure { consumer: &self.consumer, origin, attempts, error, first_failure_ms, last_failure_ms }
     }
+}
+
+fn topic_of(item: &Item) -> String {
+    item.binding.as_ref().map_or_else(|| item.work.record.topic.clone(), |b| b.topic.clone())
 }
 
 /// Where the event was first published: the record's own position, or for a record fetched from

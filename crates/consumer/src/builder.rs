@@ -124,7 +124,7 @@ impl ConsumerBuilder {
             .map_err(|source| ConsumerError::Http { listen: config.http.listen.clone(), source })?;
         let router = crate::http::router(shared.clone(), store.clone(), self.routes);
         let engine = Arc::new(Engine {
-            consumer: config.name.clone(),
+            consumer: Arc::from(config.name.as_str()),
             store,
             bindings,
             outbound,

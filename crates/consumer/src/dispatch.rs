@@ -1,15 +1,21 @@
 //! Which fetched events may run now, and how far each partition's offset may be committed.
 //!
-//! Like Confluent's Parallel Consumer, per partition: events of one key run strictly in order,
-//! one at a time; events of different keys run in parallel up to `key_parallelism`; the committed
-//! offset is the low watermark, the lowest offset not yet finished, so a commit never passes an
-//! unfinished event however far later keys have run ahead. An event waiting for a retry keeps its
-//! key (later events of that key wait behind it) and holds the watermark, but not other keys.
+//! Like Confluent's Parallel Consumer, per partition: events of one key run strictly in order;
+//! different keys run in parallel, up to `key_parallelism` keys in flight per partition; the
+//! committed offset is the low watermark, the lowest offset not yet finished, so a commit never
+//! passes an unfinished event however far later keys have run ahead. An event waiting for a retry
+//! keeps its key (later events of that key wait behind it) and holds the watermark, but not other
+//! keys.
+//!
+//! A batch takes a key's whole run of due events at once, so several events of one key may share
+//! a batch (in order); the batch reports each event's verdict in that order. Idle keys wait in a
+//! ready set ordered by their head offset, or in a timer set ordered by their head's due time, so
+//! taking, finishing and asking what is due cost the same however many keys are buffered.
 //!
 //! Pure bookkeeping, no I/O: the runner feeds it records and finished work.
 
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     sync::Arc,
 };
 
@@ -63,6 +69,9 @@ pub(crate) struct Work {
     /// The partition incarnation this work belongs to; stale work of a revoked-then-reassigned
     /// partition is recognised and ignored.
     pub(crate) generation: u64,
+    /// Set when taken: an earlier event of this key waits in the retry path, so this one must
+    /// queue behind it there.
+    pub(crate) held_back: bool,
 }
 
 impl Work {
@@ -74,6 +83,7 @@ impl Work {
             first_failure_ms: None,
             last_error: None,
             generation: 0,
+            held_back: false,
         }
     }
 }
@@ -85,32 +95,85 @@ pub(crate) enum Finish {
     Done,
     /// To run again as given (updated attempt, not-before time, errors); its key stays blocked.
     Again(Work),
+    /// Not attempted, because an earlier event of its key in the same batch did not finish: it
+    /// stays queued, in place.
+    Skipped,
 }
 
 #[derive(Debug, Default)]
 struct KeyQueue {
     items: VecDeque<Work>,
-    in_flight: bool,
+    /// How many items at the front are taken by a batch (0 = idle).
+    taken: usize,
 }
 
 #[derive(Debug)]
 struct PartitionQueue {
     generation: u64,
     keys: HashMap<KeyId, KeyQueue>,
+    /// Idle keys whose head is due, by head offset.
+    ready: BTreeMap<i64, KeyId>,
+    /// Idle keys whose head waits for a time, by (due time, head offset).
+    timers: BTreeMap<(i64, i64), KeyId>,
     /// Offsets fetched and not finished; the watermark is the first.
     pending: BTreeSet<i64>,
     /// One past the highest offset fetched.
     next_offset: Option<i64>,
     /// The highest offset finished.
     max_done: Option<i64>,
+    /// Keys in flight.
     in_flight: usize,
     draining: bool,
+}
+
+impl PartitionQueue {
+    /// Files an idle key under its head: ready, or waiting for the head's due time.
+    fn schedule(&mut self, key: KeyId) {
+        let Some(queue) = self.keys.get(&key) else { return };
+        match queue.items.front() {
+            None => {
+                self.keys.remove(&key);
+            }
+            Some(head) if head.not_before_ms > 0 => {
+                self.timers.insert((head.not_before_ms, head.record.offset), key);
+            }
+            Some(head) => {
+                self.ready.insert(head.record.offset, key);
+            }
+        }
+    }
+
+    /// Moves keys whose head came due to the ready set.
+    fn promote(&mut self, now_ms: i64) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now_ms {
+                break;
+            }
+            let ((_, offset), key) = entry.remove_entry();
+            self.ready.insert(offset, key);
+        }
+    }
+
+    /// Rebuilds the ready and timer sets after items were dropped.
+    fn reschedule_all(&mut self) {
+        self.ready.clear();
+        self.timers.clear();
+        self.keys.retain(|_, q| !q.items.is_empty());
+        let idle: Vec<KeyId> =
+            self.keys.iter().filter(|(_, q)| q.taken == 0).map(|(k, _)| k.clone()).collect();
+        for key in idle {
+            self.schedule(key);
+        }
+    }
 }
 
 /// The per-partition queues of one consumer.
 #[derive(Debug)]
 pub(crate) struct Dispatcher {
     partitions: HashMap<Tp, PartitionQueue>,
+    /// Partitions in the order `take` visits them, starting after the last one it took from.
+    order: Vec<Tp>,
+    cursor: usize,
     key_parallelism: usize,
     queued: usize,
     generations: u64,
@@ -120,6 +183,8 @@ impl Dispatcher {
     pub(crate) fn new(key_parallelism: usize) -> Self {
         Self {
             partitions: HashMap::new(),
+            order: Vec::new(),
+            cursor: 0,
             key_parallelism: key_parallelism.max(1),
             queued: 0,
             generations: 0,
@@ -133,12 +198,15 @@ impl Dispatcher {
             let queue = PartitionQueue {
                 generation: self.generations,
                 keys: HashMap::new(),
+                ready: BTreeMap::new(),
+                timers: BTreeMap::new(),
                 pending: BTreeSet::new(),
                 next_offset: None,
                 max_done: None,
                 in_flight: 0,
                 draining: false,
             };
+            self.order.push(tp.clone());
             self.partitions.insert(tp, queue);
         }
     }
@@ -156,81 +224,80 @@ impl Dispatcher {
         work.generation = part.generation;
         part.next_offset = Some(offset + 1);
         part.pending.insert(offset);
-        part.keys.entry(KeyId::of(&work.record)).or_default().items.push_back(work);
+        let key = KeyId::of(&work.record);
+        let queue = part.keys.entry(key.clone()).or_default();
+        let new_idle = queue.items.is_empty() && queue.taken == 0;
+        queue.items.push_back(work);
         self.queued += 1;
+        if new_idle {
+            part.schedule(key);
+        }
         true
     }
 
-    /// Takes up to `max` events that may run now: the head of each idle key whose not-before time
-    /// has come, lowest offsets first, at most `key_parallelism` keys in flight per partition.
+    /// Takes up to `max` events that may run now: for each idle key whose head is due (lowest
+    /// head offsets first within a partition, partitions in turn), its run of due events in
+    /// order, at most `key_parallelism` keys in flight per partition.
     pub(crate) fn take(&mut self, now_ms: i64, max: usize) -> Vec<Work> {
         let mut taken = Vec::new();
-        let mut tps: Vec<&Tp> = self.partitions.keys().collect();
-        tps.sort();
-        let tps: Vec<Tp> = tps.into_iter().cloned().collect();
-        // Lowest head offsets first across all partitions, so the oldest work (the one holding a
-        // watermark back) goes first.
-        let mut candidates: Vec<(i64, Tp, KeyId)> = Vec::new();
-        for tp in &tps {
-            let Some(part) = self.partitions.get(tp) else { continue };
-            // A partition at its parallelism bound can give nothing now; skipping it here keeps
-            // `take` from collecting and sorting every buffered key while all are busy, which is
-            // most calls under load.
-            if part.draining || part.in_flight >= self.key_parallelism {
-                continue;
-            }
-            for (key, queue) in &part.keys {
-                if let Some(head) = queue.items.front() {
-                    if !queue.in_flight && head.not_before_ms <= now_ms {
-                        candidates.push((head.record.offset, tp.clone(), key.clone()));
-                    }
-                }
-            }
-        }
-        candidates.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-        for (_, tp, key) in candidates {
+        let count = self.order.len();
+        for i in 0..count {
             if taken.len() >= max {
                 break;
             }
-            let Some(part) = self.partitions.get_mut(&tp) else { continue };
-            if part.in_flight >= self.key_parallelism {
+            let tp = &self.order[(self.cursor + i) % count];
+            let Some(part) = self.partitions.get_mut(tp) else { continue };
+            if part.draining {
                 continue;
             }
-            if let Some(queue) = part.keys.get_mut(&key) {
-                if let Some(head) = queue.items.front() {
-                    queue.in_flight = true;
+            part.promote(now_ms);
+            while taken.len() < max && part.in_flight < self.key_parallelism {
+                let Some((_, key)) = part.ready.pop_first() else { break };
+                let Some(queue) = part.keys.get_mut(&key) else { continue };
+                let before = taken.len();
+                for item in &queue.items {
+                    let due = item.not_before_ms <= now_ms || taken.len() == before;
+                    if taken.len() >= max || !due {
+                        break;
+                    }
+                    taken.push(item.clone());
+                }
+                queue.taken = taken.len() - before;
+                if queue.taken > 0 {
                     part.in_flight += 1;
-                    taken.push(head.clone());
                 }
             }
+        }
+        if count > 0 {
+            self.cursor = (self.cursor + 1) % count;
         }
         taken
     }
 
-    /// How many events could be taken now, ignoring the parallelism bound (for batch lingering).
-    pub(crate) fn ready(&self, now_ms: i64) -> usize {
+    /// How many keys could start now, ignoring the parallelism bound (for batch lingering).
+    pub(crate) fn ready(&mut self, now_ms: i64) -> usize {
         self.partitions
-            .values()
+            .values_mut()
             .filter(|p| !p.draining)
-            .flat_map(|p| p.keys.values())
-            .filter(|q| !q.in_flight && q.items.front().is_some_and(|h| h.not_before_ms <= now_ms))
-            .count()
+            .map(|p| {
+                p.promote(now_ms);
+                p.ready.len()
+            })
+            .sum()
     }
 
-    /// The earliest not-before time still in the future, to wake up for.
-    pub(crate) fn next_due(&self, now_ms: i64) -> Option<i64> {
+    /// The earliest due time of a key waiting for one, to wake up for.
+    pub(crate) fn next_due(&self) -> Option<i64> {
         self.partitions
             .values()
             .filter(|p| !p.draining)
-            .flat_map(|p| p.keys.values())
-            .filter(|q| !q.in_flight)
-            .filter_map(|q| q.items.front().map(|h| h.not_before_ms))
-            .filter(|t| *t > now_ms)
+            .filter_map(|p| p.timers.first_key_value().map(|((due, _), _)| *due))
             .min()
     }
 
-    /// Records how a taken event ended. Work of a partition no longer tracked (revoked), or of an
-    /// older incarnation of it, is ignored: its offset is not ours to commit any more.
+    /// Records how a taken event ended; a batch reports its events in the order it took them.
+    /// Work of a partition no longer tracked (revoked), or of an older incarnation of it, is
+    /// ignored: its offset is not ours to commit any more.
     pub(crate) fn finish(&mut self, work: &Work, finish: Finish) {
         let tp = Tp::of(&work.record);
         let Some(part) = self.partitions.get_mut(&tp) else { return };
@@ -239,27 +306,35 @@ impl Dispatcher {
         }
         let key = KeyId::of(&work.record);
         let Some(queue) = part.keys.get_mut(&key) else { return };
-        let is_head = queue.items.front().is_some_and(|h| h.record.offset == work.record.offset);
-        if !is_head || !queue.in_flight {
+        if queue.taken == 0 {
             return;
         }
-        queue.in_flight = false;
-        part.in_flight = part.in_flight.saturating_sub(1);
+        queue.taken -= 1;
+        let is_head = queue.items.front().is_some_and(|h| h.record.offset == work.record.offset);
         match finish {
-            Finish::Done => {
+            Finish::Done if is_head => {
                 queue.items.pop_front();
                 part.pending.remove(&work.record.offset);
                 part.max_done = part.max_done.max(Some(work.record.offset));
                 self.queued = self.queued.saturating_sub(1);
-                if queue.items.is_empty() {
-                    part.keys.remove(&key);
-                }
             }
-            Finish::Again(mut again) => {
+            Finish::Again(mut again) if is_head => {
                 again.generation = part.generation;
+                again.held_back = false;
                 if let Some(head) = queue.items.front_mut() {
                     *head = again;
                 }
+            }
+            Finish::Done | Finish::Again(_) | Finish::Skipped => {}
+        }
+        if queue.taken == 0 {
+            part.in_flight = part.in_flight.saturating_sub(1);
+            if part.draining {
+                if queue.items.is_empty() {
+                    part.keys.remove(&key);
+                }
+            } else {
+                part.schedule(key);
             }
         }
     }
@@ -280,25 +355,24 @@ impl Dispatcher {
     }
 
     /// Begins revoking `tp`: queued events not yet started are dropped (their offsets stay
-    /// pending, so the watermark never passes them), nothing new starts. Returns how many events
+    /// pending, so the watermark never passes them), nothing new starts. Returns how many keys
     /// are still in flight.
     pub(crate) fn drain(&mut self, tp: &Tp) -> usize {
         let Some(part) = self.partitions.get_mut(tp) else { return 0 };
         part.draining = true;
         let mut dropped = 0;
         for queue in part.keys.values_mut() {
-            let keep = usize::from(queue.in_flight);
-            while queue.items.len() > keep {
+            while queue.items.len() > queue.taken {
                 queue.items.pop_back();
                 dropped += 1;
             }
         }
-        part.keys.retain(|_, q| !q.items.is_empty());
+        part.reschedule_all();
         self.queued = self.queued.saturating_sub(dropped);
         part.in_flight
     }
 
-    /// Events of `tp` in flight.
+    /// Keys of `tp` in flight.
     pub(crate) fn in_flight(&self, tp: &Tp) -> usize {
         self.partitions.get(tp).map_or(0, |p| p.in_flight)
     }
@@ -308,6 +382,8 @@ impl Dispatcher {
         if let Some(part) = self.partitions.remove(tp) {
             let queued: usize = part.keys.values().map(|q| q.items.len()).sum();
             self.queued = self.queued.saturating_sub(queued);
+            self.order.retain(|t| t != tp);
+            self.cursor = 0;
         }
     }
 
@@ -321,20 +397,25 @@ impl Dispatcher {
     pub(crate) fn wind_down(&mut self, horizon_ms: i64) {
         let mut dropped = 0;
         for part in self.partitions.values_mut().filter(|p| !p.draining) {
-            let in_flight = part.keys.values().filter(|q| q.in_flight).filter_map(|q| q.items.front());
-            let limit = in_flight.map(|w| w.record.offset).max().max(part.max_done);
+            let in_flight = part
+                .keys
+                .values()
+                .filter(|q| q.taken > 0)
+                .filter_map(|q| q.items.get(q.taken - 1))
+                .map(|w| w.record.offset);
+            let limit = in_flight.max().max(part.max_done);
             for queue in part.keys.values_mut() {
                 let due =
-                    queue.in_flight || queue.items.front().is_some_and(|h| h.not_before_ms <= horizon_ms);
+                    queue.taken > 0 || queue.items.front().is_some_and(|h| h.not_before_ms <= horizon_ms);
                 let below =
                     queue.items.iter().take_while(|w| limit.is_some_and(|l| w.record.offset < l)).count();
-                let keep = if due { below.max(usize::from(queue.in_flight)) } else { 0 };
+                let keep = if due { below.max(queue.taken) } else { 0 };
                 while queue.items.len() > keep {
                     queue.items.pop_back();
                     dropped += 1;
                 }
             }
-            part.keys.retain(|_, q| !q.items.is_empty());
+            part.reschedule_all();
         }
         self.queued = self.queued.saturating_sub(dropped);
     }
@@ -344,7 +425,7 @@ impl Dispatcher {
         self.queued
     }
 
-    /// Events in flight, across partitions.
+    /// Keys in flight, across partitions.
     pub(crate) fn total_in_flight(&self) -> usize {
         self.partitions.values().map(|p| p.in_flight).sum()
     }
@@ -375,19 +456,21 @@ mod tests {
     }
 
     #[test]
-    fn one_key_runs_in_order_one_at_a_time() {
+    fn a_keys_run_is_taken_in_order_and_the_key_stays_busy_until_it_finishes() {
         let mut d = Dispatcher::new(8);
         for offset in 0..3 {
             assert!(d.push(work(0, offset, "a")));
         }
         let first = d.take(0, 10);
-        assert_eq!(offsets(&first), vec![0]);
+        assert_eq!(offsets(&first), vec![0, 1, 2]);
+        assert!(d.push(work(0, 3, "a")));
         assert!(d.take(0, 10).is_empty(), "the key is busy");
-        d.finish(&first[0], Finish::Done);
-        let second = d.take(0, 10);
-        assert_eq!(offsets(&second), vec![1]);
-        d.finish(&second[0], Finish::Done);
-        assert_eq!(offsets(&d.take(0, 10)), vec![2]);
+        for w in &first[..2] {
+            d.finish(w, Finish::Done);
+        }
+        assert!(d.take(0, 10).is_empty(), "still busy until its last taken event finishes");
+        d.finish(&first[2], Finish::Done);
+        assert_eq!(offsets(&d.take(0, 10)), vec![3]);
     }
 
     #[test]
@@ -407,16 +490,18 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_holds_distinct_keys_and_respects_its_size() {
+    fn a_batch_takes_key_runs_lowest_head_first_up_to_its_size() {
         let mut d = Dispatcher::new(100);
         for offset in 0..10 {
             d.push(work(0, offset, &format!("k{}", offset % 5)));
         }
         let batch = d.take(0, 3);
-        assert_eq!(offsets(&batch), vec![0, 1, 2]);
+        assert_eq!(offsets(&batch), vec![0, 5, 1], "k0's run, then k1's head; the size cuts k1's run");
         let rest = d.take(0, 100);
-        assert_eq!(offsets(&rest), vec![3, 4], "later events of busy keys wait");
+        assert_eq!(offsets(&rest), vec![2, 7, 3, 8, 4, 9], "k1 is busy: its offset 6 waits");
         assert_eq!(d.ready(0), 0);
+        d.finish(&batch[2], Finish::Done);
+        assert_eq!(offsets(&d.take(0, 100)), vec![6]);
     }
 
     #[test]
@@ -442,50 +527,72 @@ mod tests {
         d.push(work(0, 1, "a"));
         d.push(work(0, 2, "b"));
         let taken = d.take(0, 10);
-        assert_eq!(offsets(&taken), vec![0, 2]);
+        assert_eq!(offsets(&taken), vec![0, 1, 2]);
         let mut again = taken[0].clone();
         again.attempt = 1;
         again.not_before_ms = 100;
         d.finish(&taken[0], Finish::Again(again));
-        d.finish(&taken[1], Finish::Done);
+        d.finish(&taken[1], Finish::Skipped);
+        d.finish(&taken[2], Finish::Done);
         assert!(d.take(50, 10).is_empty(), "offset 1 waits behind the retrying offset 0");
-        assert_eq!(d.next_due(50), Some(100));
+        assert_eq!(d.next_due(), Some(100));
         assert_eq!(d.watermark(&tp(0)), Some(0));
         let retried = d.take(100, 10);
-        assert_eq!(offsets(&retried), vec![0]);
+        assert_eq!(offsets(&retried), vec![0, 1], "the skipped event follows its retried head");
         assert_eq!(retried[0].attempt, 1);
+        assert_eq!(retried[1].attempt, 0);
         d.finish(&retried[0], Finish::Done);
-        assert_eq!(offsets(&d.take(100, 10)), vec![1]);
+        d.finish(&retried[1], Finish::Done);
+        assert_eq!(d.queued(), 0);
+        assert_eq!(d.watermark(&tp(0)), Some(3));
+    }
+
+    #[test]
+    fn a_due_time_holds_only_its_key_and_later_due_events_of_a_run_wait() {
+        let mut d = Dispatcher::new(8);
+        let mut later = work(0, 0, "a");
+        later.not_before_ms = 500;
+        d.push(later);
+        d.push(work(0, 1, "b"));
+        let mut b_later = work(0, 2, "b");
+        b_later.not_before_ms = 300;
+        d.push(b_later);
+        assert_eq!(d.next_due(), Some(500));
+        let taken = d.take(0, 10);
+        assert_eq!(offsets(&taken), vec![1], "a is not due; b's run stops at its not-yet-due event");
+        d.finish(&taken[0], Finish::Done);
+        assert_eq!(d.next_due(), Some(300));
+        assert_eq!(offsets(&d.take(300, 10)), vec![2]);
+        assert_eq!(offsets(&d.take(500, 10)), vec![0]);
     }
 
     #[test]
     fn winding_down_keeps_only_the_events_below_finished_work() {
         let mut d = Dispatcher::new(8);
-        // Key a is slow: b and c ran ahead of its later events.
-        for (offset, key) in ["a", "b", "a", "c", "a", "b", "d"].iter().enumerate() {
-            d.push(work(0, offset as i64, key));
+        // Key a is slow: b, c and d ran ahead of its later events.
+        d.push(work(0, 0, "a"));
+        let slow = d.take(0, 10);
+        for (offset, key) in ["b", "a", "c", "a", "b", "d"].iter().enumerate() {
+            d.push(work(0, offset as i64 + 1, key));
         }
-        let first = d.take(0, 10);
-        assert_eq!(offsets(&first), vec![0, 1, 3, 6]);
-        for done in &first[1..] {
+        let ahead = d.take(0, 10);
+        assert_eq!(offsets(&ahead), vec![1, 5, 3, 6], "a is still busy at 0");
+        for done in &ahead {
             d.finish(done, Finish::Done);
         }
-        let second = d.take(0, 10);
-        assert_eq!(offsets(&second), vec![5], "b's second event; a is still busy at 0");
         // Shutting down now: 2 and 4 (key a) lie below 6, finished; they stay to be run.
         d.wind_down(0);
-        assert_eq!(d.queued(), 4, "0 and 5 in flight, 2 and 4 kept");
-        d.finish(&first[0], Finish::Done);
-        d.finish(&second[0], Finish::Done);
-        assert_eq!(offsets(&d.take(0, 10)), vec![2]);
+        assert_eq!(d.queued(), 3, "0 in flight, 2 and 4 kept");
+        d.finish(&slow[0], Finish::Done);
+        assert_eq!(offsets(&d.take(0, 10)), vec![2, 4]);
         assert_eq!(d.watermark(&tp(0)), Some(2));
 
         // Nothing finished ahead of a queued event: it is dropped, its offset left pending.
         let mut d = Dispatcher::new(8);
-        for offset in 0..3 {
-            d.push(work(0, offset, "k"));
-        }
+        d.push(work(0, 0, "k"));
         let taken = d.take(0, 10);
+        d.push(work(0, 1, "k"));
+        d.push(work(0, 2, "k"));
         d.wind_down(0);
         d.finish(&taken[0], Finish::Done);
         assert!(d.take(0, 10).is_empty());
@@ -502,16 +609,20 @@ mod tests {
         d.push(work(0, 3, "soon"));
         d.push(work(0, 4, "done"));
         let taken = d.take(0, 10);
+        assert_eq!(offsets(&taken), vec![0, 1, 2, 3, 4]);
         let mut late = taken[0].clone();
         late.not_before_ms = 60_000;
         d.finish(&taken[0], Finish::Again(late));
-        let mut soon = taken[1].clone();
+        d.finish(&taken[1], Finish::Skipped);
+        let mut soon = taken[2].clone();
         soon.not_before_ms = 100;
-        d.finish(&taken[1], Finish::Again(soon));
-        d.finish(&taken[2], Finish::Done);
+        d.finish(&taken[2], Finish::Again(soon));
+        d.finish(&taken[3], Finish::Skipped);
+        d.finish(&taken[4], Finish::Done);
         d.wind_down(1_000);
         assert_eq!(d.queued(), 2, "the late key dropped, the soon one kept to its due time");
-        assert_eq!(offsets(&d.take(100, 10)), vec![2]);
+        assert!(d.take(99, 10).is_empty());
+        assert_eq!(offsets(&d.take(100, 10)), vec![2, 3]);
         assert_eq!(d.watermark(&tp(0)), Some(0), "the dropped key's offsets stay uncommitted");
     }
 
@@ -532,7 +643,7 @@ mod tests {
         d.push(work(0, 2, "b"));
         let taken = d.take(0, 1);
         assert_eq!(offsets(&taken), vec![0]);
-        assert_eq!(d.drain(&tp(0)), 1, "offset 0 is still in flight");
+        assert_eq!(d.drain(&tp(0)), 1, "key a is still in flight");
         assert_eq!(d.queued(), 1);
         assert!(d.take(0, 10).is_empty(), "nothing new starts on a draining partition");
         d.finish(&taken[0], Finish::Done);
@@ -565,5 +676,17 @@ mod tests {
             d.push(w);
         }
         assert_eq!(d.take(0, 10).len(), 3);
+    }
+
+    #[test]
+    fn partitions_take_turns_filling_batches() {
+        let mut d = Dispatcher::new(100);
+        for offset in 0..4 {
+            d.push(work(0, offset, &format!("p0-{offset}")));
+            d.push(work(1, offset, &format!("p1-{offset}")));
+        }
+        let first = d.take(0, 2);
+        let second = d.take(0, 2);
+        assert_ne!(first[0].record.partition, second[0].record.partition, "{first:?} {second:?}");
     }
 }

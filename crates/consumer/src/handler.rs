@@ -6,7 +6,9 @@ use std::{any::Any, marker::PhantomData, sync::Arc};
 use apache_avro::{types::Value, Schema};
 use async_trait::async_trait;
 use fanout_events::Event;
+use fanout_schema_registry::AvroSerde;
 use sqlx::AnyConnection;
+use tracing::Instrument;
 
 use crate::{DecodeError, EventMeta, HandlerError};
 
@@ -42,10 +44,75 @@ use crate::{DecodeError, EventMeta, HandlerError};
 ///     }
 /// }
 /// ```
+///
+/// # Batches
+///
+/// The runtime hands a handler every new event of a batch (up to `processing.batch_size`, in
+/// offset order per partition, so a key's events keep their order) through
+/// [`handle_batch`](Handler::handle_batch), whose default calls `handle` once per event, each in a
+/// `handle` span that continues the producer's trace. Override it to write a whole batch with a
+/// few multi-row statements instead of a few statements per event; that is where a consumer's
+/// throughput comes from. If it fails, the runtime rolls the transaction back and calls it again
+/// with one event at a time, each in its own savepoint, to find the events that fail: the others
+/// still commit, and only the failing ones are retried or dead-lettered. Effects outside `tx` (an
+/// HTTP call, a cache) may therefore run more than once and must be idempotent.
+///
+/// ```no_run
+/// use std::collections::BTreeMap;
+///
+/// use fanout_consumer::{async_trait, EventMeta, Handler, HandlerError};
+/// use fanout_events::PostPublished;
+///
+/// #[derive(Debug)]
+/// struct CountPosts;
+///
+/// #[async_trait]
+/// impl Handler<PostPublished> for CountPosts {
+///     async fn handle(&self, event: PostPublished, meta: &EventMeta, tx: &mut sqlx::AnyConnection)
+///         -> Result<(), HandlerError> {
+///         self.handle_batch(vec![(event, meta.clone())], tx).await
+///     }
+///
+///     async fn handle_batch(&self, events: Vec<(PostPublished, EventMeta)>, tx: &mut sqlx::AnyConnection)
+///         -> Result<(), HandlerError> {
+///         // One upsert per user per batch, not one per event.
+///         let mut per_user: BTreeMap<i64, i64> = BTreeMap::new();
+///         for (event, _) in &events {
+///             *per_user.entry(event.user_id).or_default() += 1;
+///         }
+///         let mut sql = String::from("INSERT INTO post_counts (user_id, posts) VALUES ");
+///         for i in 0..per_user.len() {
+///             sql.push_str(&format!("{}(${}, ${})", if i > 0 { "," } else { "" }, 2 * i + 1, 2 * i + 2));
+///         }
+///         sql.push_str(" ON CONFLICT (user_id) DO UPDATE SET posts = post_counts.posts + excluded.posts");
+///         let mut query = sqlx::query(&sql);
+///         for (user_id, posts) in per_user {
+///             query = query.bind(user_id).bind(posts);
+///         }
+///         query.execute(&mut *tx).await?;
+///         Ok(())
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait Handler<E: Event>: Send + Sync + 'static {
     /// Applies `event`. `Err(Transient)` is retried; `Err(Permanent)` dead-letters the event.
     async fn handle(&self, event: E, meta: &EventMeta, tx: &mut AnyConnection) -> Result<(), HandlerError>;
+
+    /// Applies a batch of new events, in order (duplicates are already filtered out). `Err`
+    /// means some event failed; the runtime then finds which by calling this again with one
+    /// event at a time. The default calls [`handle`](Handler::handle) per event.
+    async fn handle_batch(
+        &self,
+        events: Vec<(E, EventMeta)>,
+        tx: &mut AnyConnection,
+    ) -> Result<(), HandlerError> {
+        for (event, meta) in events {
+            let span = meta.span(E::TYPE);
+            self.handle(event, &meta, tx).instrument(span).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Turns a payload into an Avro value read with the consumer's schema (`reader`). The runtime
@@ -62,21 +129,24 @@ pub trait Decoder: Send + Sync + std::fmt::Debug + 'static {
         payload: &[u8],
         reader: &'static Schema,
     ) -> Result<Value, DecodeError>;
+
+    /// The registry serde this decoder is, if it is one: the runtime then decodes payloads
+    /// straight into the event type (no generic Avro value in between). `None` by default.
+    fn serde(&self) -> Option<&AvroSerde> {
+        None
+    }
 }
 
 /// A decoded event whose type only its route knows.
-pub(crate) type AnyEvent = Box<dyn Any + Send>;
+pub(crate) type AnyEvent = Box<dyn Any + Send + Sync>;
 
 /// One handler with its event type erased, so routes of different types live in one table.
 #[async_trait]
 pub(crate) trait Route: Send + Sync + 'static {
-    /// The event type's `ce_type`, for logs.
-    fn event_type(&self) -> &'static str;
     async fn decode(&self, topic: &str, payload: Option<&[u8]>) -> Result<AnyEvent, DecodeError>;
-    async fn handle(
+    async fn handle_batch(
         &self,
-        event: AnyEvent,
-        meta: &EventMeta,
+        events: Vec<(AnyEvent, EventMeta)>,
         tx: &mut AnyConnection,
     ) -> Result<(), HandlerError>;
 }
@@ -89,30 +159,33 @@ pub(crate) struct Typed<E, H> {
 
 #[async_trait]
 impl<E: Event, H: Handler<E>> Route for Typed<E, H> {
-    fn event_type(&self) -> &'static str {
-        E::TYPE
-    }
-
     async fn decode(&self, topic: &str, payload: Option<&[u8]>) -> Result<AnyEvent, DecodeError> {
         let payload =
             payload.ok_or_else(|| DecodeError::Malformed("the record has no payload (tombstone)".into()))?;
+        if let Some(serde) = self.decoder.serde() {
+            let event: E = serde.decode(payload).await.map_err(crate::registry::decode_error)?;
+            return Ok(Box::new(event));
+        }
         let value = self.decoder.decode(topic, payload, E::schema()).await?;
         let event: E = apache_avro::from_value(&value)
             .map_err(|e| DecodeError::Malformed(format!("not a {}: {e}", E::TYPE)))?;
         Ok(Box::new(event))
     }
 
-    async fn handle(
+    async fn handle_batch(
         &self,
-        event: AnyEvent,
-        meta: &EventMeta,
+        events: Vec<(AnyEvent, EventMeta)>,
         tx: &mut AnyConnection,
     ) -> Result<(), HandlerError> {
-        // The route decoded this value itself, so the downcast cannot fail; if it ever did, the
+        // The route decoded these values itself, so the downcast cannot fail; if it ever did, the
         // event is unusable and dead-lettering it is the honest outcome.
-        let event = event
-            .downcast::<E>()
-            .map_err(|_| HandlerError::Permanent(format!("internal: decoded value is not a {}", E::TYPE)))?;
-        self.handler.handle(*event, meta, tx).await
+        let mut typed = Vec::with_capacity(events.len());
+        for (event, meta) in events {
+            let event = event.downcast::<E>().map_err(|_| {
+                HandlerError::Permanent(format!("internal: decoded value is not a {}", E::TYPE))
+            })?;
+            typed.push((*event, meta));
+        }
+        self.handler.handle_batch(typed, tx).await
     }
 }

@@ -10,9 +10,9 @@ use std::{
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc::{sync_channel, SyncSender},
-        Arc, Mutex,
+        Arc, Condvar, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rdkafka::{
@@ -56,11 +56,41 @@ pub(crate) struct Shared {
     pub(crate) closing: AtomicBool,
     /// Tells the poll thread to stop.
     pub(crate) stop: AtomicBool,
+    /// Set while the poll thread waits for the runner to make room.
+    waiting_for_room: AtomicBool,
+    room_lock: Mutex<()>,
+    room: Condvar,
 }
 
 impl Shared {
     pub(crate) fn assigned_count(&self) -> usize {
         self.assigned.lock().map(|a| a.len()).unwrap_or(0)
+    }
+
+    /// Records handed to the runner and not finished.
+    fn held(&self) -> usize {
+        self.in_channel.load(Ordering::SeqCst) + self.buffered.load(Ordering::SeqCst)
+    }
+
+    /// The runner finished or took records: wakes the poll thread if it waits for room. Costs one
+    /// atomic load when it does not.
+    pub(crate) fn room_made(&self, max_buffered: usize) {
+        if self.waiting_for_room.load(Ordering::SeqCst) && self.held() < max_buffered {
+            let _guard = self.room_lock.lock();
+            self.room.notify_one();
+        }
+    }
+
+    /// Waits until the runner holds fewer than `max_buffered` records, at most `timeout`.
+    fn wait_for_room(&self, max_buffered: usize, timeout: Duration) {
+        let Ok(guard) = self.room_lock.lock() else { return };
+        // Announce the wait before re-checking, and the runner stores before it checks the flag,
+        // so one of the two always sees the other (no lost wake-up).
+        self.waiting_for_room.store(true, Ordering::SeqCst);
+        if self.held() >= max_buffered && !self.stop.load(Ordering::Acquire) {
+            let _ = self.room.wait_timeout(guard, timeout);
+        }
+        self.waiting_for_room.store(false, Ordering::SeqCst);
     }
 }
 
@@ -153,46 +183,70 @@ pub(crate) fn commit<C: ConsumerContext>(
     consumer.commit(&tpl, mode)
 }
 
-/// Polls until told to stop or until the runner is gone, pausing fetching while the runner holds
-/// more than `max_buffered` records.
+/// How long the runtime may stay full before fetching is paused. While full, the poll thread
+/// simply stops taking records and librdkafka's bounded prefetch (`queued.max.messages.kbytes`)
+/// holds the rest; but rebalances are served only by polling, so a runtime stuck this long pauses
+/// its partitions and polls again.
+const STUCK: Duration = Duration::from_secs(1);
+
+/// Polls until told to stop or until the runner is gone, with flow control: while the runner
+/// holds `max_buffered` records, no more are taken.
+///
+/// Pausing is the exception, not the flow control: in librdkafka a pause throws away the
+/// partition's prefetched records and a resume waits for the broker thread's next wake-up (up to
+/// a second), so pausing at every full buffer capped a backlog's drain at about `max_buffered`
+/// records a second. Partitions are paused only when the runner is shutting down, or stuck for
+/// [`STUCK`] (so rebalances and the group session are still served while it stays stuck).
 pub(crate) fn poll_loop(consumer: Arc<BaseConsumer<Context>>, max_buffered: usize) {
     let context = consumer.context();
     let shared = context.shared.clone();
     let inbound = context.inbound.clone();
+    let pauses = context.metrics.fetch_pauses.with_label_values(&[context.consumer.as_str()]);
     let mut paused = false;
     let mut paused_partitions = 0;
+    let mut full_since: Option<Instant> = None;
     while !shared.stop.load(Ordering::Acquire) && !inbound.is_closed() {
+        let held = shared.held();
+        let full = held >= max_buffered;
+        if full {
+            full_since.get_or_insert_with(Instant::now);
+        } else if !paused || held <= max_buffered / 2 {
+            full_since = None;
+        }
+        let stuck = full_since.is_some_and(|since| since.elapsed() >= STUCK);
+        // Once the runner is shutting down, everything stays paused (partitions assigned
+        // meanwhile included); a stuck runner resumes at half its buffer, not at the first slot.
+        if shared.draining.load(Ordering::Acquire) || stuck || (paused && held > max_buffered / 2) {
+            if let Ok(assignment) = consumer.assignment() {
+                // Once per assignment, not on every poll: each pause drops the prefetched records.
+                if !paused || assignment.count() != paused_partitions {
+                    let _ = consumer.pause(&assignment);
+                    paused_partitions = assignment.count();
+                    pauses.inc();
+                }
+            }
+            paused = true;
+        } else {
+            if paused {
+                if let Ok(assignment) = consumer.assignment() {
+                    let _ = consumer.resume(&assignment);
+                }
+                paused = false;
+            }
+            if full {
+                shared.wait_for_room(max_buffered, Duration::from_millis(100));
+                continue;
+            }
+        }
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(message)) => {
-                shared.in_channel.fetch_add(1, Ordering::AcqRel);
+                shared.in_channel.fetch_add(1, Ordering::SeqCst);
                 if inbound.send(Inbound::Record(Record::from_message(&message))).is_err() {
                     break;
                 }
             }
             Some(Err(e)) => tracing::warn!(consumer = %context.consumer, error = %e, "kafka consumer error"),
-        }
-        let held = shared.in_channel.load(Ordering::Acquire) + shared.buffered.load(Ordering::Acquire);
-        // Pausing (not ceasing to poll) keeps rebalances and the group session served; resuming
-        // fetches from the last record handed over, so nothing is skipped. Once the runner is
-        // shutting down, everything stays paused (partitions assigned meanwhile included).
-        let draining = shared.draining.load(Ordering::Acquire);
-        if draining || held >= max_buffered || (paused && held > max_buffered / 2) {
-            // Pause once per assignment, not on every poll: each pause throws away the
-            // partition's prefetched records and restarts its fetcher, which stalled a backlog's
-            // drain. A partition assigned while paused changes the count and is paused too.
-            if let Ok(assignment) = consumer.assignment() {
-                if !paused || assignment.count() != paused_partitions {
-                    let _ = consumer.pause(&assignment);
-                    paused_partitions = assignment.count();
-                }
-            }
-            paused = true;
-        } else if paused {
-            if let Ok(assignment) = consumer.assignment() {
-                let _ = consumer.resume(&assignment);
-            }
-            paused = false;
         }
     }
     // Dropping the last handle closes the consumer: it leaves the group. Nothing is committed

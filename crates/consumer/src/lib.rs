@@ -48,9 +48,13 @@
 //!   `ce_id`) and the handler's writes commit in one transaction of the consumer's store; a
 //!   duplicate is acknowledged and counted, never re-applied. Offsets are committed only up to
 //!   the lowest unfinished offset of each partition, after the effects committed.
-//! * **Order**: per key. Distinct keys of one partition run in parallel up to
-//!   `processing.key_parallelism`; a batch applies up to `processing.batch_size` events of
-//!   distinct keys in one transaction, each in its own savepoint.
+//! * **Order**: per key. A batch takes up to `processing.batch_size` events in offset order per
+//!   partition, each key's waiting events together and in order, and applies them in one
+//!   transaction: one multi-row dedupe statement and one [`Handler::handle_batch`] call per
+//!   handler. If a handler fails, the transaction is rolled back and the batch runs again event
+//!   by event, each in its own savepoint, so only the failing events are retried. Distinct keys of
+//!   a partition run in parallel up to `processing.key_parallelism` (on PostgreSQL, up to
+//!   `store.max_connections` batches at once; SQLite writes one at a time).
 //! * **Failures**: see [`HandlerError`]. Transient failures back off in process, then go through
 //!   `<topic>.<consumer>.retry` with delay tiers, then to `<topic>.<consumer>.dlq` with the
 //!   headers in [`dlq_headers`]. While an event of a key is in the retry path, later events of
@@ -71,7 +75,9 @@
 //! topic,outcome}` (ok, duplicate, retried, dead_lettered, parked, failed),
 //! `fanout_handler_duration_seconds`, `fanout_end_to_end_latency_seconds`,
 //! `fanout_consumer_lag{consumer,topic,partition}`, `fanout_dead_lettered_total`,
-//! `fanout_duplicates_total`, `fanout_consumer_in_flight`.
+//! `fanout_duplicates_total`, `fanout_consumer_in_flight`, `fanout_consumer_fetch_pauses_total` and
+//! `fanout_consumer_refetched_total` (both stay 0 while the consumer keeps up: fetching pauses only
+//! when it stays full for a second, or when it shuts down).
 #![warn(missing_docs)]
 
 mod batch;
@@ -87,6 +93,7 @@ mod kafka;
 mod lag;
 mod meta;
 mod metrics;
+mod parked;
 mod registry;
 mod retry;
 mod runner;

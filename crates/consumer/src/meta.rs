@@ -1,5 +1,7 @@
 //! A fetched record, owned, and the metadata a handler sees.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use fanout_events::{headers, trace::TraceParent};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -74,6 +76,8 @@ pub struct EventMeta {
     pub key: Option<Vec<u8>>,
     /// 1 on the first attempt, counting every attempt, in process and through the retry topic.
     pub attempt: u32,
+    /// The consumer applying it, for the per-event span.
+    pub(crate) consumer: Arc<str>,
 }
 
 /// Where a record came from when it arrives through the retry topic (the runtime's own headers).
@@ -87,7 +91,7 @@ pub(crate) struct Origin<'a> {
 impl EventMeta {
     /// Metadata of `record`, `attempt` being the 1-based attempt about to run. `origin` is the
     /// original position when the record came through the retry topic.
-    pub(crate) fn of(record: &Record, origin: Origin<'_>, attempt: u32) -> Self {
+    pub(crate) fn of(record: &Record, origin: Origin<'_>, attempt: u32, consumer: &Arc<str>) -> Self {
         let event_id = dedupe_id(record, origin);
         Self {
             event_id,
@@ -103,7 +107,29 @@ impl EventMeta {
             offset: origin.offset,
             key: record.key.clone(),
             attempt,
+            consumer: consumer.clone(),
         }
+    }
+
+    /// The span a per-event handler call runs in: it continues the producer's trace
+    /// (`trace_id`, `parent_id` from `traceparent`) and names the event.
+    pub(crate) fn span(&self, event_type: &'static str) -> tracing::Span {
+        let (trace_id, parent_id) = self
+            .traceparent
+            .map(|t| (format!("{:032x}", t.trace_id), format!("{:016x}", t.parent_id)))
+            .unwrap_or_default();
+        tracing::info_span!(
+            "handle",
+            consumer = %self.consumer,
+            event_type,
+            topic = %self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            event_id = %self.event_id,
+            attempt = self.attempt,
+            trace_id = %trace_id,
+            parent_id = %parent_id,
+        )
     }
 }
 
@@ -141,13 +167,14 @@ mod tests {
             ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         ]);
         let origin = Origin { topic: "t", partition: 2, offset: 9 };
-        let meta = EventMeta::of(&r, origin, 1);
+        let consumer: Arc<str> = Arc::from("c");
+        let meta = EventMeta::of(&r, origin, 1, &consumer);
         assert_eq!(meta.event_id, "abc");
         assert_eq!(meta.event_type.as_deref(), Some("post.published"));
         assert!(meta.time.is_some());
         assert!(meta.traceparent.is_some());
         let bare = record(vec![("ce_time", "yesterday")]);
-        let meta = EventMeta::of(&bare, origin, 2);
+        let meta = EventMeta::of(&bare, origin, 2, &consumer);
         assert_eq!(meta.event_id, "t/2/9");
         assert_eq!(meta.time, None);
         assert_eq!(meta.attempt, 2);

@@ -4,8 +4,8 @@
 use std::{sync::OnceLock, time::Duration};
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, HistogramVec, IntCounterVec,
-    IntGaugeVec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, Histogram, HistogramVec,
+    IntCounterVec, IntGaugeVec,
 };
 
 /// How an event's processing ended, the `outcome` label of `fanout_consumed_total`.
@@ -48,6 +48,8 @@ pub(crate) struct ConsumerMetrics {
     dead_lettered: IntCounterVec,
     duplicates: IntCounterVec,
     pub(crate) in_flight: IntGaugeVec,
+    pub(crate) fetch_pauses: IntCounterVec,
+    pub(crate) refetched: IntCounterVec,
 }
 
 const SECONDS: [f64; 16] =
@@ -70,7 +72,8 @@ impl ConsumerMetrics {
                     .expect("fanout_consumed_total registers once"),
                     handler_duration: register_histogram_vec!(
                         "fanout_handler_duration_seconds",
-                        "Time a handler took for one event.",
+                        "Time a handler took for one call: a batch of events (one event when the batch is run \
+                         event by event after a failure).",
                         &["consumer", "topic"],
                         SECONDS.to_vec()
                     )
@@ -106,16 +109,31 @@ impl ConsumerMetrics {
                         &["consumer"]
                     )
                     .expect("fanout_consumer_in_flight registers once"),
+                    fetch_pauses: register_int_counter_vec!(
+                        "fanout_consumer_fetch_pauses_total",
+                        "Times a consumer paused fetching because it stayed full (stuck handlers or a \
+                         slow store) or was shutting down; 0 while it keeps up.",
+                        &["consumer"]
+                    )
+                    .expect("fanout_consumer_fetch_pauses_total registers once"),
+                    refetched: register_int_counter_vec!(
+                        "fanout_consumer_refetched_total",
+                        "Records fetched again although already buffered (dropped on arrival), e.g. \
+                         after a pause threw away the prefetched ones.",
+                        &["consumer"]
+                    )
+                    .expect("fanout_consumer_refetched_total registers once"),
                 }
             })
             .clone()
     }
 
-    pub(crate) fn outcome(&self, consumer: &str, topic: &str, outcome: Outcome) {
-        self.consumed.with_label_values(&[consumer, topic, outcome.label()]).inc();
+    /// Counts `count` events of `topic` that ended as `outcome`.
+    pub(crate) fn outcomes(&self, consumer: &str, topic: &str, outcome: Outcome, count: u64) {
+        self.consumed.with_label_values(&[consumer, topic, outcome.label()]).inc_by(count);
         match outcome {
-            Outcome::DeadLettered => self.dead_lettered.with_label_values(&[consumer, topic]).inc(),
-            Outcome::Duplicate => self.duplicates.with_label_values(&[consumer, topic]).inc(),
+            Outcome::DeadLettered => self.dead_lettered.with_label_values(&[consumer, topic]).inc_by(count),
+            Outcome::Duplicate => self.duplicates.with_label_values(&[consumer, topic]).inc_by(count),
             _ => {}
         }
     }
@@ -124,7 +142,31 @@ impl ConsumerMetrics {
         self.handler_duration.with_label_values(&[consumer, topic]).observe(elapsed.as_secs_f64());
     }
 
-    pub(crate) fn end_to_end(&self, consumer: &str, topic: &str, latency: Duration) {
-        self.end_to_end.with_label_values(&[consumer, topic]).observe(latency.as_secs_f64());
+    /// The end-to-end latency histogram of one topic, looked up once per batch rather than once
+    /// per event.
+    pub(crate) fn end_to_end_histogram(&self, consumer: &str, topic: &str) -> Histogram {
+        self.end_to_end.with_label_values(&[consumer, topic])
+    }
+}
+
+/// A batch's outcomes, counted in memory and added to the counters once the batch is over: the
+/// label lookups are paid per batch, not per event.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    counts: Vec<(String, Outcome, u64)>,
+}
+
+impl Tally {
+    pub(crate) fn add(&mut self, topic: &str, outcome: Outcome) {
+        match self.counts.iter_mut().find(|(t, o, _)| *o == outcome && t == topic) {
+            Some((_, _, count)) => *count += 1,
+            None => self.counts.push((topic.to_owned(), outcome, 1)),
+        }
+    }
+
+    pub(crate) fn record(&self, metrics: &ConsumerMetrics, consumer: &str) {
+        for (topic, outcome, count) in &self.counts {
+            metrics.outcomes(consumer, topic, *outcome, *count);
+        }
     }
 }

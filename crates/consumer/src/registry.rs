@@ -61,10 +61,14 @@ impl Decoder for RegistryDecoder {
     ) -> Result<Value, DecodeError> {
         self.serde.decode_value(payload, Some(reader)).await.map(|(_, value)| value).map_err(decode_error)
     }
+
+    fn serde(&self) -> Option<&AvroSerde> {
+        Some(&self.serde)
+    }
 }
 
 /// Sorts a serde failure into "these bytes can never decode" (poison) and "ask again later".
-fn decode_error(error: SerdeError) -> DecodeError {
+pub(crate) fn decode_error(error: SerdeError) -> DecodeError {
     match error {
         SerdeError::UnknownSchemaId(id) => DecodeError::UnknownSchema(id),
         // A registry failure is never the payload's fault: an outage, a refused credential or a

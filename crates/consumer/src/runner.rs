@@ -23,6 +23,7 @@ use crate::{
     builder::Consumer,
     dispatch::{Dispatcher, Tp, Work},
     kafka::{self, Inbound},
+    parked::ParkedKeys,
     ConsumerError,
 };
 
@@ -35,11 +36,28 @@ struct Revoking {
 
 pub(crate) struct Loop {
     pub(crate) dispatcher: Dispatcher,
-    pub(crate) batches: JoinSet<Vec<Finished>>,
+    pub(crate) batches: JoinSet<Finished>,
     revoking: Vec<Revoking>,
     committed: HashMap<Tp, i64>,
     linger_until: Option<Instant>,
+    /// Keys held in the retry path; see `parked.rs`.
+    parked: ParkedKeys,
+    /// False from an assignment until the parked keys were read again: no batch starts before.
+    parked_loaded: bool,
+    /// When to try reading them again after the store failed to answer.
+    parked_retry_at: Option<Instant>,
+    /// The in-flight gauge, looked up once.
+    in_flight_gauge: prometheus::IntGauge,
+    /// Records dropped on arrival because they were already buffered.
+    refetched: prometheus::IntCounter,
 }
+
+/// Most inbound messages taken in one turn of the loop: a burst of records costs one turn, and
+/// batches still start between bursts.
+const INBOUND_BURST: usize = 1_024;
+
+/// How long to wait before reading the parked keys again when the store did not answer.
+const PARKED_RETRY: Duration = Duration::from_secs(1);
 
 impl Consumer {
     /// Consumes until `shutdown` completes, then stops fetching, lets in-flight work finish,
@@ -107,18 +125,32 @@ impl Consumer {
             revoking: Vec::new(),
             committed: HashMap::new(),
             linger_until: None,
+            parked: ParkedKeys::default(),
+            parked_loaded: false,
+            parked_retry_at: None,
+            refetched: self.engine.metrics.refetched.with_label_values(&[self.config.name.as_str()]),
+            in_flight_gauge: self.engine.metrics.in_flight.with_label_values(&[self.config.name.as_str()]),
         };
         let mut commit_tick = interval(self.config.commit_interval());
         commit_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
+            if !state.parked_loaded {
+                self.load_parked(&mut state).await;
+            }
             self.launch(&mut state);
             let wake = self.next_wake(&state);
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 message = self.inbound.recv() => match message {
-                    Some(message) => self.inbound_message(&mut state, message),
+                    Some(message) => {
+                        self.inbound_message(&mut state, message);
+                        for _ in 1..INBOUND_BURST {
+                            let Ok(message) = self.inbound.try_recv() else { break };
+                            self.inbound_message(&mut state, message);
+                        }
+                    }
                     None => return Err(ConsumerError::Task("the poll thread stopped".into())),
                 },
                 Some(joined) = state.batches.join_next(), if !state.batches.is_empty() => {
@@ -128,32 +160,58 @@ impl Consumer {
                 () = sleep_until(wake) => {}
             }
             self.answer_revocations(&mut state, false);
-            self.shared.buffered.store(state.dispatcher.queued(), Ordering::Release);
-            self.engine
-                .metrics
-                .in_flight
-                .with_label_values(&[self.config.name.as_str()])
-                .set(i64::try_from(state.dispatcher.queued()).unwrap_or(i64::MAX));
+            self.buffered(&state);
         }
 
         self.shut_down(state, background, poller, stop_http).await
     }
 
+    /// Tells the poll thread (and the gauge) how many records the runner holds.
+    pub(crate) fn buffered(&self, state: &Loop) {
+        let queued = state.dispatcher.queued();
+        self.shared.buffered.store(queued, Ordering::SeqCst);
+        self.shared.room_made(self.config.processing.max_buffered);
+        state.in_flight_gauge.set(i64::try_from(queued).unwrap_or(i64::MAX));
+    }
+
+    /// Reads the parked keys from the store (after an assignment, before any batch starts).
+    pub(crate) async fn load_parked(&self, state: &mut Loop) {
+        if state.parked_retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        match self.engine.store.parked_keys().await {
+            Ok(rows) => {
+                state.parked = ParkedKeys::from_rows(rows);
+                state.parked_loaded = true;
+                state.parked_retry_at = None;
+            }
+            Err(e) => {
+                tracing::warn!(consumer = %self.config.name, error = %e,
+                    "cannot read the parked keys; no event is applied until the store answers");
+                state.parked_retry_at = Some(Instant::now() + PARKED_RETRY);
+            }
+        }
+    }
+
     pub(crate) fn inbound_message(&self, state: &mut Loop, message: Inbound) {
         match message {
             Inbound::Record(record) => {
-                self.shared.in_channel.fetch_sub(1, Ordering::AcqRel);
+                self.shared.in_channel.fetch_sub(1, Ordering::SeqCst);
                 let on_retry_topic = self.engine.bindings.get(&record.topic).is_some_and(|(_, retry)| *retry);
                 let mut work = Work::new(record);
                 if on_retry_topic {
                     resume_from_headers(&mut work);
                 }
-                state.dispatcher.push(work);
+                if !state.dispatcher.push(work) {
+                    state.refetched.inc();
+                }
             }
             Inbound::Assigned(tps) => {
                 for tp in tps {
                     state.dispatcher.assign(tp);
                 }
+                // Another instance may have parked keys of these partitions.
+                state.parked_loaded = false;
             }
             Inbound::Revoke { tps, reply } => {
                 for tp in &tps {
@@ -166,19 +224,18 @@ impl Consumer {
         }
     }
 
-    /// Starts batches while store connections are free and work is ready; a partial batch
-    /// waits up to `batch_linger_ms` to fill.
+    /// Starts batches while the store has a free writer and work is ready. With no linger (the
+    /// default) a batch starts at once with what is ready, and whatever arrives while it runs
+    /// makes the next one: batches grow with the load by themselves. A linger makes a partial
+    /// batch wait up to `batch_linger_ms` to fill.
     pub(crate) fn launch(&self, state: &mut Loop) {
         let processing = &self.config.processing;
-        let max_batches = self.config.store.max_connections as usize;
-        while state.batches.len() < max_batches {
+        // SQLite has one writer: a second concurrent batch would only wait for its lock.
+        let writers =
+            if self.engine.store.single_writer() { 1 } else { self.config.store.max_connections as usize };
+        while state.batches.len() < writers && state.parked_loaded {
             let now = now_ms();
-            let ready = state.dispatcher.ready(now);
-            if ready == 0 {
-                state.linger_until = None;
-                return;
-            }
-            if ready < processing.batch_size && processing.batch_linger_ms > 0 {
+            if processing.batch_linger_ms > 0 && state.dispatcher.ready(now) < processing.batch_size {
                 match state.linger_until {
                     None => {
                         state.linger_until =
@@ -189,21 +246,40 @@ impl Consumer {
                     Some(_) => {}
                 }
             }
-            let works = state.dispatcher.take(now, processing.batch_size);
+            let mut works = state.dispatcher.take(now, processing.batch_size);
             if works.is_empty() {
+                state.linger_until = None;
                 return;
             }
             state.linger_until = None;
+            if !state.parked.is_empty() {
+                for work in &mut works {
+                    work.held_back = self.held_back(&state.parked, work);
+                }
+            }
             state.batches.spawn(self.engine.clone().run(works));
+        }
+    }
+
+    /// True when `work`, fetched from a main topic, has a key with an earlier event waiting in
+    /// the retry path.
+    fn held_back(&self, parked: &ParkedKeys, work: &Work) -> bool {
+        let record = &work.record;
+        match (self.engine.bindings.get(&record.topic), &record.key) {
+            (Some((binding, false)), Some(key)) => parked.contains(&binding.topic, key),
+            _ => false,
         }
     }
 
     pub(crate) fn next_wake(&self, state: &Loop) -> Instant {
         let now = Instant::now();
         let mut wake = now + Duration::from_secs(1);
-        if let Some(due) = state.dispatcher.next_due(now_ms()) {
+        if let Some(due) = state.dispatcher.next_due() {
             let delta = u64::try_from(due - now_ms()).unwrap_or(0);
             wake = wake.min(now + Duration::from_millis(delta));
+        }
+        if let Some(at) = state.parked_retry_at {
+            wake = wake.min(at);
         }
         if let Some(until) = state.linger_until {
             wake = wake.min(until);
@@ -217,12 +293,15 @@ impl Consumer {
     pub(crate) fn finished(
         &self,
         state: &mut Loop,
-        joined: Result<Vec<Finished>, tokio::task::JoinError>,
+        joined: Result<Finished, tokio::task::JoinError>,
     ) -> Result<(), ConsumerError> {
         match joined {
             Ok(finished) => {
-                for (work, finish) in finished {
+                for (work, finish) in finished.verdicts {
                     state.dispatcher.finish(&work, finish);
+                }
+                for change in finished.parked {
+                    state.parked.apply(change);
                 }
                 Ok(())
             }

@@ -45,7 +45,7 @@ impl Consumer {
         loop {
             self.launch(&mut state);
             let now = now_ms();
-            let idle = state.dispatcher.ready(now) == 0 && state.dispatcher.next_due(now).is_none();
+            let idle = state.dispatcher.ready(now) == 0 && state.dispatcher.next_due().is_none();
             if state.batches.is_empty() && idle {
                 break;
             }
@@ -126,7 +126,7 @@ impl Consumer {
     fn inbound_while_stopping(&self, state: &mut Loop, message: Inbound) {
         match message {
             Inbound::Record(_) => {
-                self.shared.in_channel.fetch_sub(1, Ordering::AcqRel);
+                self.shared.in_channel.fetch_sub(1, Ordering::SeqCst);
             }
             other => self.inbound_message(state, other),
         }

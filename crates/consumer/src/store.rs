@@ -4,11 +4,11 @@
 //! One code path for SQLite (embedded, one instance) and PostgreSQL (several instances) through
 //! `sqlx::Any`: the statements below are portable (`$n` placeholders, `ON CONFLICT`).
 
-use std::time::Duration;
+use std::{collections::HashSet, fmt::Write, time::Duration};
 
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
-    Any, AnyConnection, AnyPool, Executor, Transaction,
+    Any, AnyConnection, AnyPool, Executor, Row, Transaction,
 };
 
 use crate::{config::StoreSettings, ConsumerError};
@@ -29,6 +29,10 @@ pub(crate) struct Store {
     consumer: String,
     backend: Backend,
 }
+
+/// Most dedupe marks one insert statement writes: 2 + this many bind parameters stays below
+/// SQLite's (32,766) and PostgreSQL's (65,535) limits.
+const MARK_CHUNK: usize = 1_000;
 
 /// Most dedupe marks one expiry statement deletes.
 const EXPIRE_CHUNK: i64 = 5_000;
@@ -114,6 +118,11 @@ impl Store {
         tx.commit().await
     }
 
+    /// True for SQLite, whose single writer lets one batch at a time write.
+    pub(crate) fn single_writer(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
     /// The pool, for the consumer's own tables and queries.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
@@ -129,41 +138,45 @@ impl Store {
         }
     }
 
-    /// Marks `event_id` processed; false when it already was (a duplicate).
-    pub(crate) async fn mark_processed(
+    /// Marks every id in `event_ids` processed, in statements of at most [`MARK_CHUNK`] rows;
+    /// returns the ids that were not marked before (the rest are duplicates). The ids must be
+    /// distinct.
+    pub(crate) async fn mark_processed_many(
         &self,
         conn: &mut AnyConnection,
-        event_id: &str,
+        event_ids: &[&str],
         now_ms: i64,
-    ) -> Result<bool, sqlx::Error> {
-        let result = sqlx::query(
-            "INSERT INTO fanout_processed (consumer, event_id, processed_at_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (consumer, event_id) DO NOTHING",
-        )
-        .bind(&self.consumer)
-        .bind(event_id)
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
-        Ok(result.rows_affected() == 1)
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let mut fresh = HashSet::with_capacity(event_ids.len());
+        for chunk in event_ids.chunks(MARK_CHUNK) {
+            let mut sql = String::with_capacity(96 + chunk.len() * 16);
+            sql.push_str("INSERT INTO fanout_processed (consumer, event_id, processed_at_ms) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let _ = write!(sql, "($1, ${}, $2)", i + 3);
+            }
+            sql.push_str(" ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id");
+            let mut query = sqlx::query(&sql).bind(&self.consumer).bind(now_ms);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&mut *conn).await? {
+                fresh.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(fresh)
     }
 
-    /// True when some event of `key` on `topic` waits in the retry path.
-    pub(crate) async fn is_parked(
-        &self,
-        conn: &mut AnyConnection,
-        topic: &str,
-        key: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT 1 FROM fanout_parked_keys WHERE consumer = $1 AND topic = $2 AND record_key = $3 LIMIT 1",
-        )
-        .bind(&self.consumer)
-        .bind(topic)
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?;
-        Ok(row.is_some())
+    /// Every parked key of this consumer: (topic, hex key, event id).
+    pub(crate) async fn parked_keys(&self) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+        let rows =
+            sqlx::query("SELECT topic, record_key, event_id FROM fanout_parked_keys WHERE consumer = $1")
+                .bind(&self.consumer)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
     }
 
     /// Records that `event_id` of `key` waits in the retry path.
@@ -247,7 +260,6 @@ pub(crate) struct Parked<'a> {
 
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
@@ -279,6 +291,13 @@ mod tests {
         assert_eq!(hex(b"\x00\xffA"), "00ff41");
     }
 
+    async fn mark(store: &Store, conn: &mut AnyConnection, ids: &[&str], now: i64) -> Vec<String> {
+        let mut fresh: Vec<String> =
+            store.mark_processed_many(conn, ids, now).await.expect("marks").into_iter().collect();
+        fresh.sort();
+        fresh
+    }
+
     #[tokio::test]
     async fn sqlite_dedupes_and_parks_with_dollar_placeholders() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -290,29 +309,35 @@ mod tests {
         // Opening twice (a restart) finds the tables in place.
         let store = Store::open(&settings, "c").await.map(|_| store).expect("reopens");
         let mut tx = store.begin().await.expect("begins");
-        assert!(store.mark_processed(&mut tx, "e1", 10).await.expect("marks"));
-        assert!(!store.mark_processed(&mut tx, "e1", 11).await.expect("marks"), "a duplicate");
+        assert_eq!(mark(&store, &mut tx, &["e1"], 10).await, ["e1"]);
+        assert_eq!(mark(&store, &mut tx, &["e0", "e1", "e2"], 11).await, ["e0", "e2"], "e1 is a duplicate");
         let parked = Parked { topic: "t", key: "6b", event_id: "e2", offset: 3 };
-        assert!(!store.is_parked(&mut tx, "t", "6b").await.expect("reads"));
         store.park(&mut tx, &parked, 10).await.expect("parks");
         store.park(&mut tx, &parked, 10).await.expect("parks idempotently");
-        assert!(store.is_parked(&mut tx, "t", "6b").await.expect("reads"));
-        store.unpark(&mut tx, &parked).await.expect("unparks");
-        assert!(!store.is_parked(&mut tx, "t", "6b").await.expect("reads"));
         tx.commit().await.expect("commits");
+        let rows = store.parked_keys().await.expect("reads");
+        assert_eq!(rows, [("t".to_owned(), "6b".to_owned(), "e2".to_owned())]);
+        let mut tx = store.begin().await.expect("begins");
+        store.unpark(&mut tx, &parked).await.expect("unparks");
+        tx.commit().await.expect("commits");
+        assert!(store.parked_keys().await.expect("reads").is_empty());
         assert_eq!(store.expire(11).await.expect("expires"), 1);
 
-        // More expired marks than one chunk, and a recent one: all the old ones go, in chunks.
+        // More expired marks than one chunk of either statement, and a recent one: all the old
+        // ones go, in chunks.
         let mut tx = store.begin().await.expect("begins");
-        for i in 0..EXPIRE_CHUNK + 7 {
-            assert!(store.mark_processed(&mut tx, &format!("old-{i}"), 100).await.expect("marks"));
-        }
-        assert!(store.mark_processed(&mut tx, "recent", 1_000).await.expect("marks"));
+        let old: Vec<String> = (0..EXPIRE_CHUNK + 7).map(|i| format!("old-{i}")).collect();
+        let old: Vec<&str> = old.iter().map(String::as_str).collect();
+        assert_eq!(store.mark_processed_many(&mut tx, &old, 100).await.expect("marks").len(), old.len());
+        assert_eq!(mark(&store, &mut tx, &["recent"], 1_000).await, ["recent"]);
         tx.commit().await.expect("commits");
-        assert_eq!(store.expire(500).await.expect("expires"), EXPIRE_CHUNK as u64 + 7);
+        assert_eq!(store.expire(500).await.expect("expires"), EXPIRE_CHUNK as u64 + 9, "with e0 and e2");
         let mut tx = store.begin().await.expect("begins");
-        assert!(!store.mark_processed(&mut tx, "recent", 1_001).await.expect("marks"), "kept");
-        assert!(store.mark_processed(&mut tx, "old-0", 1_001).await.expect("marks"), "expired");
+        assert_eq!(
+            mark(&store, &mut tx, &["recent", "old-0"], 1_001).await,
+            ["old-0"],
+            "recent kept, old-0 expired"
+        );
         assert!(store.ping().await);
     }
 }

@@ -52,7 +52,9 @@ async fn lag_and_histograms_cover_what_the_consumer_owns_and_applies() -> TestRe
         assert!(body.contains(family), "{family} served at /metrics");
     }
     let labels = [("consumer", name.as_str()), ("topic", topic.name())];
-    assert_eq!(histogram("fanout_handler_duration_seconds", &labels).0, 20, "one per handler call");
+    // One per handler call, and a call takes a whole batch.
+    let calls = histogram("fanout_handler_duration_seconds", &labels).0;
+    assert!((1..=20).contains(&calls), "{calls} handler calls for 20 events");
     // From each event's ce_time to its effect committing: positive, and well below a minute.
     let (count, sum) = histogram("fanout_end_to_end_latency_seconds", &labels);
     assert_eq!(count, 20, "one per applied event");

@@ -140,7 +140,9 @@ async fn futures_join<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 /// Scripted behaviour of the [`Recorder`] handler.
 #[derive(Debug, Default)]
 pub struct Script {
-    /// Transient failures still to return, by post id (each event of the post consumes one).
+    /// By post id: its events fail transiently on their first this-many attempts (by
+    /// `meta.attempt`: a batch that fails is re-run event by event within the same attempt, so
+    /// counting calls would count that re-run too).
     pub transient: Mutex<HashMap<i64, u32>>,
     /// Events, as (post id, seq), that always fail transiently.
     pub always_transient: Mutex<Vec<(i64, i64)>>,
@@ -183,13 +185,9 @@ impl Handler<PostPublished> for Recorder {
         if self.script.always_transient.lock().is_ok_and(|p| p.contains(&(event.post_id, event.user_id))) {
             return Err(HandlerError::transient(format!("post {} backend down", event.post_id)));
         }
-        if let Ok(mut transient) = self.script.transient.lock() {
-            if let Some(left) = transient.get_mut(&event.post_id) {
-                if *left > 0 {
-                    *left -= 1;
-                    return Err(HandlerError::transient("flaky"));
-                }
-            }
+        let failing = self.script.transient.lock().ok().and_then(|t| t.get(&event.post_id).copied());
+        if failing.is_some_and(|attempts| meta.attempt <= attempts) {
+            return Err(HandlerError::transient("flaky"));
         }
         let max: i64 = sqlx::query("SELECT COALESCE(MAX(seq), -1) AS m FROM effects WHERE post_id = $1")
             .bind(event.post_id)
