@@ -2,8 +2,9 @@
 //! hand for the same job, without Fanout.
 //!
 //! A raw rust-rdkafka `BaseConsumer` polls a batch (whatever `poll` hands over without waiting,
-//! up to [`PEER_BATCH`] records), decodes each payload with the registry serde's typed fast path,
-//! and in **one transaction per batch** writes, per event, the same dedupe row the consumer
+//! up to [`PEER_BATCH`] records) and decodes each payload with the registry serde's typed fast
+//! path while a writer thread applies the previous batch: in **one transaction per batch** it
+//! writes, per event, the same dedupe row the consumer
 //! runtime writes (`fanout_processed`, `INSERT … ON CONFLICT DO NOTHING`) and, only when that row
 //! is new, the same effect row the Fanout side's handler writes (`bench_effects`). After the
 //! commit it stores the batch's offsets, which librdkafka commits every second (the runtime's
@@ -18,7 +19,11 @@
 //! * PostgreSQL through sqlx's native `PgConnection` (prepared statements cached): per batch one
 //!   `INSERT … SELECT unnest($2) … ON CONFLICT DO NOTHING RETURNING event_id` for the dedupe rows
 //!   and one `unnest` insert for the new events' effects, so a batch of hundreds is four round
-//!   trips (BEGIN, two statements, COMMIT) whatever the driver.
+//!   trips (BEGIN, two statements, COMMIT) whatever the driver. PostgreSQL takes concurrent
+//!   writers, so the batch is split by partition and each partition's share runs in its own
+//!   transaction on its own connection, all at once (a serial loop waits out every commit's
+//!   fsync in turn; the runtime runs partitions in parallel too). The offsets are stored once
+//!   every share committed.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -150,11 +155,12 @@ fn apply_sqlite(conn: &mut rusqlite::Connection, consumer: &str, batch: &[Polled
     Ok(())
 }
 
-/// The PostgreSQL side of one batch: one transaction, two array statements.
+/// The PostgreSQL side of one batch (or one partition's share of it): one transaction, two
+/// array statements.
 async fn apply_postgres(
     conn: &mut sqlx::PgConnection,
     consumer: &str,
-    batch: &[Polled],
+    batch: &[&Polled],
 ) -> anyhow::Result<()> {
     let ids: Vec<&str> = batch.iter().map(|p| p.event_id.as_str()).collect();
     let mut tx = conn.begin().await?;
@@ -190,10 +196,23 @@ async fn apply_postgres(
     Ok(())
 }
 
-/// The store connection of one peer run.
+/// PostgreSQL connections of one peer run: one per partition of the consume topic.
+const PG_CONNECTIONS: usize = 3;
+
+/// The store connection(s) of one peer run.
 enum Store {
     Sqlite(rusqlite::Connection),
-    Postgres(sqlx::PgConnection, tokio::runtime::Handle),
+    Postgres(Vec<sqlx::PgConnection>, tokio::runtime::Handle),
+}
+
+/// The batch split by partition: share `i` holds the records of the partitions `p` with
+/// `p % shares == i`, in batch order (so a partition's records keep their order).
+fn by_partition(batch: &[Polled], shares: usize) -> Vec<Vec<&Polled>> {
+    let mut split: Vec<Vec<&Polled>> = (0..shares).map(|_| Vec::new()).collect();
+    for polled in batch {
+        split[polled.partition.unsigned_abs() as usize % shares].push(polled);
+    }
+    split
 }
 
 impl Store {
@@ -210,11 +229,15 @@ impl Store {
                 Ok(Self::Sqlite(conn))
             }
             PeerStore::Postgres(url) => {
-                let mut conn = url.parse::<PgConnectOptions>()?.connect().await?;
-                for statement in DEDUPE_TABLES.iter().chain([&EFFECTS_TABLE]) {
-                    sqlx::query(statement).execute(&mut conn).await?;
+                let options = url.parse::<PgConnectOptions>()?;
+                let mut conns = Vec::with_capacity(PG_CONNECTIONS);
+                for _ in 0..PG_CONNECTIONS {
+                    conns.push(options.connect().await?);
                 }
-                Ok(Self::Postgres(conn, tokio::runtime::Handle::current()))
+                for statement in DEDUPE_TABLES.iter().chain([&EFFECTS_TABLE]) {
+                    sqlx::query(statement).execute(&mut conns[0]).await?;
+                }
+                Ok(Self::Postgres(conns, tokio::runtime::Handle::current()))
             }
         }
     }
@@ -223,7 +246,15 @@ impl Store {
     fn apply(&mut self, consumer: &str, batch: &[Polled]) -> anyhow::Result<()> {
         match self {
             Self::Sqlite(conn) => apply_sqlite(conn, consumer, batch),
-            Self::Postgres(conn, runtime) => runtime.block_on(apply_postgres(conn, consumer, batch)),
+            Self::Postgres(conns, runtime) => {
+                let shares = by_partition(batch, conns.len());
+                let applied = conns
+                    .iter_mut()
+                    .zip(&shares)
+                    .filter(|(_, share)| !share.is_empty())
+                    .map(|(conn, share)| apply_postgres(conn, consumer, share));
+                runtime.block_on(futures::future::try_join_all(applied)).map(drop)
+            }
         }
     }
 }
@@ -254,20 +285,48 @@ pub async fn durable_consume(
     let topic = topic.to_owned();
     let progress = Arc::new(Progress::default());
     let counted = progress.clone();
+    let watched = progress.clone();
+    let progress_done = move || watched.finished(expected, cap);
     let running = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let consumer: BaseConsumer = config.create()?;
         consumer.subscribe(&[&topic])?;
-        let mut batch = Vec::with_capacity(PEER_BATCH);
-        while !counted.finished(expected, cap) {
-            poll_batch(&consumer, &serde, &mut batch)?;
-            if batch.is_empty() {
-                continue;
+        // Two threads, as a careful hand-written loop has them: this one polls and decodes the
+        // next batch while the writer commits the previous one, so neither waits out the other
+        // (the fsync of a commit is the longest wait). At most two batches wait for the writer.
+        let (to_writer, batches) = std::sync::mpsc::sync_channel::<Vec<Polled>>(2);
+        let (to_poller, applied) = std::sync::mpsc::channel::<Vec<Polled>>();
+        let writer = std::thread::spawn(move || -> anyhow::Result<()> {
+            for batch in batches {
+                db.apply(&name, &batch)?;
+                counted.tick_n(batch.len());
+                if to_poller.send(batch).is_err() {
+                    break;
+                }
             }
-            db.apply(&name, &batch)?;
-            store_offsets(&consumer, &topic, &batch)?;
-            counted.tick_n(batch.len());
+            Ok(())
+        });
+        let mut polled = Ok(());
+        while !progress_done() {
+            // Offsets of committed batches only: what is stored is what survives a crash.
+            for batch in applied.try_iter() {
+                store_offsets(&consumer, &topic, &batch)?;
+            }
+            let mut batch = Vec::with_capacity(PEER_BATCH);
+            if let Err(e) = poll_batch(&consumer, &serde, &mut batch) {
+                polled = Err(e);
+                break;
+            }
+            // A closed channel means the writer failed; its error is reported below.
+            if !batch.is_empty() && to_writer.send(batch).is_err() {
+                break;
+            }
         }
-        Ok(())
+        drop(to_writer);
+        let written = writer.join().map_err(|_| anyhow::anyhow!("the durable peer's writer panicked"))?;
+        for batch in applied.try_iter() {
+            store_offsets(&consumer, &topic, &batch)?;
+        }
+        written.and(polled)
     });
     let waited = wait_for("the durable peer", Duration::from_secs(60) + cap, || {
         progress.finished(expected, cap) || running.is_finished()
@@ -288,6 +347,16 @@ mod tests {
         let mut event = super::super::env::post(0, 10);
         event.post_id = post_id;
         Polled { event_id: id.to_owned(), event, partition, offset }
+    }
+
+    #[test]
+    fn a_batch_splits_by_partition_in_order() {
+        let batch = [polled("a", 0, 1, 1), polled("b", 1, 7, 2), polled("c", 0, 2, 3), polled("d", 4, 1, 4)];
+        let split = by_partition(&batch, 3);
+        let ids = |share: &Vec<&Polled>| share.iter().map(|p| p.event_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&split[0]), ["a", "c"]);
+        assert_eq!(ids(&split[1]), ["b", "d"]);
+        assert!(split[2].is_empty());
     }
 
     #[test]
