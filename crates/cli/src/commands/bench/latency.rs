@@ -337,6 +337,20 @@ impl<H: Handler<PostPublished>> Handler<PostPublished> for Timed<H> {
         self.sink.record(post_id);
         Ok(())
     }
+
+    // The services write whole batches; forwarding keeps their own batch path in the figures.
+    async fn handle_batch(
+        &self,
+        events: Vec<(PostPublished, EventMeta)>,
+        tx: &mut sqlx::AnyConnection,
+    ) -> Result<(), HandlerError> {
+        let post_ids: Vec<i64> = events.iter().map(|(event, _)| event.post_id).collect();
+        self.inner.handle_batch(events, tx).await?;
+        for post_id in post_ids {
+            self.sink.record(post_id);
+        }
+        Ok(())
+    }
 }
 
 /// A service's configuration for one run: its defaults, a unique name (group), this run's
