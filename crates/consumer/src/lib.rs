@@ -98,6 +98,7 @@ mod registry;
 mod retry;
 mod runner;
 mod shutdown;
+pub mod sql;
 mod store;
 
 pub use async_trait::async_trait;

@@ -1,12 +1,21 @@
-//! Granting pins: one grant row and a credits update per HOUSING post.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Granting pins: one grant row per HOUSING post and one credits update per user per batch.
 
 use fanout_consumer::{async_trait, EventMeta, Handler, HandlerError};
 use fanout_events::{Category, PostPublished};
+use fanout_service::{Entry, Ledger};
 use sqlx::AnyConnection;
 
 use crate::PinningSettings;
+
+/// The grants and the credits they feed.
+const GRANTS: Ledger = Ledger {
+    table: "pinning_grants",
+    amount: "credits",
+    at: "granted_at_ms",
+    totals: "pinning_credits",
+    total: "credits",
+    entries: None,
+};
 
 /// Grants the author of a HOUSING post the configured top-placement credits; other posts are
 /// ignored.
@@ -30,39 +39,31 @@ impl Handler<PostPublished> for GrantPins {
         meta: &EventMeta,
         tx: &mut AnyConnection,
     ) -> Result<(), HandlerError> {
-        if event.category != Category::Housing {
+        self.handle_batch(vec![(event, meta.clone())], tx).await
+    }
+
+    /// One multi-row grant insert for the batch's HOUSING posts, then one credits upsert per user.
+    async fn handle_batch(
+        &self,
+        events: Vec<(PostPublished, EventMeta)>,
+        tx: &mut AnyConnection,
+    ) -> Result<(), HandlerError> {
+        let housing: Vec<Entry<'_>> = events
+            .iter()
+            .filter(|(event, _)| event.category == Category::Housing)
+            .map(|(event, meta)| Entry {
+                event_id: &meta.event_id,
+                user_id: event.user_id,
+                post_id: event.post_id,
+            })
+            .collect();
+        if housing.is_empty() {
             return Ok(());
         }
-        let granted_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        // Grants are keyed by event id: a duplicate older than the runtime's dedupe retention
-        // inserts nothing and grants nothing.
-        let inserted = sqlx::query(
-            "INSERT INTO pinning_grants (event_id, user_id, post_id, credits, granted_at_ms) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(&meta.event_id)
-        .bind(event.user_id)
-        .bind(event.post_id)
-        .bind(self.credits)
-        .bind(granted_at_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            tracing::info!(event_id = %meta.event_id, "event already granted; not granted again");
-            return Ok(());
+        let granted = GRANTS.credit(tx, &housing, self.credits).await?;
+        if granted < housing.len() {
+            tracing::info!(skipped = housing.len() - granted, "events already granted; not granted again");
         }
-        sqlx::query(
-            "INSERT INTO pinning_credits (user_id, credits) VALUES ($1, $2) \
-             ON CONFLICT (user_id) DO UPDATE SET credits = pinning_credits.credits + excluded.credits",
-        )
-        .bind(event.user_id)
-        .bind(self.credits)
-        .execute(&mut *tx)
-        .await?;
         Ok(())
     }
 }

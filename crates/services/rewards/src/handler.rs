@@ -1,12 +1,21 @@
-//! Crediting beans: one ledger row and a balance update per JOB post.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Crediting beans: one ledger row per JOB post and one balance update per user per batch.
 
 use fanout_consumer::{async_trait, EventMeta, Handler, HandlerError};
 use fanout_events::{Category, PostPublished};
+use fanout_service::{Entry, Ledger};
 use sqlx::AnyConnection;
 
 use crate::RewardsSettings;
+
+/// The ledger of credited beans and the balances it feeds.
+const LEDGER: Ledger = Ledger {
+    table: "rewards_ledger",
+    amount: "amount",
+    at: "credited_at_ms",
+    totals: "rewards_balances",
+    total: "balance",
+    entries: Some("ledger_entries"),
+};
 
 /// Credits the author of a JOB post with the configured beans; other posts are ignored.
 #[derive(Debug, Clone)]
@@ -29,41 +38,34 @@ impl Handler<PostPublished> for CreditBeans {
         meta: &EventMeta,
         tx: &mut AnyConnection,
     ) -> Result<(), HandlerError> {
-        if event.category != Category::Job {
+        self.handle_batch(vec![(event, meta.clone())], tx).await
+    }
+
+    /// One multi-row ledger insert for the batch's JOB posts, then one balance upsert per user.
+    async fn handle_batch(
+        &self,
+        events: Vec<(PostPublished, EventMeta)>,
+        tx: &mut AnyConnection,
+    ) -> Result<(), HandlerError> {
+        let jobs: Vec<Entry<'_>> = events
+            .iter()
+            .filter(|(event, _)| event.category == Category::Job)
+            .map(|(event, meta)| Entry {
+                event_id: &meta.event_id,
+                user_id: event.user_id,
+                post_id: event.post_id,
+            })
+            .collect();
+        if jobs.is_empty() {
             return Ok(());
         }
-        let credited_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        // The ledger is keyed by event id: if this event was credited before (a duplicate older
-        // than the runtime's dedupe retention), nothing is inserted and the balance stays.
-        let inserted = sqlx::query(
-            "INSERT INTO rewards_ledger (event_id, user_id, post_id, amount, credited_at_ms) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(&meta.event_id)
-        .bind(event.user_id)
-        .bind(event.post_id)
-        .bind(self.amount)
-        .bind(credited_at_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            tracing::info!(event_id = %meta.event_id, "event already in the ledger; not credited again");
-            return Ok(());
+        let credited = LEDGER.credit(tx, &jobs, self.amount).await?;
+        if credited < jobs.len() {
+            tracing::info!(
+                skipped = jobs.len() - credited,
+                "events already in the ledger; not credited again"
+            );
         }
-        sqlx::query(
-            "INSERT INTO rewards_balances (user_id, balance, ledger_entries) VALUES ($1, $2, 1) \
-             ON CONFLICT (user_id) DO UPDATE SET \
-             balance = rewards_balances.balance + excluded.balance, \
-             ledger_entries = rewards_balances.ledger_entries + 1",
-        )
-        .bind(event.user_id)
-        .bind(self.amount)
-        .execute(&mut *tx)
-        .await?;
         Ok(())
     }
 }

@@ -12,6 +12,8 @@
 //! * [`main`]: `--config FILE`, tracing ([`init_tracing`], text or JSON), SIGINT/SIGTERM
 //!   ([`shutdown_signal`]) and the exit code.
 //! * [`api`]: JSON errors and id parsing shared by the read APIs.
+//! * [`Ledger`]: the "one ledger row per event, a running total per user" effect, a batch at a
+//!   time.
 //!
 //! A service binary is then, as in `crates/services/rewards/src/main.rs` (`binary!` needs the
 //! binary's own `CARGO_BIN_NAME`, so this compiles there, not as a doctest here):
@@ -30,6 +32,7 @@ pub mod api;
 mod cli;
 mod config;
 mod error;
+mod ledger;
 mod migrate;
 mod scrape;
 mod service;
@@ -39,6 +42,7 @@ mod telemetry;
 pub use cli::{main, report, Args, Binary};
 pub use config::{LogFormat, ServiceConfig, Settings, TARGETS_DIR_ENV};
 pub use error::ServiceError;
+pub use ledger::{Entry, Ledger};
 pub use migrate::{migrate, Migration};
 pub use scrape::ScrapeTarget;
 pub use service::{Db, Service};
