@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use plotters::prelude::*;
 
+use super::peer::PEER_BATCH;
+
 /// Which side of a latency comparison a point belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -211,7 +213,7 @@ fn batch_size_chart(path: &Path, rates: &[(usize, f64)], peer: Option<f64>) -> a
         chart
             .draw_series(LineSeries::new([(x_lo, peer), (x_hi, peer)], style))
             .map_err(err)?
-            .label("hand-written loop (batches of up to 500)")
+            .label(format!("hand-written loop (poll batches of up to {PEER_BATCH})"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
     }
     chart

@@ -302,9 +302,6 @@ fn sqlite_path(store: &str) -> &str {
     store.strip_prefix("sqlite:").unwrap_or(store)
 }
 
-/// Batch sizes of the "consume rate against batch size" figure.
-pub const BATCH_SIZES: [usize; 4] = [50, 200, 500, 1_000];
-
 /// Runs the scenario.
 pub async fn run(env: &Env, plan: &Plan, report: &mut Report, charts: &mut ChartData) -> anyhow::Result<()> {
     let topic = env.topic("consume", 3).await?;
@@ -406,7 +403,7 @@ fn absolute_target(store: &str, kind: HandlerKind) -> f64 {
 }
 
 /// The "consume rate against batch size" figure: the runtime on SQLite at each of
-/// [`BATCH_SIZES`], with the handler kind that writes a batch at once where there is one, each
+/// `plan.batch_sizes`, with the handler kind that writes a batch at once where there is one, each
 /// run beside a run of the SQLite peer (a quick run compares with `sqlite_peer`, the consume
 /// figures' peer, instead).
 async fn batch_sizes(
@@ -419,7 +416,7 @@ async fn batch_sizes(
 ) -> anyhow::Result<()> {
     let kind = *HandlerKind::ALL.last().unwrap_or(&HandlerKind::PerEvent);
     let mut peer_all = Samples::new();
-    for batch_size in BATCH_SIZES {
+    for &batch_size in &plan.batch_sizes {
         let (mut samples, mut peer) = (Samples::new(), Samples::new());
         for _ in 0..plan.batch_size_reps {
             let store = env.sqlite_store("batch-size");

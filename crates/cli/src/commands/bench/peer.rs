@@ -20,10 +20,10 @@
 //!   `INSERT … SELECT unnest($2) … ON CONFLICT DO NOTHING RETURNING event_id` for the dedupe rows
 //!   and one `unnest` insert for the new events' effects, so a batch of hundreds is four round
 //!   trips (BEGIN, two statements, COMMIT) whatever the driver. PostgreSQL takes concurrent
-//!   writers, so the batch is split by partition and each partition's share runs in its own
-//!   transaction on its own connection, all at once (a serial loop waits out every commit's
-//!   fsync in turn; the runtime runs partitions in parallel too). The offsets are stored once
-//!   every share committed.
+//!   writers, so each partition's share of a batch goes to its own writer thread and connection,
+//!   and partitions commit independently (a serial loop waits out every commit's fsync in turn;
+//!   the runtime runs partitions in parallel too). A share's offsets are stored once it
+//!   committed.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -44,8 +44,9 @@ use super::{
 
 /// Most records one poll batch (one transaction) takes. A hand-written loop drains what
 /// librdkafka has prefetched; hundreds per transaction is where SQLite's fsync per commit stops
-/// dominating (the plain-sqlite3 figures: 42k/s at 24 per transaction, 84k at 200).
-pub const PEER_BATCH: usize = 500;
+/// dominating (the plain-sqlite3 figures: 42k/s at 24 per transaction, 84k at 200,
+/// 145k at 1,000); split three ways on PostgreSQL it is about the runtime's batch per partition.
+pub const PEER_BATCH: usize = 1_000;
 
 /// The runtime's own dedupe table and its expiry index (`crates/consumer/src/store.rs`): the peer
 /// writes the same rows into the same shape, index included, because a real loop must expire its
@@ -160,7 +161,7 @@ fn apply_sqlite(conn: &mut rusqlite::Connection, consumer: &str, batch: &[Polled
 async fn apply_postgres(
     conn: &mut sqlx::PgConnection,
     consumer: &str,
-    batch: &[&Polled],
+    batch: &[Polled],
 ) -> anyhow::Result<()> {
     let ids: Vec<&str> = batch.iter().map(|p| p.event_id.as_str()).collect();
     let mut tx = conn.begin().await?;
@@ -196,27 +197,29 @@ async fn apply_postgres(
     Ok(())
 }
 
-/// PostgreSQL connections of one peer run: one per partition of the consume topic.
-const PG_CONNECTIONS: usize = 3;
+/// PostgreSQL writers of one peer run: one per partition of the consume topic.
+const PG_WRITERS: usize = 3;
 
-/// The store connection(s) of one peer run.
-enum Store {
+/// One writer's store connection.
+enum Writer {
     Sqlite(rusqlite::Connection),
-    Postgres(Vec<sqlx::PgConnection>, tokio::runtime::Handle),
+    Postgres(sqlx::PgConnection, tokio::runtime::Handle),
 }
 
 /// The batch split by partition: share `i` holds the records of the partitions `p` with
 /// `p % shares == i`, in batch order (so a partition's records keep their order).
-fn by_partition(batch: &[Polled], shares: usize) -> Vec<Vec<&Polled>> {
-    let mut split: Vec<Vec<&Polled>> = (0..shares).map(|_| Vec::new()).collect();
+fn by_partition(batch: Vec<Polled>, shares: usize) -> Vec<Vec<Polled>> {
+    let mut split: Vec<Vec<Polled>> = (0..shares).map(|_| Vec::new()).collect();
     for polled in batch {
         split[polled.partition.unsigned_abs() as usize % shares].push(polled);
     }
     split
 }
 
-impl Store {
-    async fn open(store: PeerStore<'_>) -> anyhow::Result<Self> {
+impl Writer {
+    /// The writers for `store`, tables created: one for SQLite (one writer at a time is all it
+    /// takes), [`PG_WRITERS`] for PostgreSQL.
+    async fn open(store: PeerStore<'_>) -> anyhow::Result<Vec<Self>> {
         match store {
             PeerStore::Sqlite(path) => {
                 let conn = rusqlite::Connection::open(path)?;
@@ -226,35 +229,30 @@ impl Store {
                 for statement in DEDUPE_TABLES.iter().chain([&EFFECTS_TABLE]) {
                     conn.execute(statement, [])?;
                 }
-                Ok(Self::Sqlite(conn))
+                Ok(vec![Self::Sqlite(conn)])
             }
             PeerStore::Postgres(url) => {
                 let options = url.parse::<PgConnectOptions>()?;
-                let mut conns = Vec::with_capacity(PG_CONNECTIONS);
-                for _ in 0..PG_CONNECTIONS {
-                    conns.push(options.connect().await?);
+                let mut writers = Vec::with_capacity(PG_WRITERS);
+                for _ in 0..PG_WRITERS {
+                    let mut conn = options.connect().await?;
+                    if writers.is_empty() {
+                        for statement in DEDUPE_TABLES.iter().chain([&EFFECTS_TABLE]) {
+                            sqlx::query(statement).execute(&mut conn).await?;
+                        }
+                    }
+                    writers.push(Self::Postgres(conn, tokio::runtime::Handle::current()));
                 }
-                for statement in DEDUPE_TABLES.iter().chain([&EFFECTS_TABLE]) {
-                    sqlx::query(statement).execute(&mut conns[0]).await?;
-                }
-                Ok(Self::Postgres(conns, tokio::runtime::Handle::current()))
+                Ok(writers)
             }
         }
     }
 
-    /// Applies one batch in one transaction (called on a blocking thread).
+    /// Applies one batch in one transaction (called on the writer's own thread).
     fn apply(&mut self, consumer: &str, batch: &[Polled]) -> anyhow::Result<()> {
         match self {
             Self::Sqlite(conn) => apply_sqlite(conn, consumer, batch),
-            Self::Postgres(conns, runtime) => {
-                let shares = by_partition(batch, conns.len());
-                let applied = conns
-                    .iter_mut()
-                    .zip(&shares)
-                    .filter(|(_, share)| !share.is_empty())
-                    .map(|(conn, share)| apply_postgres(conn, consumer, share));
-                runtime.block_on(futures::future::try_join_all(applied)).map(drop)
-            }
+            Self::Postgres(conn, runtime) => runtime.block_on(apply_postgres(conn, consumer, batch)),
         }
     }
 }
@@ -281,32 +279,39 @@ pub async fn durable_consume(
         // (rust-rdkafka's at_least_once example).
         .set("enable.auto.offset.store", "false")
         .set("auto.commit.interval.ms", "1000");
-    let mut db = Store::open(store).await?;
+    let writers = Writer::open(store).await?;
     let topic = topic.to_owned();
     let progress = Arc::new(Progress::default());
-    let counted = progress.clone();
     let watched = progress.clone();
     let progress_done = move || watched.finished(expected, cap);
+    let counted = progress.clone();
     let running = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let consumer: BaseConsumer = config.create()?;
         consumer.subscribe(&[&topic])?;
-        // Two threads, as a careful hand-written loop has them: this one polls and decodes the
-        // next batch while the writer commits the previous one, so neither waits out the other
-        // (the fsync of a commit is the longest wait). At most two batches wait for the writer.
-        let (to_writer, batches) = std::sync::mpsc::sync_channel::<Vec<Polled>>(2);
+        // The poller (this thread) decodes the next batch while the writers commit earlier ones,
+        // so neither waits out the other (a commit's fsync is the longest wait). On PostgreSQL
+        // each partition's share goes to its own writer, so partitions commit independently.
+        // At most two batches per writer wait.
         let (to_poller, applied) = std::sync::mpsc::channel::<Vec<Polled>>();
-        let writer = std::thread::spawn(move || -> anyhow::Result<()> {
-            for batch in batches {
-                db.apply(&name, &batch)?;
-                counted.tick_n(batch.len());
-                if to_poller.send(batch).is_err() {
-                    break;
+        let mut queues = Vec::new();
+        let mut threads = Vec::new();
+        for mut writer in writers {
+            let (queue, batches) = std::sync::mpsc::sync_channel::<Vec<Polled>>(2);
+            let (name, counted, to_poller) = (name.clone(), counted.clone(), to_poller.clone());
+            queues.push(queue);
+            threads.push(std::thread::spawn(move || -> anyhow::Result<()> {
+                for batch in batches {
+                    writer.apply(&name, &batch)?;
+                    counted.tick_n(batch.len());
+                    if to_poller.send(batch).is_err() {
+                        break;
+                    }
                 }
-            }
-            Ok(())
-        });
+                Ok(())
+            }));
+        }
         let mut polled = Ok(());
-        while !progress_done() {
+        'poll: while !progress_done() {
             // Offsets of committed batches only: what is stored is what survives a crash.
             for batch in applied.try_iter() {
                 store_offsets(&consumer, &topic, &batch)?;
@@ -316,13 +321,19 @@ pub async fn durable_consume(
                 polled = Err(e);
                 break;
             }
-            // A closed channel means the writer failed; its error is reported below.
-            if !batch.is_empty() && to_writer.send(batch).is_err() {
-                break;
+            for (queue, share) in queues.iter().zip(by_partition(batch, queues.len())) {
+                // A closed queue means that writer failed; its error is reported below.
+                if !share.is_empty() && queue.send(share).is_err() {
+                    break 'poll;
+                }
             }
         }
-        drop(to_writer);
-        let written = writer.join().map_err(|_| anyhow::anyhow!("the durable peer's writer panicked"))?;
+        drop(queues);
+        let mut written = Ok(());
+        for thread in threads {
+            let result = thread.join().map_err(|_| anyhow::anyhow!("a durable peer writer panicked"))?;
+            written = written.and(result);
+        }
         for batch in applied.try_iter() {
             store_offsets(&consumer, &topic, &batch)?;
         }
@@ -351,9 +362,10 @@ mod tests {
 
     #[test]
     fn a_batch_splits_by_partition_in_order() {
-        let batch = [polled("a", 0, 1, 1), polled("b", 1, 7, 2), polled("c", 0, 2, 3), polled("d", 4, 1, 4)];
-        let split = by_partition(&batch, 3);
-        let ids = |share: &Vec<&Polled>| share.iter().map(|p| p.event_id.clone()).collect::<Vec<_>>();
+        let batch =
+            vec![polled("a", 0, 1, 1), polled("b", 1, 7, 2), polled("c", 0, 2, 3), polled("d", 4, 1, 4)];
+        let split = by_partition(batch, 3);
+        let ids = |share: &Vec<Polled>| share.iter().map(|p| p.event_id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&split[0]), ["a", "c"]);
         assert_eq!(ids(&split[1]), ["b", "d"]);
         assert!(split[2].is_empty());
@@ -364,13 +376,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("peer.db");
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        let mut store = runtime
-            .block_on(Store::open(PeerStore::Sqlite(path.to_str().expect("utf-8 path"))))
+        let mut writers = runtime
+            .block_on(Writer::open(PeerStore::Sqlite(path.to_str().expect("utf-8 path"))))
             .expect("opens");
+        let store = &mut writers[0];
         let batch = [polled("a", 0, 1, 1), polled("b", 1, 7, 2)];
         store.apply("peer", &batch).expect("first delivery");
         store.apply("peer", &[polled("b", 1, 7, 2), polled("c", 1, 8, 3)]).expect("redelivery");
-        let Store::Sqlite(conn) = &store else { unreachable!("opened as SQLite") };
+        let Writer::Sqlite(conn) = &*store else { unreachable!("opened as SQLite") };
         let count = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0)).expect("counts");
         assert_eq!(count("SELECT count(*) FROM fanout_processed"), 3);
         assert_eq!(count("SELECT count(*) FROM bench_effects"), 3, "b's effect is written once");
