@@ -19,8 +19,8 @@ fn keys(key_parallelism: usize) -> RuntimeRun {
 pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
     report.note(format!(
         "scaling: {} events per topic, each run stops after all of them or {:?} after its first event; \
-         runtime on SQLite with defaults (batch_size 50, 4 store connections) but key_parallelism 8 (on) or \
-         1 (off)",
+         runtime on SQLite with its defaults and the per-event handler, but key_parallelism 8 (on) or 1 \
+         (off); the peer decodes only",
         plan.scaling_events, plan.scaling_cap
     ));
     for &partitions in &plan.scaling_partitions {
