@@ -1,17 +1,19 @@
 //! Scenarios 4 and 5, fan-out latency and CPU per event: one producer publishing at a fixed
 //! open-loop rate to a topic read by three consumer groups.
 //!
-//! * Fanout: the SDK's `publish_all` (each tick's due events) and three consumer-runtime
-//!   instances on SQLite with effect-shaped handlers, the work the three services do: upsert a
-//!   counter (rewards' beans), insert a ledger row (pinning's credits), upsert per-user, per-
-//!   category statistics (stats). The real services are being built; these stand in for them.
+//! * Fanout: the SDK's `publish_all` (each tick's due events) and the three post-published
+//!   services — rewards, pinning and stats — run in this process as their binaries run them
+//!   ([`fanout_service::Service::build`] with each service's own handler, migrations and read
+//!   API, on its own SQLite file, with the runtime's and the service's defaults). The only
+//!   addition is [`Timed`], which wraps each service's handler to record when it returned.
 //! * Raw: a `BaseProducer` sending pre-encoded payloads and three `BaseConsumer`s that decode.
 //!
 //! Latency runs from the moment an event was *due* (open loop: the schedule does not wait for
 //! the system, so a stall shows up as latency instead of silently slowing the load) to the
-//! moment a handler (or raw consumer) sees it. CPU is this process's user + system time over the
-//! measured window (producer, consumers and librdkafka threads; the broker is another process),
-//! divided by deliveries (events × 3 groups).
+//! moment a service's handler returned (or a raw consumer decoded it); the handler's transaction
+//! commits after that, so the Fanout side's figure leaves out its commit. CPU is this process's
+//! user + system time over the measured window (producer, services and librdkafka threads; the
+//! broker and the registry are other processes), divided by deliveries (events × 3 groups).
 
 use std::{
     ops::Range,
@@ -23,7 +25,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use fanout_consumer::{async_trait, Consumer, EventMeta, Handler, HandlerError};
+use fanout_consumer::{async_trait, EventMeta, Handler, HandlerError};
 use fanout_events::{Event, PostPublished};
 use fanout_producer::Publisher;
 use hdrhistogram::Histogram;
@@ -33,7 +35,10 @@ use rdkafka::{
     Message,
 };
 
+use fanout_service::{Service, ServiceConfig, Settings};
+
 use super::{
+    charts::{ChartData, LatencyPoint, Side},
     env::{cpu_time, post, title_for, Env, POST_BASE},
     report::{Comparison, Report, Samples, Target, Unit},
     Plan,
@@ -124,6 +129,10 @@ impl Sink {
 struct Outcome {
     histogram: Histogram<u64>,
     cpu_micros_per_delivery: f64,
+    /// Deliveries still outstanding when the schedule ended: a side that keeps up has about
+    /// rate × latency of them, one whose lag grows has a large share of the run.
+    behind_at_end: usize,
+    /// Deliveries never seen by the end of the grace period.
     missing: usize,
 }
 
@@ -154,6 +163,9 @@ async fn finish(
     grace: Duration,
     cpu_start: Duration,
 ) -> anyhow::Result<Outcome> {
+    tokio::time::sleep_until(schedule_end.into()).await;
+    let seen: usize = sinks.iter().map(|s| s.measured.load(Ordering::Acquire)).sum();
+    let behind_at_end = (events * sinks.len()).saturating_sub(seen);
     loop {
         if sinks.iter().all(|s| s.measured.load(Ordering::Acquire) >= events) {
             break;
@@ -175,6 +187,7 @@ async fn finish(
     Ok(Outcome {
         histogram,
         cpu_micros_per_delivery: cpu.as_secs_f64() * 1e6 / delivered.max(1) as f64,
+        behind_at_end,
         missing,
     })
 }
@@ -297,99 +310,104 @@ async fn raw_side(env: &Env, rate: f64, duration: Duration, grace: Duration) -> 
     outcome
 }
 
-/// The three services' kinds of effect.
-#[derive(Debug, Clone, Copy)]
-enum Effect {
-    /// rewards: upsert a per-user counter.
-    Counter,
-    /// pinning: insert a ledger row.
-    Ledger,
-    /// stats: upsert per-user, per-category statistics.
-    Stats,
-}
-
-impl Effect {
-    const ALL: [Effect; GROUPS] = [Self::Counter, Self::Ledger, Self::Stats];
-
-    fn table(self) -> &'static str {
-        match self {
-            Self::Counter => "CREATE TABLE beans (user_id BIGINT PRIMARY KEY, beans BIGINT NOT NULL)",
-            Self::Ledger => {
-                "CREATE TABLE credit_ledger (post_id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL, \
-                 credits BIGINT NOT NULL)"
-            }
-            Self::Stats => {
-                "CREATE TABLE user_stats (user_id BIGINT NOT NULL, category TEXT NOT NULL, \
-                 posts BIGINT NOT NULL, PRIMARY KEY (user_id, category))"
-            }
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Counter => "counter",
-            Self::Ledger => "ledger",
-            Self::Stats => "stats",
-        }
-    }
-}
-
-/// A service-shaped handler: its effect, then the latency record.
-#[derive(Debug)]
-struct ServiceHandler {
-    effect: Effect,
-    sink: Arc<Sink>,
-}
-
-// `Sink` holds a histogram; the handler's Debug need not show it.
+// `Sink` holds a histogram; a handler's Debug need not show it.
 impl std::fmt::Debug for Sink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sink").field("measured", &self.measured).finish_non_exhaustive()
     }
 }
 
+/// A service's own handler, unchanged, with the latency record after it returns.
+#[derive(Debug)]
+struct Timed<H> {
+    inner: H,
+    sink: Arc<Sink>,
+}
+
 #[async_trait]
-impl Handler<PostPublished> for ServiceHandler {
+impl<H: Handler<PostPublished>> Handler<PostPublished> for Timed<H> {
     async fn handle(
         &self,
         event: PostPublished,
-        _meta: &EventMeta,
+        meta: &EventMeta,
         tx: &mut sqlx::AnyConnection,
     ) -> Result<(), HandlerError> {
-        match self.effect {
-            Effect::Counter => {
-                sqlx::query(
-                    "INSERT INTO beans (user_id, beans) VALUES ($1, 58) \
-                     ON CONFLICT (user_id) DO UPDATE SET beans = beans.beans + 58",
-                )
-                .bind(event.user_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Effect::Ledger => {
-                sqlx::query("INSERT INTO credit_ledger (post_id, user_id, credits) VALUES ($1, $2, 1)")
-                    .bind(event.post_id)
-                    .bind(event.user_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Effect::Stats => {
-                sqlx::query(
-                    "INSERT INTO user_stats (user_id, category, posts) VALUES ($1, $2, 1) \
-                     ON CONFLICT (user_id, category) DO UPDATE SET posts = user_stats.posts + 1",
-                )
-                .bind(event.user_id)
-                .bind(event.category.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
+        let post_id = event.post_id;
+        self.inner.handle(event, meta, tx).await?;
+        self.sink.record(post_id);
+        Ok(())
+    }
+
+    // The services write whole batches; forwarding keeps their own batch path in the figures.
+    async fn handle_batch(
+        &self,
+        events: Vec<(PostPublished, EventMeta)>,
+        tx: &mut sqlx::AnyConnection,
+    ) -> Result<(), HandlerError> {
+        let post_ids: Vec<i64> = events.iter().map(|(event, _)| event.post_id).collect();
+        self.inner.handle_batch(events, tx).await?;
+        for post_id in post_ids {
+            self.sink.record(post_id);
         }
-        self.sink.record(event.post_id);
         Ok(())
     }
 }
 
-/// The Fanout side: the SDK paced on its own thread, three consumer runtimes on SQLite.
+/// A service's configuration for one run: its defaults, a unique name (group), this run's
+/// broker and registry, its own SQLite file, HTTP on a free port, no scrape target.
+fn service_config<S: Settings>(env: &Env, topic: &str, settings: S) -> ServiceConfig<S> {
+    let mut config = ServiceConfig::new(settings);
+    config.name = env.group(&format!("latency-{}", S::SERVICE));
+    env.runtime_topics(topic, &config.name);
+    config.kafka.bootstrap = env.bootstrap.clone();
+    config.registry.urls = vec![env.registry.clone()];
+    config.store.url = env.sqlite_store(S::SERVICE);
+    config.http.listen = "127.0.0.1:0".to_owned();
+    config.prometheus_targets_dir = None;
+    config
+}
+
+/// Builds rewards, pinning and stats on `topic` the way their `build` functions do, each
+/// service's handler wrapped in [`Timed`] recording into its sink (in [`GROUPS`] order).
+async fn start_services(env: &Env, topic: &str, sinks: &[Arc<Sink>]) -> anyhow::Result<Vec<Service>> {
+    let [rewards_sink, pinning_sink, stats_sink] = sinks else {
+        bail!("one sink per service expected");
+    };
+    let rewards = service_config(
+        env,
+        topic,
+        fanout_rewards::RewardsSettings { topic: topic.to_owned(), ..Default::default() },
+    );
+    let handler =
+        Timed { inner: fanout_rewards::CreditBeans::new(&rewards.service), sink: rewards_sink.clone() };
+    let rewards = Service::build(&rewards, fanout_rewards::MIGRATIONS, |consumer, db| {
+        consumer.handle_topic::<PostPublished, _>(topic, handler).routes(fanout_rewards::router(db))
+    })
+    .await
+    .context("starting rewards")?;
+    let pinning = service_config(
+        env,
+        topic,
+        fanout_pinning::PinningSettings { topic: topic.to_owned(), ..Default::default() },
+    );
+    let handler =
+        Timed { inner: fanout_pinning::GrantPins::new(&pinning.service), sink: pinning_sink.clone() };
+    let pinning = Service::build(&pinning, fanout_pinning::MIGRATIONS, |consumer, db| {
+        consumer.handle_topic::<PostPublished, _>(topic, handler).routes(fanout_pinning::router(db))
+    })
+    .await
+    .context("starting pinning")?;
+    let stats = service_config(env, topic, fanout_stats::StatsSettings { topic: topic.to_owned() });
+    let handler = Timed { inner: fanout_stats::CountPosts, sink: stats_sink.clone() };
+    let stats = Service::build(&stats, fanout_stats::MIGRATIONS, |consumer, db| {
+        consumer.handle_topic::<PostPublished, _>(topic, handler).routes(fanout_stats::router(db))
+    })
+    .await
+    .context("starting stats")?;
+    Ok(vec![rewards, pinning, stats])
+}
+
+/// The Fanout side: the SDK paced on its own thread, the three services on SQLite.
 async fn fanout_side(env: &Env, rate: f64, duration: Duration, grace: Duration) -> anyhow::Result<Outcome> {
     let events = (rate * duration.as_secs_f64()) as usize;
     let topic = env.topic("latency-fanout", 3).await?;
@@ -400,19 +418,10 @@ async fn fanout_side(env: &Env, rate: f64, duration: Duration, grace: Duration) 
         (0..GROUPS).map(|_| Sink::new(schedule.clone(), events)).collect::<anyhow::Result<_>>()?;
     let mut stops = Vec::new();
     let mut running = Vec::new();
-    for (effect, sink) in Effect::ALL.into_iter().zip(&sinks) {
-        let name = env.group(&format!("latency-{}", effect.name()));
-        env.runtime_topics(&topic, &name);
-        let config = env.consumer_config(&name, &env.sqlite_store(effect.name()));
-        let consumer = Consumer::builder(config)
-            .decoder(env.decoder()?)
-            .handle_topic::<PostPublished, _>(&topic, ServiceHandler { effect, sink: sink.clone() })
-            .build()
-            .await?;
-        sqlx::query(effect.table()).execute(consumer.pool()).await?;
+    for service in start_services(env, &topic, &sinks).await? {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         stops.push(stop);
-        running.push(tokio::spawn(consumer.run(async move {
+        running.push(tokio::spawn(service.run(async move {
             let _ = stopped.await;
         })));
     }
@@ -467,26 +476,33 @@ async fn fanout_side(env: &Env, rate: f64, duration: Duration, grace: Duration) 
         let _ = stop.send(());
     }
     for run in running {
-        run.await?.context("consumer runtime")?;
+        run.await?.context("a service")?;
     }
     outcome
 }
 
+/// Rates up to this one carry the CPU target (the issue sets it at 1,000 and 5,000 events/s).
+const CPU_TARGET_UP_TO: f64 = 5_000.0;
+/// Rates up to this one carry the latency targets; the 10,000/s row is reported without.
+const LATENCY_TARGET_UP_TO: f64 = 5_000.0;
+
 /// Runs scenarios 4 and 5.
-pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
+pub async fn run(env: &Env, plan: &Plan, report: &mut Report, charts: &mut ChartData) -> anyhow::Result<()> {
     report.note(format!(
         "latency/CPU: {} s per rate per side, 3 partitions, {PAYLOAD} B events, {} repetition(s); Fanout = SDK \
-         publish_all per 0.5 ms tick + three consumer-runtime instances (separate groups, SQLite stores) \
-         whose handlers upsert a counter (rewards), insert a ledger row (pinning) and upsert statistics \
-         (stats), standing in for the services being built; raw = BaseProducer + three BaseConsumers that \
-         decode; latency from the event's due time (open loop) to the handler",
+         publish_all per 0.5 ms tick + the real rewards, pinning and stats services in process (each its own \
+         group and SQLite file, defaults throughout), latency taken when a service's handler returns (before \
+         its commit); raw = BaseProducer + three BaseConsumers that decode; latency from the event's due \
+         time (open loop)",
         plan.latency_duration.as_secs_f64(),
         plan.latency_reps
     ));
-    for rate in [1_000.0, 5_000.0] {
+    for &rate in &plan.latency_rates {
         let label = format!("{}k ev/s", rate / 1000.0);
-        let mut quantiles: [(Samples, Samples); 3] = Default::default();
+        // p50, p90, p99, p99.9; Fanout then raw.
+        let mut quantiles: [(Samples, Samples); 4] = Default::default();
         let (mut cpu_raw, mut cpu_fanout) = (Samples::new(), Samples::new());
+        let (mut behind_raw, mut behind_fanout) = (Samples::new(), Samples::new());
         for rep in 0..plan.latency_reps {
             let (raw, fanout) = if rep % 2 == 0 {
                 let raw = raw_side(env, rate, plan.latency_duration, plan.latency_grace).await?;
@@ -507,32 +523,62 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
                     ));
                 }
             }
-            for (i, q) in [0.5, 0.99, 0.999].into_iter().enumerate() {
+            for (i, q) in [0.5, 0.9, 0.99, 0.999].into_iter().enumerate() {
                 quantiles[i].0.push(fanout.histogram.value_at_quantile(q) as f64);
                 quantiles[i].1.push(raw.histogram.value_at_quantile(q) as f64);
             }
             cpu_fanout.push(fanout.cpu_micros_per_delivery);
             cpu_raw.push(raw.cpu_micros_per_delivery);
+            behind_fanout.push(fanout.behind_at_end as f64);
+            behind_raw.push(raw.behind_at_end as f64);
         }
-        let targets = [Some(Target::AtMost(1.5)), Some(Target::AtMost(2.0)), None];
-        for ((name, (fanout, raw)), target) in ["p50", "p99", "p99.9"].into_iter().zip(quantiles).zip(targets)
+        for (side, pick) in [(Side::Fanout, 0), (Side::Raw, 1)] {
+            let median = |i: usize| {
+                let pair: &(Samples, Samples) = &quantiles[i];
+                if pick == 0 {
+                    pair.0.median()
+                } else {
+                    pair.1.median()
+                }
+            };
+            charts.latency.push(LatencyPoint { rate, side, quantiles: [median(0), median(1), median(2)] });
+        }
+        let with_targets = rate <= LATENCY_TARGET_UP_TO;
+        let targets = [Some(Target::AtMost(1.5)), None, Some(Target::AtMost(2.0)), None];
+        for ((name, (fanout, raw)), target) in
+            ["p50", "p90", "p99", "p99.9"].into_iter().zip(quantiles).zip(targets)
         {
+            if name == "p90" {
+                // Drawn in the chart; the table keeps the percentiles the issue names.
+                continue;
+            }
             report.compare(Comparison {
                 scenario: "4 latency".into(),
                 metric: format!("{label}, publish→handler {name}"),
-                fanout: ("SDK → 3 runtimes".into(), fanout),
+                fanout: ("SDK → 3 services".into(), fanout),
                 peer: ("raw → 3 raw".into(), raw),
                 unit: Unit::Micros,
-                target,
+                target: target.filter(|_| with_targets),
+                floor: None,
             });
         }
         report.compare(Comparison {
+            scenario: "4 latency".into(),
+            metric: format!("{label}, deliveries outstanding at schedule end"),
+            fanout: ("SDK → 3 services".into(), behind_fanout),
+            peer: ("raw → 3 raw".into(), behind_raw),
+            unit: Unit::Count,
+            target: None,
+            floor: None,
+        });
+        report.compare(Comparison {
             scenario: "5 CPU".into(),
             metric: format!("{label}, CPU µs per delivery"),
-            fanout: ("SDK + 3 runtimes (SQLite)".into(), cpu_fanout),
+            fanout: ("SDK + 3 services (SQLite)".into(), cpu_fanout),
             peer: ("raw clients".into(), cpu_raw),
             unit: Unit::Micros,
-            target: Some(Target::AtMost(2.5)),
+            target: (rate <= CPU_TARGET_UP_TO).then_some(Target::AtMost(2.5)),
+            floor: None,
         });
     }
     Ok(())

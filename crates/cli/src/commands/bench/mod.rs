@@ -6,10 +6,12 @@
 //! both sides alike. Targets are printed beside the ratios; the bench reports them, it does not
 //! fail on them. Every scenario creates uniquely named topics and groups and deletes them after.
 
+mod charts;
 mod consume;
 mod context;
 mod env;
 mod latency;
+mod peer;
 mod produce;
 mod report;
 mod scaling;
@@ -23,7 +25,7 @@ use std::{
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use self::{env::Env, report::Report};
+use self::{charts::ChartData, env::Env, report::Report};
 
 /// Run Fanout's benchmark against the local broker: each figure beside its peer's, measured in
 /// the same run, with the ratio and its target.
@@ -58,14 +60,21 @@ pub struct BenchArgs {
     /// Also write the summary table (Markdown) to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Where the full run writes its SVG charts (latency per rate, consume rate per batch size);
+    /// a quick run writes them only when this is given.
+    #[arg(long)]
+    charts: Option<PathBuf>,
 }
+
+/// Where a full run's charts go unless `--charts` says otherwise (BENCHMARKS.md embeds them).
+const DEFAULT_CHARTS: &str = "docs/bench";
 
 /// The scenarios, by the issue's numbering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
     /// 1: SDK publish vs BaseProducer.
     Produce,
-    /// 2: consumer runtime (SQLite, PostgreSQL) vs BaseConsumer.
+    /// 2: consumer runtime (SQLite, PostgreSQL) vs a hand-written exactly-once loop.
     Consume,
     /// 3: wire-format serde vs Confluent's Python serde and the bare Avro crates.
     Serde,
@@ -88,16 +97,29 @@ pub struct Plan {
     pub consume_events: usize,
     /// A consume run stops this long after its first event at the latest.
     pub consume_cap: Duration,
+    /// Repetitions of the consume figures (runtime and peer on each store).
+    pub consume_reps: usize,
+    /// `processing.batch_size` values of the consume-rate-against-batch-size figure.
+    pub batch_sizes: Vec<usize>,
+    /// Repetitions per batch size of that figure.
+    pub batch_size_reps: usize,
+    /// Whether each batch-size run gets a peer run beside it (else the batch-size rows compare
+    /// with the consume figures' peer median, to keep a quick run short).
+    pub batch_size_peer_runs: bool,
     /// Rust serde operations per repetition.
     pub serde_ops: usize,
     /// Python serde operations per repetition.
     pub python_ops: usize,
+    /// The fan-out latency rates, events/s.
+    pub latency_rates: Vec<f64>,
     /// Open-loop duration per rate and side.
     pub latency_duration: Duration,
     /// How long after the schedule ends deliveries may still arrive.
     pub latency_grace: Duration,
     /// Repetitions of the latency runs.
     pub latency_reps: usize,
+    /// Partition counts of the scaling topics.
+    pub scaling_partitions: Vec<i32>,
     /// Events pre-filled per scaling topic.
     pub scaling_events: usize,
     /// A scaling run stops this long after its first event at the latest.
@@ -115,13 +137,21 @@ impl Plan {
                 reps: reps.unwrap_or(3),
                 produce_events_100b: 40_000,
                 produce_events_1kb: 20_000,
-                consume_events: 8_000,
-                consume_cap: Duration::from_millis(1_000),
+                consume_events: 20_000,
+                consume_cap: Duration::from_millis(500),
+                consume_reps: reps.unwrap_or(2),
+                // The ends of the range only, and no 10k/s latency row: under a minute.
+                batch_sizes: vec![50, 1_000],
+                batch_size_reps: 1,
+                batch_size_peer_runs: false,
                 serde_ops: 200_000,
                 python_ops: 3_000,
-                latency_duration: Duration::from_secs(2),
-                latency_grace: Duration::from_secs(5),
+                latency_rates: vec![1_000.0, 5_000.0],
+                latency_duration: Duration::from_secs(1),
+                latency_grace: Duration::from_secs(1),
                 latency_reps: reps.unwrap_or(1),
+                // The ends of the range only: a quick run must stay under a minute.
+                scaling_partitions: vec![1, 4],
                 scaling_events: 3_000,
                 scaling_cap: Duration::from_millis(500),
                 scaling_reps: 1,
@@ -134,11 +164,17 @@ impl Plan {
                 produce_events_1kb: 150_000,
                 consume_events: 100_000,
                 consume_cap: Duration::from_secs(20),
+                consume_reps: reps.unwrap_or(5),
+                batch_sizes: vec![50, 200, 500, 1_000],
+                batch_size_reps: reps.unwrap_or(3),
+                batch_size_peer_runs: true,
                 serde_ops: 500_000,
                 python_ops: 20_000,
+                latency_rates: vec![1_000.0, 5_000.0, 10_000.0],
                 latency_duration: Duration::from_secs(30),
                 latency_grace: Duration::from_secs(30),
                 latency_reps: reps.unwrap_or(3),
+                scaling_partitions: vec![1, 2, 4],
                 scaling_events: 30_000,
                 scaling_cap: Duration::from_secs(10),
                 scaling_reps: 3,
@@ -172,6 +208,7 @@ impl BenchArgs {
         let postgres = (self.database_url != "none").then_some(self.database_url.as_str());
         let mut env = Env::new(&self.bootstrap, "", postgres).await?;
         let mut report = Report::default();
+        let mut charts = ChartData::default();
         println!("fanout bench ({})", if self.quick { "quick" } else { "full" });
         if cfg!(debug_assertions) {
             println!("  warning: this is a debug build; its figures mean little (cargo build --release -p fanout-cli)");
@@ -199,7 +236,7 @@ impl BenchArgs {
                 }
             }
         };
-        let result = self.scenarios(&env, &plan, &mut report).await;
+        let result = self.scenarios(&env, &plan, &mut report, &mut charts).await;
         if let Some(registry) = registry {
             registry.stop();
             env.delete_topic_now(&registry_topic).await;
@@ -214,6 +251,16 @@ impl BenchArgs {
         if let Some(path) = &self.markdown {
             std::fs::write(path, &summary).with_context(|| format!("writing {}", path.display()))?;
         }
+        let charts_dir = match (&self.charts, self.quick) {
+            (Some(dir), _) => Some(dir.clone()),
+            (None, false) => Some(locate(Path::new(DEFAULT_CHARTS))),
+            (None, true) => None,
+        };
+        if let Some(dir) = charts_dir {
+            for path in charts::write(&dir, &charts)? {
+                println!("chart: {}", path.display());
+            }
+        }
         let missed = report.missed();
         if missed > 0 {
             println!("{missed} target(s) missed; see the table above.");
@@ -221,12 +268,19 @@ impl BenchArgs {
         Ok(())
     }
 
-    async fn scenarios(&self, env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
+    async fn scenarios(
+        &self,
+        env: &Env,
+        plan: &Plan,
+        report: &mut Report,
+        charts: &mut ChartData,
+    ) -> anyhow::Result<()> {
         println!("\n== context ==");
         if self.quick {
             report.note(
-                "quick mode: every run is short (consume runs stop 1 s after their first event, before the \
-                 runtime's steady state) and repetitions are few; the figures are indicative, the full run's count",
+                "quick mode: every run is short (consume runs stop 0.5 s after their first event, before the \
+                 runtime's steady state; batch sizes 50 and 1,000 only; latency runs last 1 s per rate and side, \
+                 1k and 5k/s only; scaling covers 1 and 4 partitions) and repetitions are few; the figures are indicative, the full run's count",
             );
         }
         context::machine(report);
@@ -254,9 +308,9 @@ impl BenchArgs {
             let began = Instant::now();
             let result = match scenario {
                 Scenario::Produce => produce::run(env, plan, report).await,
-                Scenario::Consume => consume::run(env, plan, report).await,
+                Scenario::Consume => consume::run(env, plan, report, charts).await,
                 Scenario::Serde => serde::run(env, plan, python.as_deref(), report).await,
-                Scenario::Latency => latency::run(env, plan, report).await,
+                Scenario::Latency => latency::run(env, plan, report, charts).await,
                 Scenario::Scaling => scaling::run(env, plan, report).await,
             };
             // Topics go even when the scenario failed.

@@ -111,6 +111,7 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
             peer: (raw_name.clone(), raw_rates.clone()),
             unit: Unit::PerSecond,
             target: Some(Target::AtLeast(target)),
+            floor: None,
         });
         report.compare(Comparison {
             scenario: "1 produce".into(),
@@ -119,6 +120,7 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
             peer: (raw_name, raw_rates.clone()),
             unit: Unit::PerSecond,
             target: None,
+            floor: None,
         });
         // Diagnostic: how much of the gap is the header bytes themselves rather than the SDK.
         report.compare(Comparison {
@@ -128,6 +130,7 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
             peer: ("BaseProducer".into(), raw_rates),
             unit: Unit::PerSecond,
             target: None,
+            floor: None,
         });
     }
     Ok(())

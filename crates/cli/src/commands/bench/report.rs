@@ -103,6 +103,9 @@ pub struct Comparison {
     pub unit: Unit,
     /// The target on `fanout / peer`, when the issue sets one.
     pub target: Option<Target>,
+    /// A figure the Fanout side must reach on its own (a rate, in the row's unit), when the issue
+    /// sets one besides the ratio.
+    pub floor: Option<f64>,
 }
 
 /// How to print a figure.
@@ -112,6 +115,8 @@ pub enum Unit {
     PerSecond,
     /// Microseconds.
     Micros,
+    /// A plain count (events).
+    Count,
 }
 
 impl Unit {
@@ -120,6 +125,7 @@ impl Unit {
             Self::PerSecond => group(value),
             Self::Micros if value < 100.0 => format!("{value:.1}"),
             Self::Micros => group(value),
+            Self::Count => group(value),
         }
     }
 
@@ -127,6 +133,7 @@ impl Unit {
         match self {
             Self::PerSecond => "/s",
             Self::Micros => " µs",
+            Self::Count => "",
         }
     }
 }
@@ -166,6 +173,10 @@ fn spread(unit: Unit, samples: &Samples) -> String {
 
 /// Two decimals, or four significant ones for ratios far below 1 (0.00× would hide them).
 fn ratio(value: f64) -> String {
+    if !value.is_finite() {
+        // A peer figure of zero (nothing outstanding) has no ratio.
+        return "n/a".to_owned();
+    }
     if value < 0.1 {
         format!("{value:.4}")
     } else {
@@ -174,6 +185,9 @@ fn ratio(value: f64) -> String {
 }
 
 fn ratio_text(ratios: &Samples) -> String {
+    if !ratios.median().is_finite() {
+        return "n/a".to_owned();
+    }
     if ratios.len() < 2 {
         return format!("{}×", ratio(ratios.median()));
     }
@@ -186,17 +200,39 @@ impl Comparison {
         self.fanout.1.ratios(&self.peer.1)
     }
 
-    /// "met", "MISSED by x%" or "-" (no target).
+    /// "met", "MISSED by x%" or "-" (no target); an absolute floor gets its own verdict after
+    /// the ratio's.
     pub fn verdict(&self) -> String {
-        let Some(target) = self.target else { return "-".to_owned() };
-        let ratio = self.ratios().median();
-        if target.met(ratio) {
-            format!("met ({}, {:+.0}%)", target.describe(), target.margin(ratio))
-        } else {
-            let short = -target.margin(ratio);
-            let precision = if short > 99.0 { 1 } else { 0 };
-            format!("MISSED ({}, short by {short:.precision$}%)", target.describe())
+        let mut verdicts = Vec::new();
+        if let Some(target) = self.target {
+            verdicts.push(verdict(target, self.ratios().median(), &target.describe()));
         }
+        if let Some(floor) = self.floor {
+            let describe = format!("≥ {}{}", self.unit.number(floor), self.unit.suffix());
+            verdicts.push(verdict(Target::AtLeast(floor), self.fanout.1.median(), &describe));
+        }
+        if verdicts.is_empty() {
+            return "-".to_owned();
+        }
+        verdicts.join("; ")
+    }
+
+    /// Targets missed in this row (ratio and floor count separately).
+    pub fn missed(&self) -> usize {
+        let ratio = self.target.is_some_and(|t| !t.met(self.ratios().median()));
+        let floor = self.floor.is_some_and(|f| self.fanout.1.median() < f);
+        usize::from(ratio) + usize::from(floor)
+    }
+}
+
+/// "met (≥ 0.6×, +12%)" or "MISSED (≥ 0.6×, short by 40%)" for `value` against `target`.
+fn verdict(target: Target, value: f64, describe: &str) -> String {
+    if target.met(value) {
+        format!("met ({describe}, {:+.0}%)", target.margin(value))
+    } else {
+        let short = -target.margin(value);
+        let precision = if short > 99.0 { 1 } else { 0 };
+        format!("MISSED ({describe}, short by {short:.precision$}%)")
     }
 }
 
@@ -278,7 +314,7 @@ impl Report {
 
     /// Comparisons whose target was missed.
     pub fn missed(&self) -> usize {
-        self.comparisons.iter().filter(|c| c.target.is_some_and(|t| !t.met(c.ratios().median()))).count()
+        self.comparisons.iter().map(Comparison::missed).sum()
     }
 }
 
@@ -313,10 +349,15 @@ mod tests {
             peer: ("p".into(), samples(&[100.0])),
             unit: Unit::PerSecond,
             target: Some(Target::AtLeast(0.85)),
+            floor: None,
         };
         assert!(c.verdict().starts_with("MISSED"), "{}", c.verdict());
         assert!(c.verdict().contains("short by 6%"), "{}", c.verdict());
+        let floored = Comparison { floor: Some(100.0), ..c.clone() };
+        assert!(floored.verdict().ends_with("MISSED (≥ 100/s, short by 20%)"), "{}", floored.verdict());
+        assert_eq!(floored.missed(), 2);
         assert_eq!(group(1234567.0), "1,234,567");
         assert_eq!(group(12.0), "12");
+        assert_eq!(ratio(295.0 / 0.0), "n/a");
     }
 }

@@ -4,21 +4,26 @@
 //! the same topic in the same repetition.
 
 use super::{
-    consume::{prefill, raw_consume, runtime_consume, CONSUME_PAYLOAD},
+    consume::{prefill, raw_consume, runtime_consume, HandlerKind, RuntimeRun, CONSUME_PAYLOAD},
     env::Env,
     report::{Comparison, Report, Samples, Unit},
     Plan,
 };
 
+/// The runtime with the per-event handler and `key_parallelism`.
+fn keys(key_parallelism: usize) -> RuntimeRun {
+    RuntimeRun { key_parallelism: Some(key_parallelism), ..RuntimeRun::defaults(HandlerKind::PerEvent) }
+}
+
 /// Runs the scenario.
 pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
     report.note(format!(
         "scaling: {} events per topic, each run stops after all of them or {:?} after its first event; \
-         runtime on SQLite with defaults (batch_size 50, 4 store connections) but key_parallelism 8 (on) or \
-         1 (off)",
+         runtime on SQLite with its defaults and the per-event handler, but key_parallelism 8 (on) or 1 \
+         (off); the peer decodes only",
         plan.scaling_events, plan.scaling_cap
     ));
-    for partitions in [1, 2, 4] {
+    for &partitions in &plan.scaling_partitions {
         let topic = env.topic(&format!("scaling-{partitions}p"), partitions).await?;
         prefill(env, &topic, plan.scaling_events, CONSUME_PAYLOAD).await?;
         let (mut raw, mut on, mut off) = (Samples::new(), Samples::new(), Samples::new());
@@ -27,9 +32,13 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
                 raw.push(raw_consume(env, &topic, plan.scaling_events, plan.scaling_cap).await?);
             }
             let store = env.sqlite_store("scaling");
-            on.push(runtime_consume(env, &topic, &store, 8, plan.scaling_events, plan.scaling_cap).await?);
+            on.push(
+                runtime_consume(env, &topic, &store, keys(8), plan.scaling_events, plan.scaling_cap).await?,
+            );
             let store = env.sqlite_store("scaling");
-            off.push(runtime_consume(env, &topic, &store, 1, plan.scaling_events, plan.scaling_cap).await?);
+            off.push(
+                runtime_consume(env, &topic, &store, keys(1), plan.scaling_events, plan.scaling_cap).await?,
+            );
             if rep % 2 == 1 {
                 raw.push(raw_consume(env, &topic, plan.scaling_events, plan.scaling_cap).await?);
             }
@@ -42,6 +51,7 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
                 peer: ("BaseConsumer".into(), raw.clone()),
                 unit: Unit::PerSecond,
                 target: None,
+                floor: None,
             });
         }
         env.cleanup().await;

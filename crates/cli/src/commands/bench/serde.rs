@@ -140,6 +140,7 @@ pub async fn run(env: &Env, plan: &Plan, python: Option<&Path>, report: &mut Rep
                 ),
                 unit: Unit::PerSecond,
                 target: Some(Target::AtLeast(20.0)),
+                floor: None,
             });
         }
         report.compare(Comparison {
@@ -149,6 +150,7 @@ pub async fn run(env: &Env, plan: &Plan, python: Option<&Path>, report: &mut Rep
             peer: ("bare serde_avro_fast".into(), fast[i].clone()),
             unit: Unit::PerSecond,
             target: Some(Target::AtLeast(0.9)),
+            floor: None,
         });
         report.compare(Comparison {
             scenario: "3 serde".into(),
@@ -157,6 +159,7 @@ pub async fn run(env: &Env, plan: &Plan, python: Option<&Path>, report: &mut Rep
             peer: ("bare apache-avro".into(), apache[i].clone()),
             unit: Unit::PerSecond,
             target: None,
+            floor: None,
         });
     }
     if python.is_none() {
