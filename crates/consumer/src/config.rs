@@ -348,6 +348,10 @@ mod tests {
         assert_eq!(client.get("fetch.wait.max.ms"), Some("100"));
         let mut config = ConsumerConfig::new("rewards");
         config.kafka.properties.insert("fetch.wait.max.ms".into(), "500".into());
-        assert_eq!(config.consumer_client_config().get("fetch.wait.max.ms"), Some("500"), "a team may choose");
+        assert_eq!(
+            config.consumer_client_config().get("fetch.wait.max.ms"),
+            Some("500"),
+            "a team may choose"
+        );
     }
 }
