@@ -192,7 +192,8 @@ impl RawPublisher {
         self.topics.get(topic)
     }
 
-    /// Records handed to librdkafka and not yet acknowledged.
+    /// Records handed to librdkafka and not yet acknowledged. A `send_all`/`publish_all` call
+    /// counts its whole batch when it starts handing records over.
     pub fn in_flight(&self) -> i64 {
         self.producer.context().in_flight.load(Ordering::Acquire)
     }
