@@ -44,6 +44,31 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 
     /// The Kafka key: the aggregate id, so one aggregate's events stay ordered.
     fn key(&self) -> Vec<u8>;
+
+    /// Appends [`Event::key`] to `out`. Publishers call this once per event with a reused
+    /// buffer; override it when the key can be written without allocating.
+    fn write_key(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.key());
+    }
+}
+
+/// Appends `n` in decimal to `out`, as `n.to_string()` would, without allocating.
+fn write_decimal(n: i64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut rest = n.unsigned_abs();
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// The business a post belongs to.
@@ -114,6 +139,10 @@ impl Event for PostPublished {
     fn key(&self) -> Vec<u8> {
         self.post_id.to_string().into_bytes()
     }
+
+    fn write_key(&self, out: &mut Vec<u8>) {
+        write_decimal(self.post_id, out);
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +195,17 @@ mod tests {
         for c in Category::ALL {
             let json = serde_json::to_string(&c).expect("serialises");
             assert_eq!(json, format!("\"{}\"", c.as_str()));
+        }
+    }
+
+    #[test]
+    fn write_key_writes_what_key_returns() {
+        for post_id in [0, 7, 42, -1, 1_000_000_042, i64::MAX, i64::MIN] {
+            let event = PostPublished { post_id, ..sample() };
+            let mut out = b"prefix".to_vec();
+            event.write_key(&mut out);
+            assert_eq!(&out[6..], event.key(), "{post_id}");
+            assert_eq!(event.key(), post_id.to_string().into_bytes());
         }
     }
 

@@ -14,6 +14,21 @@ pub struct TraceParent {
 }
 
 impl TraceParent {
+    /// Length of a `traceparent` header value.
+    pub const LEN: usize = 55;
+
+    /// Writes the header value (the same text as `Display`) into `out` without allocating, for
+    /// per-event hot paths; it is ASCII.
+    pub fn encode<'a>(&self, out: &'a mut [u8; Self::LEN]) -> &'a [u8] {
+        out[..3].copy_from_slice(b"00-");
+        hex(&self.trace_id.to_be_bytes(), &mut out[3..35]);
+        out[35] = b'-';
+        hex(&self.parent_id.to_be_bytes(), &mut out[36..52]);
+        out[52] = b'-';
+        hex(&[self.flags], &mut out[53..55]);
+        out
+    }
+
     /// A new root trace with random ids, sampled.
     pub fn new_root() -> Self {
         let id = uuid::Uuid::new_v4().as_u128();
@@ -49,6 +64,15 @@ impl TraceParent {
     }
 }
 
+/// Lower-case hex of `bytes` into `out`, two digits per byte.
+fn hex(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+}
+
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.parent_id, self.flags)
@@ -77,5 +101,18 @@ mod tests {
             assert!(TraceParent::parse(bad).is_none(), "{bad}");
         }
         assert!(TraceParent::parse(&TraceParent::new_root().to_string()).is_some());
+    }
+
+    #[test]
+    fn encode_writes_what_display_writes() {
+        let mut out = [0; TraceParent::LEN];
+        for trace in [
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").expect("valid"),
+            TraceParent { trace_id: 1, parent_id: 1, flags: 0 },
+            TraceParent { trace_id: u128::MAX, parent_id: u64::MAX, flags: 0xff },
+            TraceParent::new_root(),
+        ] {
+            assert_eq!(trace.encode(&mut out), trace.to_string().as_bytes());
+        }
     }
 }

@@ -4,11 +4,15 @@
 //! costs roughly half the throughput of a bare `BaseProducer`. Here a record carries a small
 //! ticket: a single publish still gets a oneshot, but a batch shares one tracker that wakes its
 //! caller once, when the last record of the batch is acknowledged.
+//!
+//! The callback runs on librdkafka's polling thread for every record, so it does only what must
+//! be done per record: store the ack in the record's own slot (no lock), count it, and record
+//! it through metric handles resolved before sending (no label lookup).
 
 use std::{
     sync::{
         atomic::{AtomicI64, AtomicUsize, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, OnceLock, PoisonError,
     },
     time::Instant,
 };
@@ -21,7 +25,7 @@ use rdkafka::{
 };
 use tokio::sync::{oneshot, Notify};
 
-use crate::metrics::ProducerMetrics;
+use crate::metrics::{ProducerMetrics, TopicMetrics};
 
 /// Where a record landed.
 pub(crate) type Ack = Result<(i32, i64), KafkaError>;
@@ -33,47 +37,81 @@ pub(crate) struct Ticket {
 }
 
 pub(crate) enum Waiter {
-    One(oneshot::Sender<Ack>),
+    One { sender: oneshot::Sender<Ack>, metrics: Arc<TopicMetrics> },
     Batch { tracker: Arc<BatchTracker>, index: usize },
 }
 
-/// Acknowledgements of one `publish_all` call.
+/// Acknowledgements of one `publish_all`/`send_all` call: one write-once slot per record, so
+/// the polling thread stores each ack without taking a lock. A slot holds only where the record
+/// landed; the rare failures are kept apart, so the slots of a 1,000-record batch stay small.
 pub(crate) struct BatchTracker {
-    acks: Mutex<Vec<Option<Ack>>>,
+    landed: Vec<OnceLock<(i32, i64)>>,
+    failed: Mutex<Vec<(usize, KafkaError)>>,
+    /// The metrics of the records' topics: a single entry when the whole batch goes to one topic
+    /// (always, for `publish_all`), else one per record.
+    metrics: Vec<Arc<TopicMetrics>>,
     remaining: AtomicUsize,
     done: Notify,
 }
 
 impl BatchTracker {
-    pub(crate) fn new(len: usize) -> Arc<Self> {
+    /// A tracker for `len` records; `metrics` has one entry for a one-topic batch, else `len`.
+    pub(crate) fn new(len: usize, metrics: Vec<Arc<TopicMetrics>>) -> Arc<Self> {
         Arc::new(Self {
-            acks: Mutex::new((0..len).map(|_| None).collect()),
+            landed: (0..len).map(|_| OnceLock::new()).collect(),
+            failed: Mutex::new(Vec::new()),
+            metrics,
             remaining: AtomicUsize::new(len),
             done: Notify::new(),
         })
     }
 
+    /// The metrics of record `index`'s topic.
+    pub(crate) fn metrics(&self, index: usize) -> Option<&TopicMetrics> {
+        self.metrics.get(index).or_else(|| self.metrics.first()).map(Arc::as_ref)
+    }
+
     fn complete(&self, index: usize, ack: Ack) {
-        if let Ok(mut acks) = self.acks.lock() {
-            if let Some(slot) = acks.get_mut(index) {
-                *slot = Some(ack);
+        // A slot is completed once: by the delivery report, or by `fail_unsent` for a record
+        // that never reached librdkafka (and so never gets a report).
+        match ack {
+            Ok(landed) => {
+                if let Some(slot) = self.landed.get(index) {
+                    let _ = slot.set(landed);
+                }
             }
+            Err(error) => self.failed.lock().unwrap_or_else(PoisonError::into_inner).push((index, error)),
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.done.notify_one();
         }
     }
 
-    /// Marks a record that never reached librdkafka (refused at send) as done.
+    /// Marks a record that never reached librdkafka (refused at send, or not encoded) as done.
     pub(crate) fn fail_unsent(&self, index: usize, error: KafkaError) {
         self.complete(index, Err(error));
     }
 
-    pub(crate) async fn wait(&self) -> Vec<Option<Ack>> {
+    /// Waits until every record is acknowledged; then each record's ack, in record order,
+    /// through `each` (so the caller builds its results without an intermediate list).
+    pub(crate) async fn wait<R>(&self, mut each: impl FnMut(usize, Option<Ack>) -> R) -> Vec<R> {
         while self.remaining.load(Ordering::Acquire) > 0 {
             self.done.notified().await;
         }
-        self.acks.lock().map(|mut acks| std::mem::take(&mut *acks)).unwrap_or_default()
+        let mut failed = std::mem::take(&mut *self.failed.lock().unwrap_or_else(PoisonError::into_inner));
+        failed.sort_unstable_by_key(|(index, _)| *index);
+        let mut failed = failed.into_iter().peekable();
+        self.landed
+            .iter()
+            .enumerate()
+            .map(|(index, slot)| {
+                let ack = match failed.next_if(|(i, _)| *i == index) {
+                    Some((_, error)) => Some(Err(error)),
+                    None => slot.get().map(|landed| Ok(*landed)),
+                };
+                each(index, ack)
+            })
+            .collect()
     }
 }
 
@@ -81,8 +119,21 @@ impl BatchTracker {
 pub(crate) struct DeliveryContext {
     pub(crate) metrics: ProducerMetrics,
     pub(crate) in_flight: AtomicI64,
-    /// Woken on every acknowledgement, so a publisher blocked on a full queue can retry.
+    /// Senders waiting for queue space (see `space`).
+    pub(crate) blocked: AtomicUsize,
+    /// Woken on acknowledgements while a sender is blocked on a full queue, so it can retry.
     pub(crate) space: Notify,
+}
+
+impl DeliveryContext {
+    pub(crate) fn new() -> Self {
+        Self {
+            metrics: ProducerMetrics::get(),
+            in_flight: AtomicI64::new(0),
+            blocked: AtomicUsize::new(0),
+            space: Notify::new(),
+        }
+    }
 }
 
 impl ClientContext for DeliveryContext {}
@@ -91,20 +142,68 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Ticket>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, ticket: Box<Ticket>) {
-        let (ack, topic) = match result {
-            Ok(message) => (Ok((message.partition(), message.offset())), message.topic()),
-            Err((error, message)) => (Err(error.clone()), message.topic()),
+        let ack = match result {
+            Ok(message) => Ok((message.partition(), message.offset())),
+            Err((error, _)) => Err(error.clone()),
         };
-        self.metrics.record_delivery(topic, ack.is_ok(), ticket.started.elapsed());
+        let elapsed = ticket.started.elapsed();
         let depth = self.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
         self.metrics.queue_depth.set(depth);
-        self.space.notify_waiters();
+        // `notify_waiters` takes a lock; only pay it when a sender is actually waiting. A sender
+        // that registers just after this check retries within its 10 ms timeout at worst.
+        if self.blocked.load(Ordering::SeqCst) > 0 {
+            self.space.notify_waiters();
+        }
         match ticket.waiter {
-            Waiter::One(sender) => {
+            Waiter::One { sender, metrics } => {
+                metrics.record_delivery(ack.is_ok(), elapsed);
                 // The caller may have given up (dropped its future); the record is still delivered.
                 let _ = sender.send(ack);
             }
-            Waiter::Batch { tracker, index } => tracker.complete(index, ack),
+            Waiter::Batch { tracker, index } => {
+                if let Some(metrics) = tracker.metrics(index) {
+                    metrics.record_delivery(ack.is_ok(), elapsed);
+                }
+                tracker.complete(index, ack);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::types::RDKafkaErrorCode;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn acks_arriving_in_any_order_come_back_in_record_order() {
+        let metrics = Arc::new(ProducerMetrics::get().topic("delivery-test"));
+        let tracker = BatchTracker::new(4, vec![metrics]);
+        let timed_out = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        tracker.complete(2, Ok((1, 20)));
+        tracker.complete(3, Err(timed_out.clone()));
+        tracker.fail_unsent(1, KafkaError::Canceled);
+        assert_eq!(tracker.remaining.load(Ordering::Acquire), 1);
+        tracker.complete(0, Ok((0, 7)));
+        let acks = tracker.wait(|index, ack| (index, ack)).await;
+        assert_eq!(
+            acks,
+            [
+                (0, Some(Ok((0, 7)))),
+                (1, Some(Err(KafkaError::Canceled))),
+                (2, Some(Ok((1, 20)))),
+                (3, Some(Err(timed_out)))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_one_topic_batch_shares_its_metrics() {
+        let metrics = Arc::new(ProducerMetrics::get().topic("delivery-test"));
+        let tracker = BatchTracker::new(3, vec![metrics.clone()]);
+        for index in 0..3 {
+            assert!(tracker.metrics(index).is_some_and(|m| std::ptr::eq(m, metrics.as_ref())));
         }
     }
 }

@@ -13,6 +13,7 @@
 
 mod config;
 mod delivery;
+mod envelope;
 mod error;
 mod metrics;
 pub mod outbox;

@@ -1,11 +1,15 @@
 //! The producer's Prometheus metrics, registered once in the process's default registry (which
 //! every Fanout service serves at `/metrics`).
 
-use std::{sync::OnceLock, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock, PoisonError, RwLock},
+    time::Duration,
+};
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Histogram,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 /// Handles on the producer metrics.
@@ -61,13 +65,67 @@ impl ProducerMetrics {
             .clone()
     }
 
-    pub(crate) fn record_delivery(&self, topic: &str, ok: bool, elapsed: Duration) {
-        let outcome = if ok { "ok" } else { "error" };
-        self.produced.with_label_values(&[topic, outcome]).inc();
-        self.duration.with_label_values(&[topic]).observe(elapsed.as_secs_f64());
+    /// The handles of one topic's series. Looking a labelled series up hashes its label values
+    /// under a lock; a delivery report should not, so callers resolve these once per topic (see
+    /// [`TopicMetricsCache`]) and record through them.
+    pub(crate) fn topic(&self, topic: &str) -> TopicMetrics {
+        TopicMetrics {
+            topic: topic.to_owned(),
+            produced: self.produced.clone(),
+            ok: self.produced.with_label_values(&[topic, "ok"]),
+            error: OnceLock::new(),
+            duration: self.duration.with_label_values(&[topic]),
+        }
+    }
+}
+
+/// One topic's producer series, resolved.
+#[derive(Clone, Debug)]
+pub(crate) struct TopicMetrics {
+    topic: String,
+    produced: IntCounterVec,
+    ok: IntCounter,
+    /// Resolved at the first failure, so a topic that never failed exports no error series.
+    error: OnceLock<IntCounter>,
+    duration: Histogram,
+}
+
+impl TopicMetrics {
+    /// A record acknowledged (or finally failed) `elapsed` after it was handed to librdkafka.
+    pub(crate) fn record_delivery(&self, ok: bool, elapsed: Duration) {
+        if ok {
+            self.ok.inc();
+        } else {
+            self.record_refused();
+        }
+        self.duration.observe(elapsed.as_secs_f64());
     }
 
-    pub(crate) fn record_refused(&self, topic: &str) {
-        self.produced.with_label_values(&[topic, "error"]).inc();
+    /// A record that failed: refused by librdkafka outright, or not acknowledged.
+    pub(crate) fn record_refused(&self) {
+        self.error.get_or_init(|| self.produced.with_label_values(&[&self.topic, "error"])).inc();
+    }
+}
+
+/// Per-topic metric handles of one publisher: one lookup per publish (one per batch with
+/// `publish_all`) instead of two label lookups per delivery report.
+#[derive(Debug, Default)]
+pub(crate) struct TopicMetricsCache {
+    topics: RwLock<HashMap<String, Arc<TopicMetrics>>>,
+}
+
+impl TopicMetricsCache {
+    /// `topic`'s handles, resolved on first use.
+    pub(crate) fn get(&self, topic: &str) -> Arc<TopicMetrics> {
+        if let Some(known) = self.topics.read().unwrap_or_else(PoisonError::into_inner).get(topic) {
+            return known.clone();
+        }
+        let resolved = Arc::new(ProducerMetrics::get().topic(topic));
+        self.topics
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(topic.to_owned())
+            .or_insert(resolved)
+            .clone()
     }
 }

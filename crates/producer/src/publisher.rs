@@ -3,17 +3,17 @@
 use std::{
     any::{Any, TypeId},
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, PoisonError, RwLock},
     time::Duration,
 };
 
-use fanout_events::{headers, trace::TraceParent, Event};
+use fanout_events::{trace::TraceParent, Event};
 use fanout_schema_registry::{AvroSerde, Encoder};
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::{
-    raw::{Delivery, OutgoingRecord, RawPublisher},
+    envelope::{Clock, Stamp},
+    raw::{Delivery, OutgoingRecord, RawPublisher, RecordParts},
     PublishError, PublisherConfig,
 };
 
@@ -47,13 +47,17 @@ pub struct Publisher {
     inner: Arc<Inner>,
 }
 
+/// One event type's encoders (each an `Arc<Encoder<T>>`), by topic.
+type EncodersByTopic = HashMap<String, Arc<dyn Any + Send + Sync>>;
+
 struct Inner {
     raw: RawPublisher,
     serde: AvroSerde,
     source: String,
     /// One encoder per event type, resolved (schema id looked up) on first use; afterwards the
     /// hot path makes no registry call, so publishing continues while the registry is down.
-    encoders: Mutex<HashMap<(TypeId, String), Arc<dyn Any + Send + Sync>>>,
+    /// Keyed by type, then topic, so a lookup needs no owned key.
+    encoders: RwLock<HashMap<TypeId, EncodersByTopic>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -73,7 +77,7 @@ impl Publisher {
                 raw,
                 serde,
                 source: config.source,
-                encoders: Mutex::new(HashMap::new()),
+                encoders: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -101,9 +105,19 @@ impl Publisher {
         event: &T,
         parent: Option<TraceParent>,
     ) -> Result<Delivery, PublishError> {
-        let record = self.record(topic, event, parent).await?;
-        let span = tracing::info_span!("publish", event_type = T::TYPE, topic, event_id = %record.event_id);
-        self.inner.raw.send(record).instrument(span).await
+        let encoder = self.encoder::<T>(topic).await?;
+        let mut scratch = Scratch::default();
+        let (started, now) = Clock::new().now();
+        let stamp = Stamp::new(parent, now);
+        let record = scratch.fill(&encoder, topic, event, &stamp, &self.inner.source)?;
+        let span = tracing::info_span!("publish", event_type = T::TYPE, topic, event_id = %stamp.event_id);
+        let ack = self.inner.raw.send_parts(record, started).instrument(span).await?;
+        match ack {
+            Ok((partition, offset)) => {
+                Ok(Delivery { topic: topic.to_owned(), partition, offset, event_id: stamp.event_id })
+            }
+            Err(source) => Err(PublishError::Kafka { topic: topic.to_owned(), source }),
+        }
     }
 
     /// Publishes many events and waits for all acknowledgements: one result per event, in order.
@@ -118,16 +132,69 @@ impl Publisher {
         topic: &str,
         events: &[T],
     ) -> Vec<Result<Delivery, PublishError>> {
+        let span = tracing::info_span!("publish_all", event_type = T::TYPE, topic, count = events.len());
+        self.publish_batch(topic, events).instrument(span).await
+    }
+
+    async fn publish_batch<T: Event>(
+        &self,
+        topic: &str,
+        events: &[T],
+    ) -> Vec<Result<Delivery, PublishError>> {
+        if events.is_empty() {
+            return Vec::new();
+        }
+        // Everything that is the same for every event is resolved once per call: the encoder,
+        // the topic's metric handles, the buffers.
+        let encoder = match self.encoder::<T>(topic).await {
+            Ok(encoder) => encoder,
+            Err(first) => return self.publish_batch_unresolved(topic, events, first).await,
+        };
+        let raw = &self.inner.raw;
+        let mut batch = raw.batch(events.len(), vec![raw.topic_metrics(topic)]);
+        let mut ids = Vec::with_capacity(events.len());
+        let mut scratch = Scratch::default();
+        let mut clock = Clock::new();
+        for event in events {
+            let (started, now) = clock.now();
+            let stamp = Stamp::new(None, now);
+            ids.push(stamp.event_id);
+            match scratch.fill(&encoder, topic, event, &stamp, &self.inner.source) {
+                Ok(record) => batch.send(record, started).await,
+                Err(e) => batch.fail(e),
+            }
+        }
+        let mut ids = ids.into_iter();
+        batch
+            .finish(|outcome| {
+                let event_id = ids.next().unwrap_or_default();
+                match outcome? {
+                    Ok((partition, offset)) => {
+                        Ok(Delivery { topic: topic.to_owned(), partition, offset, event_id })
+                    }
+                    Err(source) => Err(PublishError::Kafka { topic: topic.to_owned(), source }),
+                }
+            })
+            .await
+    }
+
+    /// `publish_all` when `T`'s schema could not be resolved for the first event: each event
+    /// tries again (the registry may come back mid-batch), as separate `publish` calls would.
+    async fn publish_batch_unresolved<T: Event>(
+        &self,
+        topic: &str,
+        events: &[T],
+        first: PublishError,
+    ) -> Vec<Result<Delivery, PublishError>> {
         let mut records = Vec::with_capacity(events.len());
-        let mut failed = Vec::new();
-        for (index, event) in events.iter().enumerate() {
+        let mut failed = vec![(0, first)];
+        for (index, event) in events.iter().enumerate().skip(1) {
             match self.record(topic, event, None).await {
                 Ok(record) => records.push(record),
                 Err(e) => failed.push((index, e)),
             }
         }
-        let span = tracing::info_span!("publish_all", event_type = T::TYPE, topic, count = events.len());
-        let mut sent = self.inner.raw.send_all(records).instrument(span).await.into_iter();
+        let mut sent = self.inner.raw.send_all(records).await.into_iter();
         let mut failed = failed.into_iter().peekable();
         (0..events.len())
             .map(|index| match failed.next_if(|(i, _)| *i == index) {
@@ -169,17 +236,26 @@ impl Publisher {
     }
 
     async fn encoder<T: Event>(&self, topic: &str) -> Result<Arc<Encoder<T>>, PublishError> {
-        let key = (TypeId::of::<T>(), topic.to_owned());
-        let cached = self.inner.encoders.lock().ok().and_then(|m| m.get(&key).cloned());
+        let cached = self
+            .inner
+            .encoders
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&TypeId::of::<T>())
+            .and_then(|by_topic| by_topic.get(topic).cloned());
         if let Some(encoder) = cached.and_then(|e| e.downcast::<Encoder<T>>().ok()) {
             return Ok(encoder);
         }
         let encoder = Arc::new(self.inner.serde.encoder::<T>(topic).await.map_err(|source| {
             PublishError::Encode { event_type: T::TYPE, topic: topic.to_owned(), source }
         })?);
-        if let Ok(mut map) = self.inner.encoders.lock() {
-            map.insert(key, encoder.clone());
-        }
+        self.inner
+            .encoders
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(TypeId::of::<T>())
+            .or_default()
+            .insert(topic.to_owned(), encoder.clone());
         Ok(encoder)
     }
 
@@ -199,23 +275,50 @@ impl Publisher {
             topic: topic.to_owned(),
             source,
         })?;
-        let event_id = Uuid::now_v7();
-        let trace = parent.map(|p| p.child()).unwrap_or_else(TraceParent::new_root);
-        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let stamp = Stamp::new(parent, std::time::SystemTime::now());
         Ok(OutgoingRecord {
             topic: topic.to_owned(),
             key: event.key(),
             payload,
-            headers: vec![
-                (headers::SPECVERSION.to_owned(), headers::SPECVERSION_VALUE.as_bytes().to_vec()),
-                (headers::ID.to_owned(), event_id.to_string().into_bytes()),
-                (headers::TYPE.to_owned(), T::TYPE.as_bytes().to_vec()),
-                (headers::SOURCE.to_owned(), self.inner.source.as_bytes().to_vec()),
-                (headers::TIME.to_owned(), time.into_bytes()),
-                (headers::CONTENT_TYPE.to_owned(), headers::CONTENT_TYPE_AVRO.as_bytes().to_vec()),
-                (headers::TRACEPARENT.to_owned(), trace.to_string().into_bytes()),
-            ],
-            event_id,
+            headers: stamp.owned_headers(&self.inner.source, T::TYPE),
+            event_id: stamp.event_id,
         })
+    }
+}
+
+/// Buffers reused for every event of a call: librdkafka copies key and payload when it takes a
+/// record, so one pair of buffers serves the whole batch.
+#[derive(Default)]
+struct Scratch {
+    key: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl Scratch {
+    /// Encodes `event` and its envelope into a record borrowing these buffers.
+    fn fill<'a, T: Event>(
+        &'a mut self,
+        encoder: &Encoder<T>,
+        topic: &'a str,
+        event: &T,
+        stamp: &Stamp,
+        source: &str,
+    ) -> Result<RecordParts<'a>, PublishError> {
+        let encoded = if self.payload.capacity() == 0 {
+            // A fresh buffer: the encoder sizes it from its last payload, in one allocation.
+            encoder.encode(event).map(|payload| self.payload = payload)
+        } else {
+            self.payload.clear();
+            encoder.encode_into(event, &mut self.payload)
+        };
+        encoded.map_err(|source| PublishError::Encode {
+            event_type: T::TYPE,
+            topic: topic.to_owned(),
+            source,
+        })?;
+        self.key.clear();
+        event.write_key(&mut self.key);
+        let (headers, header_bytes) = stamp.headers(source, T::TYPE);
+        Ok(RecordParts { topic, key: &self.key, payload: &self.payload, headers, header_bytes })
     }
 }

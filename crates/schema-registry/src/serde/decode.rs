@@ -11,24 +11,61 @@ use crate::SerdeError;
 
 /// `body` into `T`. `same_encoding` says the reader schema's canonical form equals the
 /// writer's, so no resolution is needed.
+///
+/// Inlined, with the rare paths kept out of line: this runs once per consumed event, and every
+/// extra call layer copies the decoded value once more.
+#[inline(always)]
 pub(crate) fn typed<T: DeserializeOwned>(
     writer: &WriterSchema,
     body: &[u8],
     reader: &Schema,
     same_encoding: bool,
 ) -> Result<T, SerdeError> {
-    let id = writer.id();
-    if let (true, Some(fast)) = (same_encoding, writer.fast()) {
-        let mut state = serde_avro_fast::de::DeserializerState::from_slice(body, fast);
-        let value = T::deserialize(state.deserializer())
-            .map_err(|e| SerdeError::Decode { id, reason: e.to_string() })?;
-        let mut rest = state.into_reader();
-        let trailing = rest.fill_buf().map(<[u8]>::len).unwrap_or(0);
-        return if trailing == 0 { Ok(value) } else { Err(SerdeError::TrailingBytes { id, trailing }) };
+    match (same_encoding, writer.fast()) {
+        (true, Some(fast)) => direct(writer.id(), body, fast),
+        _ => resolved(writer, body, reader),
     }
+}
+
+/// Straight into `T` with `serde_avro_fast`.
+#[inline(always)]
+fn direct<T: DeserializeOwned>(
+    id: u32,
+    body: &[u8],
+    fast: &serde_avro_fast::Schema,
+) -> Result<T, SerdeError> {
+    let mut state = serde_avro_fast::de::DeserializerState::from_slice(body, fast);
+    match T::deserialize(state.deserializer()) {
+        Ok(value) => {
+            let trailing = state.into_reader().fill_buf().map(<[u8]>::len).unwrap_or(0);
+            if trailing == 0 {
+                Ok(value)
+            } else {
+                Err(SerdeError::TrailingBytes { id, trailing })
+            }
+        }
+        Err(e) => Err(decode_error(id, e)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn decode_error(id: u32, error: serde_avro_fast::de::DeError) -> SerdeError {
+    SerdeError::Decode { id, reason: error.to_string() }
+}
+
+/// Through an Avro value resolved from the writer's schema to the reader's.
+#[inline(never)]
+fn resolved<T: DeserializeOwned>(
+    writer: &WriterSchema,
+    body: &[u8],
+    reader: &Schema,
+) -> Result<T, SerdeError> {
     let value = generic(writer, body, Some(reader))?;
-    apache_avro::from_value(&value)
-        .map_err(|e| SerdeError::Decode { id, reason: format!("as {}: {e}", std::any::type_name::<T>()) })
+    apache_avro::from_value(&value).map_err(|e| SerdeError::Decode {
+        id: writer.id(),
+        reason: format!("as {}: {e}", std::any::type_name::<T>()),
+    })
 }
 
 /// `body` as an Avro value, resolved to `reader` when given.

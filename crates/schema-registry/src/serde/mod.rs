@@ -2,11 +2,15 @@
 
 mod decode;
 mod encoder;
+mod hot;
 mod schema;
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, PoisonError, RwLock},
+    future::Future,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use apache_avro::{schema_compatibility::SchemaCompatibility, types::Value, Schema};
@@ -18,6 +22,8 @@ mod tests;
 
 pub use encoder::Encoder;
 pub use schema::WriterSchema;
+
+use hot::HotWriters;
 
 use crate::{
     client::SingleFlight, error::SCHEMA_NOT_FOUND, wire, RegisteredSchema, RegistryError, RegistrySettings,
@@ -83,9 +89,11 @@ struct Inner {
     writers: SingleFlight<u32, Arc<WriterSchema>>,
     /// `UseLatest` ids, fixed at first use so every payload of a run carries one id.
     latest: SingleFlight<String, u32>,
-    /// Canonical forms of `'static` reader schemas, keyed by address: computing one costs more
-    /// than decoding a small event.
-    reader_forms: RwLock<HashMap<usize, Arc<str>>>,
+    /// The decoder's hot path: writer schemas by (id, reader), with their verdicts ([`hot`]).
+    hot: HotWriters,
+    /// Bumped when [`AvroSerde::preload`] may have replaced a writer schema, which retires the
+    /// [`hot`] slots filled before.
+    epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for AvroSerde {
@@ -109,7 +117,8 @@ impl AvroSerde {
                 config,
                 writers: SingleFlight::new(ttl),
                 latest: SingleFlight::new(ttl),
-                reader_forms: RwLock::new(HashMap::new()),
+                hot: HotWriters::default(),
+                epoch: AtomicU64::new(0),
             }),
         }
     }
@@ -266,12 +275,19 @@ impl AvroSerde {
         };
         let writer = Arc::new(WriterSchema::parse(&registered, &[])?);
         self.inner.writers.insert(id, writer.clone());
+        // Hot slots filled before may hold another schema under this id.
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         Ok(writer)
     }
 
-    /// Decodes a payload into event type `T`, reading it with `T::schema()`.
-    pub async fn decode<T: Event>(&self, payload: &[u8]) -> Result<T, SerdeError> {
-        self.decode_with(payload, T::schema()).await
+    /// Decodes a payload into event type `T`, reading it with `T::schema()`. Asks the registry
+    /// only for a schema id not seen before.
+    // Not an `async fn` itself: one state machine (`decode_with`'s) rather than two nested ones.
+    pub fn decode<'a, T: Event>(
+        &'a self,
+        payload: &'a [u8],
+    ) -> impl Future<Output = Result<T, SerdeError>> + Send + 'a {
+        self.decode_with(payload, T::schema())
     }
 
     /// Decodes a payload into `T`, reading it with `reader`.
@@ -281,16 +297,56 @@ impl AvroSerde {
         reader: &'static Schema,
     ) -> Result<T, SerdeError> {
         let (id, body) = wire::split(payload)?;
-        let writer = self.writer_schema(id).await?;
-        decode::typed(&writer, body, reader, self.same_encoding(&writer, reader))
+        // Read before any fetch: a slot filled under an epoch that a concurrent preload has
+        // since ended is never used.
+        let epoch = self.inner.epoch.load(Ordering::Acquire);
+        if let Some(hot) = self.inner.hot.get(epoch, id, reader) {
+            return decode::typed(&hot.writer, body, reader, hot.same_encoding);
+        }
+        let writer = match self.inner.writers.get_ready(&id) {
+            Some(writer) => writer,
+            // Boxed, so that the future of the usual, cached case stays a few words instead of
+            // carrying the registry fetch's state.
+            None => Box::pin(self.writer_schema(id)).await?,
+        };
+        self.decode_known(epoch, writer, body, reader)
     }
 
     /// Like [`decode`](Self::decode), synchronously, for a payload whose schema id is already
     /// cached; [`SerdeError::NotCached`] otherwise.
     pub fn decode_cached<T: Event>(&self, payload: &[u8]) -> Result<T, SerdeError> {
+        self.decode_cached_with(payload, T::schema())
+    }
+
+    /// Like [`decode_with`](Self::decode_with), synchronously, for a payload whose schema id is
+    /// already cached; [`SerdeError::NotCached`] otherwise.
+    pub fn decode_cached_with<T: DeserializeOwned>(
+        &self,
+        payload: &[u8],
+        reader: &'static Schema,
+    ) -> Result<T, SerdeError> {
         let (id, body) = wire::split(payload)?;
+        let epoch = self.inner.epoch.load(Ordering::Acquire);
+        // The hot path: this id was decoded for this reader before.
+        if let Some(hot) = self.inner.hot.get(epoch, id, reader) {
+            return decode::typed(&hot.writer, body, reader, hot.same_encoding);
+        }
         let writer = self.inner.writers.get_ready(&id).ok_or(SerdeError::NotCached(id))?;
-        decode::typed(&writer, body, T::schema(), self.same_encoding(&writer, T::schema()))
+        self.decode_known(epoch, writer, body, reader)
+    }
+
+    /// Decodes with a writer schema taken from the shared cache, and gives it a hot slot.
+    fn decode_known<T: DeserializeOwned>(
+        &self,
+        epoch: u64,
+        writer: Arc<WriterSchema>,
+        body: &[u8],
+        reader: &'static Schema,
+    ) -> Result<T, SerdeError> {
+        let same = writer.same_encoding(reader);
+        let decoded = decode::typed(&writer, body, reader, same);
+        self.inner.hot.insert(epoch, writer.id(), reader, writer, same);
+        decoded
     }
 
     /// Decodes a payload into an Avro value, resolved to `reader` when given. Returns the
@@ -302,7 +358,7 @@ impl AvroSerde {
     ) -> Result<(u32, Value), SerdeError> {
         let (id, body) = wire::split(payload)?;
         let writer = self.writer_schema(id).await?;
-        let reader = reader.filter(|r| !self.same_encoding(&writer, r));
+        let reader = reader.filter(|r| !writer.same_encoding(r));
         Ok((id, decode::generic(&writer, body, reader)?))
     }
 
@@ -312,16 +368,5 @@ impl AvroSerde {
         let (id, value) = self.decode_value(payload, None).await?;
         serde_json::Value::try_from(value)
             .map_err(|e| SerdeError::Decode { id, reason: format!("not representable as JSON: {e}") })
-    }
-
-    fn same_encoding(&self, writer: &WriterSchema, reader: &'static Schema) -> bool {
-        let key = reader as *const Schema as usize;
-        let known = self.inner.reader_forms.read().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
-        let form = known.unwrap_or_else(|| {
-            let form: Arc<str> = reader.canonical_form().into();
-            self.inner.reader_forms.write().unwrap_or_else(PoisonError::into_inner).insert(key, form.clone());
-            form
-        });
-        *form == *writer.canonical_form()
     }
 }

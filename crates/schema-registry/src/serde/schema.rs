@@ -1,5 +1,7 @@
 //! A registered schema parsed once, in the forms the encoder and decoder need.
 
+use std::sync::{PoisonError, RwLock};
+
 use apache_avro::Schema;
 
 use crate::{RegisteredSchema, SchemaType, SerdeError};
@@ -15,6 +17,10 @@ pub struct WriterSchema {
     /// The Parsing Canonical Form: equal forms mean identical binary encodings.
     canonical: String,
     fast: Option<serde_avro_fast::Schema>,
+    /// Whether each reader schema seen so far (by address; readers are `'static`) encodes like
+    /// this one. Computing a reader's canonical form costs more than decoding a small event, so
+    /// it is done once per reader, not per payload.
+    verdicts: RwLock<Vec<(usize, bool)>>,
 }
 
 impl std::fmt::Debug for WriterSchema {
@@ -51,7 +57,15 @@ impl WriterSchema {
         };
         // serde_avro_fast cannot see referenced types; such schemas take the apache-avro path.
         let fast = if schemata.is_empty() { registered.schema.parse().ok() } else { None };
-        Ok(Self { id: registered.id, text: registered.schema.clone(), avro, schemata, canonical, fast })
+        Ok(Self {
+            id: registered.id,
+            text: registered.schema.clone(),
+            avro,
+            schemata,
+            canonical,
+            fast,
+            verdicts: RwLock::new(Vec::new()),
+        })
     }
 
     /// Parses an application's own schema text (id 0 until registered).
@@ -93,6 +107,24 @@ impl WriterSchema {
     /// The Parsing Canonical Form.
     pub fn canonical_form(&self) -> &str {
         &self.canonical
+    }
+
+    /// Whether `reader` has this schema's Parsing Canonical Form, i.e. reads its bytes without
+    /// resolution. Remembered per reader.
+    pub(crate) fn same_encoding(&self, reader: &'static Schema) -> bool {
+        let key = reader as *const Schema as usize;
+        let known = self
+            .verdicts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, same)| *same);
+        known.unwrap_or_else(|| {
+            let same = reader.canonical_form() == self.canonical;
+            self.verdicts.write().unwrap_or_else(PoisonError::into_inner).push((key, same));
+            same
+        })
     }
 
     pub(crate) fn fast(&self) -> Option<&serde_avro_fast::Schema> {

@@ -147,6 +147,66 @@ async fn v1_bytes_decode_into_the_v2_type_with_the_default() {
     assert_eq!(back, event_v2(None));
 }
 
+/// One id read by two reader types: each pair keeps its own verdict (direct for the writer's
+/// own type, resolution for the other), however the two alternate.
+#[tokio::test]
+async fn one_writer_read_as_two_types_keeps_a_verdict_per_reader() {
+    let serde = offline_serde(SchemaSelection::PinnedId(V1));
+    let payload = v1_payload(&serde).await;
+    for _ in 0..3 {
+        assert_eq!(serde.decode::<PostPublished>(&payload).await.unwrap(), event());
+        let back: PostPublishedV2 = serde.decode_with(&payload, v2_schema()).await.unwrap();
+        assert_eq!(back, event_v2(None));
+        assert_eq!(serde.decode_cached::<PostPublished>(&payload).unwrap(), event());
+        let back: PostPublishedV2 = serde.decode_cached_with(&payload, v2_schema()).unwrap();
+        assert_eq!(back, event_v2(None));
+    }
+    assert_eq!(serde.inner.hot.len(), 2, "one hot slot per (id, reader)");
+}
+
+/// A preload that replaces the schema under an id (which the registry never does, but a test
+/// or a tool may) is what later decodes use, not the schema remembered on the hot path.
+#[tokio::test]
+async fn a_preload_over_an_id_is_used_by_later_decodes() {
+    let serde = offline_serde(SchemaSelection::PinnedId(V1));
+    const REUSED: u32 = 9;
+    serde.preload(REUSED, PostPublished::SCHEMA).unwrap();
+    let mut v1 = v1_payload(&serde).await;
+    v1[1..5].copy_from_slice(&REUSED.to_be_bytes());
+    assert_eq!(serde.decode::<PostPublished>(&v1).await.unwrap(), event());
+
+    serde.preload(REUSED, v2_text()).unwrap();
+    let v2_writer = offline_serde(SchemaSelection::PinnedId(V2));
+    let encoder = v2_writer.encoder_for::<PostPublishedV2>("post.published", v2_text()).await.unwrap();
+    let mut v2 = encoder.encode(&event_v2(Some("fr"))).unwrap();
+    v2[1..5].copy_from_slice(&REUSED.to_be_bytes());
+    // Read with the v1 schema remembered for this id, the v2 bytes would leave trailing bytes.
+    assert_eq!(serde.decode::<PostPublished>(&v2).await.unwrap(), event());
+    assert_eq!(serde.decode_cached::<PostPublished>(&v2).unwrap(), event());
+    let back: PostPublishedV2 = serde.decode_with(&v2, v2_schema()).await.unwrap();
+    assert_eq!(back, event_v2(Some("fr")));
+}
+
+/// More (id, reader) pairs than the hot table holds still decode, through the shared cache.
+#[tokio::test]
+async fn more_writer_ids_than_hot_slots_all_decode() {
+    let serde = offline_serde(SchemaSelection::PinnedId(V1));
+    let v1 = v1_payload(&serde).await;
+    let ids: Vec<u32> = (100..100 + 2 * hot::CAPACITY as u32).collect();
+    for &id in &ids {
+        serde.preload(id, PostPublished::SCHEMA).unwrap();
+    }
+    for _ in 0..2 {
+        for &id in &ids {
+            let mut payload = v1.clone();
+            payload[1..5].copy_from_slice(&id.to_be_bytes());
+            assert_eq!(serde.decode::<PostPublished>(&payload).await.unwrap(), event(), "id {id}");
+            assert_eq!(serde.decode_cached::<PostPublished>(&payload).unwrap(), event(), "id {id}");
+        }
+    }
+    assert_eq!(serde.inner.hot.len(), hot::CAPACITY);
+}
+
 #[tokio::test]
 async fn a_v1_producer_pinned_to_v2_fills_the_default() {
     let serde = offline_serde(SchemaSelection::PinnedId(V2));
