@@ -6,7 +6,7 @@ use std::{any::Any, marker::PhantomData, sync::Arc};
 use apache_avro::{types::Value, Schema};
 use async_trait::async_trait;
 use fanout_events::Event;
-use fanout_schema_registry::AvroSerde;
+use fanout_schema_registry::{AvroSerde, SerdeError};
 use sqlx::AnyConnection;
 use tracing::Instrument;
 
@@ -163,7 +163,13 @@ impl<E: Event, H: Handler<E>> Route for Typed<E, H> {
         let payload =
             payload.ok_or_else(|| DecodeError::Malformed("the record has no payload (tombstone)".into()))?;
         if let Some(serde) = self.decoder.serde() {
-            let event: E = serde.decode(payload).await.map_err(crate::registry::decode_error)?;
+            // Synchronously while the writer schema is cached (every payload but the first of
+            // each schema id); the registry is asked only when it is not.
+            let event: E = match serde.decode_cached(payload) {
+                Err(SerdeError::NotCached(_)) => serde.decode(payload).await,
+                decoded => decoded,
+            }
+            .map_err(crate::registry::decode_error)?;
             return Ok(Box::new(event));
         }
         let value = self.decoder.decode(topic, payload, E::schema()).await?;
