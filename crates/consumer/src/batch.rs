@@ -254,15 +254,30 @@ impl Engine {
         let ids: Vec<&str> =
             metas.iter().map(|m| m.event_id.as_str()).filter(|id| seen.insert(*id)).collect();
         let fresh = self.store.mark_processed_many(&mut tx, &ids, now).await?;
-        let mut first_copy = HashSet::with_capacity(fresh.len());
+        let mut first_copy: HashSet<&str> = HashSet::with_capacity(fresh.len());
         let is_new: Vec<bool> = metas
             .iter()
-            .map(|m| fresh.contains(&m.event_id) && first_copy.insert(m.event_id.clone()))
+            .map(|m| fresh.contains(&m.event_id) && first_copy.insert(m.event_id.as_str()))
+            .collect();
+        // What the walk below needs of each of these events, so their metadata itself can move
+        // to the handler: whether it was new, its time, and its id where it must be unparked.
+        let after: Vec<(bool, Option<i64>, Option<String>)> = apply
+            .iter()
+            .zip(&metas)
+            .zip(&is_new)
+            .map(|((&index, meta), &new)| {
+                let item = &items[index];
+                (
+                    new,
+                    event_time_ms(meta, &item.work.record),
+                    item.on_retry_topic.then(|| meta.event_id.clone()),
+                )
+            })
             .collect();
 
         // One handler call per binding, with its new events in batch order.
         let mut groups: Vec<(Arc<Binding>, Events)> = Vec::new();
-        for ((&index, meta), new) in apply.iter().zip(&metas).zip(&is_new) {
+        for ((&index, meta), new) in apply.iter().zip(metas).zip(&is_new) {
             if !*new {
                 continue;
             }
@@ -272,8 +287,8 @@ impl Engine {
                 continue;
             };
             match groups.iter_mut().find(|(b, _)| Arc::ptr_eq(b, &binding)) {
-                Some((_, events)) => events.push((event, meta.clone())),
-                None => groups.push((binding, vec![(event, meta.clone())])),
+                Some((_, events)) => events.push((event, meta)),
+                None => groups.push((binding, vec![(event, meta)])),
             }
         }
         for (binding, events) in groups {
@@ -291,22 +306,22 @@ impl Engine {
         }
 
         // Everything the handlers applied stays; now the events that needed no handler.
-        let mut apply_at = apply.iter().zip(metas).zip(is_new).peekable();
+        let mut apply_at = apply.iter().zip(after).peekable();
         for (index, item) in items.iter().enumerate() {
             let topic = topic_of(item);
-            if apply_at.peek().is_some_and(|((&i, _), _)| i == index) {
-                let Some(((_, meta), new)) = apply_at.next() else { continue };
+            if apply_at.peek().is_some_and(|(&i, _)| i == index) {
+                let Some((_, (new, time, unpark_id))) = apply_at.next() else { continue };
                 let Some(binding) = item.binding.clone() else { continue };
-                if item.on_retry_topic {
-                    self.unpark(&mut tx, &mut walk, &binding, &item.work.record, &meta.event_id).await?;
+                if let Some(event_id) = unpark_id {
+                    self.unpark(&mut tx, &mut walk, &binding, &item.work.record, &event_id).await?;
                 }
                 if new {
-                    if let Some(time) = event_time_ms(&meta, &item.work.record) {
+                    if let Some(time) = time {
                         walk.applied_times.push((binding, time));
                     }
-                    walk.finish(item.work.clone(), Finish::Done, &topic, Some(Outcome::Applied));
+                    walk.finish(item.work.clone(), Finish::Done, topic, Some(Outcome::Applied));
                 } else {
-                    walk.finish(item.work.clone(), Finish::Done, &topic, Some(Outcome::Duplicate));
+                    walk.finish(item.work.clone(), Finish::Done, topic, Some(Outcome::Duplicate));
                 }
                 continue;
             }
@@ -323,12 +338,12 @@ impl Engine {
         let topic = topic_of(item);
         let work = item.work.clone();
         if walk.blocked(item) {
-            walk.finish(work, Finish::Skipped, &topic, None);
+            walk.finish(work, Finish::Skipped, topic, None);
             return Ok(());
         }
         let Some(binding) = item.binding.clone() else {
             tracing::warn!(topic = %item.work.record.topic, "record from a topic without a handler; skipped");
-            walk.finish(work, Finish::Done, &topic, None);
+            walk.finish(work, Finish::Done, topic, None);
             return Ok(());
         };
         match &item.decoded {
@@ -336,7 +351,7 @@ impl Engine {
                 tracing::warn!(consumer = %self.consumer, %reason, "schema registry unavailable; the event will be decoded again");
                 walk.block(&work.record);
                 let again = self.later(&work);
-                walk.finish(work, again, &topic, Some(Outcome::Failed));
+                walk.finish(work, again, topic, Some(Outcome::Failed));
             }
             Decoded::Failed(error) => {
                 let text = format!("undecodable: {error}");
@@ -352,7 +367,7 @@ impl Engine {
                     &text,
                 )
                 .await?;
-                walk.finish(work, Finish::Done, &topic, Some(Outcome::DeadLettered));
+                walk.finish(work, Finish::Done, topic, Some(Outcome::DeadLettered));
             }
             Decoded::Event(_) | Decoded::Unbound => {
                 // Held back: an earlier event of this key waits in the retry path, so this one
@@ -366,7 +381,7 @@ impl Engine {
                     .send(&binding.retry_topic, &work.record, failure_headers(&work.record, &failure, &extra))
                     .await?;
                 self.park(tx, walk, &binding, &work.record, &meta.event_id, origin.offset).await?;
-                walk.finish(work, Finish::Done, &topic, Some(Outcome::Parked));
+                walk.finish(work, Finish::Done, topic, Some(Outcome::Parked));
             }
         }
         Ok(())
@@ -591,8 +606,9 @@ impl Engine {
     }
 }
 
-fn topic_of(item: &Item) -> String {
-    item.binding.as_ref().map_or_else(|| item.work.record.topic.clone(), |b| b.topic.clone())
+/// The topic an event is counted under: its binding's main topic, else the one it came from.
+fn topic_of(item: &Item) -> &str {
+    item.binding.as_ref().map_or(item.work.record.topic.as_str(), |b| b.topic.as_str())
 }
 
 /// Where the event was first published: the record's own position, or for a record fetched from
