@@ -14,7 +14,7 @@
 //! one goes to the retry topic, the later ones queue behind it there.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -31,7 +31,7 @@ use crate::{
     parked::ParkChange,
     retry::{self, Plan},
     store::{hex, Parked, Store},
-    DecodeError, HandlerError,
+    DecodeError, FastMap, HandlerError,
 };
 
 /// One handler bound to its topics.
@@ -50,7 +50,7 @@ pub(crate) struct Engine {
     pub(crate) consumer: Arc<str>,
     pub(crate) store: Store,
     /// By the topic a record is fetched from: its binding, and whether that is the retry topic.
-    pub(crate) bindings: HashMap<String, (Arc<Binding>, bool)>,
+    pub(crate) bindings: FastMap<String, (Arc<Binding>, bool)>,
     pub(crate) outbound: Outbound,
     pub(crate) retry: RetrySettings,
     pub(crate) metrics: ConsumerMetrics,
@@ -152,6 +152,8 @@ impl Engine {
         for work in works {
             items.push(self.decode(work).await);
         }
+        // On SQLite the next batch decodes while this one writes, then waits its turn.
+        let _turn = self.store.write_turn().await;
         let walk = match self.fast(&mut items).await {
             // A handler failed: run the batch again event by event, each in its own savepoint.
             Ok(None) => self.one_by_one(&mut items).await,

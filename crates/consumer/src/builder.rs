@@ -1,8 +1,6 @@
 //! Wiring a consumer: config, handlers, decoder, extra HTTP routes.
 
-use std::{
-    collections::HashMap, future::Future, marker::PhantomData, net::SocketAddr, sync::Arc, time::Duration,
-};
+use std::{future::Future, marker::PhantomData, net::SocketAddr, sync::Arc, time::Duration};
 
 use fanout_events::{topics, Event};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -15,7 +13,7 @@ use crate::{
     kafka::{Context, Shared},
     metrics::ConsumerMetrics,
     store::Store,
-    ConsumerConfig, ConsumerError, Decoder, Handler,
+    ConsumerConfig, ConsumerError, Decoder, FastMap, Handler,
 };
 
 type MakeRoute = Box<dyn FnOnce(Arc<dyn Decoder>) -> Arc<dyn Route> + Send>;
@@ -81,7 +79,7 @@ impl ConsumerBuilder {
         if self.handlers.is_empty() {
             return Err(ConsumerError::Wiring("no handler: add one with ConsumerBuilder::handle".into()));
         }
-        let mut bindings = HashMap::new();
+        let mut bindings = FastMap::default();
         let mut main_topics = Vec::new();
         for (topic, make) in self.handlers {
             if bindings.contains_key(&topic) {

@@ -83,7 +83,8 @@ impl Default for StoreSettings {
 /// The defaults favour throughput without costing latency: with no linger a batch starts as soon
 /// as the store has a free writer, with whatever is ready; events that arrive while it runs make
 /// the next one, so batches stay small (and fast) under light load and grow towards `batch_size`
-/// under heavy load. One SQLite store writes one batch at a time; PostgreSQL runs up to
+/// under heavy load. One SQLite store writes one batch at a time while the next one decodes;
+/// PostgreSQL runs up to
 /// `store.max_connections` batches at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -15,11 +15,11 @@
 //! Pure bookkeeping, no I/O: the runner feeds it records and finished work.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     sync::Arc,
 };
 
-use crate::meta::Record;
+use crate::{meta::Record, FastMap};
 
 /// A topic partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -110,7 +110,7 @@ struct KeyQueue {
 #[derive(Debug)]
 struct PartitionQueue {
     generation: u64,
-    keys: HashMap<KeyId, KeyQueue>,
+    keys: FastMap<KeyId, KeyQueue>,
     /// Idle keys whose head is due, by head offset.
     ready: BTreeMap<i64, KeyId>,
     /// Idle keys whose head waits for a time, by (due time, head offset).
@@ -170,7 +170,7 @@ impl PartitionQueue {
 /// The per-partition queues of one consumer.
 #[derive(Debug)]
 pub(crate) struct Dispatcher {
-    partitions: HashMap<Tp, PartitionQueue>,
+    partitions: FastMap<Tp, PartitionQueue>,
     /// Partitions in the order `take` visits them, starting after the last one it took from.
     order: Vec<Tp>,
     cursor: usize,
@@ -182,7 +182,7 @@ pub(crate) struct Dispatcher {
 impl Dispatcher {
     pub(crate) fn new(key_parallelism: usize) -> Self {
         Self {
-            partitions: HashMap::new(),
+            partitions: FastMap::default(),
             order: Vec::new(),
             cursor: 0,
             key_parallelism: key_parallelism.max(1),
@@ -197,7 +197,7 @@ impl Dispatcher {
             self.generations += 1;
             let queue = PartitionQueue {
                 generation: self.generations,
-                keys: HashMap::new(),
+                keys: FastMap::default(),
                 ready: BTreeMap::new(),
                 timers: BTreeMap::new(),
                 pending: BTreeSet::new(),

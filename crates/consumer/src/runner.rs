@@ -230,9 +230,10 @@ impl Consumer {
     /// batch wait up to `batch_linger_ms` to fill.
     pub(crate) fn launch(&self, state: &mut Loop) {
         let processing = &self.config.processing;
-        // SQLite has one writer: a second concurrent batch would only wait for its lock.
+        // SQLite has one writer: a second batch decodes while the first writes, then waits its
+        // turn; more would only wait longer.
         let writers =
-            if self.engine.store.single_writer() { 1 } else { self.config.store.max_connections as usize };
+            if self.engine.store.single_writer() { 2 } else { self.config.store.max_connections as usize };
         while state.batches.len() < writers && state.parked_loaded {
             let now = now_ms();
             if processing.batch_linger_ms > 0 && state.dispatcher.ready(now) < processing.batch_size {

@@ -4,12 +4,14 @@
 //! One code path for SQLite (embedded, one instance) and PostgreSQL (several instances) through
 //! `sqlx::Any`: the statements below are portable (`$n` placeholders, `ON CONFLICT`).
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
     Any, AnyConnection, AnyPool, Executor, Row, Transaction,
 };
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{config::StoreSettings, ConsumerError};
 
@@ -28,6 +30,9 @@ pub(crate) struct Store {
     health: AnyPool,
     consumer: String,
     backend: Backend,
+    /// SQLite's one write lock, taken in turn by batches (FIFO) instead of by SQLite's busy
+    /// handler, which sleeps and polls; `None` on PostgreSQL.
+    writer: Option<Arc<Semaphore>>,
 }
 
 /// Most dedupe marks one insert statement writes: three bind parameters each stay below SQLite's
@@ -102,7 +107,8 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(failed)?;
-        let store = Self { pool, health, consumer: consumer.to_owned(), backend };
+        let writer = (backend == Backend::Sqlite).then(|| Arc::new(Semaphore::new(1)));
+        let store = Self { pool, health, consumer: consumer.to_owned(), backend, writer };
         store.migrate().await.map_err(failed)?;
         Ok(store)
     }
@@ -121,6 +127,16 @@ impl Store {
     /// True for SQLite, whose single writer lets one batch at a time write.
     pub(crate) fn single_writer(&self) -> bool {
         self.backend == Backend::Sqlite
+    }
+
+    /// Waits for this batch's turn to write, on a single-writer store; hold the permit until
+    /// the transaction has ended. On PostgreSQL there is no turn to wait for.
+    pub(crate) async fn write_turn(&self) -> Option<OwnedSemaphorePermit> {
+        match &self.writer {
+            // The semaphore is never closed, so acquiring fails never.
+            Some(writer) => writer.clone().acquire_owned().await.ok(),
+            None => None,
+        }
     }
 
     /// The pool, for the consumer's own tables and queries.
