@@ -84,8 +84,7 @@ impl Default for StoreSettings {
 /// as the store has a free writer, with whatever is ready; events that arrive while it runs make
 /// the next one, so batches stay small (and fast) under light load and grow towards `batch_size`
 /// under heavy load. One SQLite store writes one batch at a time while the next one decodes;
-/// PostgreSQL runs up to
-/// `store.max_connections` batches at once.
+/// PostgreSQL runs up to `store.max_connections` batches at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcessingSettings {
