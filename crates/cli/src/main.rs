@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// The main job end to end: registry, rewards, pinning and stats against the local broker,
     /// realistic events through the SDK, a checked summary.
-    Demo(commands::demo::DemoArgs),
+    Demo(fanout_demo::DemoArgs),
     /// The built-in Confluent-compatible schema registry.
     #[command(subcommand)]
     Registry(commands::registry::RegistryCommand),
@@ -36,7 +36,7 @@ enum Command {
     #[command(subcommand)]
     Dlq(commands::dlq::DlqCommand),
     /// Measure Fanout against raw Kafka clients and Confluent's Python serde, side by side.
-    Bench(commands::bench::BenchArgs),
+    Bench(fanout_bench::BenchArgs),
 }
 
 #[tokio::main]
