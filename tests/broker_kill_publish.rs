@@ -6,7 +6,8 @@
 use std::{collections::HashMap, time::Duration};
 
 use anyhow::ensure;
-use fanout_events::{headers, Category, PostPublished};
+use fanout_core::headers;
+use fanout_events::{Category, PostPublished};
 use fanout_producer::Publisher;
 use fanout_tests::{broker_pid, kill_broker, read_topic, stack, start_registry};
 

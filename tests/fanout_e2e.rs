@@ -224,8 +224,8 @@ async fn a_fourth_consumer_applies_every_event_beside_the_others_and_prometheus_
     drop(target);
     for name in &names {
         for derived in [
-            fanout_events::topics::retry(topic.name(), name),
-            fanout_events::topics::dead_letter(topic.name(), name),
+            fanout_core::topics::retry(topic.name(), name),
+            fanout_core::topics::dead_letter(topic.name(), name),
         ] {
             let _ = kafka.delete_topic(&derived).await;
         }

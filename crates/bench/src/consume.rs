@@ -17,7 +17,8 @@ use std::{
 
 use anyhow::{bail, Context};
 use fanout_consumer::{async_trait, Consumer, EventMeta, Handler, HandlerError};
-use fanout_events::{Event, PostPublished};
+use fanout_core::Event;
+use fanout_events::PostPublished;
 use fanout_producer::Publisher;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},

@@ -12,7 +12,8 @@ use std::{
 
 use anyhow::{bail, Context};
 use fanout_consumer::{ConsumerConfig, RegistryDecoder};
-use fanout_events::{topics, Category, Event, PostPublished};
+use fanout_core::{topics, Event};
+use fanout_events::{Category, PostPublished};
 use fanout_producer::PublisherConfig;
 use fanout_schema_registry::{AvroSerde, RegistrySettings};
 use rdkafka::{

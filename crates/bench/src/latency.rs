@@ -26,7 +26,8 @@ use std::{
 
 use anyhow::{bail, Context};
 use fanout_consumer::{async_trait, EventMeta, Handler, HandlerError};
-use fanout_events::{Event, PostPublished};
+use fanout_core::Event;
+use fanout_events::PostPublished;
 use fanout_producer::Publisher;
 use hdrhistogram::Histogram;
 use rdkafka::{

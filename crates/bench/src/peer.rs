@@ -25,10 +25,12 @@
 //!   the runtime runs partitions in parallel too). A share's offsets are stored once it
 //!   committed.
 
+use fanout_core::clock::now_ms;
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context};
-use fanout_events::{Event, PostPublished};
+use fanout_core::Event;
+use fanout_events::PostPublished;
 use fanout_schema_registry::AvroSerde;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},
@@ -84,14 +86,6 @@ fn event_id<M: Message>(message: &M) -> String {
         Some(id) => id.into_owned(),
         None => format!("{}/{}/{}", message.topic(), message.partition(), message.offset()),
     }
-}
-
-/// Milliseconds since the epoch, the dedupe row's `processed_at_ms`.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Polls one batch: waits up to 100 ms for the first record, then takes what is already there,

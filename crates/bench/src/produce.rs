@@ -12,7 +12,8 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use fanout_events::{headers, Event, PostPublished};
+use fanout_core::{headers, Event};
+use fanout_events::PostPublished;
 use fanout_producer::Publisher;
 use futures::StreamExt;
 use rdkafka::{

@@ -11,7 +11,8 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use fanout_events::{Category, Event, PostPublished};
+use fanout_core::Event;
+use fanout_events::{Category, PostPublished};
 use serde::Deserialize;
 
 use super::{

@@ -1,7 +1,8 @@
 //! The event types the CLI knows by name (`post.published`), for publish and typed tail.
 
 use anyhow::{bail, Context};
-use fanout_events::{Event, PostPublished};
+use fanout_core::Event;
+use fanout_events::PostPublished;
 
 /// Event types by their CloudEvents type.
 pub const KNOWN: [&str; 1] = [PostPublished::TYPE];

@@ -256,8 +256,8 @@ impl Stack {
         }
         tokio::time::timeout(Duration::from_secs(60), &mut self.task).await???;
         for name in [
-            fanout_events::topics::retry(self.topic.name(), &self.name),
-            fanout_events::topics::dead_letter(self.topic.name(), &self.name),
+            fanout_core::topics::retry(self.topic.name(), &self.name),
+            fanout_core::topics::dead_letter(self.topic.name(), &self.name),
             self.registry_topic.clone(),
         ] {
             if let Err(e) = self.kafka.delete_topic(&name).await {
@@ -389,7 +389,7 @@ async fn a_fixed_dead_letter_is_replayed_once_and_a_second_replay_is_a_duplicate
     assert_eq!(shown[0]["headers"]["fanout_attempts"], "1");
 
     // A dry run sends nothing.
-    let retry = fanout_events::topics::retry(stack.topic.name(), &stack.name);
+    let retry = fanout_core::topics::retry(stack.topic.name(), &stack.name);
     let retry_before = records_in(&stack.kafka, &retry).await?;
     let main_before = records_in(&stack.kafka, stack.topic.name()).await?;
     let (planned, stderr) = stack.dlq_lines("replay", &["--key", &key, "--dry-run"]).await?;
@@ -500,8 +500,8 @@ async fn bad_input_is_named_and_an_empty_dead_letter_topic_returns_at_once() -> 
 
     // An empty dead-letter topic: nothing listed, nothing replayed, no waiting for records.
     let topic = unique_name("dlq-empty");
-    let dlq = fanout_events::topics::dead_letter(&topic, &consumer);
-    let retry = fanout_events::topics::retry(&topic, &consumer);
+    let dlq = fanout_core::topics::dead_letter(&topic, &consumer);
+    let retry = fanout_core::topics::retry(&topic, &consumer);
     kafka.create_topic(&dlq, 2).await?;
     kafka.create_topic(&retry, 2).await?;
     let started = Instant::now();

@@ -9,7 +9,8 @@ use std::{
 };
 
 use anyhow::ensure;
-use fanout_events::{headers, Category, PostPublished};
+use fanout_core::headers;
+use fanout_events::{Category, PostPublished};
 use fanout_producer::outbox::Outbox;
 use sqlx::{sqlite::SqliteConnectOptions, SqlitePool};
 

@@ -21,6 +21,8 @@ use std::{
 
 use sqlx::{AnyConnection, Connection};
 
+use fanout_core::clock::now_ms;
+
 use crate::{
     config::RetrySettings,
     dispatch::{Finish, Work},
@@ -638,10 +640,6 @@ pub(crate) fn resume_from_headers(work: &mut Work) {
 
 fn event_time_ms(meta: &EventMeta, record: &Record) -> Option<i64> {
     meta.time.map(|t| t.timestamp_millis()).or(record.timestamp_ms)
-}
-
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn millis(duration: Duration) -> i64 {

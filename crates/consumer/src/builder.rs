@@ -2,7 +2,7 @@
 
 use std::{future::Future, marker::PhantomData, net::SocketAddr, sync::Arc, time::Duration};
 
-use fanout_events::{topics, Event};
+use fanout_core::{topics, Event};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use sqlx::AnyPool;
 
@@ -202,7 +202,7 @@ impl Consumer {
         // The retry topics are read even with no delay tiers configured: events held back there
         // behind a failing one must still come back.
         let retry_topics: Vec<String> =
-            self.main_topics.iter().map(|t| fanout_events::topics::retry(t, &self.config.name)).collect();
+            self.main_topics.iter().map(|t| fanout_core::topics::retry(t, &self.config.name)).collect();
         let topics: Vec<&str> = self.main_topics.iter().chain(&retry_topics).map(String::as_str).collect();
         self.kafka
             .subscribe(&topics)

@@ -8,7 +8,7 @@
 //! consumer has applied since (or a replay replayed twice) is a duplicate, not a second effect.
 
 use chrono::{DateTime, Utc};
-use fanout_events::{headers as ce, topics};
+use fanout_core::{headers as ce, topics};
 use rdkafka::message::{Headers, Message};
 
 use crate::{

@@ -5,7 +5,7 @@ use std::{any::Any, marker::PhantomData, sync::Arc};
 
 use apache_avro::{types::Value, Schema};
 use async_trait::async_trait;
-use fanout_events::Event;
+use fanout_core::Event;
 use fanout_schema_registry::{AvroSerde, SerdeError};
 use sqlx::AnyConnection;
 use tracing::Instrument;

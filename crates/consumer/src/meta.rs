@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use fanout_events::{headers, trace::TraceParent};
+use fanout_core::{headers, trace::TraceParent};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 /// A record as fetched, copied out of librdkafka so it can outlive the poll. Key, payload and

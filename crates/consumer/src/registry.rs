@@ -86,7 +86,8 @@ mod tests {
     use std::net::SocketAddr;
 
     use axum::{http::StatusCode, routing::get, Router};
-    use fanout_events::{Category, Event, PostPublished};
+    use fanout_core::Event;
+    use fanout_events::{Category, PostPublished};
     use fanout_schema_registry::wire;
 
     use super::*;

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use fanout_core::backoff::Backoff;
 
 use crate::config::RetrySettings;
 
@@ -42,14 +42,13 @@ pub(crate) fn plan(settings: &RetrySettings, attempt: u32, permanent: bool, on_r
     }
 }
 
-/// Exponential backoff after attempt `attempt` (1-based), capped, with "equal jitter": half
-/// fixed, half random, so retries of many events spread out but never come back at once.
+/// The in-process wait after attempt `attempt` (1-based) failed.
 pub(crate) fn backoff(settings: &RetrySettings, attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(30);
-    let base = settings.initial_backoff_ms.saturating_mul(1u64 << exponent).min(settings.max_backoff_ms);
-    let half = base / 2;
-    let jitter = if half > 0 { rand::thread_rng().gen_range(0..=half) } else { 0 };
-    Duration::from_millis(base - half + jitter)
+    Backoff {
+        initial: Duration::from_millis(settings.initial_backoff_ms),
+        max: Duration::from_millis(settings.max_backoff_ms),
+    }
+    .delay(attempt.saturating_sub(1))
 }
 
 /// Backoff for failures that are not the handler's (store or broker unreachable, registry down):

@@ -18,8 +18,10 @@ use tokio::{
     time::{interval, sleep_until, Instant, MissedTickBehavior},
 };
 
+use fanout_core::clock::now_ms;
+
 use crate::{
-    batch::{now_ms, resume_from_headers, Finished},
+    batch::{resume_from_headers, Finished},
     builder::Consumer,
     dispatch::{Dispatcher, Tp, Work},
     kafka::{self, Inbound},

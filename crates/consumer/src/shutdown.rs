@@ -15,8 +15,9 @@ use tokio::{
     time::{sleep_until, timeout_at, Instant},
 };
 
+use fanout_core::clock::now_ms;
+
 use crate::{
-    batch::now_ms,
     builder::Consumer,
     kafka::{self, Inbound},
     runner::Loop,

@@ -68,7 +68,7 @@ async fn poison_bytes_and_unknown_schema_ids_are_dead_lettered_while_others_flow
     .await?;
     assert_eq!(scalar(&pool, "SELECT COUNT(*) FROM effects WHERE post_id IN (1, 2) AND seq = 1").await?, 2);
 
-    let dlq = fanout_events::topics::dead_letter(topic.name(), &name);
+    let dlq = fanout_core::topics::dead_letter(topic.name(), &name);
     let dead = read_topic(&kafka, &dlq, 2, Duration::from_secs(30)).await?;
     let find = |id: &str| {
         dead.iter()

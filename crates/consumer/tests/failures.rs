@@ -54,7 +54,7 @@ async fn transient_permanent_and_poison_failures() -> TestResult {
     assert_eq!(outcome(&name, "retried"), 2.0);
 
     // Permanent and undecodable: dead-lettered with the documented headers, bytes unchanged.
-    let dlq = fanout_events::topics::dead_letter(topic.name(), &name);
+    let dlq = fanout_core::topics::dead_letter(topic.name(), &name);
     let dead = read_topic(&kafka, &dlq, 3, Duration::from_secs(30)).await?;
     let forbidden_record = &records[1];
     let forbidden_dead = dead
@@ -148,7 +148,7 @@ async fn the_retry_topic_keeps_per_key_order_and_dead_letters_when_exhausted() -
     assert_eq!(scalar(&pool, "SELECT attempt FROM effects WHERE post_id = 4 AND seq = 0").await?, 4);
     assert_eq!(scalar(&pool, "SELECT COUNT(*) FROM fanout_parked_keys").await?, 0, "no key left parked");
 
-    let dlq = fanout_events::topics::dead_letter(topic.name(), &name);
+    let dlq = fanout_core::topics::dead_letter(topic.name(), &name);
     let dead = read_topic(&kafka, &dlq, 1, Duration::from_secs(30)).await?;
     assert_eq!(dead[0].header("ce_id").as_deref(), Some(records[0].event_id.as_str()));
     assert_eq!(dead[0].header(h::ATTEMPTS).as_deref(), Some("4"), "2 in process + 2 retry tiers");

@@ -18,7 +18,7 @@ async fn lag_and_histograms_cover_what_the_consumer_owns_and_applies() -> TestRe
     publish(&kafka, topic.name(), &records).await?;
     let running = start(config(&url), topic.name(), Recorder::default()).await?;
     let name = running.name.clone();
-    let retry = fanout_events::topics::retry(topic.name(), &name);
+    let retry = fanout_core::topics::retry(topic.name(), &name);
     let pool = running.pool.clone();
     wait_until(Duration::from_secs(30), "every event applied", || {
         let pool = pool.clone();

@@ -11,7 +11,7 @@ use std::{
 };
 
 use common::*;
-use fanout_events::trace::TraceParent;
+use fanout_core::trace::TraceParent;
 use fanout_testkit::Kafka;
 use tracing::{
     field::{Field, Visit},

@@ -236,8 +236,8 @@ async fn create_topic(
 async fn cleanup(admin: &AdminClient<DefaultClientContext>, topic: &str, workdir: &std::path::Path) {
     let mut topics = vec![topic.to_owned()];
     for name in services::NAMES {
-        topics.push(fanout_events::topics::retry(topic, name));
-        topics.push(fanout_events::topics::dead_letter(topic, name));
+        topics.push(fanout_core::topics::retry(topic, name));
+        topics.push(fanout_core::topics::dead_letter(topic, name));
     }
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

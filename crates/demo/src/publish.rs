@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use fanout_events::{headers, PostPublished};
+use fanout_core::headers;
+use fanout_events::PostPublished;
 use fanout_producer::{OutgoingRecord, Publisher, PublisherConfig};
 use indicatif::{MultiProgress, ProgressBar};
 use tokio::task::JoinSet;

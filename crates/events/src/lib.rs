@@ -1,8 +1,11 @@
-//! Fanout's event contracts.
+//! Fanout's domain event contracts, and nothing else: adding an event type touches `schemas/` and
+//! this crate.
 //!
 //! The Avro files in `schemas/` are the source of truth; the types here mirror them and a test
 //! fails when the two drift apart. Payloads carry domain data only: the event's id, source, time
-//! and trace context travel in CloudEvents Kafka headers, named in [`headers`].
+//! and trace context travel in CloudEvents Kafka headers, named in [`fanout_core::headers`]. The
+//! [`Event`] trait they implement is the platform's, re-exported here so a contract and its trait
+//! come from one `use`.
 //!
 //! ```
 //! use fanout_events::{Category, Event, PostPublished};
@@ -24,33 +27,11 @@
 use std::sync::OnceLock;
 
 use apache_avro::Schema;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 
-pub mod headers;
 pub mod topics;
-pub mod trace;
 
-/// A domain event with an Avro contract, a topic and a partitioning key.
-pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
-    /// The CloudEvents `type` (`ce_type`), e.g. `post.published`.
-    const TYPE: &'static str;
-    /// The Kafka topic the event is published to.
-    const TOPIC: &'static str;
-    /// The Avro schema text, as in `schemas/`.
-    const SCHEMA: &'static str;
-
-    /// The parsed Avro schema (parsed once).
-    fn schema() -> &'static Schema;
-
-    /// The Kafka key: the aggregate id, so one aggregate's events stay ordered.
-    fn key(&self) -> Vec<u8>;
-
-    /// Appends [`Event::key`] to `out`. Publishers call this once per event with a reused
-    /// buffer; override it when the key can be written without allocating.
-    fn write_key(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.key());
-    }
-}
+pub use fanout_core::Event;
 
 /// Appends `n` in decimal to `out`, as `n.to_string()` would, without allocating.
 fn write_decimal(n: i64, out: &mut Vec<u8>) {

@@ -1,23 +1,4 @@
-//! Topic names.
+//! The domain's topic names.
 
 /// Where `PostPublished` events go.
 pub const POST_PUBLISHED: &str = "post.published";
-
-/// A consumer's own retry topic for events from `topic`: `<topic>.<consumer>.retry`.
-pub fn retry(topic: &str, consumer: &str) -> String {
-    format!("{topic}.{consumer}.retry")
-}
-
-/// A consumer's own dead-letter topic for events from `topic`: `<topic>.<consumer>.dlq`.
-pub fn dead_letter(topic: &str, consumer: &str) -> String {
-    format!("{topic}.{consumer}.dlq")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn retry_and_dead_letter_names_follow_the_convention() {
-        assert_eq!(super::retry("post.published", "rewards"), "post.published.rewards.retry");
-        assert_eq!(super::dead_letter("post.published", "rewards"), "post.published.rewards.dlq");
-    }
-}

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use fanout_events::{headers, trace::TraceParent};
+use fanout_core::{headers, trace::TraceParent};
 use rdkafka::message::{Header, OwnedHeaders};
 use uuid::{ContextV7, Timestamp, Uuid};
 

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use fanout_events::{trace::TraceParent, Event};
+use fanout_core::{trace::TraceParent, Event};
 use fanout_schema_registry::{AvroSerde, Encoder};
 use tracing::Instrument;
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use fanout_events::headers;
+use fanout_core::headers;
 use fanout_producer::{
     outbox::{relay, Outbox, RelayConfig},
     Publisher,

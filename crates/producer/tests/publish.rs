@@ -4,7 +4,9 @@ mod common;
 
 use std::{collections::HashMap, time::Duration};
 
-use fanout_events::{headers, PostPublished};
+use fanout_core::headers;
+
+use fanout_events::PostPublished;
 use fanout_producer::{PublishError, Publisher};
 
 use common::{consume_all, event, publisher_config, start_registry};
@@ -78,7 +80,7 @@ async fn publish_all_delivers_in_order_with_cloudevents_headers() -> anyhow::Res
         assert_eq!(record.headers[headers::SPECVERSION], "1.0");
         assert_eq!(record.headers[headers::SOURCE], "producer-tests");
         assert_eq!(record.headers[headers::CONTENT_TYPE], "application/avro");
-        assert!(fanout_events::trace::TraceParent::parse(&record.headers[headers::TRACEPARENT]).is_some());
+        assert!(fanout_core::trace::TraceParent::parse(&record.headers[headers::TRACEPARENT]).is_some());
         assert!(chrono::DateTime::parse_from_rfc3339(&record.headers[headers::TIME]).is_ok());
         assert_eq!(uuid::Uuid::parse_str(&record.headers[headers::ID])?.get_version_num(), 7);
         assert_eq!(record.key, sent.post_id.to_string());

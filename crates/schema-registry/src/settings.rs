@@ -69,7 +69,7 @@ pub struct RegistrySettings {
     pub connect_timeout_ms: u64,
     /// Retries after the first attempt, for connection errors, timeouts, 408, 429 and 5xx.
     pub max_retries: u32,
-    /// First backoff between retries, in milliseconds; doubles each retry, with full jitter.
+    /// First backoff between retries, in milliseconds; doubles each retry, with equal jitter (at least half of it, at most all).
     pub retry_backoff_ms: u64,
     /// Upper bound of one backoff, in milliseconds.
     pub retry_backoff_max_ms: u64,

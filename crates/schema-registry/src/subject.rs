@@ -83,7 +83,8 @@ impl SubjectNameStrategy {
 
 #[cfg(test)]
 mod tests {
-    use fanout_events::{Event, PostPublished};
+    use fanout_core::Event;
+    use fanout_events::PostPublished;
 
     use super::*;
 

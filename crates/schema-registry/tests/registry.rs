@@ -4,7 +4,8 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use apache_avro::Schema;
-use fanout_events::{Category, Event, PostPublished};
+use fanout_core::Event;
+use fanout_events::{Category, PostPublished};
 use fanout_registry_server::{RegistryConfig, RegistryServer, RunningRegistry};
 use fanout_schema_registry::{
     AvroSerde, Compatibility, RegistrySettings, SchemaReference, SchemaRegistryClient, SchemaSelection,

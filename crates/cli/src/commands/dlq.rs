@@ -24,7 +24,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use fanout_consumer::{DeadLetter, Replay};
-use fanout_events::topics;
+use fanout_core::topics;
 use fanout_schema_registry::AvroSerde;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
@@ -68,7 +68,7 @@ pub struct Selection {
     #[arg(long)]
     consumer: String,
     /// The topic the events were published to.
-    #[arg(long, default_value = topics::POST_PUBLISHED)]
+    #[arg(long, default_value = fanout_events::topics::POST_PUBLISHED)]
     topic: String,
     /// Only dead letters whose last failure is at or after this time (RFC 3339, e.g.
     /// 2026-01-02T03:04:05Z). Records without the header use their Kafka timestamp.

@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use fanout_events::{Event, PostPublished};
+use fanout_core::Event;
+use fanout_events::PostPublished;
 use fanout_schema_registry::AvroSerde;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},

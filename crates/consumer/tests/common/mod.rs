@@ -17,7 +17,8 @@ use apache_avro::{types::Value, Schema};
 use fanout_consumer::{
     async_trait, Consumer, ConsumerConfig, DecodeError, Decoder, EventMeta, Handler, HandlerError,
 };
-use fanout_events::{Category, Event, PostPublished};
+use fanout_core::Event;
+use fanout_events::{Category, PostPublished};
 use fanout_testkit::{Kafka, TestTopic};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},
@@ -434,8 +435,8 @@ pub async fn read_topic(
 /// Deletes the retry and dead-letter topics a consumer created for `topic`.
 pub async fn delete_derived(kafka: &Kafka, topic: &TestTopic, consumer: &str) {
     for name in [
-        fanout_events::topics::retry(topic.name(), consumer),
-        fanout_events::topics::dead_letter(topic.name(), consumer),
+        fanout_core::topics::retry(topic.name(), consumer),
+        fanout_core::topics::dead_letter(topic.name(), consumer),
     ] {
         if let Err(e) = kafka.delete_topic(&name).await {
             eprintln!("could not delete {name}: {e}");

@@ -25,7 +25,7 @@ mod store;
 pub use relay::{relay, RelayConfig, RelayStats};
 pub use store::{OutboxDatabase, OutboxRow};
 
-use fanout_events::{headers, trace::TraceParent, Event};
+use fanout_core::{headers, trace::TraceParent, Event};
 use uuid::Uuid;
 
 /// Why an outbox operation failed.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fanout_events::headers;
+use fanout_core::headers;
 
 use super::{store::RelayDb, OutboxError, OutboxRow};
 use crate::{metrics::ProducerMetrics, raw::OutgoingRecord, Publisher};

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use reqwest::{header, Method, StatusCode, Url};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::retry::{error_is_retryable, status_is_retryable, Backoff};
+use fanout_core::backoff::Backoff;
+
+use super::retry::{error_is_retryable, status_is_retryable};
 use crate::{settings::Secret, RegistryError, RegistrySettings};
 
 /// What Confluent's own clients send.
@@ -84,7 +86,7 @@ impl Transport {
             auth,
             max_retries: settings.max_retries,
             backoff: Backoff {
-                base: std::time::Duration::from_millis(settings.retry_backoff_ms),
+                initial: std::time::Duration::from_millis(settings.retry_backoff_ms),
                 max: std::time::Duration::from_millis(settings.retry_backoff_max_ms),
             },
             requests: AtomicU64::new(0),

@@ -14,7 +14,7 @@ use std::{
 };
 
 use apache_avro::{schema_compatibility::SchemaCompatibility, types::Value, Schema};
-use fanout_events::Event;
+use fanout_core::Event;
 use serde::{de::DeserializeOwned, Serialize};
 
 #[cfg(test)]

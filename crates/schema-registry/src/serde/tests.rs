@@ -7,7 +7,8 @@ use std::{
 };
 
 use apache_avro::{types::Value, Schema};
-use fanout_events::{Category, Event, PostPublished};
+use fanout_core::Event;
+use fanout_events::{Category, PostPublished};
 use serde::{Deserialize, Serialize};
 
 use super::*;

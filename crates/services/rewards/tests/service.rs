@@ -76,7 +76,7 @@ async fn credits_beans_for_job_posts(store_url: &str) -> anyhow::Result<()> {
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().is_some_and(|e| e.contains("abc")), "{body}");
 
-    let dead = fanout_events::topics::dead_letter(topic.name(), &running.name);
+    let dead = fanout_core::topics::dead_letter(topic.name(), &running.name);
     let mut letters = stack.read_topic(&dead, 2, LIMIT).await?;
     letters.sort_by(|a, b| a.0.cmp(&b.0));
     let error = |i: usize| letters[i].1.get(fanout_consumer::dlq_headers::ERROR).cloned().unwrap_or_default();

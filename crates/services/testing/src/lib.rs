@@ -97,7 +97,7 @@ impl Stack {
             topic: topic.to_owned(),
             key: key.to_vec(),
             payload: payload.to_vec(),
-            headers: vec![(fanout_events::headers::ID.to_owned(), event_id.to_string().into_bytes())],
+            headers: vec![(fanout_core::headers::ID.to_owned(), event_id.to_string().into_bytes())],
             event_id,
         };
         self.publisher
@@ -165,7 +165,7 @@ impl Stack {
     /// Deletes the retry and dead-letter topics the consumer `name` created for `topic`.
     pub async fn delete_derived_topics(&self, topic: &str, name: &str) {
         for derived in
-            [fanout_events::topics::retry(topic, name), fanout_events::topics::dead_letter(topic, name)]
+            [fanout_core::topics::retry(topic, name), fanout_core::topics::dead_letter(topic, name)]
         {
             if let Err(e) = self.kafka.delete_topic(&derived).await {
                 eprintln!("could not delete {derived}: {e}");
