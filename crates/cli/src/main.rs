@@ -2,7 +2,6 @@
 
 mod commands;
 mod events;
-mod shutdown;
 
 use clap::{Parser, Subcommand};
 

@@ -40,7 +40,7 @@ impl OutboxCommand {
                 let publisher = Publisher::new(config).await?;
                 let mut relay_config = RelayConfig::new(&args.db);
                 relay_config.batch_size = args.batch_size;
-                let stats = relay(relay_config, &publisher, crate::shutdown::signal())
+                let stats = relay(relay_config, &publisher, fanout_service::shutdown_signal())
                     .await
                     .with_context(|| format!("outbox relay for {}", args.db))?;
                 publisher.close(std::time::Duration::from_secs(30)).await?;

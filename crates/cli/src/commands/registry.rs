@@ -41,7 +41,7 @@ impl RegistryCommand {
                     registry.url(),
                     args.topic
                 );
-                crate::shutdown::signal().await;
+                fanout_service::shutdown_signal().await;
                 registry.shutdown().await?;
                 Ok(())
             }

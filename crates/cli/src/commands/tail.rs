@@ -75,7 +75,7 @@ impl TailArgs {
 
         let mut printed = 0usize;
         let mut last_record = Instant::now();
-        let shutdown = crate::shutdown::signal();
+        let shutdown = fanout_service::shutdown_signal();
         tokio::pin!(shutdown);
         while self.max.is_none_or(|max| printed < max) {
             if futures::FutureExt::now_or_never(&mut shutdown).is_some() {
