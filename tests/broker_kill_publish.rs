@@ -16,7 +16,7 @@ async fn acknowledged_events_survive_a_broker_kill_exactly_once() -> anyhow::Res
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("broker-kill", 3).await?;
     let registry = start_registry(&kafka).await?;
-    let mut config = fanout_producer::PublisherConfig::default();
+    let mut config = fanout_producer::PublisherConfig::new("broker-kill-test");
     config.kafka.bootstrap = kafka.bootstrap().to_owned();
     config.registry.urls = vec![registry.url()];
     // Long enough to ride out the restart below.

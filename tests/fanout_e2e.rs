@@ -153,7 +153,7 @@ async fn a_fourth_consumer_applies_every_event_beside_the_others_and_prometheus_
     }
 
     // The upstream: the same publisher code and config as with three consumers, or none.
-    let mut config = PublisherConfig { source: "post-service".into(), ..PublisherConfig::default() };
+    let mut config = PublisherConfig::new("post-service");
     config.kafka.bootstrap = bootstrap.to_owned();
     config.registry.urls = vec![url.clone()];
     let publisher = Publisher::new(config).await?;

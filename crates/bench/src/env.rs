@@ -238,7 +238,7 @@ impl Env {
     /// The producer SDK's configuration with its defaults (linger 5 ms, lz4, acks=all,
     /// idempotence): the settings both sides of every produce comparison use.
     pub fn publisher_config(&self) -> PublisherConfig {
-        let mut config = PublisherConfig { source: "fanout-bench".to_owned(), ..PublisherConfig::default() };
+        let mut config = PublisherConfig::new("fanout-bench");
         config.kafka.bootstrap = self.bootstrap.clone();
         config.registry = RegistrySettings::with_urls(&[self.registry.as_str()]);
         config

@@ -166,7 +166,7 @@ impl Stack {
                 ..Default::default()
             },
             registry: registry_settings,
-            ..PublisherConfig::default()
+            producer: Default::default(),
         })
         .await?;
         let mut published = Vec::new();

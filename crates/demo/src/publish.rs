@@ -35,8 +35,7 @@ pub async fn publish(
     poison_count: usize,
     progress: &MultiProgress,
 ) -> anyhow::Result<Published> {
-    let mut config =
-        PublisherConfig { source: "post-service (fanout demo)".into(), ..PublisherConfig::default() };
+    let mut config = PublisherConfig::new("post-service (fanout demo)");
     config.kafka.bootstrap = bootstrap.to_owned();
     config.registry.urls = vec![registry.to_owned()];
     let publisher = Publisher::new(config).await.context("creating the publisher")?;

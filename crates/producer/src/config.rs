@@ -9,24 +9,37 @@ use serde::{Deserialize, Serialize};
 use crate::PublishError;
 
 /// Everything a [`crate::Publisher`] needs. Load it with [`fanout_config::load`] (defaults < TOML
-/// file < `FANOUT_` environment) or build it in code.
+/// file < `FANOUT_` environment) or build it in code with [`PublisherConfig::new`].
+///
+/// `source` has no default: every event carries it as `ce_source`, and a made-up default would
+/// label a team's events as someone else's. A file without it is refused, naming the field.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct PublisherConfig {
-    /// The emitting service, sent as CloudEvents `ce_source`.
+    /// The emitting service, sent as CloudEvents `ce_source` (e.g. `post-service`).
     pub source: String,
     /// The cluster, and raw librdkafka properties.
+    #[serde(default)]
     pub kafka: KafkaSettings,
     /// The schema registry.
+    #[serde(default)]
     pub registry: fanout_schema_registry::RegistrySettings,
     /// Throughput and durability knobs.
+    #[serde(default)]
     pub producer: ProducerSettings,
 }
 
-impl Default for PublisherConfig {
-    fn default() -> Self {
+impl PublisherConfig {
+    /// The defaults for everything but the emitting service's name, `source`.
+    ///
+    /// ```
+    /// let config = fanout_producer::PublisherConfig::new("post-service");
+    /// assert_eq!(config.source, "post-service");
+    /// assert_eq!(config.kafka.bootstrap, "127.0.0.1:9092");
+    /// ```
+    pub fn new(source: impl Into<String>) -> Self {
         Self {
-            source: "fanout".to_owned(),
+            source: source.into(),
             kafka: KafkaSettings::default(),
             registry: Default::default(),
             producer: ProducerSettings::default(),
@@ -123,18 +136,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_file_without_source_is_refused_by_name() {
+        let err = fanout_config::from_toml_str::<PublisherConfig>("[kafka]\nbootstrap = \"k:9092\"\n")
+            .expect_err("no source");
+        assert!(err.to_string().contains("source"), "{err}");
+        let config: PublisherConfig =
+            fanout_config::from_toml_str("source = \"post-service\"\n").expect("source alone is enough");
+        assert_eq!(config.source, "post-service");
+        assert_eq!(config.producer, ProducerSettings::default());
+    }
+
+    #[test]
     fn guarantees_cannot_be_weakened_by_raw_properties() {
-        let mut config = PublisherConfig::default();
+        let mut config = PublisherConfig::new("config-tests");
         config.kafka.properties.insert("acks".into(), "1".into());
         let err = config.client_config().expect_err("acks=1 refused");
         assert!(err.to_string().contains("kafka.properties.acks"), "{err}");
 
-        let mut config = PublisherConfig::default();
+        let mut config = PublisherConfig::new("config-tests");
         config.kafka.properties.insert("linger.ms".into(), "100".into());
         let err = config.client_config().expect_err("duplicate of a typed field refused");
         assert!(err.to_string().contains("linger.ms"), "{err}");
 
-        let mut config = PublisherConfig::default();
+        let mut config = PublisherConfig::new("config-tests");
         config.kafka.properties.insert("client.id".into(), "post-service".into());
         let client = config.client_config().expect("a harmless property passes");
         assert_eq!(client.get("client.id"), Some("post-service"));

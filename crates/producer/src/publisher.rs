@@ -25,9 +25,7 @@ use crate::{
 /// use fanout_events::{Category, PostPublished};
 /// use fanout_producer::{Publisher, PublisherConfig};
 ///
-/// let mut config = PublisherConfig::default();
-/// config.source = "post-service".into();
-/// let publisher = Publisher::new(config).await?;
+/// let publisher = Publisher::new(PublisherConfig::new("post-service")).await?;
 /// let delivery = publisher
 ///     .publish(&PostPublished {
 ///         post_id: 1,

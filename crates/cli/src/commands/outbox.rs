@@ -34,7 +34,9 @@ impl OutboxCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             Self::Relay(args) => {
-                let mut config = PublisherConfig::default();
+                // Each row carries the `ce_source` its service enqueued it with; this name is the
+                // relay's own (its client id), never an event's.
+                let mut config = PublisherConfig::new("fanout-outbox-relay");
                 config.kafka.bootstrap = args.connection.bootstrap.clone();
                 config.registry = args.connection.registry_settings();
                 let publisher = Publisher::new(config).await?;

@@ -47,7 +47,7 @@ impl PublishArgs {
             }
             batch.push(events::parse_post_published(&line, index + 1)?);
         }
-        let mut config = PublisherConfig { source: self.source.clone(), ..PublisherConfig::default() };
+        let mut config = PublisherConfig::new(self.source.clone());
         config.kafka.bootstrap = self.connection.bootstrap.clone();
         config.registry = self.connection.registry_settings();
         let publisher = Publisher::new(config).await?;

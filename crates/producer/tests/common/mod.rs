@@ -23,7 +23,7 @@ pub async fn start_registry(kafka: &Kafka) -> anyhow::Result<RunningRegistry> {
 }
 
 pub fn publisher_config(kafka: &Kafka, registry: &RunningRegistry) -> PublisherConfig {
-    let mut config = PublisherConfig { source: "producer-tests".into(), ..PublisherConfig::default() };
+    let mut config = PublisherConfig::new("producer-tests");
     config.kafka.bootstrap = kafka.bootstrap().to_owned();
     config.registry.urls = vec![registry.url()];
     config

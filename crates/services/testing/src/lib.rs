@@ -47,7 +47,7 @@ impl Stack {
         .await
         .context("starting the in-process registry")?;
         let registry_url = registry.url();
-        let mut config = PublisherConfig { source: "service-tests".into(), ..PublisherConfig::default() };
+        let mut config = PublisherConfig::new("service-tests");
         config.kafka.bootstrap = kafka.bootstrap().to_owned();
         config.registry.urls = vec![registry_url.clone()];
         let publisher = Publisher::new(config).await.context("creating the publisher")?;
