@@ -14,10 +14,11 @@ use anyhow::{bail, Context};
 use fanout_consumer::{ConsumerConfig, RegistryDecoder};
 use fanout_core::{topics, Event};
 use fanout_events::{Category, PostPublished};
+use fanout_kafka::TopicSpec;
 use fanout_producer::PublisherConfig;
 use fanout_schema_registry::{AvroSerde, RegistrySettings};
 use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    admin::{AdminClient, AdminOptions},
     client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer as _},
     types::RDKafkaErrorCode,
@@ -114,41 +115,8 @@ impl Env {
     pub async fn topic(&self, what: &str, partitions: i32) -> anyhow::Result<String> {
         let name = self.name(what);
         lock(&self.topics).push(name.clone());
-        let new = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
-        let results = self
-            .admin
-            .create_topics([&new], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
-            .await?;
-        for result in results {
-            if let Err((topic, code)) = result {
-                if code != RDKafkaErrorCode::TopicAlreadyExists {
-                    bail!("cannot create topic {topic}: {code}");
-                }
-            }
-        }
-        let config = self.client_config();
-        let topic = name.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let probe: BaseConsumer = config.create()?;
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                let metadata = probe.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
-                let ready = metadata.topics().iter().any(|t| {
-                    t.name() == topic
-                        && t.error().is_none()
-                        && t.partitions().len() == partitions as usize
-                        && t.partitions().iter().all(|p| p.leader() >= 0)
-                });
-                if ready {
-                    return Ok(());
-                }
-                if Instant::now() > deadline {
-                    bail!("topic {topic} did not appear in metadata within 15 s");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-        .await??;
+        let spec = TopicSpec::new(&name, partitions).replication(1);
+        fanout_kafka::ensure_topics(&self.client_config(), &[spec], Duration::from_secs(15)).await?;
         Ok(name)
     }
 

@@ -4,6 +4,7 @@
 //! effect exactly once, and a second replay of the same dead letter is a duplicate. A dead letter
 //! that fails again returns to the dead-letter topic with its attempts extended.
 
+use fanout_testkit::wait_until;
 use std::{
     process::Output,
     sync::{
@@ -284,19 +285,6 @@ fn json_lines(stdout: &[u8]) -> anyhow::Result<Vec<Value>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l}")))
         .collect()
-}
-
-async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> TestResult
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await? {
-        ensure!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
 }
 
 /// Records in `topic` (sum of the partitions' high watermarks; nothing is ever deleted here).

@@ -27,6 +27,9 @@ pub enum ConsumerError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The retry and dead-letter topics could not be created or were not served in time.
+    #[error("retry and dead-letter topics")]
+    Topics(#[source] fanout_kafka::AdminError),
     /// The HTTP endpoint could not be bound or failed.
     #[error("http endpoint {listen}: {source}")]
     Http {

@@ -16,15 +16,14 @@ use std::{
 };
 
 use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
     error::KafkaResult,
     statistics::Statistics,
-    types::RDKafkaErrorCode,
     ClientConfig, ClientContext, Offset, TopicPartitionList,
 };
 use tokio::sync::mpsc::UnboundedSender;
+
+use fanout_kafka::{AdminError, TopicSpec};
 
 use crate::{dispatch::Tp, meta::Record, metrics::ConsumerMetrics};
 
@@ -256,23 +255,21 @@ pub(crate) fn poll_loop(consumer: Arc<BaseConsumer<Context>>, max_buffered: usiz
 
 /// Creates the retry and dead-letter topics of `topic` when absent, with as many partitions as
 /// `topic` (so a key keeps one partition in each) and the broker's default replication.
-pub(crate) async fn ensure_topics(config: &ClientConfig, topic: &str, derived: &[&str]) -> KafkaResult<()> {
-    let admin: AdminClient<DefaultClientContext> = config.create()?;
+pub(crate) async fn ensure_topics(
+    config: &ClientConfig,
+    topic: &str,
+    derived: &[&str],
+) -> Result<(), AdminError> {
     let partitions = partition_count(config, topic).await.unwrap_or(1);
-    let topics: Vec<NewTopic<'_>> =
-        derived.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(-1))).collect();
-    let results = admin
-        .create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
-        .await?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                tracing::warn!(topic = %name, error = %code, "could not create topic; it must be created by other means");
-            }
+    let specs: Vec<TopicSpec> = derived.iter().map(|name| TopicSpec::new(*name, partitions)).collect();
+    match fanout_kafka::ensure_topics(config, &specs, Duration::from_secs(15)).await {
+        // Where clients may not create topics, an operator creates them; the runtime still runs.
+        Err(AdminError::Refused { topic, code, .. }) => {
+            tracing::warn!(%topic, error = %code, "could not create topic; it must be created by other means");
+            Ok(())
         }
+        other => other,
     }
-    Ok(())
 }
 
 async fn partition_count(config: &ClientConfig, topic: &str) -> Option<i32> {

@@ -74,10 +74,7 @@ impl Consumer {
                 &[&binding.retry_topic, &binding.dlq_topic],
             )
             .await
-            .map_err(|source| ConsumerError::Kafka {
-                operation: "create retry and dead-letter topics",
-                source,
-            })?;
+            .map_err(ConsumerError::Topics)?;
         }
         self.subscribe()?;
         tracing::info!(consumer = %self.config.name, topics = ?self.main_topics, http = %self.http_addr, "consumer started");

@@ -18,13 +18,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use fanout_kafka::TopicSpec;
 use fanout_registry_server::{RegistryConfig, RegistryServer};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-    ClientConfig,
-};
+use rdkafka::ClientConfig;
 
 use report::Row;
 use workload::Workload;
@@ -78,14 +75,15 @@ impl DemoArgs {
         let workdir = std::env::temp_dir().join(format!("fanout-demo-{run}"));
         std::fs::create_dir_all(&workdir).with_context(|| format!("cannot create {}", workdir.display()))?;
 
-        let admin = admin(&self.bootstrap)?;
-        create_topic(&admin, &topic, self.partitions).await?;
+        let mut kafka = ClientConfig::new();
+        kafka.set("bootstrap.servers", &self.bootstrap);
+        create_topic(&kafka, &topic, self.partitions).await?;
         let outcome = self.run_in(&topic, &workdir, seed).await;
 
         if self.keep {
             eprintln!("kept topic {topic} and the service databases in {}", workdir.display());
         } else {
-            cleanup(&admin, &topic, &workdir).await;
+            cleanup(&kafka, &topic, &workdir).await;
         }
         outcome
     }
@@ -203,22 +201,12 @@ fn bar_style() -> ProgressStyle {
         .progress_chars("=> ")
 }
 
-fn admin(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .with_context(|| format!("cannot create a Kafka admin client for {bootstrap}"))
-}
-
-async fn create_topic(
-    admin: &AdminClient<DefaultClientContext>,
-    topic: &str,
-    partitions: i32,
-) -> anyhow::Result<()> {
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = tokio::time::timeout(
+/// Creates the demo's topic, failing fast with the way to start a broker when none answers.
+async fn create_topic(kafka: &ClientConfig, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let spec = TopicSpec::new(topic, partitions).replication(1);
+    tokio::time::timeout(
         Duration::from_secs(15),
-        admin.create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &options),
+        fanout_kafka::ensure_topics(kafka, &[spec], Duration::from_secs(15)),
     )
     .await
     .map_err(|_| {
@@ -226,24 +214,19 @@ async fn create_topic(
             "no Kafka broker answered within 15 s (start the local one with `scripts/stack up kafka`)"
         )
     })?
-    .context("creating the demo topic")?;
-    for result in results {
-        result.map_err(|(name, code)| anyhow::anyhow!("cannot create topic {name}: {code}"))?;
-    }
-    Ok(())
+    .context("creating the demo topic")
 }
 
-async fn cleanup(admin: &AdminClient<DefaultClientContext>, topic: &str, workdir: &std::path::Path) {
+async fn cleanup(kafka: &ClientConfig, topic: &str, workdir: &std::path::Path) {
     let mut topics = vec![topic.to_owned()];
     for name in services::NAMES {
         topics.push(fanout_core::topics::retry(topic, name));
         topics.push(fanout_core::topics::dead_letter(topic, name));
     }
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     // Retry and dead-letter topics exist only if something failed; "unknown topic" is fine.
     if let Ok(Err(e)) =
-        tokio::time::timeout(Duration::from_secs(15), admin.delete_topics(&names, &options)).await
+        tokio::time::timeout(Duration::from_secs(15), fanout_kafka::delete_topics(kafka, &names)).await
     {
         eprintln!("could not delete the demo topics: {e}");
     }

@@ -8,14 +8,13 @@
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use fanout_kafka::TopicSpec;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{watch, Mutex, MutexGuard};
 
@@ -175,23 +174,16 @@ impl Store {
 }
 
 async fn create_topic(config: &RegistryConfig) -> Result<(), RegistryError> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(config).create().map_err(|e| RegistryError::kafka("admin client creation", e))?;
-    let topic = NewTopic::new(&config.topic, 1, TopicReplication::Fixed(config.replication_factor))
-        .set("cleanup.policy", "compact");
-    let results = admin
-        .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)))
-        .await
-        .map_err(|e| RegistryError::kafka("create topic", e))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(RegistryError::kafka("create topic", format!("{topic}: {code}")))
-            }
-        }
-    }
-    Ok(())
+    let topic = TopicSpec::new(&config.topic, 1)
+        .replication(config.replication_factor)
+        .with("cleanup.policy", "compact");
+    fanout_kafka::ensure_topics(&client_config(config), &[topic], ADMIN_TIMEOUT).await.map_err(|e| {
+        let reason = match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        };
+        RegistryError::kafka("create topic", reason)
+    })
 }
 
 /// The high watermark of the state partition, retried until the (possibly new) topic's metadata

@@ -1,11 +1,9 @@
 use std::time::Duration;
 
+use fanout_kafka::{AdminError, TopicSpec};
 use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
     config::ClientConfig,
     consumer::{BaseConsumer, Consumer},
-    types::RDKafkaErrorCode,
 };
 
 use crate::{unique_name, TestkitError, DEFAULT_BOOTSTRAP};
@@ -76,96 +74,25 @@ impl Kafka {
     /// deleted automatically; pair it with [`Kafka::delete_topic`] or use a name from
     /// [`unique_name`].
     pub async fn create_topic(&self, name: &str, partitions: i32) -> Result<(), TestkitError> {
-        let admin = self.admin()?;
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        let results = admin
-            .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        let spec = TopicSpec::new(name, partitions).replication(1);
+        fanout_kafka::ensure_topics(&self.client_config(), &[spec], Duration::from_secs(15))
             .await
-            .map_err(|e| admin_error("create topic", name, e))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => {
-                    return Err(TestkitError::Admin {
-                        operation: "create topic",
-                        target: topic,
-                        reason: code.to_string(),
-                    })
-                }
-            }
-        }
-        self.await_topic(name, partitions).await
+            .map_err(|e| admin_error("create topic", name, &e))
     }
 
     /// Deletes a topic; a topic that does not exist is not an error.
     pub async fn delete_topic(&self, name: &str) -> Result<(), TestkitError> {
-        let admin = self.admin()?;
-        let results = admin
-            .delete_topics(&[name], &AdminOptions::new())
+        fanout_kafka::delete_topics(&self.client_config(), &[name])
             .await
-            .map_err(|e| admin_error("delete topic", name, e))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-                Err((topic, code)) => {
-                    return Err(TestkitError::Admin {
-                        operation: "delete topic",
-                        target: topic,
-                        reason: code.to_string(),
-                    })
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn admin(&self) -> Result<AdminClient<DefaultClientContext>, TestkitError> {
-        self.client_config().create().map_err(|e| TestkitError::BrokerUnavailable {
-            bootstrap: self.bootstrap.clone(),
-            reason: e.to_string(),
-        })
-    }
-
-    /// Waits until metadata shows the topic with all its partitions, so a producer started right
-    /// after creation does not race the broker's metadata propagation.
-    async fn await_topic(&self, name: &str, partitions: i32) -> Result<(), TestkitError> {
-        let config = self.client_config();
-        let topic = name.to_owned();
-        let seen = tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
-            let deadline = std::time::Instant::now() + Duration::from_secs(15);
-            loop {
-                let metadata = consumer
-                    .fetch_metadata(Some(&topic), Duration::from_secs(5))
-                    .map_err(|e| e.to_string())?;
-                let ready = metadata.topics().iter().any(|t| {
-                    t.name() == topic
-                        && t.error().is_none()
-                        && t.partitions().len() == partitions as usize
-                        && t.partitions().iter().all(|p| p.leader() >= 0)
-                });
-                if ready {
-                    return Ok(());
-                }
-                if std::time::Instant::now() > deadline {
-                    return Err("topic did not appear in metadata within 15 s".to_owned());
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
-        seen.map_err(|reason| TestkitError::Admin {
-            operation: "create topic",
-            target: name.to_owned(),
-            reason,
-        })
+            .map_err(|e| admin_error("delete topic", name, &e))
     }
 }
-
-fn admin_error(operation: &'static str, target: &str, e: rdkafka::error::KafkaError) -> TestkitError {
-    TestkitError::Admin { operation, target: target.to_owned(), reason: e.to_string() }
+fn admin_error(operation: &'static str, target: &str, e: &AdminError) -> TestkitError {
+    let reason = match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    };
+    TestkitError::Admin { operation, target: target.to_owned(), reason }
 }
 
 /// A topic that exists for one test and is deleted when dropped.

@@ -20,9 +20,11 @@
 
 mod kafka;
 mod postgres;
+mod wait;
 
 pub use kafka::{Kafka, TestTopic};
 pub use postgres::{Postgres, TestDatabase};
+pub use wait::wait_until;
 
 /// Default broker address when `FANOUT_TEST_BOOTSTRAP` is unset.
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";

@@ -300,23 +300,7 @@ pub fn run(consumer: Consumer) -> Running {
     Running { name, pool, http, stop: Some(stop), task }
 }
 
-/// Polls `check` every 50 ms until it holds or `limit` passes.
-pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> TestResult
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use fanout_testkit::wait_until;
 
 pub async fn scalar(pool: &AnyPool, sql: &str) -> anyhow::Result<i64> {
     Ok(sqlx::query(sql).fetch_one(pool).await?.try_get::<i64, _>(0)?)

@@ -11,7 +11,6 @@
 
 use std::{
     collections::HashMap,
-    future::Future,
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -256,21 +255,7 @@ pub async fn get_json(url: &str) -> anyhow::Result<(u16, serde_json::Value)> {
     Ok((status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
 }
 
-/// Polls `check` every 50 ms until it holds; fails after `limit`, saying what was awaited.
-pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use fanout_testkit::wait_until;
 
 /// Waits until GET `url` answers 200 with exactly `expected`; on timeout, says what it last got.
 pub async fn wait_for_json(url: &str, expected: &serde_json::Value, limit: Duration) -> anyhow::Result<()> {
