@@ -89,9 +89,8 @@ pub struct Selection {
     /// Stop after this many matching dead letters.
     #[arg(long)]
     max: Option<usize>,
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "FANOUT_KAFKA__BOOTSTRAP", default_value = "127.0.0.1:9092")]
-    bootstrap: String,
+    #[command(flatten)]
+    connection: Connection,
     /// Seconds to wait for the cluster to answer, and at most between two records while reading.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
@@ -102,9 +101,6 @@ pub struct Selection {
 pub struct ShowArgs {
     #[command(flatten)]
     selection: Selection,
-    /// Schema registry URL(s), comma-separated for failover.
-    #[arg(long, env = "FANOUT_REGISTRY__URLS", default_value = "http://127.0.0.1:8081")]
-    registry: String,
 }
 
 /// `fanout dlq replay`: the selection, and how to send.
@@ -220,10 +216,9 @@ impl Selection {
         })
     }
 
-    fn client_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.bootstrap);
-        config
+    /// A client of the cluster `--config`, the environment and `--bootstrap` name.
+    fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        Ok(self.connection.settings()?.client_config())
     }
 
     /// Reads the matching dead letters, in dead-letter-topic order per partition (which is the
@@ -234,7 +229,7 @@ impl Selection {
             return Ok(Vec::new());
         }
         let consumer: BaseConsumer = self
-            .client_config()
+            .client_config()?
             // Assigned, never subscribed, never committed: reading the dead letters leaves no
             // trace in the cluster, however often it is done.
             .set("group.id", format!("fanout-dlq-{}", uuid::Uuid::new_v4().simple()))
@@ -319,9 +314,10 @@ impl Selection {
         topic: &str,
         what: &str,
     ) -> anyhow::Result<Vec<i32>> {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), self.timeout())
-            .with_context(|| format!("cannot reach Kafka at {} within {}s", self.bootstrap, self.timeout))?;
+        let metadata = consumer.fetch_metadata(Some(topic), self.timeout()).with_context(|| {
+            let bootstrap = self.connection.settings().map(|s| s.kafka.bootstrap).unwrap_or_default();
+            format!("cannot reach Kafka at {bootstrap} within {}s", self.timeout)
+        })?;
         let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
             bail!("{what} topic {topic} does not exist");
         };
@@ -360,9 +356,7 @@ impl ShowArgs {
     /// Prints each matching dead letter with its headers and decoded payload. A payload that does
     /// not decode is printed with the reason: it is often why the event was dead-lettered.
     async fn run(self) -> anyhow::Result<()> {
-        let connection =
-            Connection { bootstrap: self.selection.bootstrap.clone(), registry: self.registry.clone() };
-        let serde = AvroSerde::from_settings(&connection.registry_settings())?;
+        let serde = AvroSerde::from_settings(&self.selection.connection.settings()?.registry)?;
         for found in self.selection.read_async().await? {
             let mut line = self.selection.line(&found);
             let mut headers = Map::new();
@@ -397,7 +391,7 @@ impl ReplayArgs {
         let probe = selection.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let consumer: BaseConsumer =
-                probe.client_config().create().context("cannot create a Kafka client")?;
+                probe.client_config()?.create().context("cannot create a Kafka client")?;
             probe.partitions(&consumer, &probe.retry_topic(), "retry").map(|_| ())
         })
         .await
@@ -476,7 +470,7 @@ impl ReplayArgs {
         let selection = &self.selection;
         let delivery_timeout = Duration::from_secs(selection.timeout.max(30));
         let producer: FutureProducer = selection
-            .client_config()
+            .client_config()?
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")

@@ -37,8 +37,9 @@ impl OutboxCommand {
                 // Each row carries the `ce_source` its service enqueued it with; this name is the
                 // relay's own (its client id), never an event's.
                 let mut config = PublisherConfig::new("fanout-outbox-relay");
-                config.kafka.bootstrap = args.connection.bootstrap.clone();
-                config.registry = args.connection.registry_settings();
+                let settings = args.connection.settings()?;
+                config.kafka = settings.kafka;
+                config.registry = settings.registry;
                 let publisher = Publisher::new(config).await?;
                 let mut relay_config = RelayConfig::new(&args.db);
                 relay_config.batch_size = args.batch_size;

@@ -48,8 +48,9 @@ impl PublishArgs {
             batch.push(events::parse_post_published(&line, index + 1)?);
         }
         let mut config = PublisherConfig::new(self.source.clone());
-        config.kafka.bootstrap = self.connection.bootstrap.clone();
-        config.registry = self.connection.registry_settings();
+        let settings = self.connection.settings()?;
+        config.kafka = settings.kafka;
+        config.registry = settings.registry;
         let publisher = Publisher::new(config).await?;
         let topic = self.topic.clone().unwrap_or_else(|| fanout_events::topics::POST_PUBLISHED.to_owned());
         let mut failures = 0usize;

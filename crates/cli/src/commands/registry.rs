@@ -6,6 +6,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use fanout_registry_server::{RegistryConfig, RegistryServer};
 
+use super::connection::KafkaArgs;
+
 /// The built-in registry.
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
@@ -19,9 +21,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "FANOUT_KAFKA__BOOTSTRAP", default_value = "127.0.0.1:9092")]
-    bootstrap: String,
+    #[command(flatten)]
+    kafka: KafkaArgs,
     /// The compacted topic holding every schema, version and setting.
     #[arg(long, default_value = "_schemas")]
     topic: String,
@@ -32,7 +33,9 @@ impl RegistryCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             Self::Serve(args) => {
-                let config = RegistryConfig::new(&args.bootstrap, args.listen).with_topic(&args.topic);
+                let kafka = args.kafka.settings()?.kafka;
+                let mut config = RegistryConfig::new(&kafka.bootstrap, args.listen).with_topic(&args.topic);
+                config.kafka_properties = kafka.properties;
                 let registry = RegistryServer::start(config).await.with_context(|| {
                     format!("starting the registry on {} (topic {})", args.listen, args.topic)
                 })?;

@@ -45,7 +45,7 @@ impl SchemaCommand {
             Self::Register(args) => {
                 let text = std::fs::read_to_string(&args.file)
                     .with_context(|| format!("cannot read {}", args.file.display()))?;
-                let client = SchemaRegistryClient::new(args.connection.registry_settings())?;
+                let client = SchemaRegistryClient::new(args.connection.settings()?.registry)?;
                 let id = client
                     .register(&args.subject, &UnregisteredSchema::avro(text))
                     .await
@@ -54,7 +54,7 @@ impl SchemaCommand {
                 Ok(())
             }
             Self::Get(args) => {
-                let client = SchemaRegistryClient::new(args.connection.registry_settings())?;
+                let client = SchemaRegistryClient::new(args.connection.settings()?.registry)?;
                 let schema = client
                     .schema_by_id(args.id)
                     .await

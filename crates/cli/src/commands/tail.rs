@@ -10,7 +10,7 @@ use fanout_schema_registry::AvroSerde;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     message::{BorrowedMessage, Headers},
-    ClientConfig, Message, Offset, TopicPartitionList,
+    Message, Offset, TopicPartitionList,
 };
 use serde_json::{json, Map, Value};
 
@@ -46,16 +46,17 @@ impl TailArgs {
         if let Some(name) = &self.as_type {
             events::check(name)?;
         }
-        let serde = AvroSerde::from_settings(&self.connection.registry_settings())?;
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.connection.bootstrap)
+        let settings = self.connection.settings()?;
+        let serde = AvroSerde::from_settings(&settings.registry)?;
+        let consumer: BaseConsumer = settings
+            .client_config()
             .set("group.id", format!("fanout-tail-{}", uuid::Uuid::new_v4().simple()))
             .set("enable.auto.commit", "false")
             .create()
             .context("cannot create the Kafka consumer")?;
         let metadata =
             consumer.fetch_metadata(Some(&self.topic), Duration::from_secs(10)).with_context(|| {
-                format!("no metadata for topic {} from {}", self.topic, self.connection.bootstrap)
+                format!("no metadata for topic {} from {}", self.topic, settings.kafka.bootstrap)
             })?;
         let partitions: Vec<i32> = metadata
             .topics()
