@@ -1,5 +1,6 @@
 //! Fanout's Kafka plumbing, written once: a librdkafka configuration from [`KafkaSettings`]
-//! ([`client_config`]) and topic administration ([`admin`]).
+//! ([`client_config`]), a connection check that names refused credentials ([`check_cluster`]),
+//! and topic administration ([`admin`]).
 //!
 //! Every Fanout crate that creates clients or topics goes through here, so security properties
 //! (`[kafka.properties]`: SASL, TLS) reach every client, and "create when absent, then wait until
@@ -8,11 +9,13 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+mod connect;
 
 use fanout_config::KafkaSettings;
 use rdkafka::ClientConfig;
 
 pub use admin::{delete_topics, ensure_topics, AdminError, TopicSpec};
+pub use connect::{check_cluster, ConnectError};
 
 /// A librdkafka configuration with `bootstrap.servers` and every `[kafka.properties]` entry
 /// (`security.protocol`, `sasl.*`, `ssl.*`, ...), for any client: admin, consumer or producer.

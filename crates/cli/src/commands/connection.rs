@@ -1,7 +1,7 @@
 //! How a command reaches the cluster and the registry: the same layers as a service's
 //! configuration (defaults < `--config FILE` < `FANOUT_` environment), then the command line.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Args;
@@ -58,7 +58,28 @@ impl KafkaArgs {
     }
 }
 
+/// How long a command waits for the cluster's first answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl KafkaArgs {
+    /// The settings, once the cluster has answered with them: refused credentials fail at once,
+    /// naming authentication, instead of the first real request timing out.
+    pub async fn connect(&self) -> anyhow::Result<ClientSettings> {
+        let settings = self.settings()?;
+        fanout_kafka::check_cluster(&settings.client_config(), CONNECT_TIMEOUT).await?;
+        Ok(settings)
+    }
+}
+
 impl Connection {
+    /// [`Connection::settings`], once the cluster has answered with them (see
+    /// [`KafkaArgs::connect`]).
+    pub async fn connect(&self) -> anyhow::Result<ClientSettings> {
+        let settings = self.settings()?;
+        fanout_kafka::check_cluster(&settings.client_config(), CONNECT_TIMEOUT).await?;
+        Ok(settings)
+    }
+
     /// The layered settings with `--bootstrap` and `--registry` applied.
     pub fn settings(&self) -> anyhow::Result<ClientSettings> {
         let mut settings = self.kafka.settings()?;

@@ -53,6 +53,13 @@ pub enum DlqCommand {
 impl DlqCommand {
     /// Runs the subcommand.
     pub async fn run(self) -> anyhow::Result<()> {
+        let selection = match &self {
+            Self::List(selection) => selection,
+            Self::Show(args) => &args.selection,
+            Self::Replay(args) => &args.selection,
+        };
+        // Refused credentials fail here, by name, not as a metadata timeout further on.
+        selection.connection.connect().await?;
         match self {
             Self::List(selection) => list(selection).await,
             Self::Show(args) => args.run().await,

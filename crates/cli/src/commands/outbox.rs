@@ -37,7 +37,7 @@ impl OutboxCommand {
                 // Each row carries the `ce_source` its service enqueued it with; this name is the
                 // relay's own (its client id), never an event's.
                 let mut config = PublisherConfig::new("fanout-outbox-relay");
-                let settings = args.connection.settings()?;
+                let settings = args.connection.connect().await?;
                 config.kafka = settings.kafka;
                 config.registry = settings.registry;
                 let publisher = Publisher::new(config).await?;

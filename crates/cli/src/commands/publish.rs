@@ -48,7 +48,7 @@ impl PublishArgs {
             batch.push(events::parse_post_published(&line, index + 1)?);
         }
         let mut config = PublisherConfig::new(self.source.clone());
-        let settings = self.connection.settings()?;
+        let settings = self.connection.connect().await?;
         config.kafka = settings.kafka;
         config.registry = settings.registry;
         let publisher = Publisher::new(config).await?;

@@ -33,7 +33,7 @@ impl RegistryCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             Self::Serve(args) => {
-                let kafka = args.kafka.settings()?.kafka;
+                let kafka = args.kafka.connect().await?.kafka;
                 let mut config = RegistryConfig::new(&kafka.bootstrap, args.listen).with_topic(&args.topic);
                 config.kafka_properties = kafka.properties;
                 let registry = RegistryServer::start(config).await.with_context(|| {

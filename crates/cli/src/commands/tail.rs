@@ -46,7 +46,7 @@ impl TailArgs {
         if let Some(name) = &self.as_type {
             events::check(name)?;
         }
-        let settings = self.connection.settings()?;
+        let settings = self.connection.connect().await?;
         let serde = AvroSerde::from_settings(&settings.registry)?;
         let consumer: BaseConsumer = settings
             .client_config()
