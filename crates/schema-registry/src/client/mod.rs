@@ -9,15 +9,15 @@ mod tests;
 use std::{collections::HashSet, sync::Arc};
 
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
 
 pub(crate) use cache::SingleFlight;
 use http::Transport;
 
-use crate::{
-    error::COMPATIBILITY_NOT_FOUND, Compatibility, CompatibilityCheck, RegisteredSchema, RegistryError,
-    RegistrySettings, SchemaReference, SubjectVersion, UnregisteredSchema, Version,
+use crate::protocol::{
+    Compatibility, CompatibilityCheck, ConfigAnswer, ConfigUpdate, IdAnswer, RegisteredSchema,
+    SchemaReference, SubjectVersion, UnregisteredSchema, Version, COMPATIBILITY_NOT_FOUND,
 };
+use crate::{RegistryError, RegistrySettings};
 
 type SubjectSchema = (String, UnregisteredSchema);
 
@@ -59,22 +59,6 @@ impl std::fmt::Debug for SchemaRegistryClient {
             .field("http_requests", &self.http_requests())
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Deserialize)]
-struct IdAnswer {
-    id: u32,
-}
-
-#[derive(Deserialize)]
-struct ConfigAnswer {
-    #[serde(alias = "compatibilityLevel")]
-    compatibility: Compatibility,
-}
-
-#[derive(Serialize)]
-struct ConfigUpdate {
-    compatibility: Compatibility,
 }
 
 impl SchemaRegistryClient {

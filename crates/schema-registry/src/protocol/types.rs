@@ -1,4 +1,4 @@
-//! The registry's resources, as the REST API shapes them.
+//! The registry's resources and bodies, as the REST API shapes them.
 
 use serde::{Deserialize, Serialize};
 
@@ -141,4 +141,38 @@ pub struct CompatibilityCheck {
     /// The registry's reasons, when it gives them.
     #[serde(default)]
     pub messages: Vec<String>,
+}
+
+/// The content type the registry answers with, and the one to send bodies with.
+pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// Every error answer: `{"error_code": N, "message": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ErrorBody {
+    /// Confluent's code, e.g. 40403 (see the constants of this module).
+    pub error_code: i32,
+    /// The explanation, when the registry gives one.
+    pub message: Option<String>,
+}
+
+/// The answer of a registration: the schema's global id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct IdAnswer {
+    /// The global schema id.
+    pub id: u32,
+}
+
+/// What `GET /config` answers (`compatibilityLevel`) and `PUT /config` echoes (`compatibility`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct ConfigAnswer {
+    /// The level.
+    #[serde(alias = "compatibilityLevel")]
+    pub compatibility: Compatibility,
+}
+
+/// The body of `PUT /config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ConfigUpdate {
+    /// The level to set.
+    pub compatibility: Compatibility,
 }
