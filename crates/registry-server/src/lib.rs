@@ -38,5 +38,5 @@ mod state;
 mod store;
 
 pub use config::{RegistryConfig, DEFAULT_TOPIC};
-pub use error::{RegistryError, CONTENT_TYPE};
+pub use error::RegistryError;
 pub use server::{RegistryServer, RunningRegistry};

@@ -4,9 +4,6 @@ use std::collections::{HashMap, HashSet};
 
 use apache_avro::schema::{Name, Schema, UnionSchema};
 
-/// The only schema type this registry understands.
-pub const AVRO: &str = "AVRO";
-
 /// A schema that parsed, with its references resolved.
 #[derive(Debug, Clone)]
 pub struct ParsedSchema {

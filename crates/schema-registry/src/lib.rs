@@ -6,6 +6,8 @@
 //! * [`AvroSerde`] writes and reads the Confluent wire format ([`wire`]): the producer's
 //!   [`Encoder`] resolves its schema id once and then encodes synchronously; decoding reads with
 //!   the writer schema from the registry and the consumer's own reader schema.
+//! * [`protocol`] is the REST protocol itself (bodies, levels, version specs, error codes), the
+//!   one definition this client and Fanout's registry server both speak.
 //!
 //! ```no_run
 //! use fanout_events::{Event, PostPublished};

@@ -14,8 +14,8 @@ pub(crate) use cache::SingleFlight;
 use http::Transport;
 
 use crate::protocol::{
-    Compatibility, CompatibilityCheck, ConfigAnswer, ConfigUpdate, IdAnswer, RegisteredSchema,
-    SchemaReference, SubjectVersion, UnregisteredSchema, Version, COMPATIBILITY_NOT_FOUND,
+    Compatibility, CompatibilityCheck, Config, ConfigUpdate, RegisteredSchema, SchemaId, SchemaReference,
+    SubjectVersion, UnregisteredSchema, Version, COMPATIBILITY_NOT_FOUND,
 };
 use crate::{RegistryError, RegistrySettings};
 
@@ -95,7 +95,7 @@ impl SchemaRegistryClient {
             .inner
             .registered
             .get_or_fetch(&key, || async {
-                let answer: IdAnswer = self
+                let answer: SchemaId = self
                     .inner
                     .http
                     .send(
@@ -226,8 +226,8 @@ impl SchemaRegistryClient {
     /// `Ok(None)` when the subject has no level of its own.
     pub async fn compatibility(&self, subject: Option<&str>) -> Result<Option<Compatibility>, RegistryError> {
         let path: Vec<&str> = std::iter::once("config").chain(subject).collect();
-        match self.inner.http.send::<(), ConfigAnswer>(Method::GET, &path, &[], None).await {
-            Ok(answer) => Ok(Some(answer.compatibility)),
+        match self.inner.http.send::<(), Config>(Method::GET, &path, &[], None).await {
+            Ok(answer) => Ok(Some(answer.compatibility_level)),
             Err(e) if subject.is_some() && e.error_code() == Some(COMPATIBILITY_NOT_FOUND) => Ok(None),
             Err(e) => Err(e),
         }
@@ -241,7 +241,7 @@ impl SchemaRegistryClient {
     ) -> Result<Compatibility, RegistryError> {
         let path: Vec<&str> = std::iter::once("config").chain(subject).collect();
         let body = ConfigUpdate { compatibility: level };
-        let answer: ConfigAnswer = self.inner.http.send(Method::PUT, &path, &[], Some(&body)).await?;
+        let answer: ConfigUpdate = self.inner.http.send(Method::PUT, &path, &[], Some(&body)).await?;
         Ok(answer.compatibility)
     }
 
