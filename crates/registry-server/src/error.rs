@@ -5,6 +5,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fanout_schema_registry::protocol::{self as codes, ErrorBody, CONTENT_TYPE};
 
+use crate::schema::SchemaError;
+
 /// Why the registry could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -182,11 +184,26 @@ impl ApiError {
 
     /// The schema is not valid (not JSON, not Avro, an unknown type, a missing reference).
     pub fn invalid_schema(reason: impl std::fmt::Display) -> Self {
+        let reason = reason.to_string();
+        // apache-avro starts some of its messages with the very prefix this answer adds.
+        let reason = reason.strip_prefix("Invalid schema: ").unwrap_or(&reason);
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             codes::INVALID_SCHEMA,
             format!("Invalid schema: {reason}"),
         )
+    }
+
+    /// [`ApiError::invalid_schema`] for a parse failure, with each of its causes once.
+    pub fn schema(error: &SchemaError) -> Self {
+        let mut reason = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            reason.push_str(": ");
+            reason.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::invalid_schema(reason)
     }
 
     /// A version that is neither a number from 1 to 2^31-1 nor `latest`.
@@ -267,5 +284,23 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_schema_message_says_its_prefix_and_each_cause_once() {
+        // apache-avro's own wording starts with the prefix.
+        let avro = ApiError::invalid_schema("Invalid schema: There is no type called 'record'");
+        assert_eq!(avro.message, "Invalid schema: There is no type called 'record'");
+        assert_eq!(avro.code, codes::INVALID_SCHEMA);
+
+        let not_json = crate::schema::parse_new("{nope", &[]).expect_err("not JSON");
+        let message = ApiError::schema(&not_json).message;
+        assert!(message.starts_with("Invalid schema: not JSON: key must be a string"), "{message}");
+        assert_eq!(message.matches("Invalid schema").count(), 1, "{message}");
     }
 }

@@ -8,7 +8,7 @@ use fanout_schema_registry::protocol::{
 use crate::compat;
 use crate::error::ApiError;
 use crate::record::{ConfigValue, LogRecord, MaxIdValue, ModeValue, SchemaValue};
-use crate::schema::{parse_avro, ParsedSchema};
+use crate::schema::{parse_new, ParsedSchema};
 use crate::state::{Identity, LookupError, State, StoredSchema};
 use crate::store::Store;
 
@@ -47,7 +47,7 @@ fn prepare(state: &State, request: &UnregisteredSchema) -> Result<Prepared, ApiE
             r.name, r.subject, r.version
         ))
     })?;
-    let parsed = parse_avro(text, &referenced).map_err(ApiError::invalid_schema)?;
+    let parsed = parse_new(text, &referenced).map_err(|e| ApiError::schema(&e))?;
     let identity = (SchemaType::Avro, parsed.normalized.clone(), references.clone());
     Ok(Prepared { parsed, identity, text: text.to_owned(), references })
 }
@@ -130,8 +130,10 @@ pub fn lookup(
     deleted: bool,
 ) -> Result<Found, ApiError> {
     let state = store.state();
-    let versions = state.versions(subject, deleted).ok_or_else(|| ApiError::subject_not_found(subject))?;
+    // The schema is judged first, as Confluent does: an invalid one is 42201 even under a
+    // subject that does not exist.
     let prepared = prepare(&state, request)?;
+    let versions = state.versions(subject, deleted).ok_or_else(|| ApiError::subject_not_found(subject))?;
     let id = state.id_for(&prepared.identity).ok_or_else(ApiError::schema_not_in_subject)?;
     let (version, _) =
         versions.into_iter().rev().find(|(_, e)| e.id == id).ok_or_else(ApiError::schema_not_in_subject)?;
