@@ -151,3 +151,34 @@ def test_incompatible_schema_is_rejected_with_409_for_both_clients(registry_url,
     assert result.returncode != 0
     assert "409" in result.stderr, result.stderr
     assert [1] == client.get_versions(subject)
+
+
+def test_schema_java_avro_refuses_is_422_42201_for_confluent_client_on_register_lookup_and_compatibility(registry_url):
+    from fastavro import parse_schema
+
+    subject = unique("invalid-avro") + "-value"
+    valid = {"type": "record", "name": "Keyed", "namespace": "test.interop",
+             "fields": [{"name": "key", "type": {"type": "array", "items": "string"}}]}
+    # The array's attributes beside the field instead of inside its "type": Java Avro, fastavro
+    # and Confluent's registry refuse it.
+    bare_array = {"type": "record", "name": "Keyed", "namespace": "test.interop",
+                  "fields": [{"name": "key", "type": "array", "items": "string"}]}
+    with pytest.raises(Exception):
+        parse_schema(bare_array)
+
+    client = SchemaRegistryClient({"url": registry_url})
+    client.register_schema(subject, Schema(json.dumps(valid), "AVRO"))
+    bad = Schema(json.dumps(bare_array), "AVRO")
+    calls = {
+        "register": lambda: client.register_schema(subject, bad),
+        "lookup": lambda: client.lookup_schema(subject, bad),
+        "compatibility with latest": lambda: client.test_compatibility(subject, bad),
+        "compatibility with all": lambda: client.test_compatibility_all_versions(subject, bad),
+    }
+    for endpoint, call in calls.items():
+        with pytest.raises(SchemaRegistryError) as refused:
+            call()
+        assert (refused.value.http_status_code, refused.value.error_code) == (422, 42201), endpoint
+        assert '"array" is not a defined name' in refused.value.error_message, endpoint
+        assert refused.value.error_message.count("Invalid schema") == 1, refused.value.error_message
+    assert client.get_versions(subject) == [1]

@@ -11,15 +11,16 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
+use fanout_schema_registry::protocol::{
+    Compatibility, CompatibilityCheck, Config, ConfigUpdate, Mode, ModeBody, RegisteredSchema, SchemaId,
+    SchemaType, SubjectAndVersion, SubjectVersion, UnregisteredSchema, Version, CONTENT_TYPE,
+};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::compat::CompatibilityLevel;
-use crate::error::{ApiError, CONTENT_TYPE};
-use crate::record::SchemaReference;
-use crate::schema::AVRO;
-use crate::service::{self, Found, SchemaRequest};
-use crate::state::{Mode, VersionSpec};
+use crate::error::ApiError;
+use crate::service::{self, Found};
+use crate::state::StoredSchema;
 use crate::store::Store;
 
 type AppState = Arc<Store>;
@@ -29,7 +30,7 @@ type ApiResult = Result<Response, ApiError>;
 pub fn router(store: Arc<Store>) -> Router {
     Router::new()
         .route("/", get(|| async { json(&serde_json::json!({})) }))
-        .route("/schemas/types", get(|| async { json(&[AVRO]) }))
+        .route("/schemas/types", get(|| async { json(&[SchemaType::Avro]) }))
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
         .route("/schemas/ids/{id}/versions", get(versions_by_id))
@@ -111,54 +112,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-fn parse_version(raw: &str) -> Result<VersionSpec, ApiError> {
-    if raw.eq_ignore_ascii_case("latest") {
-        return Ok(VersionSpec::Latest);
-    }
-    match raw.parse::<i32>() {
-        Ok(-1) => Ok(VersionSpec::Latest),
-        Ok(n) if n >= 1 => Ok(VersionSpec::Number(n)),
-        _ => Err(ApiError::invalid_version(raw)),
-    }
+fn parse_version(raw: &str) -> Result<Version, ApiError> {
+    Version::parse(raw).ok_or_else(|| ApiError::invalid_version(raw))
 }
 
 fn parse_id(raw: &str) -> Result<u32, ApiError> {
     raw.parse().map_err(|_| ApiError::schema_not_found(raw))
 }
 
-/// `schemaType` is omitted for AVRO, as Confluent does; `references` when empty.
-#[derive(Serialize)]
-struct SchemaBody<'a> {
-    schema: &'a str,
-    #[serde(rename = "schemaType", skip_serializing_if = "Option::is_none")]
-    schema_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    references: &'a [SchemaReference],
-}
-
-#[derive(Serialize)]
-struct VersionBody<'a> {
-    subject: &'a str,
-    version: i32,
-    id: u32,
-    #[serde(flatten)]
-    schema: SchemaBody<'a>,
-}
-
-fn schema_body(stored: &crate::state::StoredSchema) -> SchemaBody<'_> {
-    SchemaBody {
-        schema: &stored.schema,
-        schema_type: (stored.schema_type != AVRO).then_some(stored.schema_type.as_str()),
-        references: &stored.references,
+fn schema_body(id: u32, stored: &StoredSchema) -> RegisteredSchema {
+    RegisteredSchema {
+        id,
+        schema: stored.schema.clone(),
+        schema_type: stored.schema_type,
+        references: stored.references.clone(),
     }
 }
 
-fn version_body(found: &Found) -> Response {
-    json(&VersionBody {
-        subject: &found.subject,
-        version: found.version,
+fn version_body(found: Found) -> Response {
+    json(&SubjectVersion {
+        subject: found.subject,
         id: found.id,
-        schema: schema_body(&found.schema),
+        version: found.version,
+        schema: found.schema.schema,
+        schema_type: found.schema.schema_type,
+        references: found.schema.references,
     })
 }
 
@@ -166,7 +144,7 @@ async fn schema_by_id(State(store): State<AppState>, ApiPath(id): ApiPath<String
     let id = parse_id(&id)?;
     let state = store.state();
     let stored = state.schema(id).ok_or_else(|| ApiError::schema_not_found(id))?;
-    Ok(json(&schema_body(stored)))
+    Ok(json(&schema_body(id, stored)))
 }
 
 async fn raw_schema_by_id(State(store): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult {
@@ -183,12 +161,6 @@ fn raw(schema: &str) -> Response {
     response
 }
 
-#[derive(Serialize)]
-struct SubjectVersion<'a> {
-    subject: &'a str,
-    version: i32,
-}
-
 async fn versions_by_id(
     State(store): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -200,10 +172,10 @@ async fn versions_by_id(
         return Err(ApiError::schema_not_found(id));
     }
     let usages = state.usages(id);
-    let visible: Vec<SubjectVersion<'_>> = usages
-        .iter()
+    let visible: Vec<SubjectAndVersion> = usages
+        .into_iter()
         .filter(|(_, _, deleted)| params.flag("deleted") || !deleted)
-        .map(|(subject, version, _)| SubjectVersion { subject, version: *version })
+        .map(|(subject, version, _)| SubjectAndVersion { subject, version })
         .collect();
     Ok(json(&visible))
 }
@@ -251,28 +223,23 @@ async fn list_versions(
     Ok(json(&versions.iter().map(|(v, _)| *v).collect::<Vec<_>>()))
 }
 
-#[derive(Serialize)]
-struct IdBody {
-    id: u32,
-}
-
 async fn register(
     State(store): State<AppState>,
     ApiPath(subject): ApiPath<String>,
-    Body(request): Body<SchemaRequest>,
+    Body(request): Body<UnregisteredSchema>,
 ) -> ApiResult {
     let id = service::register(&store, &subject, &request).await?;
-    Ok(json(&IdBody { id }))
+    Ok(json(&SchemaId { id }))
 }
 
 async fn lookup(
     State(store): State<AppState>,
     ApiPath(subject): ApiPath<String>,
     params: Params,
-    Body(request): Body<SchemaRequest>,
+    Body(request): Body<UnregisteredSchema>,
 ) -> ApiResult {
     let found = service::lookup(&store, &subject, &request, params.flag("deleted"))?;
-    Ok(version_body(&found))
+    Ok(version_body(found))
 }
 
 async fn get_version(
@@ -282,7 +249,7 @@ async fn get_version(
 ) -> ApiResult {
     let spec = parse_version(&version)?;
     let found = service::get_version(&store, &subject, spec, &version, params.flag("deleted"))?;
-    Ok(version_body(&found))
+    Ok(version_body(found))
 }
 
 async fn get_raw_schema(
@@ -314,22 +281,15 @@ async fn delete_version(
     Ok(json(&deleted))
 }
 
-#[derive(Serialize)]
-struct CompatibilityBody {
-    is_compatible: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    messages: Option<Vec<String>>,
-}
-
 fn compatibility_body(messages: Vec<String>, verbose: bool) -> Response {
-    json(&CompatibilityBody { is_compatible: messages.is_empty(), messages: verbose.then_some(messages) })
+    json(&CompatibilityCheck { is_compatible: messages.is_empty(), messages: verbose.then_some(messages) })
 }
 
 async fn compatibility_all(
     State(store): State<AppState>,
     ApiPath(subject): ApiPath<String>,
     params: Params,
-    Body(request): Body<SchemaRequest>,
+    Body(request): Body<UnregisteredSchema>,
 ) -> ApiResult {
     let messages = service::test_compatibility(&store, &subject, None, &request)?;
     Ok(compatibility_body(messages, params.flag("verbose")))
@@ -339,30 +299,15 @@ async fn compatibility_one(
     State(store): State<AppState>,
     ApiPath((subject, version)): ApiPath<(String, String)>,
     params: Params,
-    Body(request): Body<SchemaRequest>,
+    Body(request): Body<UnregisteredSchema>,
 ) -> ApiResult {
     let spec = parse_version(&version)?;
     let messages = service::test_compatibility(&store, &subject, Some((spec, &version)), &request)?;
     Ok(compatibility_body(messages, params.flag("verbose")))
 }
 
-/// What GET and DELETE on `/config` answer (note: not the field name PUT uses).
-#[derive(Serialize)]
-struct ConfigBody {
-    #[serde(rename = "compatibilityLevel")]
-    compatibility_level: &'static str,
-}
-
-/// What PUT on `/config` takes and echoes.
-#[derive(Serialize, Deserialize)]
-struct ConfigUpdate {
-    // Some clients send the GET field name; accepting it costs nothing.
-    #[serde(alias = "compatibilityLevel")]
-    compatibility: String,
-}
-
-fn config_body(level: CompatibilityLevel) -> Response {
-    json(&ConfigBody { compatibility_level: level.as_str() })
+fn config_body(level: Compatibility) -> Response {
+    json(&Config { compatibility_level: level })
 }
 
 async fn get_global_config(State(store): State<AppState>) -> Response {
@@ -383,21 +328,24 @@ async fn get_config(
     Ok(config_body(level))
 }
 
-async fn update_config(store: &Store, subject: Option<&str>, update: ConfigUpdate) -> ApiResult {
-    let level = CompatibilityLevel::parse(&update.compatibility)
+async fn update_config(store: &Store, subject: Option<&str>, update: ConfigUpdate<String>) -> ApiResult {
+    let level = Compatibility::parse(&update.compatibility)
         .ok_or_else(|| ApiError::invalid_compatibility(&update.compatibility))?;
     service::set_config(store, subject, Some(level)).await?;
-    Ok(json(&ConfigUpdate { compatibility: level.as_str().to_owned() }))
+    Ok(json(&ConfigUpdate { compatibility: level }))
 }
 
-async fn put_global_config(State(store): State<AppState>, Body(update): Body<ConfigUpdate>) -> ApiResult {
+async fn put_global_config(
+    State(store): State<AppState>,
+    Body(update): Body<ConfigUpdate<String>>,
+) -> ApiResult {
     update_config(&store, None, update).await
 }
 
 async fn put_config(
     State(store): State<AppState>,
     ApiPath(subject): ApiPath<String>,
-    Body(update): Body<ConfigUpdate>,
+    Body(update): Body<ConfigUpdate<String>>,
 ) -> ApiResult {
     update_config(&store, Some(&subject), update).await
 }
@@ -415,14 +363,8 @@ async fn delete_config(State(store): State<AppState>, ApiPath(subject): ApiPath<
     Ok(config_body(before.unwrap_or_default()))
 }
 
-/// The mode body, the same for GET, PUT and DELETE.
-#[derive(Serialize, Deserialize)]
-struct ModeBody {
-    mode: String,
-}
-
 fn mode_body(mode: Mode) -> Response {
-    json(&ModeBody { mode: mode.as_str().to_owned() })
+    json(&ModeBody { mode })
 }
 
 async fn get_global_mode(State(store): State<AppState>) -> Response {
@@ -443,7 +385,7 @@ async fn get_mode(
     Ok(mode_body(mode))
 }
 
-async fn update_mode(store: &Store, subject: Option<&str>, update: ModeBody) -> ApiResult {
+async fn update_mode(store: &Store, subject: Option<&str>, update: ModeBody<String>) -> ApiResult {
     let mode = Mode::parse(&update.mode).ok_or_else(|| ApiError::invalid_mode(&update.mode))?;
     if subject.is_some() && mode == Mode::ReadOnlyOverride {
         return Err(ApiError::invalid_mode(&update.mode));
@@ -452,14 +394,14 @@ async fn update_mode(store: &Store, subject: Option<&str>, update: ModeBody) -> 
     Ok(mode_body(mode))
 }
 
-async fn put_global_mode(State(store): State<AppState>, Body(update): Body<ModeBody>) -> ApiResult {
+async fn put_global_mode(State(store): State<AppState>, Body(update): Body<ModeBody<String>>) -> ApiResult {
     update_mode(&store, None, update).await
 }
 
 async fn put_mode(
     State(store): State<AppState>,
     ApiPath(subject): ApiPath<String>,
-    Body(update): Body<ModeBody>,
+    Body(update): Body<ModeBody<String>>,
 ) -> ApiResult {
     update_mode(&store, Some(&subject), update).await
 }
@@ -470,19 +412,4 @@ async fn delete_mode(State(store): State<AppState>, ApiPath(subject): ApiPath<St
     }
     let before = service::set_mode(&store, Some(&subject), None).await?;
     Ok(mode_body(before.unwrap_or_default()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_parse_like_confluent() {
-        assert_eq!(parse_version("latest"), Ok(VersionSpec::Latest));
-        assert_eq!(parse_version("-1"), Ok(VersionSpec::Latest));
-        assert_eq!(parse_version("3"), Ok(VersionSpec::Number(3)));
-        for bad in ["0", "-2", "x", "", "99999999999"] {
-            assert_eq!(parse_version(bad).map_err(|e| e.code), Err(42202), "{bad}");
-        }
-    }
 }

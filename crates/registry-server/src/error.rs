@@ -3,9 +3,9 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use fanout_schema_registry::protocol::{self as codes, ErrorBody, CONTENT_TYPE};
 
-/// The content type of every answer, as Confluent's registry sends it.
-pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+use crate::schema::SchemaError;
 
 /// Why the registry could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -54,70 +54,70 @@ impl RegistryError {
 pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
-    /// Confluent error code, e.g. 40401.
-    pub code: u32,
+    /// Confluent error code, one of `protocol`'s constants.
+    pub code: i32,
     /// Human-readable explanation.
     pub message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: i32, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
 
     /// 404 for a route that does not exist.
     pub fn not_found_route() -> Self {
-        Self::new(StatusCode::NOT_FOUND, 404, "HTTP 404 Not Found")
+        Self::new(StatusCode::NOT_FOUND, codes::ROUTE_NOT_FOUND, "HTTP 404 Not Found")
     }
 
     /// 405 for a known route with another method.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, 405, "HTTP 405 Method Not Allowed")
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, codes::METHOD_NOT_ALLOWED, "HTTP 405 Method Not Allowed")
     }
 
-    /// 40401.
+    /// The subject has no (visible) version.
     pub fn subject_not_found(subject: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, 40401, format!("Subject '{subject}' not found."))
+        Self::new(StatusCode::NOT_FOUND, codes::SUBJECT_NOT_FOUND, format!("Subject '{subject}' not found."))
     }
 
-    /// 40402.
+    /// The subject has no such version.
     pub fn version_not_found(version: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, 40402, format!("Version {version} not found."))
+        Self::new(StatusCode::NOT_FOUND, codes::VERSION_NOT_FOUND, format!("Version {version} not found."))
     }
 
-    /// 40403.
+    /// No schema with this id.
     pub fn schema_not_found(what: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::NOT_FOUND, 40403, format!("Schema {what} not found"))
+        Self::new(StatusCode::NOT_FOUND, codes::SCHEMA_NOT_FOUND, format!("Schema {what} not found"))
     }
 
     /// 40403 for a lookup that matched no version of the subject.
     pub fn schema_not_in_subject() -> Self {
-        Self::new(StatusCode::NOT_FOUND, 40403, "Schema not found")
+        Self::new(StatusCode::NOT_FOUND, codes::SCHEMA_NOT_FOUND, "Schema not found")
     }
 
-    /// 40404.
+    /// A soft delete of a subject already soft-deleted.
     pub fn subject_soft_deleted(subject: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            40404,
+            codes::SUBJECT_SOFT_DELETED,
             format!("Subject '{subject}' was soft deleted. Set permanent=true to delete permanently"),
         )
     }
 
-    /// 40405.
+    /// A permanent delete of a subject not soft-deleted first.
     pub fn subject_not_soft_deleted(subject: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            40405,
+            codes::SUBJECT_NOT_SOFT_DELETED,
             format!("Subject '{subject}' was not deleted first before being permanently deleted"),
         )
     }
 
-    /// 40406.
+    /// A soft delete of a version already soft-deleted.
     pub fn version_soft_deleted(subject: &str, version: i32) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            40406,
+            codes::VERSION_SOFT_DELETED,
             format!(
                 "Subject '{subject}' Version {version} was soft deleted. Set permanent=true to delete \
                  permanently"
@@ -125,11 +125,11 @@ impl ApiError {
         )
     }
 
-    /// 40407.
+    /// A permanent delete of a version not soft-deleted first.
     pub fn version_not_soft_deleted(subject: &str, version: i32) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            40407,
+            codes::VERSION_NOT_SOFT_DELETED,
             format!(
                 "Subject '{subject}' Version {version} was not deleted first before being permanently \
                  deleted"
@@ -137,34 +137,34 @@ impl ApiError {
         )
     }
 
-    /// 40408.
+    /// The subject has no compatibility level of its own.
     pub fn config_not_set(subject: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            40408,
+            codes::COMPATIBILITY_NOT_FOUND,
             format!("Subject '{subject}' does not have subject-level compatibility configured"),
         )
     }
 
-    /// 40409.
+    /// The subject has no mode of its own.
     pub fn mode_not_set(subject: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            40409,
+            codes::MODE_NOT_FOUND,
             format!("Subject '{subject}' does not have subject-level mode configured"),
         )
     }
 
-    /// 40410, what the association probe of newer Confluent clients expects.
+    /// What the association probe of newer Confluent clients expects.
     pub fn association_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, 40410, "Association not found")
+        Self::new(StatusCode::NOT_FOUND, codes::ASSOCIATION_NOT_FOUND, "Association not found")
     }
 
-    /// 409.
+    /// The schema breaks the subject's compatibility level; `messages` say how.
     pub fn incompatible(subject: &str, messages: &[String]) -> Self {
         Self::new(
             StatusCode::CONFLICT,
-            409,
+            codes::INCOMPATIBLE_SCHEMA,
             format!(
                 "Schema being registered is incompatible with an earlier schema for subject \"{subject}\", \
                  details: [{}]",
@@ -173,21 +173,44 @@ impl ApiError {
         )
     }
 
-    /// 422 for a body that is not the JSON expected.
+    /// A body that is not the JSON expected.
     pub fn unprocessable(reason: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, 422, format!("Unprocessable entity: {reason}"))
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            codes::UNPROCESSABLE_ENTITY,
+            format!("Unprocessable entity: {reason}"),
+        )
     }
 
-    /// 42201.
+    /// The schema is not valid (not JSON, not Avro, an unknown type, a missing reference).
     pub fn invalid_schema(reason: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, 42201, format!("Invalid schema: {reason}"))
+        let reason = reason.to_string();
+        // apache-avro starts some of its messages with the very prefix this answer adds.
+        let reason = reason.strip_prefix("Invalid schema: ").unwrap_or(&reason);
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            codes::INVALID_SCHEMA,
+            format!("Invalid schema: {reason}"),
+        )
     }
 
-    /// 42202.
+    /// [`ApiError::invalid_schema`] for a parse failure, with each of its causes once.
+    pub fn schema(error: &SchemaError) -> Self {
+        let mut reason = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            reason.push_str(": ");
+            reason.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::invalid_schema(reason)
+    }
+
+    /// A version that is neither a number from 1 to 2^31-1 nor `latest`.
     pub fn invalid_version(version: &str) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            42202,
+            codes::INVALID_VERSION,
             format!(
                 "The specified version '{version}' is not a valid version id. Allowed values are between \
                  [1, 2^31-1] and the string \"latest\""
@@ -195,11 +218,11 @@ impl ApiError {
         )
     }
 
-    /// 42203.
+    /// An unknown compatibility level name.
     pub fn invalid_compatibility(level: &str) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            42203,
+            codes::INVALID_COMPATIBILITY_LEVEL,
             format!(
                 "Invalid compatibility level '{level}'. Valid values are none, backward, forward, full, \
                  backward_transitive, forward_transitive, and full_transitive"
@@ -207,49 +230,77 @@ impl ApiError {
         )
     }
 
-    /// 42204.
+    /// An unknown mode name, or READONLY_OVERRIDE for a subject.
     pub fn invalid_mode(mode: &str) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            42204,
+            codes::INVALID_MODE,
             format!("Invalid mode '{mode}'. Valid values are READWRITE, READONLY and READONLY_OVERRIDE"),
         )
     }
 
-    /// 42205.
+    /// A write refused by the subject's read-only mode.
     pub fn read_only(subject: &str) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, 42205, format!("Subject {subject} is in read-only mode"))
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            codes::OPERATION_NOT_PERMITTED,
+            format!("Subject {subject} is in read-only mode"),
+        )
     }
 
-    /// 42206.
+    /// A delete of a version other schemas still reference.
     pub fn referenced(subject: &str, version: i32) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            42206,
+            codes::REFERENCE_EXISTS,
             format!("One or more references exist to the schema {{subject={subject},version={version}}}"),
         )
     }
 
-    /// 50001.
+    /// The state topic could not be written (or an answer could not be encoded).
     pub fn store(reason: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            50001,
+            codes::STORE_ERROR,
             format!("Error in the backend data store: {reason}"),
         )
     }
 
-    /// 50002.
+    /// A write was not confirmed in time.
     pub fn timeout(reason: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, 50002, format!("Operation timed out: {reason}"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::OPERATION_TIMEOUT,
+            format!("Operation timed out: {reason}"),
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error_code": self.code, "message": self.message });
-        let mut response = (self.status, body.to_string()).into_response();
+        let body = ErrorBody { error_code: self.code, message: Some(self.message) };
+        // Two plain fields always serialise; an empty body would still carry the status.
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_schema_message_says_its_prefix_and_each_cause_once() {
+        // apache-avro's own wording starts with the prefix.
+        let avro = ApiError::invalid_schema("Invalid schema: There is no type called 'record'");
+        assert_eq!(avro.message, "Invalid schema: There is no type called 'record'");
+        assert_eq!(avro.code, codes::INVALID_SCHEMA);
+
+        let not_json = crate::schema::parse_new("{nope", &[]).expect_err("not JSON");
+        let message = ApiError::schema(&not_json).message;
+        assert!(message.starts_with("Invalid schema: not JSON: key must be a string"), "{message}");
+        assert_eq!(message.matches("Invalid schema").count(), 1, "{message}");
     }
 }

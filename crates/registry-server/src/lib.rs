@@ -10,8 +10,10 @@
 //! this process has read. Running several writing instances on one topic would need leader
 //! election and is **not supported**; extra instances work as readers.
 //!
-//! Only Avro schemas are supported, with references. Compatibility levels are Confluent's
-//! (`BACKWARD` by default), checked with apache-avro.
+//! Only Avro schemas are supported, with references. A new schema must pass Java Avro's parsing
+//! rules, the ones Confluent's registry applies, on registration, lookup and compatibility tests
+//! alike (422 / 42201 otherwise). Compatibility levels are Confluent's (`BACKWARD` by default),
+//! checked with apache-avro.
 //!
 //! ```no_run
 //! use fanout_registry_server::{RegistryConfig, RegistryServer};
@@ -36,7 +38,8 @@ mod server;
 mod service;
 mod state;
 mod store;
+mod validate;
 
 pub use config::{RegistryConfig, DEFAULT_TOPIC};
-pub use error::{RegistryError, CONTENT_TYPE};
+pub use error::RegistryError;
 pub use server::{RegistryServer, RunningRegistry};

@@ -4,18 +4,8 @@
 //! last record per key is the whole truth and log compaction never loses anything that matters.
 //! A record without a value (a tombstone) removes that piece of state.
 
+use fanout_schema_registry::protocol::{SchemaReference, SchemaType};
 use serde::{Deserialize, Serialize};
-
-/// A reference from one schema to a named schema registered under another subject.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct SchemaReference {
-    /// The fully qualified name the referencing schema uses.
-    pub name: String,
-    /// The subject the referenced schema is registered under.
-    pub subject: String,
-    /// The version of that subject.
-    pub version: i32,
-}
 
 /// Which piece of state a record is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,19 +40,15 @@ pub struct SchemaValue {
     pub id: u32,
     /// The schema text as first registered.
     pub schema: String,
-    /// `AVRO` (the only type supported).
-    #[serde(rename = "schemaType", default = "avro")]
-    pub schema_type: String,
+    /// Avro (the only type supported).
+    #[serde(rename = "schemaType", default)]
+    pub schema_type: SchemaType,
     /// The schemas this one refers to.
     #[serde(default)]
     pub references: Vec<SchemaReference>,
     /// Soft-deleted versions stay readable by id but are not live in their subject.
     #[serde(default)]
     pub deleted: bool,
-}
-
-fn avro() -> String {
-    "AVRO".to_owned()
 }
 
 /// The value of a [`LogKey::Config`] record.
@@ -149,7 +135,7 @@ mod tests {
                 Some(SchemaValue {
                     id: 7,
                     schema: "\"string\"".into(),
-                    schema_type: "AVRO".into(),
+                    schema_type: SchemaType::Avro,
                     references: vec![SchemaReference { name: "x.Y".into(), subject: "y".into(), version: 1 }],
                     deleted: true,
                 }),

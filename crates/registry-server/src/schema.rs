@@ -4,8 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use apache_avro::schema::{Name, Schema, UnionSchema};
 
-/// The only schema type this registry understands.
-pub const AVRO: &str = "AVRO";
+use crate::validate::{validate, InvalidSchema};
 
 /// A schema that parsed, with its references resolved.
 #[derive(Debug, Clone)]
@@ -19,15 +18,44 @@ pub struct ParsedSchema {
     pub normalized: String,
 }
 
+/// Why a schema text is not a schema this registry accepts.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// The text is not JSON.
+    #[error("not JSON")]
+    NotJson(#[source] serde_json::Error),
+    /// Java Avro's parser, and so Confluent's registry, would refuse it.
+    #[error(transparent)]
+    Invalid(#[from] InvalidSchema),
+    /// apache-avro refuses it (or, for a schema stored earlier, a reference does not resolve).
+    #[error(transparent)]
+    Avro(#[from] apache_avro::Error),
+    /// The parsed schema could not be written back as JSON for its identity.
+    #[error("cannot write the parsed schema as JSON")]
+    Normalize(#[source] serde_json::Error),
+}
+
+/// Parses a schema offered for registration, lookup or a compatibility test: it must pass Java
+/// Avro's rules (see `validate`) as well as apache-avro's.
+pub fn parse_new(text: &str, referenced: &[String]) -> Result<ParsedSchema, SchemaError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(SchemaError::NotJson)?;
+    // A referenced text that is not JSON defines nothing; apache-avro reports it below.
+    let referenced_values: Vec<serde_json::Value> =
+        referenced.iter().filter_map(|text| serde_json::from_str(text).ok()).collect();
+    validate(&value, &referenced_values)?;
+    parse_avro(text, referenced)
+}
+
 /// Parses `text`, resolving named types against `referenced` (the texts of every schema it refers
-/// to, directly or not). The error is a human-readable reason.
-pub fn parse_avro(text: &str, referenced: &[String]) -> Result<ParsedSchema, String> {
+/// to, directly or not). Only apache-avro's checks: schemas already stored are read with this, so
+/// one registered before a rule was added stays readable.
+pub fn parse_avro(text: &str, referenced: &[String]) -> Result<ParsedSchema, SchemaError> {
     let (schema, named) = if referenced.is_empty() {
-        (Schema::parse_str(text).map_err(|e| e.to_string())?, Vec::new())
+        (Schema::parse_str(text)?, Vec::new())
     } else {
-        Schema::parse_str_with_list(text, referenced).map_err(|e| e.to_string())?
+        Schema::parse_str_with_list(text, referenced)?
     };
-    let normalized = serde_json::to_string(&schema).map_err(|e| e.to_string())?;
+    let normalized = serde_json::to_string(&schema).map_err(SchemaError::Normalize)?;
     let definitions: HashMap<Name, Schema> =
         named.into_iter().filter_map(|s| s.name().cloned().map(|n| (n, s))).collect();
     let resolved = inline(&schema, &definitions, &mut HashSet::new());

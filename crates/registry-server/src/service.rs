@@ -1,26 +1,16 @@
 //! What each registry operation does: decide on the current state, write the records that express
 //! the decision, answer. HTTP lives in `api.rs`.
 
-use serde::Deserialize;
+use fanout_schema_registry::protocol::{
+    Compatibility, Mode, SchemaReference, SchemaType, UnregisteredSchema, Version,
+};
 
-use crate::compat::{self, CompatibilityLevel};
+use crate::compat;
 use crate::error::ApiError;
-use crate::record::{ConfigValue, LogRecord, MaxIdValue, ModeValue, SchemaReference, SchemaValue};
-use crate::schema::{parse_avro, ParsedSchema, AVRO};
-use crate::state::{Identity, LookupError, Mode, State, StoredSchema, VersionSpec};
+use crate::record::{ConfigValue, LogRecord, MaxIdValue, ModeValue, SchemaValue};
+use crate::schema::{parse_new, ParsedSchema};
+use crate::state::{Identity, LookupError, State, StoredSchema};
 use crate::store::Store;
-
-/// A schema as clients send it. Unknown fields (`metadata`, `ruleSet`, ...) are accepted and
-/// ignored, even when null.
-#[derive(Debug, Deserialize)]
-pub struct SchemaRequest {
-    #[serde(default)]
-    schema: Option<String>,
-    #[serde(rename = "schemaType", default)]
-    schema_type: Option<String>,
-    #[serde(default)]
-    references: Option<Vec<SchemaReference>>,
-}
 
 /// A subject version with its schema, as GET and lookup answer it.
 #[derive(Debug)]
@@ -38,28 +28,32 @@ struct Prepared {
     references: Vec<SchemaReference>,
 }
 
-fn prepare(state: &State, request: &SchemaRequest) -> Result<Prepared, ApiError> {
-    let text = request.schema.as_deref().filter(|s| !s.trim().is_empty());
+fn prepare(state: &State, request: &UnregisteredSchema) -> Result<Prepared, ApiError> {
+    let text = Some(request.schema.as_str()).filter(|s| !s.trim().is_empty());
     let text = text.ok_or_else(|| ApiError::invalid_schema("empty schema"))?;
-    if let Some(kind) = request.schema_type.as_deref() {
-        if !kind.eq_ignore_ascii_case(AVRO) {
-            return Err(ApiError::invalid_schema(format!("unsupported schema type {kind}; only AVRO is")));
-        }
+    let unsupported = match request.schema_type {
+        SchemaType::Avro => None,
+        SchemaType::Json => Some("JSON"),
+        SchemaType::Protobuf => Some("PROTOBUF"),
+        SchemaType::Unknown => Some("unknown"),
+    };
+    if let Some(kind) = unsupported {
+        return Err(ApiError::invalid_schema(format!("schema type {kind} is not supported; only AVRO is")));
     }
-    let references = request.references.clone().unwrap_or_default();
+    let references = request.references.clone();
     let referenced = state.referenced_texts(&references).map_err(|r| {
         ApiError::invalid_schema(format!(
             "reference {} (subject {}, version {}) not found",
             r.name, r.subject, r.version
         ))
     })?;
-    let parsed = parse_avro(text, &referenced).map_err(ApiError::invalid_schema)?;
-    let identity = (AVRO.to_owned(), parsed.normalized.clone(), references.clone());
+    let parsed = parse_new(text, &referenced).map_err(|e| ApiError::schema(&e))?;
+    let identity = (SchemaType::Avro, parsed.normalized.clone(), references.clone());
     Ok(Prepared { parsed, identity, text: text.to_owned(), references })
 }
 
 fn ensure_writable(state: &State, subject: &str) -> Result<(), ApiError> {
-    if state.effective_mode(subject).read_only() {
+    if state.effective_mode(subject).is_read_only() {
         return Err(ApiError::read_only(subject));
     }
     Ok(())
@@ -95,7 +89,7 @@ fn parsed_versions(state: &State, subject: &str) -> Vec<(i32, apache_avro::Schem
 
 /// Registers `request` under `subject`, answering the id. An identical schema already live in
 /// the subject answers its id and adds nothing; one known under another subject keeps its id.
-pub async fn register(store: &Store, subject: &str, request: &SchemaRequest) -> Result<u32, ApiError> {
+pub async fn register(store: &Store, subject: &str, request: &UnregisteredSchema) -> Result<u32, ApiError> {
     let lock = store.lock_writes().await;
     let (id, record) = {
         let state = store.state();
@@ -118,7 +112,7 @@ pub async fn register(store: &Store, subject: &str, request: &SchemaRequest) -> 
         let value = SchemaValue {
             id,
             schema: prepared.text,
-            schema_type: AVRO.to_owned(),
+            schema_type: SchemaType::Avro,
             references: prepared.references,
             deleted: false,
         };
@@ -132,12 +126,14 @@ pub async fn register(store: &Store, subject: &str, request: &SchemaRequest) -> 
 pub fn lookup(
     store: &Store,
     subject: &str,
-    request: &SchemaRequest,
+    request: &UnregisteredSchema,
     deleted: bool,
 ) -> Result<Found, ApiError> {
     let state = store.state();
-    let versions = state.versions(subject, deleted).ok_or_else(|| ApiError::subject_not_found(subject))?;
+    // The schema is judged first, as Confluent does: an invalid one is 42201 even under a
+    // subject that does not exist.
     let prepared = prepare(&state, request)?;
+    let versions = state.versions(subject, deleted).ok_or_else(|| ApiError::subject_not_found(subject))?;
     let id = state.id_for(&prepared.identity).ok_or_else(ApiError::schema_not_in_subject)?;
     let (version, _) =
         versions.into_iter().rev().find(|(_, e)| e.id == id).ok_or_else(ApiError::schema_not_in_subject)?;
@@ -149,7 +145,7 @@ pub fn lookup(
 pub fn get_version(
     store: &Store,
     subject: &str,
-    spec: VersionSpec,
+    spec: Version,
     raw: &str,
     deleted: bool,
 ) -> Result<Found, ApiError> {
@@ -164,7 +160,7 @@ fn schema_value(state: &State, id: u32, deleted: bool) -> Result<SchemaValue, Ap
     Ok(SchemaValue {
         id,
         schema: stored.schema.clone(),
-        schema_type: stored.schema_type.clone(),
+        schema_type: stored.schema_type,
         references: stored.references.clone(),
         deleted,
     })
@@ -230,7 +226,7 @@ pub async fn delete_subject(store: &Store, subject: &str, permanent: bool) -> Re
 pub async fn delete_version(
     store: &Store,
     subject: &str,
-    spec: VersionSpec,
+    spec: Version,
     raw: &str,
     permanent: bool,
 ) -> Result<i32, ApiError> {
@@ -245,8 +241,8 @@ pub async fn delete_version(
         let found = match spec {
             // "latest" of a soft delete is the newest live version; of a permanent delete, the
             // newest version at all.
-            VersionSpec::Latest => all.iter().rev().find(|(_, e)| permanent || !e.deleted),
-            VersionSpec::Number(n) => all.iter().find(|(v, _)| *v == n),
+            Version::Latest => all.iter().rev().find(|(_, e)| permanent || !e.deleted),
+            Version::Number(n) => all.iter().find(|(v, _)| *v == n),
         };
         let (version, entry) = *found.ok_or_else(|| ApiError::version_not_found(raw))?;
         if permanent {
@@ -277,8 +273,8 @@ pub async fn delete_version(
 pub fn test_compatibility(
     store: &Store,
     subject: &str,
-    spec: Option<(VersionSpec, &str)>,
-    request: &SchemaRequest,
+    spec: Option<(Version, &str)>,
+    request: &UnregisteredSchema,
 ) -> Result<Vec<String>, ApiError> {
     let state = store.state();
     let prepared = prepare(&state, request)?;
@@ -286,8 +282,8 @@ pub fn test_compatibility(
     let existing = parsed_versions(&state, subject);
     let against = match spec {
         None => existing,
-        Some((VersionSpec::Latest, _)) => existing.into_iter().last().into_iter().collect(),
-        Some((spec @ VersionSpec::Number(_), raw)) => {
+        Some((Version::Latest, _)) => existing.into_iter().last().into_iter().collect(),
+        Some((spec @ Version::Number(_), raw)) => {
             let (version, _) = state.version(subject, spec, false).map_err(lookup_error(subject, raw))?;
             existing.into_iter().filter(|(v, _)| *v == version).collect()
         }
@@ -299,8 +295,8 @@ pub fn test_compatibility(
 pub async fn set_config(
     store: &Store,
     subject: Option<&str>,
-    level: Option<CompatibilityLevel>,
-) -> Result<Option<CompatibilityLevel>, ApiError> {
+    level: Option<Compatibility>,
+) -> Result<Option<Compatibility>, ApiError> {
     let lock = store.lock_writes().await;
     let before = {
         let state = store.state();

@@ -2,17 +2,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::compat::CompatibilityLevel;
-use crate::record::{LogRecord, SchemaReference, SchemaValue};
-use crate::schema::{parse_avro, ParsedSchema, AVRO};
+use fanout_schema_registry::protocol::{Compatibility, Mode, SchemaReference, SchemaType, Version};
+
+use crate::record::{LogRecord, SchemaValue};
+use crate::schema::{parse_avro, ParsedSchema};
 
 /// A schema as stored under its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSchema {
     /// The text as first registered.
     pub schema: String,
-    /// `AVRO`.
-    pub schema_type: String,
+    /// Avro (the only type accepted).
+    pub schema_type: SchemaType,
     /// What it refers to.
     pub references: Vec<SchemaReference>,
 }
@@ -26,55 +27,9 @@ pub struct VersionEntry {
     pub deleted: bool,
 }
 
-/// Registry mode, global or per subject (named as in Confluent's API).
-#[allow(clippy::enum_variant_names)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// Normal operation.
-    #[default]
-    ReadWrite,
-    /// Registrations and deletions are refused.
-    ReadOnly,
-    /// Global only: read-only whatever the subjects say.
-    ReadOnlyOverride,
-}
-
-impl Mode {
-    /// The Confluent name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::ReadWrite => "READWRITE",
-            Mode::ReadOnly => "READONLY",
-            Mode::ReadOnlyOverride => "READONLY_OVERRIDE",
-        }
-    }
-
-    /// Parses a Confluent name, ignoring case. `IMPORT` is not supported (ids are always assigned
-    /// by this registry).
-    pub fn parse(name: &str) -> Option<Self> {
-        [Mode::ReadWrite, Mode::ReadOnly, Mode::ReadOnlyOverride]
-            .into_iter()
-            .find(|m| m.as_str().eq_ignore_ascii_case(name))
-    }
-
-    /// Whether writes to subjects are refused.
-    pub fn read_only(self) -> bool {
-        self != Mode::ReadWrite
-    }
-}
-
 /// What makes two registrations "the same schema": type, normalised text (defaults kept) and
 /// references.
-pub type Identity = (String, String, Vec<SchemaReference>);
-
-/// Which version a request names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VersionSpec {
-    /// The newest version.
-    Latest,
-    /// A version number.
-    Number(i32),
-}
+pub type Identity = (SchemaType, String, Vec<SchemaReference>);
 
 /// Why a subject version lookup failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +50,8 @@ pub struct State {
     /// before the records of the schemas it references. Retried by [`State::index_pending`].
     pending: BTreeSet<u32>,
     max_id: u32,
-    global_config: Option<CompatibilityLevel>,
-    subject_config: HashMap<String, CompatibilityLevel>,
+    global_config: Option<Compatibility>,
+    subject_config: HashMap<String, Compatibility>,
     global_mode: Option<Mode>,
     subject_mode: HashMap<String, Mode>,
     next_offset: i64,
@@ -133,10 +88,10 @@ impl State {
             }
             LogRecord::Schema(subject, version, None) => self.remove_version(&subject, version),
             LogRecord::Config(None, value) => {
-                self.global_config = value.and_then(|v| CompatibilityLevel::parse(&v.compatibility_level))
+                self.global_config = value.and_then(|v| Compatibility::parse(&v.compatibility_level))
             }
             LogRecord::Config(Some(subject), value) => {
-                match value.and_then(|v| CompatibilityLevel::parse(&v.compatibility_level)) {
+                match value.and_then(|v| Compatibility::parse(&v.compatibility_level)) {
                     Some(level) => self.subject_config.insert(subject, level),
                     None => self.subject_config.remove(&subject),
                 };
@@ -195,12 +150,12 @@ impl State {
                 self.pending.remove(&id);
                 continue;
             };
-            if stored.schema_type != AVRO {
+            if !stored.schema_type.is_avro() {
                 continue;
             }
             let Ok(referenced) = self.referenced_texts(&stored.references) else { continue };
             if let Ok(parsed) = parse_avro(&stored.schema, &referenced) {
-                let identity = (stored.schema_type.clone(), parsed.normalized, stored.references.clone());
+                let identity = (stored.schema_type, parsed.normalized, stored.references.clone());
                 self.identities.entry(identity).or_insert(id);
                 self.pending.remove(&id);
             }
@@ -289,13 +244,13 @@ impl State {
     pub fn version(
         &self,
         subject: &str,
-        spec: VersionSpec,
+        spec: Version,
         deleted: bool,
     ) -> Result<(i32, VersionEntry), LookupError> {
         let versions = self.versions(subject, deleted).ok_or(LookupError::SubjectNotFound)?;
         let found = match spec {
-            VersionSpec::Latest => versions.last().copied(),
-            VersionSpec::Number(n) => versions.into_iter().find(|(v, _)| *v == n),
+            Version::Latest => versions.last().copied(),
+            Version::Number(n) => versions.into_iter().find(|(v, _)| *v == n),
         };
         found.ok_or(LookupError::VersionNotFound)
     }
@@ -321,17 +276,17 @@ impl State {
     }
 
     /// The subject's own compatibility level, if set.
-    pub fn subject_config(&self, subject: &str) -> Option<CompatibilityLevel> {
+    pub fn subject_config(&self, subject: &str) -> Option<Compatibility> {
         self.subject_config.get(subject).copied()
     }
 
     /// The global level, if set.
-    pub fn global_config(&self) -> Option<CompatibilityLevel> {
+    pub fn global_config(&self) -> Option<Compatibility> {
         self.global_config
     }
 
     /// The level that applies to `subject`: its own, else the global one, else BACKWARD.
-    pub fn effective_config(&self, subject: &str) -> CompatibilityLevel {
+    pub fn effective_config(&self, subject: &str) -> Compatibility {
         self.subject_config(subject).or(self.global_config).unwrap_or_default()
     }
 
@@ -363,7 +318,13 @@ mod tests {
     const RECORD: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}"#;
 
     fn put(id: u32, schema: &str, deleted: bool) -> Option<SchemaValue> {
-        Some(SchemaValue { id, schema: schema.into(), schema_type: AVRO.into(), references: vec![], deleted })
+        Some(SchemaValue {
+            id,
+            schema: schema.into(),
+            schema_type: SchemaType::Avro,
+            references: vec![],
+            deleted,
+        })
     }
 
     fn state(records: Vec<LogRecord>) -> State {
@@ -376,7 +337,7 @@ mod tests {
     }
 
     fn identity(schema: &str) -> Identity {
-        (AVRO.into(), parse_avro(schema, &[]).expect("valid").normalized, vec![])
+        (SchemaType::Avro, parse_avro(schema, &[]).expect("valid").normalized, vec![])
     }
 
     #[test]
@@ -387,10 +348,7 @@ mod tests {
             LogRecord::Schema("b".into(), 1, put(1, STRING, false)),
         ]);
         assert_eq!(s.subjects(false), vec!["a", "b"]);
-        assert_eq!(
-            s.version("a", VersionSpec::Latest, false),
-            Ok((2, VersionEntry { id: 2, deleted: false }))
-        );
+        assert_eq!(s.version("a", Version::Latest, false), Ok((2, VersionEntry { id: 2, deleted: false })));
         assert_eq!(s.id_for(&identity(r#"{"type": "string"}"#)), Some(1));
         assert_eq!(s.id_for(&identity(RECORD)), Some(2));
         assert_eq!(s.next_id(), 3);
@@ -407,8 +365,8 @@ mod tests {
         ]);
         assert!(s.subjects(false).is_empty());
         assert_eq!(s.subjects(true), vec!["a"]);
-        assert_eq!(s.version("a", VersionSpec::Number(1), false), Err(LookupError::SubjectNotFound));
-        assert!(s.version("a", VersionSpec::Number(1), true).is_ok());
+        assert_eq!(s.version("a", Version::Number(1), false), Err(LookupError::SubjectNotFound));
+        assert!(s.version("a", Version::Number(1), true).is_ok());
         assert!(s.schema(1).is_some());
     }
 
@@ -449,19 +407,19 @@ mod tests {
         let level = |l: &str| Some(ConfigValue { compatibility_level: l.into() });
         let mode = |m: &str| Some(ModeValue { mode: m.into() });
         let mut s = state(vec![]);
-        assert_eq!(s.effective_config("x"), CompatibilityLevel::Backward);
+        assert_eq!(s.effective_config("x"), Compatibility::Backward);
         s.apply(0, LogRecord::Config(None, level("FULL")));
         s.apply(1, LogRecord::Config(Some("x".into()), level("NONE")));
-        assert_eq!(s.effective_config("x"), CompatibilityLevel::None);
-        assert_eq!(s.effective_config("y"), CompatibilityLevel::Full);
+        assert_eq!(s.effective_config("x"), Compatibility::None);
+        assert_eq!(s.effective_config("y"), Compatibility::Full);
         s.apply(2, LogRecord::Config(Some("x".into()), None));
         assert_eq!(s.subject_config("x"), None);
         s.apply(3, LogRecord::Mode(Some("x".into()), mode("READONLY")));
-        assert!(s.effective_mode("x").read_only());
-        assert!(!s.effective_mode("y").read_only());
+        assert!(s.effective_mode("x").is_read_only());
+        assert!(!s.effective_mode("y").is_read_only());
         s.apply(4, LogRecord::Mode(None, mode("READONLY_OVERRIDE")));
         s.apply(5, LogRecord::Mode(Some("y".into()), mode("READWRITE")));
-        assert!(s.effective_mode("y").read_only());
+        assert!(s.effective_mode("y").is_read_only());
     }
 
     #[test]
@@ -480,7 +438,7 @@ mod tests {
         s.apply(6, LogRecord::Schema("address".into(), 1, put(1, address, true)));
         s.index_pending();
         let parsed = parse_avro(person, &[address.to_owned()]).expect("valid");
-        assert_eq!(s.id_for(&(AVRO.into(), parsed.normalized, vec![reference])), Some(2));
+        assert_eq!(s.id_for(&(SchemaType::Avro, parsed.normalized, vec![reference])), Some(2));
         assert!(s.is_referenced("address", 1, false));
         assert!(s.parsed(2).is_some());
     }

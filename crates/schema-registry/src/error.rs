@@ -2,15 +2,6 @@
 
 use crate::wire::FrameError;
 
-/// Confluent's `error_code` for "subject not found".
-pub const SUBJECT_NOT_FOUND: i32 = 40401;
-/// Confluent's `error_code` for "version not found".
-pub const VERSION_NOT_FOUND: i32 = 40402;
-/// Confluent's `error_code` for "schema not found" (unknown id, or schema not under a subject).
-pub const SCHEMA_NOT_FOUND: i32 = 40403;
-/// Confluent's `error_code` for "compatibility level not set for this subject".
-pub const COMPATIBILITY_NOT_FOUND: i32 = 40408;
-
 /// A registry call that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

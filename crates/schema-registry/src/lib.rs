@@ -6,6 +6,8 @@
 //! * [`AvroSerde`] writes and reads the Confluent wire format ([`wire`]): the producer's
 //!   [`Encoder`] resolves its schema id once and then encodes synchronously; decoding reads with
 //!   the writer schema from the registry and the consumer's own reader schema.
+//! * [`protocol`] is the REST protocol itself (bodies, levels, version specs, error codes), the
+//!   one definition this client and Fanout's registry server both speak.
 //!
 //! ```no_run
 //! use fanout_events::{Event, PostPublished};
@@ -22,24 +24,22 @@
 
 mod client;
 mod error;
+pub mod protocol;
 mod serde;
 mod settings;
 mod subject;
-mod types;
 pub mod wire;
 
 pub use client::SchemaRegistryClient;
-pub use error::{
-    RegistryError, SerdeError, COMPATIBILITY_NOT_FOUND, SCHEMA_NOT_FOUND, SUBJECT_NOT_FOUND,
+pub use error::{RegistryError, SerdeError};
+pub use protocol::{
+    Compatibility, CompatibilityCheck, RegisteredSchema, SchemaReference, SchemaType, SubjectVersion,
+    UnregisteredSchema, Version, COMPATIBILITY_NOT_FOUND, SCHEMA_NOT_FOUND, SUBJECT_NOT_FOUND,
     VERSION_NOT_FOUND,
 };
 pub use serde::{AvroSerde, Encoder, SerdeConfig, WriterSchema};
 pub use settings::{RegistrySettings, SchemaSelection, Secret};
 pub use subject::{NoRecordName, SubjectKind, SubjectNameStrategy};
-pub use types::{
-    Compatibility, CompatibilityCheck, RegisteredSchema, SchemaReference, SchemaType, SubjectVersion,
-    UnregisteredSchema, Version,
-};
 pub use wire::FrameError;
 
 #[cfg(test)]

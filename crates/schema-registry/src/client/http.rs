@@ -4,17 +4,17 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use reqwest::{header, Method, StatusCode, Url};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 
 use fanout_core::backoff::Backoff;
 
 use super::retry::{error_is_retryable, status_is_retryable};
+use crate::protocol::{ErrorBody, CONTENT_TYPE};
 use crate::{settings::Secret, RegistryError, RegistrySettings};
 
 /// What Confluent's own clients send.
 const ACCEPT: &str =
     "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json; qs=0.9, application/json; qs=0.5";
-const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 /// Enough of a bad body to recognise it (an HTML title, a proxy's message) in a log line.
 const SNIPPET_CHARS: usize = 160;
 
@@ -33,12 +33,6 @@ pub(crate) struct Transport {
     max_retries: u32,
     backoff: Backoff,
     requests: AtomicU64,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error_code: i32,
-    message: Option<String>,
 }
 
 /// One failed attempt: whether another may help, and the error to report if none does.

@@ -9,15 +9,15 @@ mod tests;
 use std::{collections::HashSet, sync::Arc};
 
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
 
 pub(crate) use cache::SingleFlight;
 use http::Transport;
 
-use crate::{
-    error::COMPATIBILITY_NOT_FOUND, Compatibility, CompatibilityCheck, RegisteredSchema, RegistryError,
-    RegistrySettings, SchemaReference, SubjectVersion, UnregisteredSchema, Version,
+use crate::protocol::{
+    Compatibility, CompatibilityCheck, Config, ConfigUpdate, RegisteredSchema, SchemaId, SchemaReference,
+    SubjectVersion, UnregisteredSchema, Version, COMPATIBILITY_NOT_FOUND,
 };
+use crate::{RegistryError, RegistrySettings};
 
 type SubjectSchema = (String, UnregisteredSchema);
 
@@ -61,22 +61,6 @@ impl std::fmt::Debug for SchemaRegistryClient {
     }
 }
 
-#[derive(Deserialize)]
-struct IdAnswer {
-    id: u32,
-}
-
-#[derive(Deserialize)]
-struct ConfigAnswer {
-    #[serde(alias = "compatibilityLevel")]
-    compatibility: Compatibility,
-}
-
-#[derive(Serialize)]
-struct ConfigUpdate {
-    compatibility: Compatibility,
-}
-
 impl SchemaRegistryClient {
     /// A client for `settings`; fails on an empty URL list, a malformed URL or an unreadable CA
     /// certificate. Makes no request.
@@ -111,7 +95,7 @@ impl SchemaRegistryClient {
             .inner
             .registered
             .get_or_fetch(&key, || async {
-                let answer: IdAnswer = self
+                let answer: SchemaId = self
                     .inner
                     .http
                     .send(
@@ -242,8 +226,8 @@ impl SchemaRegistryClient {
     /// `Ok(None)` when the subject has no level of its own.
     pub async fn compatibility(&self, subject: Option<&str>) -> Result<Option<Compatibility>, RegistryError> {
         let path: Vec<&str> = std::iter::once("config").chain(subject).collect();
-        match self.inner.http.send::<(), ConfigAnswer>(Method::GET, &path, &[], None).await {
-            Ok(answer) => Ok(Some(answer.compatibility)),
+        match self.inner.http.send::<(), Config>(Method::GET, &path, &[], None).await {
+            Ok(answer) => Ok(Some(answer.compatibility_level)),
             Err(e) if subject.is_some() && e.error_code() == Some(COMPATIBILITY_NOT_FOUND) => Ok(None),
             Err(e) => Err(e),
         }
@@ -257,7 +241,7 @@ impl SchemaRegistryClient {
     ) -> Result<Compatibility, RegistryError> {
         let path: Vec<&str> = std::iter::once("config").chain(subject).collect();
         let body = ConfigUpdate { compatibility: level };
-        let answer: ConfigAnswer = self.inner.http.send(Method::PUT, &path, &[], Some(&body)).await?;
+        let answer: ConfigUpdate = self.inner.http.send(Method::PUT, &path, &[], Some(&body)).await?;
         Ok(answer.compatibility)
     }
 

@@ -26,9 +26,9 @@ pub use schema::WriterSchema;
 use hot::HotWriters;
 
 use crate::{
-    client::SingleFlight, error::SCHEMA_NOT_FOUND, wire, RegisteredSchema, RegistryError, RegistrySettings,
-    SchemaRegistryClient, SchemaSelection, SchemaType, SerdeError, SubjectKind, SubjectNameStrategy,
-    UnregisteredSchema, Version,
+    client::SingleFlight, protocol::SCHEMA_NOT_FOUND, wire, RegisteredSchema, RegistryError,
+    RegistrySettings, SchemaRegistryClient, SchemaSelection, SchemaType, SerdeError, SubjectKind,
+    SubjectNameStrategy, UnregisteredSchema, Version,
 };
 
 /// How the serde names subjects and picks the schema it writes with.
