@@ -27,6 +27,9 @@ pub enum ConsumerError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The cluster refused the consumer's credentials.
+    #[error("cannot connect to Kafka")]
+    Connect(#[source] fanout_kafka::ConnectError),
     /// The retry and dead-letter topics could not be created or were not served in time.
     #[error("retry and dead-letter topics")]
     Topics(#[source] fanout_kafka::AdminError),

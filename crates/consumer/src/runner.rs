@@ -67,6 +67,17 @@ impl Consumer {
     /// `processing.shutdown_timeout_ms` (see [`crate::ProcessingSettings::shutdown_timeout_ms`]).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ConsumerError> {
         let producer_config = self.config.consumer_client_config();
+        // Refused credentials never heal by waiting: stop now, saying so. An unreachable cluster
+        // may come back, so the runtime starts anyway and librdkafka keeps trying.
+        match fanout_kafka::check_cluster(&producer_config, Duration::from_secs(10)).await {
+            Err(error @ fanout_kafka::ConnectError::Authentication { .. }) => {
+                return Err(ConsumerError::Connect(error))
+            }
+            Err(error) => {
+                tracing::warn!(consumer = %self.config.name, error = %error, "Kafka does not answer yet")
+            }
+            Ok(()) => {}
+        }
         for binding in self.engine.bindings.values().filter(|(_, retry)| !retry).map(|(b, _)| b) {
             kafka::ensure_topics(
                 &producer_config,

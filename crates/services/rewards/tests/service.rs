@@ -101,3 +101,58 @@ async fn rewards_on_postgres() -> anyhow::Result<()> {
     let database = fanout_testkit::Postgres::connect().await?.database().await?;
     credits_beans_for_job_posts(&database.url()).await
 }
+
+/// The service behind a locked door: the stack's SASL/SCRAM-SHA-512 listener (port 9094, user
+/// `fanout`), reached through `[kafka.properties]` alone. Every client of the consumer runtime
+/// (group member, retry and dead-letter producer, admin) must carry the credentials, or no event
+/// is applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn rewards_through_the_sasl_listener() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let topic = stack.topic("rewards-sasl", 1).await?;
+    let (_dir, url) = sqlite("rewards-sasl")?;
+    let mut config = RewardsConfig::default();
+    stack.configure(&mut config, &url);
+    let mut sasl = fanout_config::KafkaSettings {
+        bootstrap: std::env::var("FANOUT_TEST_SASL_BOOTSTRAP")
+            .unwrap_or_else(|_| "127.0.0.1:9094".to_owned()),
+        ..Default::default()
+    };
+    for (key, value) in [
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "fanout"),
+        ("sasl.password", "fanout-secret"),
+    ] {
+        sasl.properties.insert(key.to_owned(), value.to_owned());
+    }
+    config.kafka = sasl.clone();
+    config.service.topic = topic.name().to_owned();
+    config.service.beans_per_job_post = 5;
+    let running = Running::start(fanout_rewards::build(config).await?);
+
+    stack.publish(topic.name(), &[post(1, 100, Category::Job), post(2, 100, Category::Job)]).await?;
+    wait_for_json(
+        &running.url("/v1/users/100/beans"),
+        &json!({"user_id": 100, "balance": 10, "ledger_entries": 2}),
+        LIMIT,
+    )
+    .await?;
+    let name = running.name.clone();
+    running.stop().await?;
+    stack.delete_derived_topics(topic.name(), &name).await;
+
+    // The same service with a wrong password stops at once, naming the refusal.
+    let (_refused_dir, url) = sqlite("rewards-sasl-refused")?;
+    let mut refused = RewardsConfig::default();
+    stack.configure(&mut refused, &url);
+    refused.kafka = sasl;
+    refused.kafka.properties.insert("sasl.password".to_owned(), "not-the-password".to_owned());
+    refused.service.topic = topic.name().to_owned();
+    let started = std::time::Instant::now();
+    let ran = fanout_rewards::build(refused).await?.run(std::future::pending()).await;
+    let said = fanout_service::report(&ran.expect_err("a wrong password must stop the service"));
+    assert!(said.contains("refused the credentials"), "{said}");
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    stack.stop().await
+}
