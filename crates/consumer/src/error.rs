@@ -18,6 +18,15 @@ pub enum ConsumerError {
         #[source]
         source: sqlx::Error,
     },
+    /// The runtime's tables could not be created or migrated.
+    #[error("consumer store {url}")]
+    Migration {
+        /// The store URL, password removed.
+        url: String,
+        /// What failed, naming the migration.
+        #[source]
+        source: fanout_migrate::MigrationError,
+    },
     /// A Kafka client could not be created or subscribed.
     #[error("kafka {operation}: {source}")]
     Kafka {
