@@ -44,7 +44,8 @@
 //! # Databases created before versioning
 //!
 //! Each component's first migration creates its tables with `IF NOT EXISTS`, so a database
-//! created by the unversioned code that came before is adopted as it is.
+//! created by the unversioned code that came before is adopted as it is. That code's bookkeeping
+//! of services' tables, `fanout_service_migrations`, stays behind unread: it may be dropped.
 #![warn(missing_docs)]
 
 use std::{fmt, ops::RangeFrom};
