@@ -100,19 +100,24 @@ impl HandlerError {
 
     /// The error and its causes, each once: the text the retry and dead-letter headers carry.
     pub(crate) fn describe(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            // sqlx's `Error::Database` ends its own message with its source's.
-            if !text.ends_with(&cause_text) {
-                text.push_str(": ");
-                text.push_str(&cause_text);
-            }
-            source = cause.source();
-        }
-        text
+        report(self)
     }
+}
+
+/// An error and its causes on one line, each cause once: some errors repeat their source in their
+/// own message (sqlx's `Error::Database` does), and printing it again would only add noise.
+pub fn report(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// SQLite's primary result codes for a value the statement can never store.
@@ -231,6 +236,22 @@ mod tests {
             assert!(!failing(&mut conn, &raise(sqlstate)).await.is_permanent(), "{sqlstate}");
         }
         conn.close().await.expect("closes");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Hides(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_printed_once() {
+        let repeated = Repeats(std::io::Error::other("disk full"));
+        assert_eq!(report(&repeated), "outer: disk full");
+        let hidden = Hides(std::io::Error::other("disk full"));
+        assert_eq!(report(&hidden), "outer: disk full");
     }
 
     #[test]

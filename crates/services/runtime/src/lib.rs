@@ -43,9 +43,10 @@ mod service;
 mod shutdown;
 mod telemetry;
 
-pub use cli::{main, report, Args, Binary};
+pub use cli::{main, Args, Binary};
 pub use config::{LogFormat, ServiceConfig, Settings, TARGETS_DIR_ENV};
 pub use error::ServiceError;
+pub use fanout_consumer::report;
 /// The migration mechanism every Fanout table goes through, and its table of version blocks.
 pub use fanout_migrate as migrate;
 pub use ledger::{Entry, Ledger};
