@@ -10,7 +10,7 @@ use anyhow::{ensure, Context};
 use fanout_consumer::{async_trait, EventMeta, Handler, HandlerError};
 use fanout_events::{Category, PostPublished};
 use fanout_producer::{Publisher, PublisherConfig};
-use fanout_service::{Migration, ScrapeTarget, Service, ServiceConfig, Settings};
+use fanout_service::{ScrapeTarget, Service, ServiceConfig, Settings};
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -28,13 +28,8 @@ impl Settings for AuditSettings {
     const HTTP_PORT: u16 = 9104;
 }
 
-const AUDIT_TABLES: &[Migration] = &[Migration {
-    version: 1,
-    description: "audit log",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS audit_log (event_id TEXT PRIMARY KEY, post_id BIGINT NOT NULL)",
-    ],
-}];
+/// `migrations/audit/1040001_audit_log.sql`: the audit log's block is 104.
+static AUDIT_TABLES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/audit");
 
 #[derive(Debug)]
 struct AuditLog;
@@ -58,7 +53,7 @@ impl Handler<PostPublished> for AuditLog {
 
 async fn audit(config: ServiceConfig<AuditSettings>) -> Result<Service, fanout_service::ServiceError> {
     let topic = config.service.topic.clone();
-    Service::build(&config, AUDIT_TABLES, |consumer, _db| {
+    Service::build(&config, &AUDIT_TABLES, |consumer, _db| {
         consumer.handle_topic::<PostPublished, _>(topic, AuditLog)
     })
     .await

@@ -381,7 +381,7 @@ async fn start_services(env: &Env, topic: &str, sinks: &[Arc<Sink>]) -> anyhow::
     );
     let handler =
         Timed { inner: fanout_rewards::CreditBeans::new(&rewards.service), sink: rewards_sink.clone() };
-    let rewards = Service::build(&rewards, fanout_rewards::MIGRATIONS, |consumer, db| {
+    let rewards = Service::build(&rewards, &fanout_rewards::MIGRATIONS, |consumer, db| {
         consumer.handle_topic::<PostPublished, _>(topic, handler).routes(fanout_rewards::router(db))
     })
     .await
@@ -393,14 +393,14 @@ async fn start_services(env: &Env, topic: &str, sinks: &[Arc<Sink>]) -> anyhow::
     );
     let handler =
         Timed { inner: fanout_pinning::GrantPins::new(&pinning.service), sink: pinning_sink.clone() };
-    let pinning = Service::build(&pinning, fanout_pinning::MIGRATIONS, |consumer, db| {
+    let pinning = Service::build(&pinning, &fanout_pinning::MIGRATIONS, |consumer, db| {
         consumer.handle_topic::<PostPublished, _>(topic, handler).routes(fanout_pinning::router(db))
     })
     .await
     .context("starting pinning")?;
     let stats = service_config(env, topic, fanout_stats::StatsSettings { topic: topic.to_owned() });
     let handler = Timed { inner: fanout_stats::CountPosts, sink: stats_sink.clone() };
-    let stats = Service::build(&stats, fanout_stats::MIGRATIONS, |consumer, db| {
+    let stats = Service::build(&stats, &fanout_stats::MIGRATIONS, |consumer, db| {
         consumer.handle_topic::<PostPublished, _>(topic, handler).routes(fanout_stats::router(db))
     })
     .await

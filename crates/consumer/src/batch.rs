@@ -491,7 +491,7 @@ impl Engine {
     ) -> Result<(), Abort> {
         let now = now_ms();
         let attempt = work.attempt + 1;
-        let text = error.to_string();
+        let text = error.describe();
         let origin = origin(&work.record, &binding.topic, on_retry_topic);
         tracing::warn!(consumer = %self.consumer, topic = %binding.topic, offset = origin.offset, attempt, error = %text,
             "handler failed");

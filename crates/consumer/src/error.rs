@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use sqlx::error::ErrorKind;
+
 /// Why the consumer could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -17,6 +19,15 @@ pub enum ConsumerError {
         /// The driver's error.
         #[source]
         source: sqlx::Error,
+    },
+    /// The runtime's tables could not be created or migrated.
+    #[error("consumer store {url}")]
+    Migration {
+        /// The store URL, password removed.
+        url: String,
+        /// What failed, naming the migration.
+        #[source]
+        source: fanout_migrate::MigrationError,
     },
     /// A Kafka client could not be created or subscribed.
     #[error("kafka {operation}: {source}")]
@@ -62,6 +73,15 @@ pub enum HandlerError {
     /// Will never succeed (the event violates an invariant): dead-lettered at once.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// A database statement failed (what `?` makes of a `sqlx::Error`), classified by what
+    /// failed. Permanent when the same statement for the same event can never succeed: a
+    /// constraint violation (unique, foreign key, check, not null; SQLSTATE class 23, SQLite's
+    /// CONSTRAINT) or a data error (SQLSTATE class 22, SQLite's MISMATCH and TOOBIG). Transient
+    /// otherwise: a lost connection, a pool timeout, I/O, a serialization failure (40001) or
+    /// deadlock (40P01), SQLite's BUSY and LOCKED, and anything else that may clear up. A handler
+    /// that knows better maps the error itself.
+    #[error("{}: database", if database_error_is_permanent(.0) { "permanent" } else { "transient" })]
+    Database(#[from] sqlx::Error),
 }
 
 impl HandlerError {
@@ -75,18 +95,64 @@ impl HandlerError {
         Self::Permanent(error.to_string())
     }
 
-    /// True for [`HandlerError::Permanent`].
+    /// True for [`HandlerError::Permanent`] and a permanent [`HandlerError::Database`].
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::Permanent(_))
+        match self {
+            Self::Transient(_) => false,
+            Self::Permanent(_) => true,
+            Self::Database(error) => database_error_is_permanent(error),
+        }
+    }
+
+    /// The error and its causes, each once: the text the retry and dead-letter headers carry.
+    pub(crate) fn describe(&self) -> String {
+        report(self)
     }
 }
 
-/// A database error inside a handler is transient by default: connection losses, lock timeouts
-/// and serialization failures all clear up; a handler that knows better maps it itself.
-impl From<sqlx::Error> for HandlerError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Transient(format!("database: {error}"))
+/// An error and its causes on one line, each cause once: some errors repeat their source in their
+/// own message (sqlx's `Error::Database` does), and printing it again would only add noise.
+pub fn report(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
     }
+    out
+}
+
+/// SQLite's primary result codes for a value the statement can never store.
+const SQLITE_TOOBIG: i32 = 18;
+const SQLITE_CONSTRAINT: i32 = 19;
+const SQLITE_MISMATCH: i32 = 20;
+
+/// See [`HandlerError::Database`].
+fn database_error_is_permanent(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(database) = error else {
+        return false;
+    };
+    let code = database.code();
+    if database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+        // The code is the SQLSTATE; its first two characters are its class.
+        return matches!(code.as_deref().and_then(|code| code.get(..2)), Some("22" | "23"));
+    }
+    if database.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // The code is SQLite's extended result code; its low byte is the primary code.
+        let primary = code.and_then(|code| code.parse::<i32>().ok()).map(|code| code & 0xff);
+        return matches!(primary, Some(SQLITE_TOOBIG | SQLITE_CONSTRAINT | SQLITE_MISMATCH));
+    }
+    matches!(
+        database.kind(),
+        ErrorKind::UniqueViolation
+            | ErrorKind::ForeignKeyViolation
+            | ErrorKind::NotNullViolation
+            | ErrorKind::CheckViolation
+    )
 }
 
 /// Why a payload could not be turned into a typed event.
@@ -110,5 +176,103 @@ impl DecodeError {
     /// True when decoding the same bytes can never succeed.
     pub fn is_poison(&self) -> bool {
         !matches!(self, Self::Unavailable(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{AnyConnection, Connection};
+
+    use super::*;
+
+    /// What a handler's `?` makes of `sql` failing on `conn`.
+    async fn failing(conn: &mut AnyConnection, sql: &str) -> HandlerError {
+        HandlerError::from(sqlx::raw_sql(sql).execute(conn).await.expect_err(sql))
+    }
+
+    #[tokio::test]
+    async fn sqlite_constraint_and_data_errors_are_permanent_the_rest_transient() {
+        sqlx::any::install_default_drivers();
+        let mut conn = AnyConnection::connect("sqlite::memory:").await.expect("opens");
+        sqlx::raw_sql(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL CHECK (name <> ''),
+                 parent INTEGER REFERENCES parent (id));
+             INSERT INTO t (id, name) VALUES (1, 'a');
+             PRAGMA foreign_keys = ON;",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("prepares");
+        for sql in [
+            "INSERT INTO t (id, name) VALUES (1, 'b')",
+            "INSERT INTO t (id, name) VALUES (2, NULL)",
+            "INSERT INTO t (id, name) VALUES (2, '')",
+            "INSERT INTO t (id, name, parent) VALUES (2, 'b', 7)",
+            "INSERT INTO t (id, name) VALUES ('not an integer', 'b')",
+        ] {
+            let error = failing(&mut conn, sql).await;
+            assert!(error.is_permanent(), "{sql}: {}", error.describe());
+        }
+        let error = failing(&mut conn, "INSERT INTO missing_table VALUES (1)").await;
+        assert!(!error.is_permanent(), "{}", error.describe());
+
+        let unique = failing(&mut conn, "INSERT INTO t (id, name) VALUES (1, 'b')").await;
+        assert_eq!(
+            unique.describe(),
+            "permanent: database: error returned from database: (code: 1555) UNIQUE constraint failed: t.id",
+            "each cause once"
+        );
+    }
+
+    #[tokio::test]
+    async fn postgres_classes_22_and_23_are_permanent_serialization_failures_and_deadlocks_transient() {
+        let pg = fanout_testkit::Postgres::connect().await.expect("the test PostgreSQL answers");
+        let db = pg.database().await.expect("creates a database");
+        sqlx::any::install_default_drivers();
+        let mut conn = AnyConnection::connect(&db.url()).await.expect("connects");
+        let raise = |sqlstate: &str| {
+            format!("DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{sqlstate}'; END $$")
+        };
+        for sqlstate in ["23505", "23503", "23502", "23514", "22001", "22P02"] {
+            assert!(failing(&mut conn, &raise(sqlstate)).await.is_permanent(), "{sqlstate}");
+        }
+        assert!(failing(&mut conn, "SELECT 1 / 0").await.is_permanent(), "division by zero is class 22");
+        for sqlstate in ["40001", "40P01", "55P03", "57014", "08006"] {
+            assert!(!failing(&mut conn, &raise(sqlstate)).await.is_permanent(), "{sqlstate}");
+        }
+        conn.close().await.expect("closes");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Hides(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_printed_once() {
+        let repeated = Repeats(std::io::Error::other("disk full"));
+        assert_eq!(report(&repeated), "outer: disk full");
+        let hidden = Hides(std::io::Error::other("disk full"));
+        assert_eq!(report(&hidden), "outer: disk full");
+    }
+
+    #[test]
+    fn failures_to_reach_the_database_are_transient() {
+        for error in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
+            sqlx::Error::Protocol("connection lost".into()),
+        ] {
+            let error = HandlerError::from(error);
+            assert!(!error.is_permanent(), "{}", error.describe());
+            assert!(error.describe().starts_with("transient: database: "), "{}", error.describe());
+        }
+        assert!(HandlerError::permanent("p").is_permanent());
+        assert_eq!(HandlerError::transient("t").describe(), "transient: t");
     }
 }

@@ -11,6 +11,7 @@ use sqlx::{
     Any, AnyConnection, AnyPool, Executor, Row, Transaction,
 };
 
+use fanout_migrate::Blocks;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{config::StoreSettings, ConsumerError};
@@ -45,30 +46,11 @@ const EXPIRE_CHUNK: i64 = 5_000;
 /// How long `/readyz` waits for the store before calling it unreachable.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Creates the runtime's tables; run under an advisory lock on PostgreSQL so instances starting
-/// together do not race on `CREATE TABLE IF NOT EXISTS` (which is not atomic there).
-const SCHEMA: [&str; 3] = [
-    "CREATE TABLE IF NOT EXISTS fanout_processed (
-        consumer TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        processed_at_ms BIGINT NOT NULL,
-        PRIMARY KEY (consumer, event_id))",
-    "CREATE INDEX IF NOT EXISTS fanout_processed_age ON fanout_processed (consumer, processed_at_ms)",
-    "CREATE TABLE IF NOT EXISTS fanout_parked_keys (
-        consumer TEXT NOT NULL,
-        topic TEXT NOT NULL,
-        record_key TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        original_offset BIGINT NOT NULL,
-        parked_at_ms BIGINT NOT NULL,
-        PRIMARY KEY (consumer, topic, record_key, event_id))",
-];
-
-/// Arbitrary constant naming the schema lock among the database's advisory locks.
-const SCHEMA_LOCK: i64 = 0x00fa_0a07;
+/// The runtime's tables, in block [`fanout_migrate::CONSUMER_BLOCK`].
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!();
 
 impl Store {
-    /// Opens the pool and creates the runtime's tables when absent.
+    /// Opens the pool and migrates the runtime's tables.
     pub(crate) async fn open(settings: &StoreSettings, consumer: &str) -> Result<Self, ConsumerError> {
         sqlx::any::install_default_drivers();
         let redacted = redact(&settings.url);
@@ -108,20 +90,11 @@ impl Store {
             .await
             .map_err(failed)?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(Semaphore::new(1)));
-        let store = Self { pool, health, consumer: consumer.to_owned(), backend, writer };
-        store.migrate().await.map_err(failed)?;
-        Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<(), sqlx::Error> {
-        let mut tx = self.begin().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SCHEMA_LOCK).execute(&mut *tx).await?;
-        }
-        for statement in SCHEMA {
-            tx.execute(statement).await?;
-        }
-        tx.commit().await
+        let blocks = Blocks::Only(fanout_migrate::CONSUMER_BLOCK);
+        fanout_migrate::apply(&pool, "the consumer runtime", blocks, &MIGRATIONS)
+            .await
+            .map_err(|source| ConsumerError::Migration { url: redacted.clone(), source })?;
+        Ok(Self { pool, health, consumer: consumer.to_owned(), backend, writer })
     }
 
     /// True for SQLite, whose single writer lets one batch at a time write.
@@ -356,5 +329,50 @@ mod tests {
             "recent kept, old-0 expired"
         );
         assert!(store.ping().await);
+    }
+
+    #[tokio::test]
+    async fn a_store_created_before_versioning_is_adopted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite:{}", dir.path().join("store.db").display());
+        sqlx::any::install_default_drivers();
+        let old = AnyPool::connect(&format!("{url}?mode=rwc")).await.expect("opens");
+        // The unversioned code ran the statements of the first migration at every start.
+        sqlx::raw_sql(include_str!("../migrations/10001_dedupe_marks_and_parked_keys.sql"))
+            .execute(&old)
+            .await
+            .expect("the old tables");
+        sqlx::query(
+            "INSERT INTO fanout_processed (consumer, event_id, processed_at_ms) VALUES ('c', 'e1', 10)",
+        )
+        .execute(&old)
+        .await
+        .expect("an old mark");
+        old.close().await;
+
+        let store =
+            Store::open(&StoreSettings { url, ..StoreSettings::default() }, "c").await.expect("opens");
+        let mut tx = store.begin().await.expect("begins");
+        assert_eq!(mark(&store, &mut tx, &["e1", "e2"], 11).await, ["e2"], "the old mark is kept");
+        tx.commit().await.expect("commits");
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(store.pool())
+            .await
+            .expect("reads");
+        assert_eq!(versions, [10_001]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_opening_one_postgres_store_together_both_start() {
+        let pg = fanout_testkit::Postgres::connect().await.expect("the test PostgreSQL answers");
+        let db = pg.database().await.expect("creates a database");
+        let settings = StoreSettings { url: db.url(), ..StoreSettings::default() };
+        let (a, b) = tokio::join!(Store::open(&settings, "a"), Store::open(&settings, "b"));
+        let (a, b) = (a.expect("the first instance starts"), b.expect("the second instance starts"));
+        let mut tx = b.begin().await.expect("begins");
+        assert_eq!(mark(&b, &mut tx, &["e1"], 10).await, ["e1"]);
+        tx.commit().await.expect("commits");
+        a.pool().close().await;
+        b.pool().close().await;
     }
 }

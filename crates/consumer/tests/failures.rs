@@ -1,7 +1,8 @@
 //! Failures: transient then success (applied once), permanent (dead-lettered with the documented
 //! headers, original bytes kept), poison bytes (dead-lettered, nothing stalls), and the retry
 //! topic: an event failing through every tier is dead-lettered while other keys flow, and later
-//! events of its key wait behind it and are then applied in order.
+//! events of its key wait behind it and are then applied in order. Database errors in a handler:
+//! a unique-key violation is dead-lettered at once, a lost database is retried.
 
 mod common;
 
@@ -158,6 +159,47 @@ async fn the_retry_topic_keeps_per_key_order_and_dead_letters_when_exhausted() -
     let last = dead[0].header(h::LAST_FAILURE_TIME).unwrap_or_default();
     assert!(first < last, "first failure {first} before last {last}");
     assert!(outcome(&name, "parked") >= 2.0);
+
+    running.stop().await?;
+    delete_derived(&kafka, &topic, &name).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_unique_violation_is_dead_lettered_at_once_and_a_lost_database_retried() -> TestResult {
+    let kafka = Kafka::connect().await?;
+    let topic = kafka.topic("consumer-db-errors", 1).await?;
+    let pg = Postgres::connect().await?;
+    let db = pg.database().await?;
+    let (duplicate, lost) = (5_i64, 6_i64);
+    let records = vec![Outgoing::event(&post(duplicate, 0)), Outgoing::event(&post(lost, 0))];
+    publish(&kafka, topic.name(), &records).await?;
+
+    let recorder = Recorder::default();
+    recorder.script.duplicate_claim.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(duplicate);
+    recorder.script.database_gone.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(lost, 2);
+    let running = start(config(&db.url()), topic.name(), recorder).await?;
+    let name = running.name.clone();
+    let pool = running.pool.clone();
+
+    // Transient: backed off twice in process, applied on its third attempt.
+    wait_until(Duration::from_secs(30), "the lost-database event applied", || {
+        let pool = pool.clone();
+        async move { Ok(effects(&pool).await? == 1) }
+    })
+    .await?;
+    assert_eq!(scalar(&pool, "SELECT attempt FROM effects WHERE post_id = 6").await?, 3);
+
+    // Permanent: dead-lettered on its first attempt, its writes rolled back.
+    let dlq = fanout_core::topics::dead_letter(topic.name(), &name);
+    let dead = read_topic(&kafka, &dlq, 1, Duration::from_secs(30)).await?;
+    assert_eq!(dead[0].header("ce_id").as_deref(), Some(records[0].event_id.as_str()));
+    assert_eq!(dead[0].header(h::ATTEMPTS).as_deref(), Some("1"), "no retry before the dead letter");
+    let error = dead[0].header(h::ERROR).unwrap_or_default();
+    assert!(error.starts_with("permanent: database: ") && error.contains("claims_pkey"), "{error}");
+    assert_eq!(scalar(&pool, "SELECT COUNT(*) FROM claims").await?, 0);
+    assert_eq!(outcome(&name, "retried"), 2.0, "only the lost database was retried");
+    assert_eq!(outcome(&name, "dead_lettered"), 1.0);
 
     running.stop().await?;
     delete_derived(&kafka, &topic, &name).await;

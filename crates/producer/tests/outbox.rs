@@ -98,7 +98,12 @@ async fn postgres_outbox_publishes_committed_events_only() -> anyhow::Result<()>
     let pg = fanout_testkit::Postgres::connect().await?;
     let database = pg.database().await?;
     let pool = PgPool::connect_with(database.options()).await?;
-    Outbox::migrate_postgres(&pool).await?;
+    // Two instances starting together both migrate; the second waits for the first.
+    let other = PgPool::connect_with(database.options()).await?;
+    let (first, second) = tokio::join!(Outbox::migrate_postgres(&pool), Outbox::migrate_postgres(&other));
+    first?;
+    second?;
+    other.close().await;
     let outbox = Outbox::new("post-service");
 
     let mut tx = pool.begin().await?;

@@ -151,6 +151,11 @@ pub struct Script {
     pub permanent: Mutex<Vec<i64>>,
     /// Posts whose events take this long.
     pub slow: Mutex<HashMap<i64, Duration>>,
+    /// Posts whose events insert their `claims` row twice: the database's unique-key violation.
+    pub duplicate_claim: Mutex<Vec<i64>>,
+    /// By post id: its events find the database gone (a closed pool) on their first this-many
+    /// attempts.
+    pub database_gone: Mutex<HashMap<i64, u32>>,
 }
 
 /// Writes one row per applied event into `effects`, and one into `order_violations` whenever an
@@ -161,7 +166,8 @@ pub struct Recorder {
     pub calls: Arc<AtomicUsize>,
 }
 
-pub const EFFECTS: [&str; 2] = [
+pub const EFFECTS: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS claims (post_id BIGINT PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS effects (event_id TEXT NOT NULL, post_id BIGINT NOT NULL, seq BIGINT NOT NULL, attempt BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS order_violations (post_id BIGINT NOT NULL, seq BIGINT NOT NULL, after_seq BIGINT NOT NULL)",
 ];
@@ -189,6 +195,20 @@ impl Handler<PostPublished> for Recorder {
         let failing = self.script.transient.lock().ok().and_then(|t| t.get(&event.post_id).copied());
         if failing.is_some_and(|attempts| meta.attempt <= attempts) {
             return Err(HandlerError::transient("flaky"));
+        }
+        if self.script.duplicate_claim.lock().is_ok_and(|p| p.contains(&event.post_id)) {
+            for _ in 0..2 {
+                sqlx::query("INSERT INTO claims (post_id) VALUES ($1)")
+                    .bind(event.post_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let gone = self.script.database_gone.lock().ok().and_then(|t| t.get(&event.post_id).copied());
+        if gone.is_some_and(|attempts| meta.attempt <= attempts) {
+            let closed = AnyPool::connect_lazy("sqlite::memory:")?;
+            closed.close().await;
+            sqlx::query("SELECT 1").execute(&closed).await?;
         }
         let max: i64 = sqlx::query("SELECT COALESCE(MAX(seq), -1) AS m FROM effects WHERE post_id = $1")
             .bind(event.post_id)

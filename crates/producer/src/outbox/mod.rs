@@ -43,6 +43,9 @@ pub enum OutboxError {
         /// The encoder's message.
         reason: String,
     },
+    /// The outbox table could not be created or migrated.
+    #[error(transparent)]
+    Migration(#[from] fanout_migrate::MigrationError),
     /// A row could not be framed or published.
     #[error(transparent)]
     Publish(#[from] crate::PublishError),
@@ -63,12 +66,13 @@ impl Outbox {
         Self { source: source.into() }
     }
 
-    /// Creates the outbox table in a SQLite database if it is missing.
+    /// Creates or migrates the outbox table in a SQLite database (see [`fanout_migrate`]).
     pub async fn migrate_sqlite(pool: &sqlx::SqlitePool) -> Result<(), OutboxError> {
         store::migrate_sqlite(pool).await
     }
 
-    /// Creates the outbox table in a PostgreSQL database if it is missing.
+    /// Creates or migrates the outbox table in a PostgreSQL database; instances starting together
+    /// take turns (see [`fanout_migrate`]).
     pub async fn migrate_postgres(pool: &sqlx::PgPool) -> Result<(), OutboxError> {
         store::migrate_postgres(pool).await
     }

@@ -2,7 +2,8 @@
 
 use std::future::Future;
 
-use sqlx::{PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
+use fanout_migrate::Blocks;
+use sqlx::{migrate::Migrator, PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use super::OutboxError;
@@ -92,54 +93,20 @@ impl OutboxDatabase for Postgres {
     }
 }
 
+/// The outbox table on SQLite, in block [`fanout_migrate::OUTBOX_BLOCK`].
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+/// The outbox table on PostgreSQL (`BIGSERIAL`, `BYTEA`), in the same block: one database is
+/// one backend, so the two sets never meet.
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+const OUTBOX: Blocks = Blocks::Only(fanout_migrate::OUTBOX_BLOCK);
+
 pub(super) async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), OutboxError> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS fanout_outbox (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            event_id TEXT NOT NULL UNIQUE,
-            event_type TEXT NOT NULL,
-            topic TEXT NOT NULL,
-            key BLOB NOT NULL,
-            schema TEXT NOT NULL,
-            datum BLOB NOT NULL,
-            headers TEXT NOT NULL,
-            created_at_ms INTEGER NOT NULL,
-            sent_at_ms INTEGER
-        )",
-    )
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        "CREATE INDEX IF NOT EXISTS fanout_outbox_pending ON fanout_outbox (seq) WHERE sent_at_ms IS NULL",
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
+    Ok(fanout_migrate::apply(pool, "the outbox", OUTBOX, &SQLITE_MIGRATIONS).await?)
 }
 
 pub(super) async fn migrate_postgres(pool: &PgPool) -> Result<(), OutboxError> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS fanout_outbox (
-            seq BIGSERIAL PRIMARY KEY,
-            event_id TEXT NOT NULL UNIQUE,
-            event_type TEXT NOT NULL,
-            topic TEXT NOT NULL,
-            key BYTEA NOT NULL,
-            schema TEXT NOT NULL,
-            datum BYTEA NOT NULL,
-            headers TEXT NOT NULL,
-            created_at_ms BIGINT NOT NULL,
-            sent_at_ms BIGINT
-        )",
-    )
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        "CREATE INDEX IF NOT EXISTS fanout_outbox_pending ON fanout_outbox (seq) WHERE sent_at_ms IS NULL",
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
+    Ok(fanout_migrate::apply(pool, "the outbox", OUTBOX, &POSTGRES_MIGRATIONS).await?)
 }
 
 /// The relay's view of either database.

@@ -28,7 +28,8 @@ mod settings;
 use std::future::Future;
 
 use fanout_events::PostPublished;
-use fanout_service::{Migration, Service, ServiceConfig, ServiceError};
+use fanout_service::{Service, ServiceConfig, ServiceError};
+use sqlx::migrate::Migrator;
 
 pub use api::router;
 pub use handler::GrantPins;
@@ -37,29 +38,15 @@ pub use settings::PinningSettings;
 /// The pinning service's configuration file.
 pub type PinningConfig = ServiceConfig<PinningSettings>;
 
-/// The tables of the pinning service.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "grants and credits",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS pinning_grants (
-            event_id TEXT PRIMARY KEY,
-            user_id BIGINT NOT NULL,
-            post_id BIGINT NOT NULL,
-            credits BIGINT NOT NULL,
-            granted_at_ms BIGINT NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS pinning_grants_user ON pinning_grants (user_id)",
-        "CREATE TABLE IF NOT EXISTS pinning_credits (
-            user_id BIGINT PRIMARY KEY,
-            credits BIGINT NOT NULL)",
-    ],
-}];
+/// The tables of the pinning service: `migrations/`, version block 102 (see
+/// [`fanout_service::migrate`]).
+pub static MIGRATIONS: Migrator = sqlx::migrate!();
 
 /// Builds the service: consumer, handler on `service.topic`, read API, tables. Its HTTP address
 /// is [`Service::http_addr`]; nothing is consumed until [`Service::run`].
 pub async fn build(config: PinningConfig) -> Result<Service, ServiceError> {
     let settings = config.service.clone();
-    Service::build(&config, MIGRATIONS, |consumer, db| {
+    Service::build(&config, &MIGRATIONS, |consumer, db| {
         consumer
             .handle_topic::<PostPublished, _>(settings.topic.clone(), GrantPins::new(&settings))
             .routes(router(db))

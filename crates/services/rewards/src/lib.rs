@@ -27,7 +27,8 @@ mod settings;
 use std::future::Future;
 
 use fanout_events::PostPublished;
-use fanout_service::{Migration, Service, ServiceConfig, ServiceError};
+use fanout_service::{Service, ServiceConfig, ServiceError};
+use sqlx::migrate::Migrator;
 
 pub use api::router;
 pub use handler::CreditBeans;
@@ -36,30 +37,15 @@ pub use settings::RewardsSettings;
 /// The rewards service's configuration file.
 pub type RewardsConfig = ServiceConfig<RewardsSettings>;
 
-/// The tables of the rewards service.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "ledger and balances",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS rewards_ledger (
-            event_id TEXT PRIMARY KEY,
-            user_id BIGINT NOT NULL,
-            post_id BIGINT NOT NULL,
-            amount BIGINT NOT NULL,
-            credited_at_ms BIGINT NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS rewards_ledger_user ON rewards_ledger (user_id)",
-        "CREATE TABLE IF NOT EXISTS rewards_balances (
-            user_id BIGINT PRIMARY KEY,
-            balance BIGINT NOT NULL,
-            ledger_entries BIGINT NOT NULL)",
-    ],
-}];
+/// The tables of the rewards service: `migrations/`, version block 101 (see
+/// [`fanout_service::migrate`]).
+pub static MIGRATIONS: Migrator = sqlx::migrate!();
 
 /// Builds the service: consumer, handler on `service.topic`, read API, tables. Its HTTP address
 /// is [`Service::http_addr`]; nothing is consumed until [`Service::run`].
 pub async fn build(config: RewardsConfig) -> Result<Service, ServiceError> {
     let settings = config.service.clone();
-    Service::build(&config, MIGRATIONS, |consumer, db| {
+    Service::build(&config, &MIGRATIONS, |consumer, db| {
         consumer
             .handle_topic::<PostPublished, _>(settings.topic.clone(), CreditBeans::new(&settings))
             .routes(router(db))

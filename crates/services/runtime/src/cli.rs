@@ -4,7 +4,7 @@ use std::{future::Future, path::PathBuf, process::ExitCode};
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 
-use crate::{init_tracing, shutdown_signal, Service, ServiceConfig, ServiceError, Settings};
+use crate::{init_tracing, report, shutdown_signal, Service, ServiceConfig, ServiceError, Settings};
 
 /// Names a service binary in `--help`, `--version` and error messages; build it with
 /// [`binary!`](crate::binary) so the values come from the binary's own crate.
@@ -80,41 +80,9 @@ fn environment_origin(message: &str, is_set: impl Fn(&str) -> bool) -> Option<St
     is_set(&variable).then_some(variable)
 }
 
-/// An error and its causes on one line, each cause once: several errors here repeat their
-/// source in their own message, and printing it again would only add noise.
-pub fn report(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer: {0}")]
-    struct Repeats(#[source] std::io::Error);
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Hides(#[source] std::io::Error);
-
-    #[test]
-    fn causes_are_printed_once() {
-        let repeated = Repeats(std::io::Error::other("disk full"));
-        assert_eq!(report(&repeated), "outer: disk full");
-        let hidden = Hides(std::io::Error::other("disk full"));
-        assert_eq!(report(&hidden), "outer: disk full");
-    }
 
     #[test]
     fn unknown_keys_from_the_environment_are_traced_to_their_variable() {

@@ -32,28 +32,9 @@ pub enum ServiceError {
     /// The consumer runtime could not start or failed.
     #[error(transparent)]
     Consumer(#[from] fanout_consumer::ConsumerError),
-    /// A migration of the service's tables failed; nothing of it was applied.
-    #[error("migration {version} of {service} ({description}): {source}")]
-    Migration {
-        /// The service whose tables were being migrated.
-        service: String,
-        /// The migration's version.
-        version: i64,
-        /// What the migration does.
-        description: String,
-        /// The database's error.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// The migration bookkeeping itself failed (the database is unreachable, a lock timed out).
-    #[error("migrating the tables of {service}: {source}")]
-    Database {
-        /// The service.
-        service: String,
-        /// The database's error.
-        #[source]
-        source: sqlx::Error,
-    },
+    /// The service's tables could not be migrated.
+    #[error(transparent)]
+    Migration(#[from] fanout_migrate::MigrationError),
     /// The Prometheus scrape target file could not be written.
     #[error("prometheus scrape target {}: {source}", path.display())]
     ScrapeTarget {

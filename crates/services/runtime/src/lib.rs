@@ -7,8 +7,13 @@
 //!   [`fanout_config::load`] (defaults < TOML file < `FANOUT_` environment); an unknown key
 //!   anywhere refuses to start, naming the key.
 //! * [`Service::build`]: the consumer with the registry decoder, the service's handler and
-//!   routes, its tables migrated ([`Migration`]); [`Service::run`] until a shutdown future
-//!   completes, with a Prometheus file_sd target ([`ScrapeTarget`]) while it runs.
+//!   routes, its tables migrated; [`Service::run`] until a shutdown future completes, with a
+//!   Prometheus file_sd target ([`ScrapeTarget`]) while it runs.
+//! * Tables: the service's own `migrations/` folder, embedded with `sqlx::migrate!()` and applied
+//!   by [`Service::build`] through [`migrate`], the mechanism the runtime's and the outbox's
+//!   tables go through too. The files are numbered in a version block of the service's own
+//!   (`1040001_audit_log.sql` is the first of block 104; the table of blocks is in [`migrate`]),
+//!   so a service can share its database with other components.
 //! * [`main`]: `--config FILE`, tracing ([`init_tracing`], text or JSON), SIGINT/SIGTERM
 //!   ([`shutdown_signal`]) and the exit code.
 //! * [`api`]: JSON errors and id parsing shared by the read APIs.
@@ -33,17 +38,18 @@ mod cli;
 mod config;
 mod error;
 mod ledger;
-mod migrate;
 mod scrape;
 mod service;
 mod shutdown;
 mod telemetry;
 
-pub use cli::{main, report, Args, Binary};
+pub use cli::{main, Args, Binary};
 pub use config::{LogFormat, ServiceConfig, Settings, TARGETS_DIR_ENV};
 pub use error::ServiceError;
+pub use fanout_consumer::report;
+/// The migration mechanism every Fanout table goes through, and its table of version blocks.
+pub use fanout_migrate as migrate;
 pub use ledger::{Entry, Ledger};
-pub use migrate::{migrate, Migration};
 pub use scrape::ScrapeTarget;
 pub use service::{Db, Service};
 pub use shutdown::shutdown_signal;

@@ -8,9 +8,9 @@ use std::{
 };
 
 use fanout_consumer::{Consumer, ConsumerBuilder, RegistryDecoder};
-use sqlx::AnyPool;
+use sqlx::{migrate::Migrator, AnyPool};
 
-use crate::{api::ApiError, migrate, Migration, ScrapeTarget, ServiceConfig, ServiceError, Settings};
+use crate::{api::ApiError, ScrapeTarget, ServiceConfig, ServiceError, Settings};
 
 /// The service's database, for its read API. The consumer opens the pool while it is built,
 /// after the routes were handed over, so the routes hold this handle and it is filled before the
@@ -59,11 +59,12 @@ pub struct Service {
 impl Service {
     /// Builds a service: the consumer configured by `config`, decoding through the registry of
     /// `config.registry`, with what `wire` adds (handlers, routes; the [`Db`] it receives is the
-    /// service's database for those routes), then `migrations` applied to the service's
-    /// database under the name `S::SERVICE`.
+    /// service's database for those routes), then the service's tables migrated: `migrations`
+    /// is its `sqlx::migrate!()`, numbered in one block of [`fanout_migrate::SERVICE_BLOCKS`] and
+    /// applied as `S::SERVICE`.
     pub async fn build<S: Settings>(
         config: &ServiceConfig<S>,
-        migrations: &[Migration],
+        migrations: &Migrator,
         wire: impl FnOnce(ConsumerBuilder, Db) -> ConsumerBuilder,
     ) -> Result<Self, ServiceError> {
         config.validate()?;
@@ -71,7 +72,8 @@ impl Service {
         let db = Db::default();
         let builder = wire(Consumer::builder(config.consumer()).decoder(decoder), db.clone());
         let consumer = builder.build().await?;
-        migrate(consumer.pool(), S::SERVICE, migrations).await?;
+        fanout_migrate::apply(consumer.pool(), S::SERVICE, fanout_migrate::Blocks::Service, migrations)
+            .await?;
         db.set(consumer.pool().clone());
         Ok(Self { name: config.name.clone(), consumer, targets_dir: config.prometheus_targets_dir.clone() })
     }

@@ -28,7 +28,8 @@ mod settings;
 use std::future::Future;
 
 use fanout_events::PostPublished;
-use fanout_service::{Migration, Service, ServiceConfig, ServiceError};
+use fanout_service::{Service, ServiceConfig, ServiceError};
+use sqlx::migrate::Migrator;
 
 pub use api::router;
 pub use handler::CountPosts;
@@ -37,31 +38,17 @@ pub use settings::StatsSettings;
 /// The stats service's configuration file.
 pub type StatsConfig = ServiceConfig<StatsSettings>;
 
-/// The tables of the stats service. There is no total table: a post has exactly one category,
+/// The tables of the stats service: `migrations/`, version block 103 (see
+/// [`fanout_service::migrate`]). There is no total table: a post has exactly one category,
 /// so a user's total is the sum of their category counters, and the read API gets every number
 /// from one statement (one snapshot).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "counters by category and by city",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS stats_by_category (
-            user_id BIGINT NOT NULL,
-            category TEXT NOT NULL,
-            posts BIGINT NOT NULL,
-            PRIMARY KEY (user_id, category))",
-        "CREATE TABLE IF NOT EXISTS stats_by_city (
-            user_id BIGINT NOT NULL,
-            city TEXT NOT NULL,
-            posts BIGINT NOT NULL,
-            PRIMARY KEY (user_id, city))",
-    ],
-}];
+pub static MIGRATIONS: Migrator = sqlx::migrate!();
 
 /// Builds the service: consumer, handler on `service.topic`, read API, tables. Its HTTP address
 /// is [`Service::http_addr`]; nothing is consumed until [`Service::run`].
 pub async fn build(config: StatsConfig) -> Result<Service, ServiceError> {
     let topic = config.service.topic.clone();
-    Service::build(&config, MIGRATIONS, |consumer, db| {
+    Service::build(&config, &MIGRATIONS, |consumer, db| {
         consumer.handle_topic::<PostPublished, _>(topic, CountPosts).routes(router(db))
     })
     .await

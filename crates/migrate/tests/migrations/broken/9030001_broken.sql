@@ -1,0 +1,2 @@
+CREATE TABLE half_done (a BIGINT);
+NOT SQL;

@@ -1,0 +1,17 @@
+-- The outbox table, as the unversioned code before this file created it: IF NOT EXISTS adopts a
+-- database that code created.
+
+CREATE TABLE IF NOT EXISTS fanout_outbox (
+    seq BIGSERIAL PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    event_type TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    key BYTEA NOT NULL,
+    schema TEXT NOT NULL,
+    datum BYTEA NOT NULL,
+    headers TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    sent_at_ms BIGINT
+);
+
+CREATE INDEX IF NOT EXISTS fanout_outbox_pending ON fanout_outbox (seq) WHERE sent_at_ms IS NULL;

@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS audit_log (event_id TEXT PRIMARY KEY, post_id BIGINT NOT NULL);
