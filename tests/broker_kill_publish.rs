@@ -15,7 +15,7 @@ use fanout_tests::{broker_pid, kill_broker, read_topic, stack, start_registry};
 async fn acknowledged_events_survive_a_broker_kill_exactly_once() -> anyhow::Result<()> {
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("broker-kill", 3).await?;
-    let registry = start_registry(&kafka).await?;
+    let (registry, _schemas) = start_registry(&kafka).await?;
     let mut config = fanout_producer::PublisherConfig::new("broker-kill-test");
     config.kafka.bootstrap = kafka.bootstrap().to_owned();
     config.registry.urls = vec![registry.url()];

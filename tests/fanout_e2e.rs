@@ -120,7 +120,7 @@ async fn a_fourth_consumer_applies_every_event_beside_the_others_and_prometheus_
     })?;
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("fanout-e2e", 3).await?;
-    let registry = fanout_tests::start_registry(&kafka).await?;
+    let (registry, _schemas) = fanout_tests::start_registry(&kafka).await?;
     let dir = tempfile::tempdir()?;
     let (bootstrap, url) = (kafka.bootstrap(), registry.url());
 
@@ -218,12 +218,7 @@ async fn a_fourth_consumer_applies_every_event_beside_the_others_and_prometheus_
     }
     drop(target);
     for name in &names {
-        for derived in [
-            fanout_core::topics::retry(topic.name(), name),
-            fanout_core::topics::dead_letter(topic.name(), name),
-        ] {
-            let _ = kafka.delete_topic(&derived).await;
-        }
+        kafka.delete_consumer(topic.name(), name).await;
     }
     Ok(())
 }

@@ -91,6 +91,21 @@ def registry_url():
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
+    delete_topics([topic])
+
+
+def delete_topics(names):
+    """Deletes test topics; one already gone is fine, any other failure fails the session."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    for future in admin.delete_topics(names).values():
+        try:
+            future.result(timeout=30)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
 
 
 @pytest.fixture
@@ -102,11 +117,7 @@ def topic():
     for future in admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)]).values():
         future.result(timeout=30)
     yield name
-    for future in admin.delete_topics([name]).values():
-        try:
-            future.result(timeout=30)
-        except Exception:
-            pass
+    delete_topics([name])
 
 
 @pytest.fixture(scope="session")

@@ -77,14 +77,15 @@ pub async fn kill_broker() -> anyhow::Result<String> {
     Ok(pid)
 }
 
-/// The built-in registry, in process, on its own `_schemas` topic.
+/// The built-in registry, in process, on its own state topic, which the guard deletes.
 pub async fn start_registry(
     kafka: &fanout_testkit::Kafka,
-) -> anyhow::Result<fanout_registry_server::RunningRegistry> {
+) -> anyhow::Result<(fanout_registry_server::RunningRegistry, fanout_testkit::TestTopic)> {
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let config = fanout_registry_server::RegistryConfig::new(kafka.bootstrap(), listen)
-        .with_topic(fanout_testkit::unique_name("schemas"));
-    Ok(fanout_registry_server::RegistryServer::start(config).await?)
+    let state = kafka.future_topic("schemas");
+    let config =
+        fanout_registry_server::RegistryConfig::new(kafka.bootstrap(), listen).with_topic(state.name());
+    Ok((fanout_registry_server::RegistryServer::start(config).await?, state))
 }
 
 /// One record as read back from Kafka.
@@ -110,18 +111,8 @@ pub async fn read_topic(
     count: usize,
     deadline: std::time::Duration,
 ) -> anyhow::Result<Vec<RawRecord>> {
-    use rdkafka::{
-        consumer::{BaseConsumer, Consumer},
-        message::Headers,
-        Message,
-    };
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", fanout_testkit::unique_name("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    consumer.subscribe(&[topic])?;
+    use rdkafka::{message::Headers, Message};
+    let consumer = kafka.reader(topic)?;
     let until = std::time::Instant::now() + deadline;
     let mut records = Vec::new();
     let mut quiet_since: Option<std::time::Instant> = None;

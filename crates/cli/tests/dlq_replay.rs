@@ -256,14 +256,9 @@ impl Stack {
             let _ = stop.send(());
         }
         tokio::time::timeout(Duration::from_secs(60), &mut self.task).await???;
-        for name in [
-            fanout_core::topics::retry(self.topic.name(), &self.name),
-            fanout_core::topics::dead_letter(self.topic.name(), &self.name),
-            self.registry_topic.clone(),
-        ] {
-            if let Err(e) = self.kafka.delete_topic(&name).await {
-                eprintln!("could not delete {name}: {e}");
-            }
+        self.kafka.delete_consumer(self.topic.name(), &self.name).await;
+        if let Err(e) = self.kafka.delete_topic(&self.registry_topic).await {
+            eprintln!("could not delete {}: {e}", self.registry_topic);
         }
         self.registry.shutdown().await?;
         Ok(())
@@ -484,7 +479,8 @@ async fn bad_input_is_named_and_an_empty_dead_letter_topic_returns_at_once() -> 
         fanout(&["dlq", "list", "--consumer", &consumer, "--bootstrap", "127.0.0.1:1", "--timeout", "2"])
             .await?;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach Kafka at 127.0.0.1:1"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no Kafka broker at 127.0.0.1:1 answered within 2s"), "{stderr}");
 
     // An empty dead-letter topic: nothing listed, nothing replayed, no waiting for records.
     let topic = unique_name("dlq-empty");

@@ -49,7 +49,7 @@ async fn wait_for(
 async fn relay_killed_mid_batch_loses_nothing_and_duplicates_only_that_batch() -> anyhow::Result<()> {
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("outbox-kill", 3).await?;
-    let registry = fanout_tests::start_registry(&kafka).await?;
+    let (registry, _schemas) = fanout_tests::start_registry(&kafka).await?;
     let dir = tempfile::tempdir()?;
     let db_url = format!("sqlite:{}", dir.path().join("outbox.db").display());
     let pool =

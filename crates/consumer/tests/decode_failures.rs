@@ -19,10 +19,10 @@ async fn poison_bytes_and_unknown_schema_ids_are_dead_lettered_while_others_flow
     let kafka = Kafka::connect().await?;
     let topic = kafka.topic("consumer-decode", 1).await?;
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let registry = RegistryServer::start(
-        RegistryConfig::new(kafka.bootstrap(), listen).with_topic(fanout_testkit::unique_name("schemas")),
-    )
-    .await?;
+    let schemas = kafka.future_topic("schemas");
+    let registry =
+        RegistryServer::start(RegistryConfig::new(kafka.bootstrap(), listen).with_topic(schemas.name()))
+            .await?;
     let serde = AvroSerde::from_urls(&[registry.url()])?;
     let encoder = serde.encoder::<PostPublished>(topic.name()).await?;
     let unknown_id = encoder.schema_id() + 1_000;

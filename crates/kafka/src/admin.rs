@@ -59,12 +59,12 @@ pub enum AdminError {
         #[source]
         source: KafkaError,
     },
-    /// The broker refused one topic.
+    /// The broker refused one topic (or group).
     #[error("cannot {operation} {topic}: {code}")]
     Refused {
         /// What was being done.
         operation: &'static str,
-        /// The topic.
+        /// The topic (or group).
         topic: String,
         /// The broker's error code, e.g. `TopicAuthorizationFailed`.
         code: RDKafkaErrorCode,
@@ -145,6 +145,30 @@ pub async fn delete_topics(config: &ClientConfig, names: &[&str]) -> Result<(), 
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
             Err((topic, code)) => return Err(AdminError::Refused { operation: "delete topic", topic, code }),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes consumer groups; one that does not exist (never committed) is not an error. A group
+/// with members is refused by the broker ([`AdminError::Refused`] with `NonEmptyGroup`).
+pub async fn delete_groups(config: &ClientConfig, names: &[&str]) -> Result<(), AdminError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|source| AdminError::Client { operation: "create an admin client", source })?;
+    let results = admin
+        .delete_groups(names, &AdminOptions::new().operation_timeout(Some(OPERATION_TIMEOUT)))
+        .await
+        .map_err(|source| AdminError::Client { operation: "delete groups", source })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+            Err((group, code)) => {
+                return Err(AdminError::Refused { operation: "delete group", topic: group, code })
+            }
         }
     }
     Ok(())

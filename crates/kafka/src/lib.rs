@@ -14,7 +14,7 @@ mod connect;
 use fanout_config::KafkaSettings;
 use rdkafka::ClientConfig;
 
-pub use admin::{delete_topics, ensure_topics, AdminError, TopicSpec};
+pub use admin::{delete_groups, delete_topics, ensure_topics, AdminError, TopicSpec};
 pub use connect::{check_cluster, ConnectError};
 
 /// A librdkafka configuration with `bootstrap.servers` and every `[kafka.properties]` entry

@@ -46,7 +46,7 @@ async fn relay_until_drained(
 async fn sqlite_outbox_publishes_committed_events_only_in_order() -> anyhow::Result<()> {
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("outbox-sqlite", 1).await?;
-    let registry = start_registry(&kafka).await?;
+    let (registry, _schemas) = start_registry(&kafka).await?;
     let dir = tempfile::tempdir()?;
     let db_url = format!("sqlite:{}", dir.path().join("post-service.db").display());
     let pool =
@@ -94,7 +94,7 @@ async fn sqlite_outbox_publishes_committed_events_only_in_order() -> anyhow::Res
 async fn postgres_outbox_publishes_committed_events_only() -> anyhow::Result<()> {
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("outbox-postgres", 1).await?;
-    let registry = start_registry(&kafka).await?;
+    let (registry, _schemas) = start_registry(&kafka).await?;
     let pg = fanout_testkit::Postgres::connect().await?;
     let database = pg.database().await?;
     let pool = PgPool::connect_with(database.options()).await?;

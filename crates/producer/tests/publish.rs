@@ -17,7 +17,7 @@ use common::{consume_all, event, publisher_config, start_registry};
 async fn ten_thousand_concurrent_events_exactly_once_in_order_per_key() -> anyhow::Result<()> {
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("publish-10k", 4).await?;
-    let registry = start_registry(&kafka).await?;
+    let (registry, _schemas) = start_registry(&kafka).await?;
     let publisher = Publisher::new(publisher_config(&kafka, &registry)).await?;
 
     let tasks: Vec<_> = (0..100)
@@ -64,7 +64,7 @@ async fn ten_thousand_concurrent_events_exactly_once_in_order_per_key() -> anyho
 async fn publish_all_delivers_in_order_with_cloudevents_headers() -> anyhow::Result<()> {
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("publish-all", 1).await?;
-    let registry = start_registry(&kafka).await?;
+    let (registry, _schemas) = start_registry(&kafka).await?;
     let publisher = Publisher::new(publisher_config(&kafka, &registry)).await?;
     let events: Vec<PostPublished> = (0..500).map(|i| event(7, i)).collect();
     let results = publisher.publish_all_to(topic.name(), &events).await;
@@ -93,7 +93,7 @@ async fn publish_all_delivers_in_order_with_cloudevents_headers() -> anyhow::Res
 async fn oversized_event_is_a_typed_error_before_sending() -> anyhow::Result<()> {
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("publish-large", 1).await?;
-    let registry = start_registry(&kafka).await?;
+    let (registry, _schemas) = start_registry(&kafka).await?;
     let mut config = publisher_config(&kafka, &registry);
     config.producer.max_message_bytes = 10_000;
     let publisher = Publisher::new(config).await?;
@@ -111,7 +111,7 @@ async fn registry_outage_uses_cached_schemas_and_fails_first_time_schemas_clearl
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("publish-registry-down", 1).await?;
     let other = kafka.topic("publish-registry-down-other", 1).await?;
-    let registry = start_registry(&kafka).await?;
+    let (registry, _schemas) = start_registry(&kafka).await?;
     let publisher = Publisher::new(publisher_config(&kafka, &registry)).await?;
     publisher.publish_to(topic.name(), &event(1, 0), None).await?;
 
@@ -128,7 +128,7 @@ async fn registry_outage_uses_cached_schemas_and_fails_first_time_schemas_clearl
 #[tokio::test]
 async fn unreachable_broker_is_a_retriable_error_after_the_delivery_timeout() -> anyhow::Result<()> {
     let kafka = fanout_testkit::Kafka::connect().await?;
-    let registry = start_registry(&kafka).await?;
+    let (registry, _schemas) = start_registry(&kafka).await?;
     let mut config = publisher_config(&kafka, &registry);
     let warm = Publisher::new(config.clone()).await?;
     warm.prepare::<PostPublished>().await?;

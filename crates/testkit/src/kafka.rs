@@ -4,6 +4,7 @@ use fanout_kafka::{AdminError, TopicSpec};
 use rdkafka::{
     config::ClientConfig,
     consumer::{BaseConsumer, Consumer},
+    Offset, TopicPartitionList,
 };
 
 use crate::{unique_name, TestkitError, DEFAULT_BOOTSTRAP};
@@ -70,6 +71,12 @@ impl Kafka {
         Ok(TestTopic { name, kafka: self.clone() })
     }
 
+    /// A unique name (`test-<prefix>-<uuid>`) for a topic that something else creates, such as a
+    /// registry's state topic; deleted when the guard drops, like a [`Kafka::topic`].
+    pub fn future_topic(&self, prefix: &str) -> TestTopic {
+        TestTopic { name: unique_name(prefix), kafka: self.clone() }
+    }
+
     /// Creates a topic with an exact name (for code that derives topic names itself). Not
     /// deleted automatically; pair it with [`Kafka::delete_topic`] or use a name from
     /// [`unique_name`].
@@ -78,6 +85,55 @@ impl Kafka {
         fanout_kafka::ensure_topics(&self.client_config(), &[spec], Duration::from_secs(15))
             .await
             .map_err(|e| admin_error("create topic", name, &e))
+    }
+
+    /// Deletes what a consumer runtime named `consumer` leaves behind for `topic`: its retry and
+    /// dead-letter topics and its consumer group. Failures are printed, not returned, so clean-up
+    /// never hides a test's own verdict.
+    pub async fn delete_consumer(&self, topic: &str, consumer: &str) {
+        for name in
+            [fanout_core::topics::retry(topic, consumer), fanout_core::topics::dead_letter(topic, consumer)]
+        {
+            if let Err(e) = self.delete_topic(&name).await {
+                eprintln!("testkit: could not delete {name}: {e}");
+            }
+        }
+        if let Err(e) = self.delete_groups(&[consumer]).await {
+            eprintln!("testkit: could not delete group {consumer}: {e}");
+        }
+    }
+
+    /// Deletes consumer groups; one that never committed (and so does not exist) is not an error.
+    pub async fn delete_groups(&self, names: &[&str]) -> Result<(), TestkitError> {
+        fanout_kafka::delete_groups(&self.client_config(), names)
+            .await
+            .map_err(|e| admin_error("delete group", &names.join(","), &e))
+    }
+
+    /// A consumer reading every partition of `topic` from the beginning, assigned rather than
+    /// subscribed: it joins no consumer group, so reading a topic leaves nothing behind.
+    pub fn reader(&self, topic: &str) -> Result<BaseConsumer, TestkitError> {
+        let unavailable =
+            |reason: String| TestkitError::BrokerUnavailable { bootstrap: self.bootstrap.clone(), reason };
+        let consumer: BaseConsumer = self
+            .client_config()
+            .set("group.id", unique_name("reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| unavailable(e.to_string()))?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| unavailable(e.to_string()))?;
+        let mut assignment = TopicPartitionList::new();
+        for found in metadata.topics().iter().filter(|t| t.name() == topic) {
+            for partition in found.partitions() {
+                assignment
+                    .add_partition_offset(topic, partition.id(), Offset::Beginning)
+                    .map_err(|e| unavailable(e.to_string()))?;
+            }
+        }
+        consumer.assign(&assignment).map_err(|e| unavailable(e.to_string()))?;
+        Ok(consumer)
     }
 
     /// Deletes a topic; a topic that does not exist is not an error.

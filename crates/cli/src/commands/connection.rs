@@ -75,8 +75,13 @@ impl Connection {
     /// [`Connection::settings`], once the cluster has answered with them (see
     /// [`KafkaArgs::connect`]).
     pub async fn connect(&self) -> anyhow::Result<ClientSettings> {
+        self.connect_within(CONNECT_TIMEOUT).await
+    }
+
+    /// [`Connection::connect`] with the command's own patience.
+    pub async fn connect_within(&self, timeout: Duration) -> anyhow::Result<ClientSettings> {
         let settings = self.settings()?;
-        fanout_kafka::check_cluster(&settings.client_config(), CONNECT_TIMEOUT).await?;
+        fanout_kafka::check_cluster(&settings.client_config(), timeout).await?;
         Ok(settings)
     }
 

@@ -59,7 +59,7 @@ impl DlqCommand {
             Self::Replay(args) => &args.selection,
         };
         // Refused credentials fail here, by name, not as a metadata timeout further on.
-        selection.connection.connect().await?;
+        selection.connection.connect_within(selection.timeout()).await?;
         match self {
             Self::List(selection) => list(selection).await,
             Self::Show(args) => args.run().await,

@@ -21,7 +21,6 @@ use fanout_core::Event;
 use fanout_events::{Category, PostPublished};
 use fanout_testkit::{Kafka, TestTopic};
 use rdkafka::{
-    consumer::{BaseConsumer, Consumer as _},
     message::{Header, Headers, Message, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
@@ -402,16 +401,10 @@ pub async fn read_topic(
     count: usize,
     limit: Duration,
 ) -> anyhow::Result<Vec<Fetched>> {
-    let config = kafka.client_config();
+    let kafka = kafka.clone();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config
-            .clone()
-            .set("group.id", fanout_testkit::unique_name("reader"))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .create()?;
-        consumer.subscribe(&[&topic])?;
+        let consumer = kafka.reader(&topic)?;
         let deadline = Instant::now() + limit;
         let mut out = Vec::new();
         while out.len() < count {
@@ -436,16 +429,9 @@ pub async fn read_topic(
     .await?
 }
 
-/// Deletes the retry and dead-letter topics a consumer created for `topic`.
+/// Deletes the retry and dead-letter topics and the group of a consumer of `topic`.
 pub async fn delete_derived(kafka: &Kafka, topic: &TestTopic, consumer: &str) {
-    for name in [
-        fanout_core::topics::retry(topic.name(), consumer),
-        fanout_core::topics::dead_letter(topic.name(), consumer),
-    ] {
-        if let Err(e) = kafka.delete_topic(&name).await {
-            eprintln!("could not delete {name}: {e}");
-        }
-    }
+    kafka.delete_consumer(topic.name(), consumer).await;
 }
 
 /// A minimal HTTP/1.0 GET, answered within 5 s; the whole response (status line first) as text.

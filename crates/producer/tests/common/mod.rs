@@ -7,19 +7,15 @@ use fanout_events::{Category, PostPublished};
 use fanout_producer::PublisherConfig;
 use fanout_registry_server::{RegistryConfig, RegistryServer, RunningRegistry};
 use fanout_schema_registry::AvroSerde;
-use fanout_testkit::Kafka;
-use rdkafka::{
-    consumer::{BaseConsumer, Consumer},
-    message::Headers,
-    Message,
-};
+use fanout_testkit::{Kafka, TestTopic};
+use rdkafka::{message::Headers, Message};
 
-/// The built-in registry, in process, on its own `_schemas` topic.
-pub async fn start_registry(kafka: &Kafka) -> anyhow::Result<RunningRegistry> {
+/// The built-in registry, in process, on its own state topic, which the guard deletes.
+pub async fn start_registry(kafka: &Kafka) -> anyhow::Result<(RunningRegistry, TestTopic)> {
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let config =
-        RegistryConfig::new(kafka.bootstrap(), listen).with_topic(fanout_testkit::unique_name("schemas"));
-    Ok(RegistryServer::start(config).await?)
+    let state = kafka.future_topic("schemas");
+    let config = RegistryConfig::new(kafka.bootstrap(), listen).with_topic(state.name());
+    Ok((RegistryServer::start(config).await?, state))
 }
 
 pub fn publisher_config(kafka: &Kafka, registry: &RunningRegistry) -> PublisherConfig {
@@ -60,13 +56,7 @@ pub async fn consume_all(
     count: usize,
     deadline: Duration,
 ) -> anyhow::Result<Vec<Record>> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", fanout_testkit::unique_name("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    consumer.subscribe(&[topic])?;
+    let consumer = kafka.reader(topic)?;
     let mut raw = Vec::new();
     let until = std::time::Instant::now() + deadline;
     let mut quiet_since: Option<std::time::Instant> = None;

@@ -115,22 +115,12 @@ impl Stack {
         count: usize,
         limit: Duration,
     ) -> anyhow::Result<Vec<(String, HashMap<String, String>)>> {
-        use rdkafka::{
-            consumer::{BaseConsumer, Consumer},
-            message::Headers,
-            Message,
-        };
-        let config = self.kafka.client_config();
+        use rdkafka::{message::Headers, Message};
+        let kafka = self.kafka.clone();
         let topic = topic.to_owned();
         // librdkafka's poll blocks; keep it off the async workers.
         tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config
-                .clone()
-                .set("group.id", unique_name("reader"))
-                .set("auto.offset.reset", "earliest")
-                .set("enable.auto.commit", "false")
-                .create()?;
-            consumer.subscribe(&[&topic])?;
+            let consumer = kafka.reader(&topic)?;
             let deadline = Instant::now() + limit;
             let mut records = Vec::new();
             while records.len() < count {
@@ -161,15 +151,9 @@ impl Stack {
         .await?
     }
 
-    /// Deletes the retry and dead-letter topics the consumer `name` created for `topic`.
+    /// Deletes the retry and dead-letter topics and the group of the consumer `name` of `topic`.
     pub async fn delete_derived_topics(&self, topic: &str, name: &str) {
-        for derived in
-            [fanout_core::topics::retry(topic, name), fanout_core::topics::dead_letter(topic, name)]
-        {
-            if let Err(e) = self.kafka.delete_topic(&derived).await {
-                eprintln!("could not delete {derived}: {e}");
-            }
-        }
+        self.kafka.delete_consumer(topic, name).await;
     }
 
     /// Stops the registry and deletes its state topic.
