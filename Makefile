@@ -5,15 +5,16 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: demo test stack lint unit-and-integration interop
+.PHONY: demo test stack lint unit-and-integration interop leftovers-snapshot leftovers-check
 
 ## demo: bring up the local stack, then run the main job end to end.
 ## Prometheus (from scripts/stack) scrapes every service that writes a target file there.
 demo: stack
 	FANOUT_PROMETHEUS_TARGETS_DIR=$(CURDIR)/.stack/prometheus/targets cargo run -q --release -p fanout-cli --locked -- demo
 
-## test: the whole suite: stack, formatting, lints, unit, integration and interop tests.
-test: stack lint unit-and-integration interop
+## test: the whole suite: stack, formatting, lints, unit, integration and interop tests; then a
+## check that the tests deleted every topic, group and database they created.
+test: stack lint leftovers-snapshot unit-and-integration interop leftovers-check
 
 stack:
 	scripts/stack up all
@@ -21,6 +22,12 @@ stack:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+leftovers-snapshot: stack
+	scripts/stack leftovers snapshot
+
+leftovers-check:
+	scripts/stack leftovers check
 
 unit-and-integration:
 	cargo test --workspace --locked

@@ -94,6 +94,20 @@ def registry_url():
     delete_topics([topic])
 
 
+def delete_groups(names):
+    """Deletes test consumer groups; one that never existed is fine."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    for future in admin.delete_consumer_groups(names).values():
+        try:
+            future.result(timeout=30)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
+                raise
+
+
 def delete_topics(names):
     """Deletes test topics; one already gone is fine, any other failure fails the session."""
     from confluent_kafka import KafkaError, KafkaException

@@ -14,7 +14,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from conftest import BOOTSTRAP, unique, wait_until
+from conftest import BOOTSTRAP, delete_groups, unique, wait_until
 
 CATEGORIES = ["JOB", "HOUSING", "SECONDHAND", "OTHER"]
 
@@ -35,9 +35,10 @@ def sample_events(count: int):
 
 
 def consume_all(topic: str, count: int, deserialize):
+    group = unique("interop-reader")
     consumer = Consumer({
         "bootstrap.servers": BOOTSTRAP,
-        "group.id": unique("interop-reader"),
+        "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
     })
@@ -54,6 +55,7 @@ def consume_all(topic: str, count: int, deserialize):
         wait_until(enough, f"{count} messages on {topic}", timeout=60, interval=0)
     finally:
         consumer.close()
+        delete_groups([group])
     return received
 
 
