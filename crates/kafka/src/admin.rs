@@ -104,9 +104,7 @@ pub async fn ensure_topics(
     if topics.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
-        .map_err(|source| AdminError::Client { operation: "create an admin client", source })?;
+    let admin = admin(config)?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|spec| {
@@ -120,12 +118,7 @@ pub async fn ensure_topics(
         .create_topics(&new, &AdminOptions::new().operation_timeout(Some(OPERATION_TIMEOUT)))
         .await
         .map_err(|source| AdminError::Client { operation: "create topics", source })?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(AdminError::Refused { operation: "create topic", topic, code }),
-        }
-    }
+    settle(results, "create topic", RDKafkaErrorCode::TopicAlreadyExists)?;
     await_served(config, topics, wait).await
 }
 
@@ -134,20 +127,11 @@ pub async fn delete_topics(config: &ClientConfig, names: &[&str]) -> Result<(), 
     if names.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
-        .map_err(|source| AdminError::Client { operation: "create an admin client", source })?;
-    let results = admin
+    let results = admin(config)?
         .delete_topics(names, &AdminOptions::new().operation_timeout(Some(OPERATION_TIMEOUT)))
         .await
         .map_err(|source| AdminError::Client { operation: "delete topics", source })?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-            Err((topic, code)) => return Err(AdminError::Refused { operation: "delete topic", topic, code }),
-        }
-    }
-    Ok(())
+    settle(results, "delete topic", RDKafkaErrorCode::UnknownTopicOrPartition)
 }
 
 /// Deletes consumer groups; one that does not exist (never committed) is not an error. A group
@@ -156,22 +140,28 @@ pub async fn delete_groups(config: &ClientConfig, names: &[&str]) -> Result<(), 
     if names.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
-        .map_err(|source| AdminError::Client { operation: "create an admin client", source })?;
-    let results = admin
+    let results = admin(config)?
         .delete_groups(names, &AdminOptions::new().operation_timeout(Some(OPERATION_TIMEOUT)))
         .await
         .map_err(|source| AdminError::Client { operation: "delete groups", source })?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
-            Err((group, code)) => {
-                return Err(AdminError::Refused { operation: "delete group", topic: group, code })
-            }
-        }
+    settle(results, "delete group", RDKafkaErrorCode::GroupIdNotFound)
+}
+
+fn admin(config: &ClientConfig) -> Result<AdminClient<DefaultClientContext>, AdminError> {
+    config.create().map_err(|source| AdminError::Client { operation: "create an admin client", source })
+}
+
+/// The first refusal among the broker's per-name answers, `fine` aside (it means the work was
+/// already done: the topic exists, or is already gone).
+fn settle(
+    results: Vec<Result<String, (String, RDKafkaErrorCode)>>,
+    operation: &'static str,
+    fine: RDKafkaErrorCode,
+) -> Result<(), AdminError> {
+    match results.into_iter().find_map(|result| result.err().filter(|(_, code)| *code != fine)) {
+        Some((topic, code)) => Err(AdminError::Refused { operation, topic, code }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Polls metadata until every topic is served with its partitions led, or `wait` passes.
