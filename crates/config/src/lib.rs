@@ -138,6 +138,26 @@ impl Default for HttpSettings {
     }
 }
 
+/// `url` with its password replaced by `***`, for error messages and logs: a database or
+/// broker URL may carry credentials, and an error message is not the place for them.
+///
+/// ```
+/// assert_eq!(fanout_config::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+/// assert_eq!(fanout_config::redact_url("sqlite:x.db"), "sqlite:x.db");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &credentials[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

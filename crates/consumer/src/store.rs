@@ -53,7 +53,7 @@ impl Store {
     /// Opens the pool and migrates the runtime's tables.
     pub(crate) async fn open(settings: &StoreSettings, consumer: &str) -> Result<Self, ConsumerError> {
         sqlx::any::install_default_drivers();
-        let redacted = redact(&settings.url);
+        let redacted = fanout_config::redact_url(&settings.url);
         let failed = |source| ConsumerError::Store { url: redacted.clone(), source };
         let (backend, url) = if settings.url.starts_with("sqlite:") {
             // `mode=rwc` lets SQLite create the file on first start, as an embedded store should.
@@ -256,28 +256,12 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// The URL without its password, for error messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &credentials[..colon], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn passwords_are_redacted_and_keys_hexed() {
-        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("sqlite:x.db"), "sqlite:x.db");
+    fn keys_are_hexed() {
         assert_eq!(hex(b"\x00\xffA"), "00ff41");
     }
 

@@ -15,7 +15,10 @@ impl Postgres {
     pub async fn connect() -> Result<Self, TestkitError> {
         let url =
             std::env::var("FANOUT_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
-        let unavailable = |reason: String| TestkitError::PostgresUnavailable { url: redact(&url), reason };
+        let unavailable = |reason: String| TestkitError::PostgresUnavailable {
+            url: fanout_config::redact_url(&url),
+            reason,
+        };
         let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| unavailable(e.to_string()))?;
         let mut conn = options.connect().await.map_err(|e| unavailable(e.to_string()))?;
         conn.ping().await.map_err(|e| unavailable(e.to_string()))?;
@@ -76,15 +79,5 @@ impl Drop for TestDatabase {
             }
         });
         let _ = cleanup.join();
-    }
-}
-
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
     }
 }
