@@ -56,19 +56,21 @@ impl KafkaArgs {
         }
         Ok(settings)
     }
+
+    /// The settings, once the cluster has answered with them: refused credentials fail at once,
+    /// naming authentication, instead of the first real request timing out.
+    pub async fn connect(&self) -> anyhow::Result<ClientSettings> {
+        answered(self.settings()?, CONNECT_TIMEOUT).await
+    }
 }
 
 /// How long a command waits for the cluster's first answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl KafkaArgs {
-    /// The settings, once the cluster has answered with them: refused credentials fail at once,
-    /// naming authentication, instead of the first real request timing out.
-    pub async fn connect(&self) -> anyhow::Result<ClientSettings> {
-        let settings = self.settings()?;
-        fanout_kafka::check_cluster(&settings.client_config(), CONNECT_TIMEOUT).await?;
-        Ok(settings)
-    }
+/// `settings`, once the cluster they name has answered within `timeout`.
+async fn answered(settings: ClientSettings, timeout: Duration) -> anyhow::Result<ClientSettings> {
+    fanout_kafka::check_cluster(&settings.client_config(), timeout).await?;
+    Ok(settings)
 }
 
 impl Connection {
@@ -80,9 +82,7 @@ impl Connection {
 
     /// [`Connection::connect`] with the command's own patience.
     pub async fn connect_within(&self, timeout: Duration) -> anyhow::Result<ClientSettings> {
-        let settings = self.settings()?;
-        fanout_kafka::check_cluster(&settings.client_config(), timeout).await?;
-        Ok(settings)
+        answered(self.settings()?, timeout).await
     }
 
     /// The layered settings with `--bootstrap` and `--registry` applied.
