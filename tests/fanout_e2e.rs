@@ -35,7 +35,9 @@ static AUDIT_TABLES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/audit"
 struct AuditLog;
 
 #[async_trait]
-impl Handler<PostPublished> for AuditLog {
+impl Handler for AuditLog {
+    type Event = PostPublished;
+
     async fn handle(
         &self,
         event: PostPublished,
@@ -53,10 +55,7 @@ impl Handler<PostPublished> for AuditLog {
 
 async fn audit(config: ServiceConfig<AuditSettings>) -> Result<Service, fanout_service::ServiceError> {
     let topic = config.service.topic.clone();
-    Service::build(&config, &AUDIT_TABLES, |consumer, _db| {
-        consumer.handle_topic::<PostPublished, _>(topic, AuditLog)
-    })
-    .await
+    Service::build(&config, &AUDIT_TABLES, |consumer| consumer.handle_topic(topic, AuditLog)).await
 }
 
 // ---- The test. ----

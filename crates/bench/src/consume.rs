@@ -147,7 +147,9 @@ struct InsertRow {
 }
 
 #[async_trait]
-impl Handler<PostPublished> for InsertRow {
+impl Handler for InsertRow {
+    type Event = PostPublished;
+
     async fn handle(
         &self,
         event: PostPublished,
@@ -174,7 +176,9 @@ struct InsertRows {
 }
 
 #[async_trait]
-impl Handler<PostPublished> for InsertRows {
+impl Handler for InsertRows {
+    type Event = PostPublished;
+
     async fn handle(
         &self,
         event: PostPublished,
@@ -270,14 +274,12 @@ pub async fn runtime_consume(
     let progress = Arc::new(Progress::default());
     let builder = Consumer::builder(config).decoder(env.decoder()?);
     let builder = match run.handler {
-        HandlerKind::PerEvent => builder.handle_topic::<PostPublished, _>(
-            topic,
-            InsertRow { consumer: name.clone(), progress: progress.clone() },
-        ),
-        HandlerKind::Batch => builder.handle_topic::<PostPublished, _>(
-            topic,
-            InsertRows { consumer: name.clone(), progress: progress.clone() },
-        ),
+        HandlerKind::PerEvent => {
+            builder.handle_topic(topic, InsertRow { consumer: name.clone(), progress: progress.clone() })
+        }
+        HandlerKind::Batch => {
+            builder.handle_topic(topic, InsertRows { consumer: name.clone(), progress: progress.clone() })
+        }
     };
     let consumer = builder.build().await?;
     sqlx::query(EFFECTS_TABLE).execute(consumer.pool()).await?;

@@ -326,7 +326,9 @@ struct Timed<H> {
 }
 
 #[async_trait]
-impl<H: Handler<PostPublished>> Handler<PostPublished> for Timed<H> {
+impl<H: Handler<Event = PostPublished>> Handler for Timed<H> {
+    type Event = PostPublished;
+
     async fn handle(
         &self,
         event: PostPublished,
@@ -381,8 +383,8 @@ async fn start_services(env: &Env, topic: &str, sinks: &[Arc<Sink>]) -> anyhow::
     );
     let handler =
         Timed { inner: fanout_rewards::CreditBeans::new(&rewards.service), sink: rewards_sink.clone() };
-    let rewards = Service::build(&rewards, &fanout_rewards::MIGRATIONS, |consumer, db| {
-        consumer.handle_topic::<PostPublished, _>(topic, handler).routes(fanout_rewards::router(db))
+    let rewards = Service::build(&rewards, &fanout_rewards::MIGRATIONS, |consumer| {
+        consumer.handle_topic(topic, handler).routes(fanout_rewards::router)
     })
     .await
     .context("starting rewards")?;
@@ -393,15 +395,15 @@ async fn start_services(env: &Env, topic: &str, sinks: &[Arc<Sink>]) -> anyhow::
     );
     let handler =
         Timed { inner: fanout_pinning::GrantPins::new(&pinning.service), sink: pinning_sink.clone() };
-    let pinning = Service::build(&pinning, &fanout_pinning::MIGRATIONS, |consumer, db| {
-        consumer.handle_topic::<PostPublished, _>(topic, handler).routes(fanout_pinning::router(db))
+    let pinning = Service::build(&pinning, &fanout_pinning::MIGRATIONS, |consumer| {
+        consumer.handle_topic(topic, handler).routes(fanout_pinning::router)
     })
     .await
     .context("starting pinning")?;
     let stats = service_config(env, topic, fanout_stats::StatsSettings { topic: topic.to_owned() });
     let handler = Timed { inner: fanout_stats::CountPosts, sink: stats_sink.clone() };
-    let stats = Service::build(&stats, &fanout_stats::MIGRATIONS, |consumer, db| {
-        consumer.handle_topic::<PostPublished, _>(topic, handler).routes(fanout_stats::router(db))
+    let stats = Service::build(&stats, &fanout_stats::MIGRATIONS, |consumer| {
+        consumer.handle_topic(topic, handler).routes(fanout_stats::router)
     })
     .await
     .context("starting stats")?;

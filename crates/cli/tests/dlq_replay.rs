@@ -68,7 +68,9 @@ struct Effects {
 }
 
 #[async_trait]
-impl Handler<PostPublished> for Effects {
+impl Handler for Effects {
+    type Event = PostPublished;
+
     async fn handle(
         &self,
         event: PostPublished,
@@ -145,7 +147,7 @@ impl Stack {
         let broken = Arc::new(AtomicBool::new(true));
         let consumer = Consumer::builder(config)
             .decoder(RegistryDecoder(AvroSerde::from_settings(&registry_settings)?))
-            .handle_topic::<PostPublished, _>(topic.name(), Effects { broken: broken.clone() })
+            .handle_topic(topic.name(), Effects { broken: broken.clone() })
             .build()
             .await?;
         sqlx::query(

@@ -1,6 +1,6 @@
 //! Wiring a consumer: config, handlers, decoder, extra HTTP routes.
 
-use std::{future::Future, marker::PhantomData, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use fanout_core::{topics, Event};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -17,13 +17,14 @@ use crate::{
 };
 
 type MakeRoute = Box<dyn FnOnce(Arc<dyn Decoder>) -> Arc<dyn Route> + Send>;
+type MakeRouter = Box<dyn FnOnce(AnyPool) -> axum::Router + Send>;
 
 /// Builds a [`Consumer`]: a configuration, a decoder and one handler per event type or topic.
 pub struct ConsumerBuilder {
     config: ConsumerConfig,
     decoder: Option<Arc<dyn Decoder>>,
     handlers: Vec<(String, MakeRoute)>,
-    routes: Option<axum::Router>,
+    routes: Vec<MakeRouter>,
 }
 
 impl std::fmt::Debug for ConsumerBuilder {
@@ -38,7 +39,7 @@ impl std::fmt::Debug for ConsumerBuilder {
 
 impl ConsumerBuilder {
     pub(crate) fn new(config: ConsumerConfig) -> Self {
-        Self { config, decoder: None, handlers: Vec::new(), routes: None }
+        Self { config, decoder: None, handlers: Vec::new(), routes: Vec::new() }
     }
 
     /// The decoder every handler's payloads go through (the registry's Confluent wire-format
@@ -48,23 +49,25 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Handles events of type `E` from their own topic, `E::TOPIC`.
-    pub fn handle<E: Event, H: Handler<E>>(self, handler: H) -> Self {
-        self.handle_topic::<E, H>(E::TOPIC, handler)
+    /// Handles the handler's event type from that type's own topic, [`Event::TOPIC`].
+    pub fn handle<H: Handler>(self, handler: H) -> Self {
+        self.handle_topic(H::Event::TOPIC, handler)
     }
 
-    /// Handles events of type `E` published to `topic` (tests, per-tenant topics, migrations).
-    pub fn handle_topic<E: Event, H: Handler<E>>(mut self, topic: impl Into<String>, handler: H) -> Self {
-        let make: MakeRoute = Box::new(move |decoder| {
-            Arc::new(Typed::<E, H> { handler, decoder, event: PhantomData }) as Arc<dyn Route>
-        });
+    /// Handles the handler's event type as published to `topic` (tests, per-tenant topics,
+    /// migrations).
+    pub fn handle_topic<H: Handler>(mut self, topic: impl Into<String>, handler: H) -> Self {
+        let make: MakeRoute = Box::new(move |decoder| Arc::new(Typed { handler, decoder }) as Arc<dyn Route>);
         self.handlers.push((topic.into(), make));
         self
     }
 
-    /// Extra HTTP routes of the service, served beside `/metrics`, `/healthz` and `/readyz`.
-    pub fn routes(mut self, router: axum::Router) -> Self {
-        self.routes = Some(router);
+    /// Extra HTTP routes of the service (its read API), served beside `/metrics`, `/healthz` and
+    /// `/readyz`. `make` receives the store's pool once [`build`](Self::build) opened it, so a
+    /// route can always query it. Several calls add up; a path served twice fails the build,
+    /// naming the path.
+    pub fn routes(mut self, make: impl FnOnce(AnyPool) -> axum::Router + Send + 'static) -> Self {
+        self.routes.push(Box::new(make));
         self
     }
 
@@ -120,7 +123,8 @@ impl ConsumerBuilder {
         let http_addr = listener
             .local_addr()
             .map_err(|source| ConsumerError::Http { listen: config.http.listen.clone(), source })?;
-        let router = crate::http::router(shared.clone(), store.clone(), self.routes);
+        let extra = self.routes.into_iter().map(|make| make(store.pool().clone()));
+        let router = crate::http::router(shared.clone(), store.clone(), extra)?;
         let engine = Arc::new(Engine {
             consumer: Arc::from(config.name.as_str()),
             store,

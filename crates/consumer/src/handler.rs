@@ -1,7 +1,7 @@
 //! The handler API a team implements, the decoder the runtime decodes payloads with, and their
 //! type-erased pairing the runtime routes records to.
 
-use std::{any::Any, marker::PhantomData, sync::Arc};
+use std::{any::Any, sync::Arc};
 
 use apache_avro::{types::Value, Schema};
 use async_trait::async_trait;
@@ -26,7 +26,9 @@ use crate::{DecodeError, EventMeta, HandlerError};
 /// struct Rewards;
 ///
 /// #[async_trait]
-/// impl Handler<PostPublished> for Rewards {
+/// impl Handler for Rewards {
+///     type Event = PostPublished;
+///
 ///     async fn handle(
 ///         &self,
 ///         event: PostPublished,
@@ -67,7 +69,9 @@ use crate::{DecodeError, EventMeta, HandlerError};
 /// struct CountPosts;
 ///
 /// #[async_trait]
-/// impl Handler<PostPublished> for CountPosts {
+/// impl Handler for CountPosts {
+///     type Event = PostPublished;
+///
 ///     async fn handle(&self, event: PostPublished, meta: &EventMeta, tx: &mut sqlx::AnyConnection)
 ///         -> Result<(), HandlerError> {
 ///         self.handle_batch(vec![(event, meta.clone())], tx).await
@@ -95,20 +99,29 @@ use crate::{DecodeError, EventMeta, HandlerError};
 /// }
 /// ```
 #[async_trait]
-pub trait Handler<E: Event>: Send + Sync + 'static {
+pub trait Handler: Send + Sync + 'static {
+    /// The event type this handler applies; the runtime decodes payloads into it, so
+    /// [`ConsumerBuilder::handle`](crate::ConsumerBuilder::handle) needs no type annotation.
+    type Event: Event;
+
     /// Applies `event`. `Err(Transient)` is retried; `Err(Permanent)` dead-letters the event.
-    async fn handle(&self, event: E, meta: &EventMeta, tx: &mut AnyConnection) -> Result<(), HandlerError>;
+    async fn handle(
+        &self,
+        event: Self::Event,
+        meta: &EventMeta,
+        tx: &mut AnyConnection,
+    ) -> Result<(), HandlerError>;
 
     /// Applies a batch of new events, in order (duplicates are already filtered out). `Err`
     /// means some event failed; the runtime then finds which by calling this again with one
     /// event at a time. The default calls [`handle`](Handler::handle) per event.
     async fn handle_batch(
         &self,
-        events: Vec<(E, EventMeta)>,
+        events: Vec<(Self::Event, EventMeta)>,
         tx: &mut AnyConnection,
     ) -> Result<(), HandlerError> {
         for (event, meta) in events {
-            let span = meta.span(E::TYPE);
+            let span = meta.span(<Self::Event as Event>::TYPE);
             self.handle(event, &meta, tx).instrument(span).await?;
         }
         Ok(())
@@ -151,30 +164,29 @@ pub(crate) trait Route: Send + Sync + 'static {
     ) -> Result<(), HandlerError>;
 }
 
-pub(crate) struct Typed<E, H> {
+pub(crate) struct Typed<H> {
     pub(crate) handler: H,
     pub(crate) decoder: Arc<dyn Decoder>,
-    pub(crate) event: PhantomData<fn() -> E>,
 }
 
 #[async_trait]
-impl<E: Event, H: Handler<E>> Route for Typed<E, H> {
+impl<H: Handler> Route for Typed<H> {
     async fn decode(&self, topic: &str, payload: Option<&[u8]>) -> Result<AnyEvent, DecodeError> {
         let payload =
             payload.ok_or_else(|| DecodeError::Malformed("the record has no payload (tombstone)".into()))?;
         if let Some(serde) = self.decoder.serde() {
             // Synchronously while the writer schema is cached (every payload but the first of
             // each schema id); the registry is asked only when it is not.
-            let event: E = match serde.decode_cached(payload) {
+            let event: H::Event = match serde.decode_cached(payload) {
                 Err(SerdeError::NotCached(_)) => serde.decode(payload).await,
                 decoded => decoded,
             }
             .map_err(crate::registry::decode_error)?;
             return Ok(Box::new(event));
         }
-        let value = self.decoder.decode(topic, payload, E::schema()).await?;
-        let event: E = apache_avro::from_value(&value)
-            .map_err(|e| DecodeError::Malformed(format!("not a {}: {e}", E::TYPE)))?;
+        let value = self.decoder.decode(topic, payload, H::Event::schema()).await?;
+        let event: H::Event = apache_avro::from_value(&value)
+            .map_err(|e| DecodeError::Malformed(format!("not a {}: {e}", H::Event::TYPE)))?;
         Ok(Box::new(event))
     }
 
@@ -187,8 +199,8 @@ impl<E: Event, H: Handler<E>> Route for Typed<E, H> {
         // event is unusable and dead-lettering it is the honest outcome.
         let mut typed = Vec::with_capacity(events.len());
         for (event, meta) in events {
-            let event = event.downcast::<E>().map_err(|_| {
-                HandlerError::Permanent(format!("internal: decoded value is not a {}", E::TYPE))
+            let event = event.downcast::<H::Event>().map_err(|_| {
+                HandlerError::Permanent(format!("internal: decoded value is not a {}", H::Event::TYPE))
             })?;
             typed.push((*event, meta));
         }

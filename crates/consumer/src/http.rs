@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
 use prometheus::{Encoder, TextEncoder};
 
-use crate::{kafka::Shared, store::Store};
+use crate::{kafka::Shared, store::Store, ConsumerError};
 
 #[derive(Clone)]
 struct Health {
@@ -15,17 +15,31 @@ struct Health {
 }
 
 /// The runtime's routes merged with the service's own.
-pub(crate) fn router(shared: Arc<Shared>, store: Store, extra: Option<Router>) -> Router {
+pub(crate) fn router(
+    shared: Arc<Shared>,
+    store: Store,
+    extra: impl IntoIterator<Item = Router>,
+) -> Result<Router, ConsumerError> {
     let health = Health { shared, store };
-    let base = Router::new()
+    let mut router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(health);
-    match extra {
-        Some(extra) => base.merge(extra),
-        None => base,
+    for extra in extra {
+        // axum reports a path served twice only by panicking; a wiring mistake must come back
+        // as the build's error instead, with axum's message (which names the path).
+        let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| router.merge(extra)));
+        router = merged.map_err(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("overlapping routes");
+            ConsumerError::Wiring(format!("the service's routes clash: {message}"))
+        })?;
     }
+    Ok(router)
 }
 
 async fn metrics() -> impl IntoResponse {

@@ -10,7 +10,9 @@
 //! struct Rewards;
 //!
 //! #[async_trait]
-//! impl Handler<PostPublished> for Rewards {
+//! impl Handler for Rewards {
+//!     type Event = PostPublished;
+//!
 //!     async fn handle(
 //!         &self,
 //!         event: PostPublished,
@@ -34,7 +36,7 @@
 //! let config: ConsumerConfig = fanout_config::load(Some("rewards.toml".as_ref()))?;
 //! Consumer::builder(config)
 //!     .decoder(MyDecoder)
-//!     .handle::<PostPublished, _>(Rewards)
+//!     .handle(Rewards)
 //!     .run(async { let _ = tokio::signal::ctrl_c().await; })
 //!     .await?;
 //! # Ok(()) }
@@ -107,6 +109,9 @@ mod store;
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 pub use async_trait::async_trait;
+/// The axum a service's [`routes`](ConsumerBuilder::routes) are written against. Use this one
+/// (or the same major version): a router of another axum major is a different type.
+pub use axum;
 pub use builder::{Consumer, ConsumerBuilder};
 pub use config::{ConsumerConfig, ProcessingSettings, RetrySettings, StoreSettings};
 pub use dead_letter::{DeadLetter, Replay, ReplayError};
@@ -115,3 +120,7 @@ pub use error::{report, ConsumerError, DecodeError, HandlerError};
 pub use handler::{Decoder, Handler};
 pub use meta::EventMeta;
 pub use registry::RegistryDecoder;
+/// The sqlx a [`Handler`] writes through (`tx` is a [`sqlx::AnyConnection`]). Use this one (or
+/// the same major version): another version's `AnyConnection` is a different type, and the
+/// compiler then reports "expected `AnyConnection`, found a different `AnyConnection`".
+pub use sqlx;

@@ -54,7 +54,7 @@ async fn poison_bytes_and_unknown_schema_ids_are_dead_lettered_while_others_flow
     let (_dir, url) = sqlite();
     let consumer = Consumer::builder(config(&url))
         .decoder(RegistryDecoder::new(serde.clone()))
-        .handle_topic::<PostPublished, _>(topic.name(), Recorder::default())
+        .handle_topic(topic.name(), Recorder::default())
         .build()
         .await?;
     create_effects(consumer.pool()).await?;

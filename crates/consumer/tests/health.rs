@@ -95,3 +95,58 @@ async fn readyz_answers_while_every_store_connection_is_busy() -> TestResult {
     delete_derived(&kafka, &topic, &name).await;
     Ok(())
 }
+
+/// A service's routes get the store's pool, several `routes` calls add up, and a path served
+/// twice is a build error naming it (axum would panic).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_add_up_query_the_store_and_refuse_a_clash() -> TestResult {
+    use axum::{extract::State, routing::get, Router};
+
+    let kafka = Kafka::connect().await?;
+    let topic = kafka.topic("consumer-routes", 1).await?;
+    let (_dir, url) = sqlite();
+    let count = |pool: sqlx::AnyPool| {
+        Router::new()
+            .route(
+                "/v1/count",
+                get(|State(pool): State<sqlx::AnyPool>| async move {
+                    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM effects")
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap_or(-1);
+                    n.to_string()
+                }),
+            )
+            .with_state(pool)
+    };
+    let version = |_pool: sqlx::AnyPool| Router::new().route("/v1/version", get(|| async { "1" }));
+    let consumer = fanout_consumer::Consumer::builder(config(&url))
+        .decoder(TestDecoder)
+        .handle_topic(topic.name(), Recorder::default())
+        .routes(count)
+        .routes(version)
+        .build()
+        .await?;
+    create_effects(consumer.pool()).await?;
+    let running = run(consumer);
+    let name = running.name.clone();
+    assert!(http_get(running.http, "/v1/count").await?.ends_with("\r\n\r\n0"), "the pool answers");
+    assert!(http_get(running.http, "/v1/version").await?.ends_with("\r\n\r\n1"), "both calls served");
+    running.stop().await?;
+
+    let clash = fanout_consumer::Consumer::builder(config(&url))
+        .decoder(TestDecoder)
+        .handle_topic(topic.name(), Recorder::default())
+        .routes(version)
+        .routes(version)
+        .build()
+        .await
+        .expect_err("a path served twice");
+    assert!(
+        matches!(clash, fanout_consumer::ConsumerError::Wiring(_))
+            && clash.to_string().contains("/v1/version"),
+        "{clash}"
+    );
+    delete_derived(&kafka, &topic, &name).await;
+    Ok(())
+}

@@ -172,7 +172,9 @@ pub const EFFECTS: [&str; 3] = [
 ];
 
 #[async_trait]
-impl Handler<PostPublished> for Recorder {
+impl Handler for Recorder {
+    type Event = PostPublished;
+
     async fn handle(
         &self,
         event: PostPublished,
@@ -290,11 +292,8 @@ pub async fn start(config: ConsumerConfig, topic: &str, recorder: Recorder) -> a
 /// Builds the consumer with a [`Recorder`] on `topic` and creates the effect tables; nothing is
 /// consumed until [`run`], so a test can prepare the store first.
 pub async fn build(config: ConsumerConfig, topic: &str, recorder: Recorder) -> anyhow::Result<Consumer> {
-    let consumer = Consumer::builder(config)
-        .decoder(TestDecoder)
-        .handle_topic::<PostPublished, _>(topic, recorder)
-        .build()
-        .await?;
+    let consumer =
+        Consumer::builder(config).decoder(TestDecoder).handle_topic(topic, recorder).build().await?;
     create_effects(consumer.pool()).await?;
     Ok(consumer)
 }

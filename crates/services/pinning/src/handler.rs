@@ -32,7 +32,9 @@ impl GrantPins {
 }
 
 #[async_trait]
-impl Handler<PostPublished> for GrantPins {
+impl Handler for GrantPins {
+    type Event = PostPublished;
+
     async fn handle(
         &self,
         event: PostPublished,

@@ -27,7 +27,6 @@ mod settings;
 
 use std::future::Future;
 
-use fanout_events::PostPublished;
 use fanout_service::{Service, ServiceConfig, ServiceError};
 use sqlx::migrate::Migrator;
 
@@ -46,10 +45,8 @@ pub static MIGRATIONS: Migrator = sqlx::migrate!();
 /// is [`Service::http_addr`]; nothing is consumed until [`Service::run`].
 pub async fn build(config: PinningConfig) -> Result<Service, ServiceError> {
     let settings = config.service.clone();
-    Service::build(&config, &MIGRATIONS, |consumer, db| {
-        consumer
-            .handle_topic::<PostPublished, _>(settings.topic.clone(), GrantPins::new(&settings))
-            .routes(router(db))
+    Service::build(&config, &MIGRATIONS, |consumer| {
+        consumer.handle_topic(settings.topic.clone(), GrantPins::new(&settings)).routes(router)
     })
     .await
 }

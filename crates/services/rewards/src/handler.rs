@@ -31,7 +31,9 @@ impl CreditBeans {
 }
 
 #[async_trait]
-impl Handler<PostPublished> for CreditBeans {
+impl Handler for CreditBeans {
+    type Event = PostPublished;
+
     async fn handle(
         &self,
         event: PostPublished,

@@ -26,7 +26,6 @@ mod settings;
 
 use std::future::Future;
 
-use fanout_events::PostPublished;
 use fanout_service::{Service, ServiceConfig, ServiceError};
 use sqlx::migrate::Migrator;
 
@@ -45,10 +44,8 @@ pub static MIGRATIONS: Migrator = sqlx::migrate!();
 /// is [`Service::http_addr`]; nothing is consumed until [`Service::run`].
 pub async fn build(config: RewardsConfig) -> Result<Service, ServiceError> {
     let settings = config.service.clone();
-    Service::build(&config, &MIGRATIONS, |consumer, db| {
-        consumer
-            .handle_topic::<PostPublished, _>(settings.topic.clone(), CreditBeans::new(&settings))
-            .routes(router(db))
+    Service::build(&config, &MIGRATIONS, |consumer| {
+        consumer.handle_topic(settings.topic.clone(), CreditBeans::new(&settings)).routes(router)
     })
     .await
 }

@@ -46,12 +46,12 @@ mod telemetry;
 pub use cli::{main, Args, Binary};
 pub use config::{LogFormat, ServiceConfig, Settings, TARGETS_DIR_ENV};
 pub use error::ServiceError;
-pub use fanout_consumer::report;
+pub use fanout_consumer::{axum, report, sqlx};
 /// The migration mechanism every Fanout table goes through, and its table of version blocks.
 pub use fanout_migrate as migrate;
 pub use ledger::{Entry, Ledger};
 pub use scrape::ScrapeTarget;
-pub use service::{Db, Service};
+pub use service::Service;
 pub use shutdown::shutdown_signal;
 pub use telemetry::init_tracing;
 

@@ -1,41 +1,11 @@
 //! A service built from its configuration and wiring, ready to run.
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    path::PathBuf,
-    sync::{Arc, OnceLock},
-};
+use std::{future::Future, net::SocketAddr, path::PathBuf};
 
 use fanout_consumer::{Consumer, ConsumerBuilder, RegistryDecoder};
 use sqlx::{migrate::Migrator, AnyPool};
 
-use crate::{api::ApiError, ScrapeTarget, ServiceConfig, ServiceError, Settings};
-
-/// The service's database, for its read API. The consumer opens the pool while it is built,
-/// after the routes were handed over, so the routes hold this handle and it is filled before the
-/// first request is served.
-#[derive(Clone, Default)]
-pub struct Db(Arc<OnceLock<AnyPool>>);
-
-impl std::fmt::Debug for Db {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("open", &self.0.get().is_some()).finish()
-    }
-}
-
-impl Db {
-    /// The pool; `503 Service Unavailable` before the store is open (cannot happen once the
-    /// service runs, but a route must not panic on it).
-    pub fn pool(&self) -> Result<&AnyPool, ApiError> {
-        self.0.get().ok_or_else(|| ApiError::unavailable("the store is not open yet"))
-    }
-
-    fn set(&self, pool: AnyPool) {
-        // Set once, by Service::build, right after the pool exists.
-        let _ = self.0.set(pool);
-    }
-}
+use crate::{ScrapeTarget, ServiceConfig, ServiceError, Settings};
 
 /// A consumer service wired and migrated, its HTTP port bound; nothing is consumed until
 /// [`Service::run`].
@@ -58,23 +28,21 @@ pub struct Service {
 
 impl Service {
     /// Builds a service: the consumer configured by `config`, decoding through the registry of
-    /// `config.registry`, with what `wire` adds (handlers, routes; the [`Db`] it receives is the
-    /// service's database for those routes), then the service's tables migrated: `migrations`
+    /// `config.registry`, with what `wire` adds (handlers, and routes, which receive the
+    /// service's database pool), then the service's tables migrated: `migrations`
     /// is its `sqlx::migrate!()`, numbered in one block of [`fanout_migrate::SERVICE_BLOCKS`] and
     /// applied as `S::SERVICE`.
     pub async fn build<S: Settings>(
         config: &ServiceConfig<S>,
         migrations: &Migrator,
-        wire: impl FnOnce(ConsumerBuilder, Db) -> ConsumerBuilder,
+        wire: impl FnOnce(ConsumerBuilder) -> ConsumerBuilder,
     ) -> Result<Self, ServiceError> {
         config.validate()?;
         let decoder = RegistryDecoder::from_settings(&config.registry)?;
-        let db = Db::default();
-        let builder = wire(Consumer::builder(config.consumer()).decoder(decoder), db.clone());
-        let consumer = builder.build().await?;
+        let consumer = wire(Consumer::builder(config.consumer()).decoder(decoder)).build().await?;
+        // Before `run`, so no route and no handler ever sees the tables missing.
         fanout_migrate::apply(consumer.pool(), S::SERVICE, fanout_migrate::Blocks::Service, migrations)
             .await?;
-        db.set(consumer.pool().clone());
         Ok(Self { name: config.name.clone(), consumer, targets_dir: config.prometheus_targets_dir.clone() })
     }
 

@@ -8,9 +8,9 @@ use axum::{
     Json, Router,
 };
 use fanout_events::Category;
-use fanout_service::{api, api::ApiError, Db};
+use fanout_service::{api, api::ApiError};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{AnyPool, Row};
 
 /// A user's post counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,11 +23,11 @@ struct Stats {
 }
 
 /// The read API, over the service's database.
-pub fn router(db: Db) -> Router {
-    Router::new().route("/v1/users/{user_id}/stats", get(stats)).with_state(db)
+pub fn router(pool: AnyPool) -> Router {
+    Router::new().route("/v1/users/{user_id}/stats", get(stats)).with_state(pool)
 }
 
-async fn stats(State(db): State<Db>, Path(raw): Path<String>) -> Result<Json<Stats>, ApiError> {
+async fn stats(State(pool): State<AnyPool>, Path(raw): Path<String>) -> Result<Json<Stats>, ApiError> {
     let user_id = api::user_id(&raw)?;
     // One statement, so the category and city counters come from one snapshot even while a
     // batch is being applied.
@@ -37,7 +37,7 @@ async fn stats(State(db): State<Db>, Path(raw): Path<String>) -> Result<Json<Sta
          SELECT 'city' AS kind, city AS name, posts FROM stats_by_city WHERE user_id = $1",
     )
     .bind(user_id)
-    .fetch_all(db.pool()?)
+    .fetch_all(&pool)
     .await?;
     if rows.is_empty() {
         return Err(ApiError::not_found(format!("user {user_id} has never posted")));

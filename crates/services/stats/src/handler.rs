@@ -11,7 +11,9 @@ use sqlx::AnyConnection;
 pub struct CountPosts;
 
 #[async_trait]
-impl Handler<PostPublished> for CountPosts {
+impl Handler for CountPosts {
+    type Event = PostPublished;
+
     async fn handle(
         &self,
         event: PostPublished,

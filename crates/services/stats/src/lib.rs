@@ -27,7 +27,6 @@ mod settings;
 
 use std::future::Future;
 
-use fanout_events::PostPublished;
 use fanout_service::{Service, ServiceConfig, ServiceError};
 use sqlx::migrate::Migrator;
 
@@ -48,10 +47,8 @@ pub static MIGRATIONS: Migrator = sqlx::migrate!();
 /// is [`Service::http_addr`]; nothing is consumed until [`Service::run`].
 pub async fn build(config: StatsConfig) -> Result<Service, ServiceError> {
     let topic = config.service.topic.clone();
-    Service::build(&config, &MIGRATIONS, |consumer, db| {
-        consumer.handle_topic::<PostPublished, _>(topic, CountPosts).routes(router(db))
-    })
-    .await
+    Service::build(&config, &MIGRATIONS, |consumer| consumer.handle_topic(topic, CountPosts).routes(router))
+        .await
 }
 
 /// Builds and runs the service until `shutdown` completes.
