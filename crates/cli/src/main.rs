@@ -61,7 +61,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("fanout: {error:#}");
+            eprintln!("fanout: {}", fanout_core::report(error.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -12,7 +12,7 @@ pub enum ConsumerError {
     #[error("invalid consumer configuration: {0}")]
     Config(String),
     /// The idempotency store could not be opened or prepared.
-    #[error("consumer store {url}: {source}")]
+    #[error("consumer store {url}")]
     Store {
         /// The store URL, password removed.
         url: String,
@@ -30,7 +30,7 @@ pub enum ConsumerError {
         source: fanout_migrate::MigrationError,
     },
     /// A Kafka client could not be created or subscribed.
-    #[error("kafka {operation}: {source}")]
+    #[error("kafka {operation}")]
     Kafka {
         /// What was attempted.
         operation: &'static str,
@@ -45,7 +45,7 @@ pub enum ConsumerError {
     #[error("retry and dead-letter topics")]
     Topics(#[source] fanout_kafka::AdminError),
     /// The HTTP endpoint could not be bound or failed.
-    #[error("http endpoint {listen}: {source}")]
+    #[error("http endpoint {listen}")]
     Http {
         /// The configured address.
         listen: String,
@@ -106,24 +106,8 @@ impl HandlerError {
 
     /// The error and its causes, each once: the text the retry and dead-letter headers carry.
     pub(crate) fn describe(&self) -> String {
-        report(self)
+        fanout_core::report(self)
     }
-}
-
-/// An error and its causes on one line, each cause once: some errors repeat their source in their
-/// own message (sqlx's `Error::Database` does), and printing it again would only add noise.
-pub fn report(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 /// SQLite's primary result codes for a value the statement can never store.
@@ -244,20 +228,14 @@ mod tests {
         conn.close().await.expect("closes");
     }
 
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer: {0}")]
-    struct Repeats(#[source] std::io::Error);
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Hides(#[source] std::io::Error);
-
     #[test]
-    fn causes_are_printed_once() {
-        let repeated = Repeats(std::io::Error::other("disk full"));
-        assert_eq!(report(&repeated), "outer: disk full");
-        let hidden = Hides(std::io::Error::other("disk full"));
-        assert_eq!(report(&hidden), "outer: disk full");
+    fn a_message_leaves_its_cause_to_the_chain() {
+        let error = ConsumerError::Http {
+            listen: "127.0.0.1:9101".into(),
+            source: std::io::Error::other("address in use"),
+        };
+        assert_eq!(error.to_string(), "http endpoint 127.0.0.1:9101");
+        assert_eq!(fanout_core::report(&error), "http endpoint 127.0.0.1:9101: address in use");
     }
 
     #[test]

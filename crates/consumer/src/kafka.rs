@@ -137,7 +137,7 @@ impl ConsumerContext for Context {
         match answer.recv_timeout(self.revoke_wait) {
             Ok(offsets) if !offsets.is_empty() => {
                 if let Err(e) = commit(consumer, &offsets, CommitMode::Sync) {
-                    tracing::warn!(consumer = %self.consumer, error = %e, "commit on revocation failed; \
+                    tracing::warn!(consumer = %self.consumer, error = %fanout_core::report(&e), "commit on revocation failed; \
                         the new owner re-reads from the last commit and skips what was applied");
                 }
             }
@@ -160,7 +160,9 @@ impl ConsumerContext for Context {
             Rebalance::Revoke(tpl) => {
                 tracing::info!(consumer = %self.consumer, partitions = ?tps_of(tpl), "partitions revoked");
             }
-            Rebalance::Error(e) => tracing::warn!(consumer = %self.consumer, error = %e, "rebalance error"),
+            Rebalance::Error(e) => {
+                tracing::warn!(consumer = %self.consumer, error = %fanout_core::report(&e), "rebalance error")
+            }
         }
     }
 }
@@ -245,7 +247,9 @@ pub(crate) fn poll_loop(consumer: Arc<BaseConsumer<Context>>, max_buffered: usiz
                     break;
                 }
             }
-            Some(Err(e)) => tracing::warn!(consumer = %context.consumer, error = %e, "kafka consumer error"),
+            Some(Err(e)) => {
+                tracing::warn!(consumer = %context.consumer, error = %fanout_core::report(&e), "kafka consumer error")
+            }
         }
     }
     // Dropping the last handle closes the consumer: it leaves the group. Nothing is committed

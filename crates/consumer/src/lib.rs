@@ -116,7 +116,7 @@ pub use builder::{Consumer, ConsumerBuilder};
 pub use config::{ConsumerConfig, ProcessingSettings, RetrySettings, StoreSettings};
 pub use dead_letter::{DeadLetter, Replay, ReplayError};
 pub use dlq::headers as dlq_headers;
-pub use error::{report, ConsumerError, DecodeError, HandlerError};
+pub use error::{ConsumerError, DecodeError, HandlerError};
 pub use handler::{Decoder, Handler};
 pub use meta::EventMeta;
 pub use registry::RegistryDecoder;

@@ -74,7 +74,9 @@ pub(crate) fn decode_error(error: SerdeError) -> DecodeError {
         // A registry failure is never the payload's fault: an outage, a refused credential or a
         // proxy answering for the registry all clear up, and the same bytes then decode. Only the
         // registry's definite "no such id" (mapped above by the serde) is poison.
-        SerdeError::Registry { .. } | SerdeError::NotCached(_) => DecodeError::Unavailable(error.to_string()),
+        SerdeError::Registry { .. } | SerdeError::NotCached(_) => {
+            DecodeError::Unavailable(fanout_core::report(&error))
+        }
         // Framing, body, trailing bytes, an unparseable writer schema (ids are immutable, so it
         // stays unparseable) or a writer the reader cannot resolve: no retry will help.
         other => DecodeError::Malformed(other.to_string()),

@@ -74,7 +74,7 @@ impl Consumer {
                 return Err(ConsumerError::Connect(error))
             }
             Err(error) => {
-                tracing::warn!(consumer = %self.config.name, error = %error, "Kafka does not answer yet")
+                tracing::warn!(consumer = %self.config.name, error = %fanout_core::report(&error), "Kafka does not answer yet")
             }
             Ok(()) => {}
         }
@@ -115,7 +115,9 @@ impl Consumer {
                 match store.expire(now_ms().saturating_sub(retention_ms)).await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(expired = n, "dedupe marks expired"),
-                    Err(e) => tracing::warn!(error = %e, "could not expire dedupe marks"),
+                    Err(e) => {
+                        tracing::warn!(error = %fanout_core::report(&e), "could not expire dedupe marks")
+                    }
                 }
             }
         });
@@ -196,7 +198,7 @@ impl Consumer {
                 state.parked_retry_at = None;
             }
             Err(e) => {
-                tracing::warn!(consumer = %self.config.name, error = %e,
+                tracing::warn!(consumer = %self.config.name, error = %fanout_core::report(&e),
                     "cannot read the parked keys; no event is applied until the store answers");
                 state.parked_retry_at = Some(Instant::now() + PARKED_RETRY);
             }
@@ -337,7 +339,7 @@ impl Consumer {
         match kafka::commit(&self.kafka, &moved, mode) {
             Ok(()) => state.committed.extend(moved),
             Err(e) => {
-                tracing::warn!(consumer = %self.config.name, error = %e, "offset commit failed; retried next tick")
+                tracing::warn!(consumer = %self.config.name, error = %fanout_core::report(&e), "offset commit failed; retried next tick")
             }
         }
     }

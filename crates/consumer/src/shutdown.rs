@@ -95,7 +95,9 @@ impl Consumer {
         });
         match timeout_at(deadline, commit).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(consumer = %self.config.name, error = %e, "final commit failed"),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(consumer = %self.config.name, error = %fanout_core::report(&e), "final commit failed")
+            }
             Ok(Err(e)) => {
                 tracing::warn!(consumer = %self.config.name, error = %e, "final commit task failed")
             }

@@ -15,6 +15,31 @@ pub mod headers;
 pub mod topics;
 pub mod trace;
 
+/// An error and its causes on one line, each once: `error: cause: cause's cause`.
+///
+/// Fanout's own errors never repeat their source in their message, so this is the one way to
+/// print one with everything that explains it (logs, a binary's last line, dead-letter headers).
+/// Some third-party errors do repeat it (sqlx's `Error::Database`, rdkafka's
+/// `MetadataFetch`); a cause whose text is already on the line is therefore left out.
+///
+/// ```
+/// let error = std::io::Error::other("disk full");
+/// assert_eq!(fanout_core::report(&error), "disk full");
+/// ```
+pub fn report(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 /// A domain event with an Avro contract, a topic and a partitioning key.
 pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The CloudEvents `type` (`ce_type`), e.g. `post.published`.
@@ -34,5 +59,26 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// buffer; override it when the key can be written without allocating.
     fn write_key(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.key());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Hides(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_printed_once() {
+        let repeated = Repeats(std::io::Error::other("disk full"));
+        assert_eq!(report(&repeated), "outer: disk full");
+        let hidden = Hides(std::io::Error::other("disk full"));
+        assert_eq!(report(&hidden), "outer: disk full");
     }
 }

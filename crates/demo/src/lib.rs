@@ -185,7 +185,7 @@ impl DemoArgs {
         running.stop().await?;
         registry.shutdown().await.context("stopping the registry")?;
         if let Err(e) = caught_up {
-            problems.push(format!("{e:#}"));
+            problems.push(fanout_core::report(e.as_ref()));
         }
         if !problems.is_empty() {
             bail!("the demo's check failed:\n  {}", problems.join("\n  "));

@@ -38,7 +38,7 @@ impl Running {
         while let Some(done) = self.tasks.join_next().await {
             match done {
                 Ok((_, Ok(()))) => {}
-                Ok((name, Err(e))) => failures.push(format!("{name}: {e}")),
+                Ok((name, Err(e))) => failures.push(format!("{name}: {}", fanout_core::report(&e))),
                 Err(e) => failures.push(format!("a service task: {e}")),
             }
         }

@@ -5,7 +5,7 @@ use rdkafka::error::KafkaError;
 #[non_exhaustive]
 pub enum PublishError {
     /// The event could not be encoded (schema lookup or Avro encoding).
-    #[error("cannot encode {event_type} for topic {topic}: {source}")]
+    #[error("cannot encode {event_type} for topic {topic}")]
     Encode {
         /// The event type.
         event_type: &'static str,
@@ -29,7 +29,7 @@ pub enum PublishError {
     },
     /// Kafka did not acknowledge the record: the broker refused it, or it could not be delivered
     /// within `delivery.timeout.ms` (librdkafka retried until then).
-    #[error("kafka did not acknowledge the record for topic {topic}: {source}")]
+    #[error("kafka did not acknowledge the record for topic {topic}")]
     Kafka {
         /// The topic.
         topic: String,

@@ -28,7 +28,7 @@ pub enum RegistryError {
         seconds: u64,
     },
     /// The HTTP listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address asked for.
         addr: std::net::SocketAddr,
@@ -196,14 +196,7 @@ impl ApiError {
 
     /// [`ApiError::invalid_schema`] for a parse failure, with each of its causes once.
     pub fn schema(error: &SchemaError) -> Self {
-        let mut reason = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            reason.push_str(": ");
-            reason.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        Self::invalid_schema(reason)
+        Self::invalid_schema(fanout_core::report(error))
     }
 
     /// A version that is neither a number from 1 to 2^31-1 nor `latest`.

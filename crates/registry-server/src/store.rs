@@ -177,13 +177,9 @@ async fn create_topic(config: &RegistryConfig) -> Result<(), RegistryError> {
     let topic = TopicSpec::new(&config.topic, 1)
         .replication(config.replication_factor)
         .with("cleanup.policy", "compact");
-    fanout_kafka::ensure_topics(&client_config(config), &[topic], ADMIN_TIMEOUT).await.map_err(|e| {
-        let reason = match std::error::Error::source(&e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        };
-        RegistryError::kafka("create topic", reason)
-    })
+    fanout_kafka::ensure_topics(&client_config(config), &[topic], ADMIN_TIMEOUT)
+        .await
+        .map_err(|e| RegistryError::kafka("create topic", fanout_core::report(&e)))
 }
 
 /// The high watermark of the state partition, retried until the (possibly new) topic's metadata
@@ -214,7 +210,7 @@ struct TailContext;
 impl ClientContext for TailContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if !matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::warn!(error = %error, reason, "registry tail: librdkafka error");
+            tracing::warn!(error = %fanout_core::report(&error), reason, "registry tail: librdkafka error");
         }
     }
 }
@@ -254,7 +250,9 @@ fn start_tail(config: &RegistryConfig, store: Arc<Store>) -> Result<Tail, Regist
                         let mut state = store.state_mut();
                         match message.key().map(|key| LogRecord::decode(key, message.payload())) {
                             Some(Ok(record)) => state.apply(offset, record),
-                            Some(Err(e)) => tracing::warn!(%topic, offset, error = %e, "skipping record"),
+                            Some(Err(e)) => {
+                                tracing::warn!(%topic, offset, error = %fanout_core::report(&e), "skipping record")
+                            }
                             None => tracing::warn!(%topic, offset, "skipping record without key"),
                         }
                         state.advance_to(offset + 1);
@@ -281,7 +279,7 @@ fn start_tail(config: &RegistryConfig, store: Arc<Store>) -> Result<Tail, Regist
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(%topic, error = %e, "registry tail error; retrying");
+                    tracing::warn!(%topic, error = %fanout_core::report(&e), "registry tail error; retrying");
                     // Back off so a broker outage does not spin this task.
                     tokio::select! {
                         _ = stopped.changed() => break,

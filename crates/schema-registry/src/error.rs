@@ -107,7 +107,7 @@ pub enum SerdeError {
     #[error("schema id {0} is not cached; decode it once with the async decode first")]
     NotCached(u32),
     /// The registry could not be asked, or refused; the context says what was being done.
-    #[error("schema registry call failed for {context}: {source}")]
+    #[error("schema registry call failed for {context}")]
     Registry {
         /// What was being resolved, e.g. "subject post.published-value" or "schema id 7".
         context: String,

@@ -144,11 +144,7 @@ impl Kafka {
     }
 }
 fn admin_error(operation: &'static str, target: &str, e: &AdminError) -> TestkitError {
-    let reason = match std::error::Error::source(e) {
-        Some(cause) => format!("{e}: {cause}"),
-        None => e.to_string(),
-    };
-    TestkitError::Admin { operation, target: target.to_owned(), reason }
+    TestkitError::Admin { operation, target: target.to_owned(), reason: fanout_core::report(e) }
 }
 
 /// A topic that exists for one test and is deleted when dropped.

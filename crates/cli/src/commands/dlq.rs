@@ -534,7 +534,7 @@ impl ReplayArgs {
         }
         let flushed = tokio::task::spawn_blocking(move || producer.flush(delivery_timeout)).await;
         if let Ok(Err(e)) = flushed {
-            tracing::warn!(error = %e, "producer flush after all acknowledgements failed");
+            tracing::warn!(error = %fanout_core::report(&e), "producer flush after all acknowledgements failed");
         }
         Ok(results.into_iter().map(|r| r.unwrap_or(Err(KafkaError::Canceled))).collect())
     }

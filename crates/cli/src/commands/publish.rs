@@ -69,7 +69,7 @@ impl PublishArgs {
                     ),
                     Err(error) => {
                         failures += 1;
-                        eprintln!("fanout: event {line} was not published: {error}");
+                        eprintln!("fanout: event {line} was not published: {}", fanout_core::report(&error));
                     }
                 }
             }

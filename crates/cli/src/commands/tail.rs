@@ -124,7 +124,7 @@ impl TailArgs {
         };
         match decoded {
             Ok(value) => line["value"] = value,
-            Err(error) => line["error"] = Value::String(format!("{error:#}")),
+            Err(error) => line["error"] = Value::String(fanout_core::report(error.as_ref())),
         }
         if let Some(id) = fanout_schema_registry::wire::schema_id(payload) {
             line["schema_id"] = json!(id);

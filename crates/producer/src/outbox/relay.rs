@@ -83,7 +83,7 @@ pub async fn relay(
         if acked < results.len() {
             stats.failed_rounds += 1;
             if let Some(Err(e)) = results.into_iter().nth(acked) {
-                tracing::warn!(error = %e, "outbox relay: publish failed; retrying the rest next round");
+                tracing::warn!(error = %fanout_core::report(&e), "outbox relay: publish failed; retrying the rest next round");
             }
             tokio::select! {
                 _ = &mut shutdown => return Ok(stats),

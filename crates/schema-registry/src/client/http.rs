@@ -163,14 +163,11 @@ impl Transport {
 
 fn transport_error(method: &Method, url: &Url, error: reqwest::Error) -> Attempt {
     // reqwest's Display hides the cause chain ("error sending request"); the chain says
-    // "connection refused" or "timed out", which is what an operator needs.
-    let mut reason = format!("{url}: {error}");
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        reason.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    if error_is_retryable(&error) {
+    // "connection refused" or "timed out", which is what an operator needs. The URL is said
+    // once, here, not again inside reqwest's message.
+    let retryable = error_is_retryable(&error);
+    let reason = format!("{url}: {}", fanout_core::report(&error.without_url()));
+    if retryable {
         Attempt::Retry(reason)
     } else {
         Attempt::Fail(RegistryError::Request { method: method.to_string(), url: url.to_string(), reason })

@@ -36,7 +36,7 @@ pub enum ServiceError {
     #[error(transparent)]
     Migration(#[from] fanout_migrate::MigrationError),
     /// The Prometheus scrape target file could not be written.
-    #[error("prometheus scrape target {}: {source}", path.display())]
+    #[error("prometheus scrape target {}", path.display())]
     ScrapeTarget {
         /// The file.
         path: PathBuf,

@@ -48,7 +48,7 @@ impl Drop for ScrapeTarget {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "could not remove the scrape target")
+                tracing::warn!(path = %self.path.display(), error = %fanout_core::report(&e), "could not remove the scrape target")
             }
         }
     }

@@ -90,7 +90,9 @@ impl Service {
         drop(target);
         match &result {
             Ok(()) => tracing::info!(service = %self.name, "service stopped"),
-            Err(e) => tracing::error!(service = %self.name, error = %e, "service failed"),
+            Err(e) => {
+                tracing::error!(service = %self.name, error = %fanout_core::report(e), "service failed")
+            }
         }
         Ok(result?)
     }
