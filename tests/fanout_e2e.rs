@@ -67,11 +67,11 @@ fn service_config<S: Settings>(
     dir: &std::path::Path,
 ) -> ServiceConfig<S> {
     let mut config = ServiceConfig::new(settings);
-    config.name = fanout_testkit::unique_name(S::SERVICE);
-    config.kafka.bootstrap = bootstrap.to_owned();
+    config.consumer.name = fanout_testkit::unique_name(S::SERVICE);
+    config.consumer.kafka.bootstrap = bootstrap.to_owned();
     config.registry.urls = vec![registry.to_owned()];
-    config.store.url = format!("sqlite:{}", dir.join(format!("{}.db", S::SERVICE)).display());
-    config.http.listen = "127.0.0.1:0".to_owned();
+    config.consumer.store.url = format!("sqlite:{}", dir.join(format!("{}.db", S::SERVICE)).display());
+    config.consumer.http.listen = "127.0.0.1:0".to_owned();
     config
 }
 

@@ -360,12 +360,12 @@ impl<H: Handler<Event = PostPublished>> Handler for Timed<H> {
 /// broker and registry, its own SQLite file, HTTP on a free port, no scrape target.
 fn service_config<S: Settings>(env: &Env, topic: &str, settings: S) -> ServiceConfig<S> {
     let mut config = ServiceConfig::new(settings);
-    config.name = env.group(&format!("latency-{}", S::SERVICE));
-    env.runtime_topics(topic, &config.name);
-    config.kafka.bootstrap = env.bootstrap.clone();
+    config.consumer.name = env.group(&format!("latency-{}", S::SERVICE));
+    env.runtime_topics(topic, &config.consumer.name);
+    config.consumer.kafka.bootstrap = env.bootstrap.clone();
     config.registry.urls = vec![env.registry.clone()];
-    config.store.url = env.sqlite_store(S::SERVICE);
-    config.http.listen = "127.0.0.1:0".to_owned();
+    config.consumer.store.url = env.sqlite_store(S::SERVICE);
+    config.consumer.http.listen = "127.0.0.1:0".to_owned();
     config.prometheus_targets_dir = None;
     config
 }

@@ -51,6 +51,16 @@ pub enum ConfigError {
         /// The deserializer's message, naming the key.
         reason: String,
     },
+    /// A `FANOUT_*` environment variable sets an unknown key or a malformed value (it was set
+    /// for another tool, or is misspelt); the file, if any, is fine.
+    #[error("invalid configuration in environment variable {variable}: {reason}")]
+    Environment {
+        /// The variable, e.g. `FANOUT_KAFKA__BOOSTRAP` (several, comma-separated, when only
+        /// their combination fails).
+        variable: String,
+        /// The deserializer's message, naming the key.
+        reason: String,
+    },
 }
 
 /// Loads `T` from its defaults, then `file` (TOML) when given, then `FANOUT_*` environment
@@ -60,12 +70,12 @@ pub enum ConfigError {
 /// shell never makes a service refuse to start: `FANOUT_TEST_*` (test suites), `FANOUT_BENCH_*`
 /// (benchmarks) and those of `scripts/stack` ([`TOOLING_VARIABLES`]).
 pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, ConfigError> {
-    let variables = std::env::vars().filter(|(name, _)| is_setting(name)).collect();
-    load_with_env(
-        file,
-        Environment::with_prefix(ENV_PREFIX).prefix_separator("_").separator("__").source(Some(variables)),
-    )
+    let variables: Variables = std::env::vars().filter(|(name, _)| is_setting(name)).collect();
+    load_with_env(file, &variables)
 }
+
+/// The `FANOUT_*` variables a load reads, by name.
+type Variables = std::collections::HashMap<String, String>;
 
 /// `FANOUT_` variables that belong to Fanout's tools, not to any configuration.
 pub const TOOLING_VARIABLES: &[&str] = &["FANOUT_STACK_DIR", "FANOUT_KAFKA_START_TIMEOUT"];
@@ -88,7 +98,36 @@ pub fn from_toml_str<T: DeserializeOwned>(text: &str) -> Result<T, ConfigError> 
         .map_err(|e| ConfigError::Invalid { origin: String::new(), reason: e.to_string() })
 }
 
-fn load_with_env<T: DeserializeOwned>(file: Option<&Path>, env: Environment) -> Result<T, ConfigError> {
+/// Loads `T` from `file` and `variables`; when that fails, says which of them is to blame: the
+/// file if it fails on its own, else the first variable that fails with the file, so a typo in
+/// `FANOUT_KAFKA__BOOSTRAP` is never reported as a problem "in rewards.toml".
+fn load_with_env<T: DeserializeOwned>(file: Option<&Path>, variables: &Variables) -> Result<T, ConfigError> {
+    let error = match layered(file, variables) {
+        Ok(loaded) => return Ok(loaded),
+        Err(error) => error,
+    };
+    if variables.is_empty() {
+        return Err(error);
+    }
+    layered::<T>(file, &Variables::new())?;
+    for (name, value) in variables {
+        let one = Variables::from([(name.clone(), value.clone())]);
+        if let Err(ConfigError::Invalid { reason, .. }) = layered::<T>(file, &one) {
+            return Err(ConfigError::Environment { variable: name.clone(), reason });
+        }
+    }
+    // Only a combination of variables fails; name them all.
+    let mut names: Vec<&str> = variables.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    match error {
+        ConfigError::Invalid { reason, .. } => {
+            Err(ConfigError::Environment { variable: names.join(", "), reason })
+        }
+        other => Err(other),
+    }
+}
+
+fn layered<T: DeserializeOwned>(file: Option<&Path>, variables: &Variables) -> Result<T, ConfigError> {
     let mut builder = Config::builder();
     let mut origin = String::new();
     if let Some(path) = file {
@@ -101,8 +140,13 @@ fn load_with_env<T: DeserializeOwned>(file: Option<&Path>, env: Environment) -> 
         origin = format!(" in {}", path.display());
         builder = builder.add_source(File::from(path).format(FileFormat::Toml));
     }
+    let env = Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("_")
+        .separator("__")
+        .source(Some(variables.clone()))
+        .try_parsing(true);
     let config = builder
-        .add_source(env.try_parsing(true))
+        .add_source(env)
         .build()
         .map_err(|e| ConfigError::Invalid { origin: origin.clone(), reason: e.to_string() })?;
     config.try_deserialize().map_err(|e| ConfigError::Invalid { origin, reason: e.to_string() })
@@ -135,6 +179,69 @@ pub struct HttpSettings {
 impl Default for HttpSettings {
     fn default() -> Self {
         Self { listen: "127.0.0.1:0".to_owned() }
+    }
+}
+
+/// A configuration's top-level keys, for a type made of another configuration plus keys of its
+/// own: it [`take`](Self::take)s its keys and hands the rest, whole, to the other type, whose
+/// `deny_unknown_fields` then names any key neither knows. (`serde(flatten)` cannot do this: it
+/// turns `deny_unknown_fields` off.) Values keep the loader's lenient typing, so `FANOUT_`
+/// environment values still parse as numbers and lists.
+///
+/// ```
+/// use serde::Deserialize;
+///
+/// #[derive(Debug, Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct Inner { name: String }
+///
+/// let mut keys: fanout_config::Sections = fanout_config::from_toml_str("name = \"x\"\nlog = \"debug\"").unwrap();
+/// let log: Option<String> = keys.take("log").unwrap();
+/// keys.default("name", "unused: the file set it");
+/// let inner: Inner = keys.into_rest().unwrap();
+/// assert_eq!((log.as_deref(), inner.name.as_str()), (Some("debug"), "x"));
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Sections(config::Map<String, config::Value>);
+
+impl Sections {
+    /// Removes `key` and deserializes it; `None` when absent. The error names the key.
+    pub fn take<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, String> {
+        let Some(value) = self.0.remove(key) else {
+            return Ok(None);
+        };
+        // Deserialized as the one entry of a table, so the loader's message carries the whole
+        // path (`service.amount`), as it does for every other key.
+        let table = config::Map::from([(key.to_owned(), value)]);
+        let mut one: BTreeMap<String, T> =
+            config::Value::new(None, table).try_deserialize().map_err(|e| e.to_string())?;
+        Ok(one.remove(key))
+    }
+
+    /// Sets `path` (`"name"`, or `"store.url"` one table down) to `value` unless the
+    /// configuration has it: a default that depends on the outer type.
+    pub fn default(&mut self, path: &str, value: &str) {
+        let (table, key) = match path.split_once('.') {
+            None => (&mut self.0, path),
+            Some((section, key)) => {
+                let entry = self
+                    .0
+                    .entry(section.to_owned())
+                    .or_insert_with(|| config::Value::new(None, config::Map::<String, config::Value>::new()));
+                match &mut entry.kind {
+                    config::ValueKind::Table(table) => (table, key),
+                    // Not a table: leave it for the deserializer to refuse, naming the key.
+                    _ => return,
+                }
+            }
+        };
+        table.entry(key.to_owned()).or_insert_with(|| config::Value::new(None, value));
+    }
+
+    /// Deserializes the keys not taken into `T`.
+    pub fn into_rest<T: DeserializeOwned>(self) -> Result<T, String> {
+        config::Value::new(None, self.0).try_deserialize().map_err(|e| e.to_string())
     }
 }
 
@@ -189,18 +296,31 @@ mod tests {
         assert_eq!(empty.name, "fallback");
         assert_eq!(empty.kafka.bootstrap, "127.0.0.1:9092");
 
-        let from_file: Sample =
-            load_with_env(Some(&path), Environment::with_prefix("FANOUT_TEST_NONE")).expect("file loads");
+        let from_file: Sample = load_with_env(Some(&path), &Variables::new()).expect("file loads");
         assert_eq!(from_file.name, "from-file");
         assert_eq!(from_file.kafka.properties.get("linger.ms").map(String::as_str), Some("7"));
 
-        let source =
-            std::collections::HashMap::from([("FANOUT_KAFKA__BOOTSTRAP".to_owned(), "env:9092".to_owned())]);
-        let env =
-            Environment::with_prefix(ENV_PREFIX).prefix_separator("_").separator("__").source(Some(source));
-        let layered: Sample = load_with_env(Some(&path), env).expect("env loads");
+        let env = Variables::from([("FANOUT_KAFKA__BOOTSTRAP".to_owned(), "env:9092".to_owned())]);
+        let layered: Sample = load_with_env(Some(&path), &env).expect("env loads");
         assert_eq!(layered.kafka.bootstrap, "env:9092");
         assert_eq!(layered.name, "from-file");
+
+        // A misspelt variable is blamed, not the file.
+        let env = Variables::from([
+            ("FANOUT_NAME".to_owned(), "from-env".to_owned()),
+            ("FANOUT_KAFKA__BOOSTRAP".to_owned(), "env:9092".to_owned()),
+        ]);
+        let err = load_with_env::<Sample>(Some(&path), &env).expect_err("unknown key");
+        assert!(
+            matches!(&err, ConfigError::Environment { variable, .. } if variable == "FANOUT_KAFKA__BOOSTRAP"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("boostrap") && !err.to_string().contains(".toml"), "{err}");
+
+        // A broken file is blamed although variables are set.
+        std::fs::write(&path, "nmae = \"x\"").expect("writes");
+        let err = load_with_env::<Sample>(Some(&path), &env).expect_err("unknown key in the file");
+        assert!(matches!(&err, ConfigError::Invalid { origin, .. } if origin.contains(".toml")), "{err}");
         let _ = std::fs::remove_file(path);
     }
 

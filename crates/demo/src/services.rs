@@ -57,13 +57,13 @@ fn config<S: Settings>(
     scrape: bool,
 ) -> ServiceConfig<S> {
     let mut config = ServiceConfig::new(settings);
-    config.kafka.bootstrap = bootstrap.to_owned();
+    config.consumer.kafka.bootstrap = bootstrap.to_owned();
     config.registry.urls = vec![registry.to_owned()];
-    config.store.url = format!("sqlite:{}", workdir.join(format!("{}.db", S::SERVICE)).display());
-    config.http.listen = "127.0.0.1:0".to_owned();
+    config.consumer.store.url = format!("sqlite:{}", workdir.join(format!("{}.db", S::SERVICE)).display());
+    config.consumer.http.listen = "127.0.0.1:0".to_owned();
     // The demo reads the metrics in process once at the end; a short interval keeps lag fresh
     // for anyone watching Prometheus meanwhile.
-    config.processing.statistics_interval_ms = 1_000;
+    config.consumer.processing.statistics_interval_ms = 1_000;
     // All three share this process's metrics registry, so one scrape target covers them all.
     if !scrape {
         config.prometheus_targets_dir = None;

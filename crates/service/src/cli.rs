@@ -58,12 +58,7 @@ where
     F: FnOnce(ServiceConfig<S>) -> Fut,
     Fut: Future<Output = Result<Service, ServiceError>>,
 {
-    let config: ServiceConfig<S> = fanout_config::load(args.config.as_deref()).map_err(|error| {
-        match environment_origin(&error.to_string(), |name| std::env::var_os(name).is_some()) {
-            Some(variable) => ServiceError::EnvironmentKey { variable, source: error },
-            None => ServiceError::Load(error),
-        }
-    })?;
+    let config: ServiceConfig<S> = fanout_config::load(args.config.as_deref())?;
     config.validate()?;
     init_tracing(&config.log, config.log_format)?;
     let runtime =
@@ -71,27 +66,9 @@ where
     runtime.block_on(async move { build(config).await?.run(shutdown_signal()).await })
 }
 
-/// The `FANOUT_*` variable an "unknown field" error came from, if one is set: the loader names
-/// the file as the origin even when the key was read from the environment, which sends the
-/// reader looking in the wrong place.
-fn environment_origin(message: &str, is_set: impl Fn(&str) -> bool) -> Option<String> {
-    let field = message.split("unknown field `").nth(1)?.split('`').next()?;
-    let variable = format!("{}_{}", fanout_config::ENV_PREFIX, field.to_ascii_uppercase());
-    is_set(&variable).then_some(variable)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unknown_keys_from_the_environment_are_traced_to_their_variable() {
-        let message = "invalid configuration in x.toml: unknown field `bootstrap`, expected one of `name`";
-        let set = |name: &str| name == "FANOUT_BOOTSTRAP";
-        assert_eq!(environment_origin(message, set).as_deref(), Some("FANOUT_BOOTSTRAP"));
-        assert_eq!(environment_origin(message, |_| false), None);
-        assert_eq!(environment_origin("invalid type: string", set), None);
-    }
 
     #[test]
     fn the_command_line_takes_a_config_file() {

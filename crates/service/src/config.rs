@@ -3,8 +3,7 @@
 
 use std::{fmt::Debug, path::PathBuf};
 
-use fanout_config::{HttpSettings, KafkaSettings};
-use fanout_consumer::{ConsumerConfig, ProcessingSettings, RetrySettings, StoreSettings};
+use fanout_consumer::ConsumerConfig;
 use fanout_schema_registry::RegistrySettings;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -41,7 +40,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// A service's whole configuration file.
+/// A service's whole configuration file: the consumer runtime's keys at the top level, then the
+/// service's own.
 ///
 /// ```toml
 /// name = "rewards"            # consumer group, dedupe namespace; default: the service kind
@@ -59,61 +59,50 @@ pub enum LogFormat {
 /// beans_per_job_post = 10     # the service's own settings
 /// ```
 ///
-/// `[processing]` and `[retry]` are the consumer runtime's ([`ConsumerConfig`]).
-/// `prometheus_targets_dir` is usually set by `FANOUT_PROMETHEUS_TARGETS_DIR`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, bound(deserialize = "S: Settings"))]
+/// `name`, `[kafka]`, `[store]`, `[processing]`, `[retry]` and `[http]` are the consumer
+/// runtime's ([`ConsumerConfig`], in [`consumer`](Self::consumer)); a service only changes
+/// their defaults (its name, `sqlite:<service>.db`, its own port). `prometheus_targets_dir` is
+/// usually set by `FANOUT_PROMETHEUS_TARGETS_DIR`.
+#[derive(Debug, Clone)]
 pub struct ServiceConfig<S> {
-    /// The consumer's name: its consumer group, dedupe namespace and part of its retry and
-    /// dead-letter topic names.
-    #[serde(default = "default_name::<S>")]
-    pub name: String,
-    /// The cluster, and raw librdkafka properties.
-    #[serde(default)]
-    pub kafka: KafkaSettings,
-    /// The service's database: dedupe marks and its own tables.
-    #[serde(default = "default_store::<S>")]
-    pub store: StoreSettings,
-    /// Parallelism and batching.
-    #[serde(default)]
-    pub processing: ProcessingSettings,
-    /// Retries and dead letters.
-    #[serde(default)]
-    pub retry: RetrySettings,
-    /// Where `/metrics`, `/healthz`, `/readyz` and the read API listen.
-    #[serde(default = "default_http::<S>")]
-    pub http: HttpSettings,
+    /// The consumer runtime's keys.
+    pub consumer: ConsumerConfig,
     /// The schema registry payloads are decoded through.
-    #[serde(default)]
     pub registry: RegistrySettings,
     /// The tracing filter, e.g. `info` or `info,fanout_consumer=debug`.
-    #[serde(default = "default_log")]
     pub log: String,
     /// Text or JSON log lines.
-    #[serde(default)]
     pub log_format: LogFormat,
     /// Where to write a Prometheus file_sd target for `/metrics` while the service runs.
-    #[serde(default)]
     pub prometheus_targets_dir: Option<PathBuf>,
     /// The service's own settings.
-    #[serde(default)]
     pub service: S,
 }
 
-fn default_name<S: Settings>() -> String {
-    S::SERVICE.to_owned()
-}
-
-fn default_store<S: Settings>() -> StoreSettings {
-    StoreSettings { url: format!("sqlite:{}.db", S::SERVICE), ..StoreSettings::default() }
-}
-
-fn default_http<S: Settings>() -> HttpSettings {
-    HttpSettings { listen: format!("127.0.0.1:{}", S::HTTP_PORT) }
-}
-
-fn default_log() -> String {
-    "info".to_owned()
+// By hand: the service takes its own keys out and the rest is a `ConsumerConfig`, which refuses a
+// key neither knows (`serde(flatten)` would accept it silently).
+impl<'de, S: Settings> Deserialize<'de> for ServiceConfig<S> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut keys = fanout_config::Sections::deserialize(deserializer)?;
+        let defaults = Self::new(S::default());
+        let registry = keys.take("registry").map_err(D::Error::custom)?;
+        let log = keys.take("log").map_err(D::Error::custom)?;
+        let log_format = keys.take("log_format").map_err(D::Error::custom)?;
+        let prometheus_targets_dir = keys.take("prometheus_targets_dir").map_err(D::Error::custom)?;
+        let service = keys.take("service").map_err(D::Error::custom)?;
+        keys.default("name", &defaults.consumer.name);
+        keys.default("store.url", &defaults.consumer.store.url);
+        keys.default("http.listen", &defaults.consumer.http.listen);
+        Ok(Self {
+            consumer: keys.into_rest().map_err(D::Error::custom)?,
+            registry: registry.unwrap_or(defaults.registry),
+            log: log.unwrap_or(defaults.log),
+            log_format: log_format.unwrap_or(defaults.log_format),
+            prometheus_targets_dir: prometheus_targets_dir.or(defaults.prometheus_targets_dir),
+            service: service.unwrap_or(defaults.service),
+        })
+    }
 }
 
 impl<S: Settings> Default for ServiceConfig<S> {
@@ -125,35 +114,22 @@ impl<S: Settings> Default for ServiceConfig<S> {
 impl<S: Settings> ServiceConfig<S> {
     /// Defaults everywhere, with these service settings.
     pub fn new(service: S) -> Self {
+        let mut consumer = ConsumerConfig::new(S::SERVICE);
+        consumer.store.url = format!("sqlite:{}.db", S::SERVICE);
+        consumer.http.listen = format!("127.0.0.1:{}", S::HTTP_PORT);
         Self {
-            name: default_name::<S>(),
-            kafka: KafkaSettings::default(),
-            store: default_store::<S>(),
-            processing: ProcessingSettings::default(),
-            retry: RetrySettings::default(),
-            http: default_http::<S>(),
+            consumer,
             registry: RegistrySettings::default(),
-            log: default_log(),
+            log: "info".to_owned(),
             log_format: LogFormat::default(),
             prometheus_targets_dir: None,
             service,
         }
     }
 
-    /// The consumer runtime's part of the configuration.
-    pub fn consumer(&self) -> ConsumerConfig {
-        let mut consumer = ConsumerConfig::new(self.name.clone());
-        consumer.kafka = self.kafka.clone();
-        consumer.store = self.store.clone();
-        consumer.processing = self.processing.clone();
-        consumer.retry = self.retry.clone();
-        consumer.http = self.http.clone();
-        consumer
-    }
-
     /// Refuses values the service cannot start with, naming the key.
     pub fn validate(&self) -> Result<(), ServiceError> {
-        self.consumer().validate()?;
+        self.consumer.validate()?;
         if self.registry.urls.is_empty() {
             return Err(ServiceError::Config("registry.urls: at least one URL is needed".into()));
         }
@@ -195,13 +171,13 @@ mod tests {
     #[test]
     fn an_empty_file_takes_the_service_defaults() {
         let config: ServiceConfig<Sample> = fanout_config::from_toml_str("").expect("parses");
-        assert_eq!(config.name, "sample");
-        assert_eq!(config.store.url, "sqlite:sample.db");
-        assert_eq!(config.http.listen, "127.0.0.1:9199");
+        assert_eq!(config.consumer.name, "sample");
+        assert_eq!(config.consumer.store.url, "sqlite:sample.db");
+        assert_eq!(config.consumer.http.listen, "127.0.0.1:9199");
         assert_eq!(config.service.amount, 10);
         assert_eq!(config.log_format, LogFormat::Text);
         config.validate().expect("valid");
-        assert_eq!(config.consumer().name, "sample");
+        assert_eq!(config.consumer.name, "sample");
     }
 
     #[test]
@@ -216,7 +192,7 @@ mod tests {
         assert_eq!(config.prometheus_targets_dir, Some(PathBuf::from("/tmp/t")));
         assert_eq!(config.registry.urls, ["http://r:1"]);
         assert_eq!(config.service.amount, 4);
-        let consumer = config.consumer();
+        let consumer = config.consumer.clone();
         assert_eq!(consumer.kafka.bootstrap, "k:1");
         assert_eq!(consumer.store.url, "postgres://u@h/db");
         assert_eq!(consumer.processing.batch_size, 3);
@@ -245,7 +221,7 @@ mod tests {
         config.log = "info,[".into();
         assert!(config.validate().expect_err("log").to_string().contains("log"));
         config.log = "info".into();
-        config.name = "no spaces".into();
+        config.consumer.name = "no spaces".into();
         assert!(config.validate().expect_err("name").to_string().contains("name"));
     }
 }

@@ -7,22 +7,9 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ServiceError {
     /// The configuration could not be loaded (missing file, unknown key, malformed value); the
-    /// message names the file and the key.
+    /// message names the key and the file or environment variable it came from.
     #[error(transparent)]
     Load(#[from] fanout_config::ConfigError),
-    /// An unknown key was read from a `FANOUT_*` environment variable (set for another tool,
-    /// or misspelt); names the variable.
-    #[error(
-        "{source} (the key comes from the environment variable {variable}, not the file: every \
-         FANOUT_* variable is read as a configuration key)"
-    )]
-    EnvironmentKey {
-        /// The variable, e.g. `FANOUT_BOOTSTRAP`.
-        variable: String,
-        /// The loader's error.
-        #[source]
-        source: fanout_config::ConfigError,
-    },
     /// A value is unusable; the message names the key.
     #[error("invalid service configuration: {0}")]
     Config(String),

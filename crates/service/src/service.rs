@@ -39,11 +39,15 @@ impl Service {
     ) -> Result<Self, ServiceError> {
         config.validate()?;
         let decoder = RegistryDecoder::from_settings(&config.registry)?;
-        let consumer = wire(Consumer::builder(config.consumer()).decoder(decoder)).build().await?;
+        let consumer = wire(Consumer::builder(config.consumer.clone()).decoder(decoder)).build().await?;
         // Before `run`, so no route and no handler ever sees the tables missing.
         fanout_migrate::apply(consumer.pool(), S::SERVICE, fanout_migrate::Blocks::Service, migrations)
             .await?;
-        Ok(Self { name: config.name.clone(), consumer, targets_dir: config.prometheus_targets_dir.clone() })
+        Ok(Self {
+            name: config.consumer.name.clone(),
+            consumer,
+            targets_dir: config.prometheus_targets_dir.clone(),
+        })
     }
 
     /// The consumer's name (its group).

@@ -65,9 +65,9 @@ mod tests {
     fn the_shipped_config_file_loads() {
         let config: PinningConfig =
             fanout_config::from_toml_str(include_str!("../pinning.toml")).expect("pinning.toml parses");
-        assert_eq!(config.name, "pinning");
-        assert_eq!(config.http.listen, "0.0.0.0:9102");
-        assert!(config.store.url.starts_with("sqlite:"));
+        assert_eq!(config.consumer.name, "pinning");
+        assert_eq!(config.consumer.http.listen, "0.0.0.0:9102");
+        assert!(config.consumer.store.url.starts_with("sqlite:"));
         assert_eq!(config.service, PinningSettings::default());
         config.validate().expect("pinning.toml is valid");
     }

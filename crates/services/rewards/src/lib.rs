@@ -64,9 +64,9 @@ mod tests {
     fn the_shipped_config_file_loads() {
         let config: RewardsConfig =
             fanout_config::from_toml_str(include_str!("../rewards.toml")).expect("rewards.toml parses");
-        assert_eq!(config.name, "rewards");
-        assert_eq!(config.http.listen, "0.0.0.0:9101");
-        assert!(config.store.url.starts_with("sqlite:"));
+        assert_eq!(config.consumer.name, "rewards");
+        assert_eq!(config.consumer.http.listen, "0.0.0.0:9101");
+        assert!(config.consumer.store.url.starts_with("sqlite:"));
         assert_eq!(config.service, RewardsSettings::default());
         config.validate().expect("rewards.toml is valid");
     }

@@ -126,7 +126,7 @@ async fn rewards_through_the_sasl_listener() -> anyhow::Result<()> {
     ] {
         sasl.properties.insert(key.to_owned(), value.to_owned());
     }
-    config.kafka = sasl.clone();
+    config.consumer.kafka = sasl.clone();
     config.service.topic = topic.name().to_owned();
     config.service.beans_per_job_post = 5;
     let running = Running::start(fanout_rewards::build(config).await?);
@@ -146,8 +146,8 @@ async fn rewards_through_the_sasl_listener() -> anyhow::Result<()> {
     let (_refused_dir, url) = sqlite("rewards-sasl-refused")?;
     let mut refused = RewardsConfig::default();
     stack.configure(&mut refused, &url);
-    refused.kafka = sasl;
-    refused.kafka.properties.insert("sasl.password".to_owned(), "not-the-password".to_owned());
+    refused.consumer.kafka = sasl;
+    refused.consumer.kafka.properties.insert("sasl.password".to_owned(), "not-the-password".to_owned());
     refused.service.topic = topic.name().to_owned();
     let started = std::time::Instant::now();
     let ran = fanout_rewards::build(refused).await?.run(std::future::pending()).await;

@@ -65,9 +65,9 @@ mod tests {
     fn the_shipped_config_file_loads() {
         let config: StatsConfig =
             fanout_config::from_toml_str(include_str!("../stats.toml")).expect("stats.toml parses");
-        assert_eq!(config.name, "stats");
-        assert_eq!(config.http.listen, "0.0.0.0:9103");
-        assert!(config.store.url.starts_with("sqlite:"));
+        assert_eq!(config.consumer.name, "stats");
+        assert_eq!(config.consumer.http.listen, "0.0.0.0:9103");
+        assert!(config.consumer.store.url.starts_with("sqlite:"));
         assert_eq!(config.service, StatsSettings::default());
         config.validate().expect("stats.toml is valid");
     }
