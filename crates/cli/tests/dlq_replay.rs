@@ -15,15 +15,12 @@ use std::{
 };
 
 use anyhow::{bail, ensure, Context};
-use apache_avro::{types::Value as Avro, Schema};
 use fanout_consumer::{
-    async_trait, Consumer, ConsumerConfig, ConsumerError, DecodeError, Decoder, EventMeta, Handler,
-    HandlerError,
+    async_trait, Consumer, ConsumerConfig, ConsumerError, EventMeta, Handler, HandlerError, RegistryDecoder,
 };
 use fanout_events::{Category, PostPublished};
 use fanout_producer::{Publisher, PublisherConfig};
-use fanout_schema_registry::{AvroSerde, RegistrySettings, SerdeError};
-use fanout_testkit::{unique_name, Kafka, Postgres, TestDatabase, TestTopic};
+use fanout_testkit::{unique_name, Kafka, Postgres, Registry, TestDatabase, TestTopic};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use serde_json::Value;
 use sqlx::{AnyPool, Row};
@@ -33,33 +30,6 @@ type TestResult = anyhow::Result<()>;
 
 /// The post whose events fail while the handler is "broken".
 const BROKEN: i64 = 7;
-
-/// The production decoding path: Confluent wire format through the registry.
-#[derive(Clone)]
-struct RegistryDecoder(AvroSerde);
-
-impl std::fmt::Debug for RegistryDecoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RegistryDecoder")
-    }
-}
-
-#[async_trait]
-impl Decoder for RegistryDecoder {
-    async fn decode(
-        &self,
-        _topic: &str,
-        payload: &[u8],
-        reader: &'static Schema,
-    ) -> Result<Avro, DecodeError> {
-        match self.0.decode_value(payload, Some(reader)).await {
-            Ok((_, value)) => Ok(value),
-            Err(SerdeError::UnknownSchemaId(id)) => Err(DecodeError::UnknownSchema(id)),
-            Err(e @ SerdeError::Registry { .. }) => Err(DecodeError::Unavailable(e.to_string())),
-            Err(e) => Err(DecodeError::Malformed(e.to_string())),
-        }
-    }
-}
 
 /// Fails post [`BROKEN`] permanently while `broken` is set; otherwise records one effect row.
 #[derive(Debug, Clone)]
@@ -94,8 +64,7 @@ impl Handler for Effects {
 struct Stack {
     kafka: Kafka,
     topic: TestTopic,
-    registry: fanout_registry_server::RunningRegistry,
-    registry_topic: String,
+    registry: Registry,
     _db: TestDatabase,
     name: String,
     pool: AnyPool,
@@ -122,16 +91,9 @@ impl Stack {
         let kafka = Kafka::connect().await?;
         // One partition: the broken key sits between healthy keys of the same partition.
         let topic = kafka.topic(prefix, 1).await?;
-        let registry_topic = unique_name("schemas");
-        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let registry = fanout_registry_server::RegistryServer::start(
-            fanout_registry_server::RegistryConfig::new(kafka.bootstrap(), listen)
-                .with_topic(registry_topic.clone()),
-        )
-        .await?;
+        let registry = Registry::start(&kafka).await?;
         let db = Postgres::connect().await?.database().await?;
-        let registry_settings =
-            RegistrySettings { urls: vec![registry.url()], ..RegistrySettings::default() };
+        let registry_settings = registry.settings();
 
         let mut config = ConsumerConfig::new(unique_name("dlq"));
         config.kafka.bootstrap = kafka.bootstrap().to_owned();
@@ -146,7 +108,7 @@ impl Stack {
         let name = config.name.clone();
         let broken = Arc::new(AtomicBool::new(true));
         let consumer = Consumer::builder(config)
-            .decoder(RegistryDecoder(AvroSerde::from_settings(&registry_settings)?))
+            .decoder(RegistryDecoder::from_settings(&registry_settings)?)
             .handle_topic(topic.name(), Effects { broken: broken.clone() })
             .build()
             .await?;
@@ -178,19 +140,7 @@ impl Stack {
             published.push((post_id, delivery.event_id.to_string(), delivery.offset));
         }
         publisher.close(Duration::from_secs(10)).await?;
-        Ok(Self {
-            kafka,
-            topic,
-            registry,
-            registry_topic,
-            _db: db,
-            name,
-            pool,
-            broken,
-            stop: Some(stop),
-            task,
-            published,
-        })
+        Ok(Self { kafka, topic, registry, _db: db, name, pool, broken, stop: Some(stop), task, published })
     }
 
     fn broken_event(&self) -> anyhow::Result<(String, i64)> {
@@ -259,10 +209,7 @@ impl Stack {
         }
         tokio::time::timeout(Duration::from_secs(60), &mut self.task).await???;
         self.kafka.delete_consumer(self.topic.name(), &self.name).await;
-        if let Err(e) = self.kafka.delete_topic(&self.registry_topic).await {
-            eprintln!("could not delete {}: {e}", self.registry_topic);
-        }
-        self.registry.shutdown().await?;
+        self.registry.stop().await?;
         Ok(())
     }
 }
@@ -366,7 +313,7 @@ async fn a_fixed_dead_letter_is_replayed_once_and_a_second_replay_is_a_duplicate
 
     // Show: every header, the payload decoded through the registry.
     let registry = stack.registry.url();
-    let (shown, _) = stack.dlq_lines("show", &["--key", &key, "--registry", &registry]).await?;
+    let (shown, _) = stack.dlq_lines("show", &["--key", &key, "--registry", registry]).await?;
     ensure!(shown.len() == 1, "show prints the dead letter: {shown:?}");
     assert_eq!(shown[0]["value"]["post_id"], BROKEN);
     assert_eq!(shown[0]["headers"]["ce_id"], event_id.as_str());

@@ -176,7 +176,7 @@ impl Engine {
         let Some((binding, on_retry_topic)) = self.bindings.get(&work.record.topic).cloned() else {
             return Item { work, binding: None, on_retry_topic: false, decoded: Decoded::Unbound };
         };
-        let decoded = match binding.route.decode(&binding.topic, work.record.payload.as_deref()).await {
+        let decoded = match binding.route.decode(work.record.payload.as_deref()).await {
             Ok(event) => Decoded::Event(event),
             Err(error) => Decoded::Failed(error),
         };

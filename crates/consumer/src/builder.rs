@@ -13,16 +13,16 @@ use crate::{
     kafka::{Context, Shared},
     metrics::ConsumerMetrics,
     store::Store,
-    ConsumerConfig, ConsumerError, Decoder, FastMap, Handler,
+    ConsumerConfig, ConsumerError, FastMap, Handler, RegistryDecoder,
 };
 
-type MakeRoute = Box<dyn FnOnce(Arc<dyn Decoder>) -> Arc<dyn Route> + Send>;
+type MakeRoute = Box<dyn FnOnce(RegistryDecoder) -> Arc<dyn Route> + Send>;
 type MakeRouter = Box<dyn FnOnce(AnyPool) -> axum::Router + Send>;
 
 /// Builds a [`Consumer`]: a configuration, a decoder and one handler per event type or topic.
 pub struct ConsumerBuilder {
     config: ConsumerConfig,
-    decoder: Option<Arc<dyn Decoder>>,
+    decoder: Option<RegistryDecoder>,
     handlers: Vec<(String, MakeRoute)>,
     routes: Vec<MakeRouter>,
 }
@@ -42,10 +42,9 @@ impl ConsumerBuilder {
         Self { config, decoder: None, handlers: Vec::new(), routes: Vec::new() }
     }
 
-    /// The decoder every handler's payloads go through (the registry's Confluent wire-format
-    /// serde, in production).
-    pub fn decoder(mut self, decoder: impl Decoder) -> Self {
-        self.decoder = Some(Arc::new(decoder));
+    /// The registry every handler's payloads are decoded through (Confluent wire format).
+    pub fn decoder(mut self, decoder: RegistryDecoder) -> Self {
+        self.decoder = Some(decoder);
         self
     }
 

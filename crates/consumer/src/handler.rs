@@ -1,16 +1,14 @@
-//! The handler API a team implements, the decoder the runtime decodes payloads with, and their
-//! type-erased pairing the runtime routes records to.
+//! The handler API a team implements, and its type-erased pairing with the decoder that the
+//! runtime routes records to.
 
-use std::{any::Any, sync::Arc};
+use std::any::Any;
 
-use apache_avro::{types::Value, Schema};
 use async_trait::async_trait;
 use fanout_core::Event;
-use fanout_schema_registry::{AvroSerde, SerdeError};
 use sqlx::AnyConnection;
 use tracing::Instrument;
 
-use crate::{DecodeError, EventMeta, HandlerError};
+use crate::{DecodeError, EventMeta, HandlerError, RegistryDecoder};
 
 /// Applies one event type. Implement it once per event type a consumer reacts to.
 ///
@@ -128,35 +126,13 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-/// Turns a payload into an Avro value read with the consumer's schema (`reader`). The runtime
-/// turns the value into the event type.
-///
-/// The schema-registry crate's Confluent wire-format serde is the intended implementation; any
-/// other (a test decoder, a different registry) plugs in here.
-#[async_trait]
-pub trait Decoder: Send + Sync + std::fmt::Debug + 'static {
-    /// Decodes `payload`, which was published to `topic`.
-    async fn decode(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        reader: &'static Schema,
-    ) -> Result<Value, DecodeError>;
-
-    /// The registry serde this decoder is, if it is one: the runtime then decodes payloads
-    /// straight into the event type (no generic Avro value in between). `None` by default.
-    fn serde(&self) -> Option<&AvroSerde> {
-        None
-    }
-}
-
 /// A decoded event whose type only its route knows.
 pub(crate) type AnyEvent = Box<dyn Any + Send + Sync>;
 
 /// One handler with its event type erased, so routes of different types live in one table.
 #[async_trait]
 pub(crate) trait Route: Send + Sync + 'static {
-    async fn decode(&self, topic: &str, payload: Option<&[u8]>) -> Result<AnyEvent, DecodeError>;
+    async fn decode(&self, payload: Option<&[u8]>) -> Result<AnyEvent, DecodeError>;
     async fn handle_batch(
         &self,
         events: Vec<(AnyEvent, EventMeta)>,
@@ -166,27 +142,15 @@ pub(crate) trait Route: Send + Sync + 'static {
 
 pub(crate) struct Typed<H> {
     pub(crate) handler: H,
-    pub(crate) decoder: Arc<dyn Decoder>,
+    pub(crate) decoder: RegistryDecoder,
 }
 
 #[async_trait]
 impl<H: Handler> Route for Typed<H> {
-    async fn decode(&self, topic: &str, payload: Option<&[u8]>) -> Result<AnyEvent, DecodeError> {
+    async fn decode(&self, payload: Option<&[u8]>) -> Result<AnyEvent, DecodeError> {
         let payload =
             payload.ok_or_else(|| DecodeError::Malformed("the record has no payload (tombstone)".into()))?;
-        if let Some(serde) = self.decoder.serde() {
-            // Synchronously while the writer schema is cached (every payload but the first of
-            // each schema id); the registry is asked only when it is not.
-            let event: H::Event = match serde.decode_cached(payload) {
-                Err(SerdeError::NotCached(_)) => serde.decode(payload).await,
-                decoded => decoded,
-            }
-            .map_err(crate::registry::decode_error)?;
-            return Ok(Box::new(event));
-        }
-        let value = self.decoder.decode(topic, payload, H::Event::schema()).await?;
-        let event: H::Event = apache_avro::from_value(&value)
-            .map_err(|e| DecodeError::Malformed(format!("not a {}: {e}", H::Event::TYPE)))?;
+        let event: H::Event = self.decoder.decode(payload).await?;
         Ok(Box::new(event))
     }
 

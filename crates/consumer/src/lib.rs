@@ -3,7 +3,9 @@
 //! metrics, health endpoints and graceful shutdown.
 //!
 //! ```no_run
-//! use fanout_consumer::{async_trait, Consumer, ConsumerConfig, EventMeta, Handler, HandlerError};
+//! use fanout_consumer::{
+//!     async_trait, Consumer, ConsumerConfig, EventMeta, Handler, HandlerError, RegistryDecoder,
+//! };
 //! use fanout_events::PostPublished;
 //!
 //! #[derive(Debug)]
@@ -28,14 +30,11 @@
 //!     }
 //! }
 //!
-//! # #[derive(Debug)] struct MyDecoder;
-//! # #[async_trait] impl fanout_consumer::Decoder for MyDecoder {
-//! #     async fn decode(&self, _: &str, _: &[u8], _: &'static apache_avro::Schema)
-//! #         -> Result<apache_avro::types::Value, fanout_consumer::DecodeError> { unimplemented!() } }
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let config: ConsumerConfig = fanout_config::load(Some("rewards.toml".as_ref()))?;
+//! let registry = fanout_schema_registry::RegistrySettings::with_urls(&["http://127.0.0.1:8081"]);
 //! Consumer::builder(config)
-//!     .decoder(MyDecoder)
+//!     .decoder(RegistryDecoder::from_settings(&registry)?)
 //!     .handle(Rewards)
 //!     .run(async { let _ = tokio::signal::ctrl_c().await; })
 //!     .await?;
@@ -117,7 +116,7 @@ pub use config::{ConsumerConfig, ProcessingSettings, RetrySettings, StoreSetting
 pub use dead_letter::{DeadLetter, Replay, ReplayError};
 pub use dlq::headers as dlq_headers;
 pub use error::{ConsumerError, DecodeError, HandlerError};
-pub use handler::{Decoder, Handler};
+pub use handler::Handler;
 pub use meta::EventMeta;
 pub use registry::RegistryDecoder;
 /// The sqlx a [`Handler`] writes through (`tx` is a [`sqlx::AnyConnection`]). Use this one (or

@@ -1,10 +1,9 @@
-//! The production [`Decoder`]: Confluent wire-format Avro through the schema registry.
+//! Decoding payloads: Confluent wire-format Avro through the schema registry.
 
-use apache_avro::{types::Value, Schema};
-use async_trait::async_trait;
+use fanout_core::Event;
 use fanout_schema_registry::{AvroSerde, RegistryError, RegistrySettings, SerdeError};
 
-use crate::{DecodeError, Decoder};
+use crate::DecodeError;
 
 /// Decodes Confluent-framed Avro payloads with the writer schema the registry holds for the
 /// payload's schema id, resolved to the handler's event schema.
@@ -49,21 +48,16 @@ impl RegistryDecoder {
     pub fn serde(&self) -> &AvroSerde {
         &self.serde
     }
-}
 
-#[async_trait]
-impl Decoder for RegistryDecoder {
-    async fn decode(
-        &self,
-        _topic: &str,
-        payload: &[u8],
-        reader: &'static Schema,
-    ) -> Result<Value, DecodeError> {
-        self.serde.decode_value(payload, Some(reader)).await.map(|(_, value)| value).map_err(decode_error)
-    }
-
-    fn serde(&self) -> Option<&AvroSerde> {
-        Some(&self.serde)
+    /// Decodes a payload straight into `E` (no generic Avro value in between): synchronously
+    /// while the writer schema is cached (every payload but the first of each schema id), asking
+    /// the registry only when it is not.
+    pub(crate) async fn decode<E: Event>(&self, payload: &[u8]) -> Result<E, DecodeError> {
+        match self.serde.decode_cached(payload) {
+            Err(SerdeError::NotCached(_)) => self.serde.decode(payload).await,
+            decoded => decoded,
+        }
+        .map_err(decode_error)
     }
 }
 
@@ -88,7 +82,6 @@ mod tests {
     use std::net::SocketAddr;
 
     use axum::{http::StatusCode, routing::get, Router};
-    use fanout_core::Event;
     use fanout_events::{Category, PostPublished};
     use fanout_schema_registry::wire;
 
@@ -158,9 +151,7 @@ mod tests {
     async fn a_known_id_decodes_to_the_event() {
         let decoder = offline();
         decoder.serde().preload(3, PostPublished::SCHEMA).expect("preloads");
-        let value =
-            decoder.decode("t", &framed(3, &avro(&post())), PostPublished::schema()).await.expect("decodes");
-        let event: PostPublished = apache_avro::from_value(&value).expect("is a PostPublished");
+        let event: PostPublished = decoder.decode(&framed(3, &avro(&post()))).await.expect("decodes");
         assert_eq!(event, post());
     }
 
@@ -169,7 +160,6 @@ mod tests {
         let decoder = offline();
         decoder.serde().preload(3, PostPublished::SCHEMA).expect("preloads");
         decoder.serde().preload(4, OTHER_SCHEMA).expect("preloads");
-        let reader = PostPublished::schema();
         let mut trailing = framed(3, &avro(&post()));
         trailing.push(0);
         for (what, payload) in [
@@ -180,7 +170,7 @@ mod tests {
             ("trailing bytes", trailing),
             ("writer the reader cannot resolve", framed(4, &[1])),
         ] {
-            let error = decoder.decode("t", &payload, reader).await.expect_err(what);
+            let error = decoder.decode::<PostPublished>(&payload).await.expect_err(what);
             assert!(matches!(error, DecodeError::Malformed(_)), "{what}: {error:?}");
             assert!(error.is_poison(), "{what}");
         }
@@ -190,8 +180,7 @@ mod tests {
     async fn an_id_the_registry_does_not_know_is_an_unknown_schema() {
         let addr = registry(StatusCode::NOT_FOUND, fanout_schema_registry::SCHEMA_NOT_FOUND).await;
         let decoder = RegistryDecoder::from_settings(&settings(&format!("http://{addr}"))).expect("valid");
-        let error =
-            decoder.decode("t", &framed(99, &[0]), PostPublished::schema()).await.expect_err("unknown");
+        let error = decoder.decode::<PostPublished>(&framed(99, &[0])).await.expect_err("unknown");
         assert!(matches!(error, DecodeError::UnknownSchema(99)), "{error:?}");
         assert!(error.is_poison());
     }
@@ -199,8 +188,7 @@ mod tests {
     #[tokio::test]
     async fn registry_trouble_is_unavailable_never_poison() {
         let unreachable = offline();
-        let error =
-            unreachable.decode("t", &framed(1, &[0]), PostPublished::schema()).await.expect_err("down");
+        let error = unreachable.decode::<PostPublished>(&framed(1, &[0])).await.expect_err("down");
         assert!(matches!(error, DecodeError::Unavailable(_)), "{error:?}");
         assert!(!error.is_poison());
 
@@ -209,8 +197,7 @@ mod tests {
             let addr = registry(status, code).await;
             let decoder =
                 RegistryDecoder::from_settings(&settings(&format!("http://{addr}"))).expect("valid");
-            let error =
-                decoder.decode("t", &framed(1, &[0]), PostPublished::schema()).await.expect_err("refused");
+            let error = decoder.decode::<PostPublished>(&framed(1, &[0])).await.expect_err("refused");
             assert!(matches!(error, DecodeError::Unavailable(_)), "{status}: {error:?}");
         }
     }

@@ -10,20 +10,15 @@ use std::time::Duration;
 use common::*;
 use fanout_consumer::{dlq_headers as h, Consumer, RegistryDecoder};
 use fanout_events::PostPublished;
-use fanout_registry_server::{RegistryConfig, RegistryServer};
 use fanout_schema_registry::AvroSerde;
-use fanout_testkit::Kafka;
+use fanout_testkit::{Kafka, Registry};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn poison_bytes_and_unknown_schema_ids_are_dead_lettered_while_others_flow() -> TestResult {
     let kafka = Kafka::connect().await?;
     let topic = kafka.topic("consumer-decode", 1).await?;
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let schemas = kafka.future_topic("schemas");
-    let registry =
-        RegistryServer::start(RegistryConfig::new(kafka.bootstrap(), listen).with_topic(schemas.name()))
-            .await?;
-    let serde = AvroSerde::from_urls(&[registry.url()])?;
+    let registry = Registry::start(&kafka).await?;
+    let serde = AvroSerde::from_settings(&registry.settings())?;
     let encoder = serde.encoder::<PostPublished>(topic.name()).await?;
     let unknown_id = encoder.schema_id() + 1_000;
 
@@ -58,7 +53,7 @@ async fn poison_bytes_and_unknown_schema_ids_are_dead_lettered_while_others_flow
         .build()
         .await?;
     create_effects(consumer.pool()).await?;
-    let running = run(consumer);
+    let running = run(Built { consumer, registry });
     let name = running.name.clone();
     let pool = running.pool.clone();
     wait_until(Duration::from_secs(30), "every decodable event applied", || {
@@ -92,7 +87,6 @@ async fn poison_bytes_and_unknown_schema_ids_are_dead_lettered_while_others_flow
     assert_eq!(outcome(&name, "retried"), 0.0, "poison is never retried");
 
     running.stop().await?;
-    registry.shutdown().await?;
     delete_derived(&kafka, &topic, &name).await;
     Ok(())
 }

@@ -120,22 +120,23 @@ async fn routes_add_up_query_the_store_and_refuse_a_clash() -> TestResult {
             .with_state(pool)
     };
     let version = |_pool: sqlx::AnyPool| Router::new().route("/v1/version", get(|| async { "1" }));
+    let (registry, decoder) = common::registry(topic.name()).await?;
     let consumer = fanout_consumer::Consumer::builder(config(&url))
-        .decoder(TestDecoder)
+        .decoder(decoder.clone())
         .handle_topic(topic.name(), Recorder::default())
         .routes(count)
         .routes(version)
         .build()
         .await?;
     create_effects(consumer.pool()).await?;
-    let running = run(consumer);
+    let running = run(Built { consumer, registry });
     let name = running.name.clone();
     assert!(http_get(running.http, "/v1/count").await?.ends_with("\r\n\r\n0"), "the pool answers");
     assert!(http_get(running.http, "/v1/version").await?.ends_with("\r\n\r\n1"), "both calls served");
     running.stop().await?;
 
     let clash = fanout_consumer::Consumer::builder(config(&url))
-        .decoder(TestDecoder)
+        .decoder(decoder)
         .handle_topic(topic.name(), Recorder::default())
         .routes(version)
         .routes(version)

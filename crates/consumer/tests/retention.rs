@@ -30,9 +30,9 @@ async fn expired_marks_are_deleted_and_recent_ones_kept(url: &str) -> TestResult
     let topic = kafka.topic("consumer-retention", 1).await?;
     let mut config = config(url);
     config.store.dedupe_retention_hours = 1;
-    let consumer = build(config, topic.name(), Recorder::default()).await?;
-    let name = consumer.name().to_owned();
-    let pool = consumer.pool().clone();
+    let built = build(config, topic.name(), Recorder::default()).await?;
+    let name = built.consumer.name().to_owned();
+    let pool = built.consumer.pool().clone();
 
     // Marks written by earlier runs: two past the retention, one within it, and an old one of
     // another consumer sharing the database.
@@ -52,7 +52,7 @@ async fn expired_marks_are_deleted_and_recent_ones_kept(url: &str) -> TestResult
             .await?;
     }
 
-    let running = run(consumer);
+    let running = run(built);
     let marks = |sql: &'static str| {
         let pool = pool.clone();
         let name = name.clone();

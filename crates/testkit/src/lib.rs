@@ -7,6 +7,7 @@
 //! * [`Postgres::database`] creates a fresh database per test (server at
 //!   `FANOUT_TEST_DATABASE_URL`, default `postgres://fanout:fanout@127.0.0.1:5432/fanout`) and drops
 //!   it afterwards.
+//! * [`Registry::start`] runs Fanout's schema registry in process on a state topic of its own.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), fanout_testkit::TestkitError> {
@@ -20,10 +21,12 @@
 
 mod kafka;
 mod postgres;
+mod registry;
 mod wait;
 
 pub use kafka::{Kafka, TestTopic};
 pub use postgres::{Postgres, TestDatabase};
+pub use registry::Registry;
 pub use wait::wait_until;
 
 /// Default broker address when `FANOUT_TEST_BOOTSTRAP` is unset.
@@ -68,8 +71,11 @@ pub enum TestkitError {
         reason: String,
     },
     /// PostgreSQL refused a statement.
-    #[error("postgres statement failed: {0}")]
+    #[error("postgres statement failed")]
     Postgres(#[from] sqlx::Error),
+    /// The in-process registry could not start or stop.
+    #[error("the test registry failed")]
+    Registry(#[from] fanout_registry_server::RegistryError),
 }
 
 /// A name unique to this call: `test-<prefix>-<uuid>`. Use it for consumer groups, transactional

@@ -1,6 +1,6 @@
-//! Shared helpers: a Confluent-framed test decoder, a producer of test events, a recording
-//! handler with scriptable failures, a consumer running in the background, and waits with
-//! deadlines.
+//! Shared helpers: Confluent-framed test events decoded through a real registry, a producer of
+//! test events, a recording handler with scriptable failures, a consumer running in the
+//! background, and waits with deadlines.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 use std::{
@@ -13,13 +13,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use apache_avro::{types::Value, Schema};
 use fanout_consumer::{
-    async_trait, Consumer, ConsumerConfig, DecodeError, Decoder, EventMeta, Handler, HandlerError,
+    async_trait, Consumer, ConsumerConfig, EventMeta, Handler, HandlerError, RegistryDecoder,
 };
 use fanout_core::Event;
 use fanout_events::{Category, PostPublished};
-use fanout_testkit::{Kafka, TestTopic};
+use fanout_schema_registry::AvroSerde;
+use fanout_testkit::{Kafka, Registry, TestTopic};
 use rdkafka::{
     message::{Header, Headers, Message, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
@@ -29,43 +29,29 @@ use tokio::{sync::oneshot, task::JoinHandle};
 
 pub type TestResult = Result<(), anyhow::Error>;
 
-/// The schema id the test frames carry. The schema-registry crate's serde is the production
-/// decoder; it was not published yet when these tests were written, so the tests frame payloads
-/// in the Confluent wire format themselves and decode with the reader schema.
+/// The schema id the test frames carry: the id a fresh registry gives the first schema
+/// registered, which [`registry`] registers (and checks) before a consumer starts.
 pub const SCHEMA_ID: u32 = 1;
 
-/// Confluent wire format: magic byte 0, big-endian schema id, Avro binary.
+/// Confluent wire format: magic byte 0, big-endian [`SCHEMA_ID`], Avro binary.
 pub fn encode(event: &PostPublished) -> Vec<u8> {
     let value = apache_avro::to_value(event).expect("a PostPublished converts to an Avro value");
     let datum = apache_avro::to_avro_datum(PostPublished::schema(), value).expect("a PostPublished encodes");
-    let mut out = vec![0];
-    out.extend_from_slice(&SCHEMA_ID.to_be_bytes());
+    let mut out = Vec::with_capacity(5 + datum.len());
+    fanout_schema_registry::wire::write_header(SCHEMA_ID, &mut out);
     out.extend_from_slice(&datum);
     out
 }
 
-/// Decodes frames written by [`encode`]; any other schema id is unknown.
-#[derive(Debug)]
-pub struct TestDecoder;
-
-#[async_trait]
-impl Decoder for TestDecoder {
-    async fn decode(
-        &self,
-        _topic: &str,
-        payload: &[u8],
-        reader: &'static Schema,
-    ) -> Result<Value, DecodeError> {
-        let [0, a, b, c, d, rest @ ..] = payload else {
-            return Err(DecodeError::Malformed("no Confluent frame".into()));
-        };
-        let id = u32::from_be_bytes([*a, *b, *c, *d]);
-        if id != SCHEMA_ID {
-            return Err(DecodeError::UnknownSchema(id));
-        }
-        apache_avro::from_avro_datum(reader, &mut &rest[..], None)
-            .map_err(|e| DecodeError::Malformed(e.to_string()))
-    }
+/// Fanout's registry for one consumer, holding `PostPublished` (subject `<topic>-value`) as
+/// [`SCHEMA_ID`], and the production decoder reading through it: the frames [`encode`] writes
+/// decode as in production, and any other id is unknown to it.
+pub async fn registry(topic: &str) -> anyhow::Result<(Registry, RegistryDecoder)> {
+    let registry = Registry::start(&Kafka::connect().await?).await?;
+    let serde = AvroSerde::from_settings(&registry.settings())?;
+    let id = serde.encoder::<PostPublished>(topic).await?.schema_id();
+    anyhow::ensure!(id == SCHEMA_ID, "a fresh registry gave PostPublished id {id}, not {SCHEMA_ID}");
+    Ok((registry, RegistryDecoder::new(serde)))
 }
 
 /// A test event: `post` is the key, `seq` its position among the key's events.
@@ -265,6 +251,8 @@ pub struct Running {
     pub http: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), fanout_consumer::ConsumerError>>,
+    // Kept for as long as the consumer runs; its state topic goes when the test ends.
+    _registry: Registry,
 }
 
 impl Running {
@@ -289,13 +277,19 @@ pub async fn start(config: ConsumerConfig, topic: &str, recorder: Recorder) -> a
     Ok(run(build(config, topic, recorder).await?))
 }
 
-/// Builds the consumer with a [`Recorder`] on `topic` and creates the effect tables; nothing is
-/// consumed until [`run`], so a test can prepare the store first.
-pub async fn build(config: ConsumerConfig, topic: &str, recorder: Recorder) -> anyhow::Result<Consumer> {
-    let consumer =
-        Consumer::builder(config).decoder(TestDecoder).handle_topic(topic, recorder).build().await?;
+/// A consumer built with a [`Recorder`] on `topic` and its effect tables, and the registry it
+/// decodes through; nothing is consumed until [`run`], so a test can prepare the store first.
+pub struct Built {
+    pub consumer: Consumer,
+    pub registry: Registry,
+}
+
+/// Builds the consumer with a [`Recorder`] on `topic` and creates the effect tables.
+pub async fn build(config: ConsumerConfig, topic: &str, recorder: Recorder) -> anyhow::Result<Built> {
+    let (registry, decoder) = self::registry(topic).await?;
+    let consumer = Consumer::builder(config).decoder(decoder).handle_topic(topic, recorder).build().await?;
     create_effects(consumer.pool()).await?;
-    Ok(consumer)
+    Ok(Built { consumer, registry })
 }
 
 /// Creates the [`Recorder`]'s tables.
@@ -307,7 +301,7 @@ pub async fn create_effects(pool: &AnyPool) -> TestResult {
 }
 
 /// Runs a built consumer in the background until [`Running::stop`].
-pub fn run(consumer: Consumer) -> Running {
+pub fn run(Built { consumer, registry }: Built) -> Running {
     let name = consumer.name().to_owned();
     let pool = consumer.pool().clone();
     let http = consumer.http_addr();
@@ -315,7 +309,7 @@ pub fn run(consumer: Consumer) -> Running {
     let task = tokio::spawn(consumer.run(async move {
         let _ = stopped.await;
     }));
-    Running { name, pool, http, stop: Some(stop), task }
+    Running { name, pool, http, stop: Some(stop), task, _registry: registry }
 }
 
 pub use fanout_testkit::wait_until;

@@ -1,0 +1,63 @@
+//! The built-in schema registry, in process, for one test.
+
+use std::net::SocketAddr;
+
+use fanout_registry_server::{RegistryConfig, RegistryServer, RunningRegistry};
+use fanout_schema_registry::RegistrySettings;
+
+use crate::{Kafka, TestTopic, TestkitError};
+
+/// Fanout's own registry serving on a free local port, its state on a topic of its own: a test
+/// sees only the schemas it registered, and the first one it registers gets id 1. The state
+/// topic is deleted when the registry is dropped or [`stop`](Self::stop)ped.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), fanout_testkit::TestkitError> {
+/// let kafka = fanout_testkit::Kafka::connect().await?;
+/// let registry = fanout_testkit::Registry::start(&kafka).await?;
+/// let settings = registry.settings(); // for a serde, a publisher or a service
+/// # let _ = settings;
+/// registry.stop().await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Registry {
+    // Declared before `state`, so a dropped registry stops tailing before its topic goes.
+    running: Option<RunningRegistry>,
+    url: String,
+    state: TestTopic,
+}
+
+impl Registry {
+    /// Starts the registry on a new state topic (`test-schemas-<uuid>`).
+    pub async fn start(kafka: &Kafka) -> Result<Self, TestkitError> {
+        let state = kafka.future_topic("schemas");
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let config = RegistryConfig::new(kafka.bootstrap(), listen).with_topic(state.name());
+        let running = RegistryServer::start(config).await?;
+        Ok(Self { url: running.url(), running: Some(running), state })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Client settings for this registry (the defaults otherwise).
+    pub fn settings(&self) -> RegistrySettings {
+        RegistrySettings::with_urls(&[self.url.as_str()])
+    }
+
+    /// The registry's state topic.
+    pub fn state_topic(&self) -> &str {
+        self.state.name()
+    }
+
+    /// Stops serving, waits for requests in flight, and deletes the state topic.
+    pub async fn stop(mut self) -> Result<(), TestkitError> {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await?;
+        }
+        Ok(())
+    }
+}
