@@ -1,66 +1,31 @@
 //! The client and serde against the real built-in registry (`fanout-registry-server`), running
 //! in process on a fresh state topic of the real broker.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use apache_avro::Schema;
 use fanout_core::Event;
 use fanout_events::{Category, PostPublished};
-use fanout_registry_server::{RegistryConfig, RegistryServer, RunningRegistry};
 use fanout_schema_registry::{
-    AvroSerde, Compatibility, RegistrySettings, SchemaReference, SchemaRegistryClient, SchemaSelection,
-    SerdeConfig, SerdeError, UnregisteredSchema, Version, SCHEMA_NOT_FOUND, SUBJECT_NOT_FOUND,
+    AvroSerde, Compatibility, SchemaReference, SchemaRegistryClient, SchemaSelection, SerdeConfig,
+    SerdeError, UnregisteredSchema, Version, SCHEMA_NOT_FOUND, SUBJECT_NOT_FOUND,
 };
+use fanout_testkit::Registry;
 use serde::{Deserialize, Serialize};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-/// A registry on its own topic; the topic is deleted when the test ends, pass or fail.
-struct Registry {
-    running: Option<RunningRegistry>,
-    topic: String,
-    kafka: fanout_testkit::Kafka,
+/// Fanout's registry in process, on a state topic of its own (deleted when the test ends).
+async fn start() -> Result<Registry, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(Registry::start(&fanout_testkit::Kafka::connect().await?).await?)
 }
 
-impl Registry {
-    async fn start() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let kafka = fanout_testkit::Kafka::connect().await?;
-        let topic = fanout_testkit::unique_name("schemas");
-        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        let config = RegistryConfig::new(kafka.bootstrap(), listen).with_topic(topic.clone());
-        let running = RegistryServer::start(config).await?;
-        Ok(Self { running: Some(running), topic, kafka })
-    }
-
-    fn url(&self) -> String {
-        self.running.as_ref().map(RunningRegistry::url).unwrap_or_default()
-    }
-
-    fn client(&self) -> SchemaRegistryClient {
-        SchemaRegistryClient::from_urls(&[self.url()]).expect("valid URL")
-    }
-
-    fn serde(&self, schema: SchemaSelection) -> AvroSerde {
-        AvroSerde::new(self.client(), SerdeConfig { schema, ..SerdeConfig::default() })
-    }
+fn client_of(registry: &Registry) -> SchemaRegistryClient {
+    SchemaRegistryClient::from_urls(&[registry.url()]).expect("valid URL")
 }
 
-impl Drop for Registry {
-    fn drop(&mut self) {
-        // Dropping the handle stops the server; awaiting its shutdown here would deadlock, as
-        // its tasks run on the test's runtime, which this drop blocks.
-        drop(self.running.take());
-        let (kafka, topic) = (self.kafka.clone(), std::mem::take(&mut self.topic));
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            if let Err(e) = runtime.block_on(kafka.delete_topic(&topic)) {
-                eprintln!("could not delete topic {topic}: {e}");
-            }
-        });
-        let _ = cleanup.join();
-    }
+fn serde(registry: &Registry, schema: SchemaSelection) -> AvroSerde {
+    AvroSerde::new(client_of(registry), SerdeConfig { schema, ..SerdeConfig::default() })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,15 +65,15 @@ fn event() -> PostPublished {
 
 #[tokio::test]
 async fn client_round_trips_every_endpoint() -> TestResult {
-    let registry = Registry::start().await?;
-    let client = registry.client();
+    let registry = start().await?;
+    let client = client_of(&registry);
     let subject = "post.published-value";
     let v1 = UnregisteredSchema::avro(PostPublished::SCHEMA);
     let v2 = UnregisteredSchema::avro(v2_text());
 
     let id1 = client.register(subject, &v1).await?;
     assert_eq!(client.register(subject, &v1).await?, id1);
-    let fresh = registry.client();
+    let fresh = client_of(&registry);
     assert_eq!(fresh.register(subject, &v1).await?, id1, "registering again adds no version");
     let found = fresh.lookup(subject, &v1).await?;
     assert_eq!((found.id, found.version), (id1, 1));
@@ -144,7 +109,7 @@ async fn client_round_trips_every_endpoint() -> TestResult {
     assert_eq!(client.delete_version(subject, 2, false).await?, 2);
     assert_eq!(client.versions(subject).await?, [1]);
     assert_eq!(
-        registry.client().schema_by_id(id2).await?.schema,
+        client_of(&registry).schema_by_id(id2).await?.schema,
         v2.schema,
         "soft-deleted stays readable by id"
     );
@@ -157,17 +122,17 @@ async fn client_round_trips_every_endpoint() -> TestResult {
 
 #[tokio::test]
 async fn v1_and_v2_producers_and_consumers_interoperate() -> TestResult {
-    let registry = Registry::start().await?;
-    let producer = registry.serde(SchemaSelection::AutoRegister);
+    let registry = start().await?;
+    let producer = serde(&registry, SchemaSelection::AutoRegister);
     let v1_payload = producer.encoder::<PostPublished>(PostPublished::TOPIC).await?.encode(&event())?;
 
-    let consumer = registry.serde(SchemaSelection::AutoRegister);
+    let consumer = serde(&registry, SchemaSelection::AutoRegister);
     assert_eq!(consumer.decode::<PostPublished>(&v1_payload).await?, event());
     let as_v2: PostPublishedV2 = consumer.decode_with(&v1_payload, v2_schema()).await?;
     assert_eq!(as_v2.language, None);
 
     // A v2 producer registers v2; a v1 producer told to use the latest writes v2 too.
-    let v2_producer = registry.serde(SchemaSelection::AutoRegister);
+    let v2_producer = serde(&registry, SchemaSelection::AutoRegister);
     let v2_encoder = v2_producer.encoder_for::<PostPublishedV2>(PostPublished::TOPIC, &v2_text()).await?;
     let v2_event = PostPublishedV2 { language: Some("fr".into()), ..as_v2 };
     let v2_payload = v2_encoder.encode(&v2_event)?;
@@ -175,13 +140,12 @@ async fn v1_and_v2_producers_and_consumers_interoperate() -> TestResult {
     assert_eq!(consumer.decode_with::<PostPublishedV2>(&v2_payload, v2_schema()).await?, v2_event);
 
     let latest =
-        registry.serde(SchemaSelection::UseLatest).encoder::<PostPublished>(PostPublished::TOPIC).await?;
+        serde(&registry, SchemaSelection::UseLatest).encoder::<PostPublished>(PostPublished::TOPIC).await?;
     assert_eq!(latest.schema_id(), v2_encoder.schema_id());
     let written = latest.encode(&event())?;
     assert_eq!(consumer.decode_with::<PostPublishedV2>(&written, v2_schema()).await?.language, None);
 
-    let pinned = registry
-        .serde(SchemaSelection::PinnedVersion(1))
+    let pinned = serde(&registry, SchemaSelection::PinnedVersion(1))
         .encoder::<PostPublished>(PostPublished::TOPIC)
         .await?;
     assert_eq!(Some(pinned.schema_id()), fanout_schema_registry::wire::schema_id(&v1_payload));
@@ -193,13 +157,12 @@ async fn v1_and_v2_producers_and_consumers_interoperate() -> TestResult {
 
 #[tokio::test]
 async fn fifty_concurrent_decodes_of_a_new_id_make_one_request() -> TestResult {
-    let registry = Registry::start().await?;
-    let payload = registry
-        .serde(SchemaSelection::AutoRegister)
+    let registry = start().await?;
+    let payload = serde(&registry, SchemaSelection::AutoRegister)
         .encoder::<PostPublished>("orders")
         .await?
         .encode(&event())?;
-    let consumer = registry.serde(SchemaSelection::AutoRegister);
+    let consumer = serde(&registry, SchemaSelection::AutoRegister);
     let payload = Arc::new(payload);
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -220,8 +183,8 @@ async fn fifty_concurrent_decodes_of_a_new_id_make_one_request() -> TestResult {
 
 #[tokio::test]
 async fn unknown_ids_and_unregistered_schemas_are_typed_errors() -> TestResult {
-    let registry = Registry::start().await?;
-    let serde = registry.serde(SchemaSelection::Lookup);
+    let registry = start().await?;
+    let serde = serde(&registry, SchemaSelection::Lookup);
     let err = serde.decode::<PostPublished>(&[0, 0, 0, 0x30, 0x39, 2]).await.unwrap_err();
     assert!(matches!(err, SerdeError::UnknownSchemaId(12345)), "{err:?}");
     let err = serde.encoder::<PostPublished>("never-registered").await.unwrap_err();
@@ -232,8 +195,8 @@ async fn unknown_ids_and_unregistered_schemas_are_typed_errors() -> TestResult {
 
 #[tokio::test]
 async fn schemas_with_references_decode() -> TestResult {
-    let registry = Registry::start().await?;
-    let client = registry.client();
+    let registry = start().await?;
+    let client = client_of(&registry);
     let category = r#"{"type": "enum", "name": "Category", "namespace": "dev.fanout.events", "symbols": ["JOB", "HOUSING", "SECONDHAND", "OTHER"], "default": "OTHER"}"#;
     client.register("category", &UnregisteredSchema::avro(category)).await?;
     let record = r#"{"type": "record", "name": "Tagged", "namespace": "dev.fanout.events", "fields": [
@@ -253,7 +216,7 @@ async fn schemas_with_references_decode() -> TestResult {
     payload.extend(id.to_be_bytes());
     payload.extend(apache_avro::to_avro_datum_schemata(&schema, schemata.iter().collect(), value)?);
 
-    let consumer = AvroSerde::from_settings(&RegistrySettings::with_urls(&[registry.url()]))?;
+    let consumer = AvroSerde::from_settings(&registry.settings())?;
     let json = consumer.decode_json(&payload).await?;
     assert_eq!(json, serde_json::json!({"id": 5, "category": "HOUSING"}));
     Ok(())

@@ -5,47 +5,26 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use fanout_registry_server::{RegistryConfig, RegistryServer, RunningRegistry};
+use fanout_testkit::TestTopic;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-/// Deletes the registry topic when the test ends, pass or fail.
-pub struct TopicGuard {
-    pub name: String,
-    kafka: fanout_testkit::Kafka,
+/// A unique registry state topic on the test broker (the registry itself creates it), deleted
+/// when the test ends, pass or fail.
+pub async fn topic() -> Result<TestTopic, fanout_testkit::TestkitError> {
+    Ok(fanout_testkit::Kafka::connect().await?.future_topic("schemas"))
 }
 
-impl Drop for TopicGuard {
-    fn drop(&mut self) {
-        let kafka = self.kafka.clone();
-        let name = std::mem::take(&mut self.name);
-        // Drop may run inside the test's runtime; a thread with its own runtime can block.
-        let cleanup = std::thread::spawn(move || {
-            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                if let Err(e) = runtime.block_on(kafka.delete_topic(&name)) {
-                    eprintln!("could not delete topic {name}: {e}");
-                }
-            }
-        });
-        let _ = cleanup.join();
-    }
-}
-
-/// A unique registry topic name on the test broker (the registry itself creates it).
-pub async fn topic() -> Result<TopicGuard, fanout_testkit::TestkitError> {
-    let kafka = fanout_testkit::Kafka::connect().await?;
-    Ok(TopicGuard { name: fanout_testkit::unique_name("schemas"), kafka })
-}
-
-pub fn config(topic: &TopicGuard) -> RegistryConfig {
+pub fn config(topic: &TestTopic) -> RegistryConfig {
     let bootstrap = std::env::var("FANOUT_TEST_BOOTSTRAP")
         .unwrap_or_else(|_| fanout_testkit::DEFAULT_BOOTSTRAP.to_owned());
     let listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
-    RegistryConfig::new(bootstrap, listen).with_topic(topic.name.clone())
+    RegistryConfig::new(bootstrap, listen).with_topic(topic.name())
 }
 
-pub async fn start(topic: &TopicGuard) -> Result<Client, fanout_registry_server::RegistryError> {
+pub async fn start(topic: &TestTopic) -> Result<Client, fanout_registry_server::RegistryError> {
     let registry = RegistryServer::start(config(topic)).await?;
     Ok(Client::new(registry))
 }
