@@ -32,7 +32,7 @@ use crate::{
     metrics::{ConsumerMetrics, Outcome, Tally},
     parked::ParkChange,
     retry::{self, Plan},
-    store::{hex, Parked, Store},
+    store::{Parked, Store},
     DecodeError, FastMap, HandlerError,
 };
 
@@ -565,7 +565,7 @@ impl Engine {
         offset: i64,
     ) -> Result<(), Abort> {
         let Some(key) = &record.key else { return Ok(()) };
-        let key_hex = hex(key);
+        let key_hex = hex::encode(key);
         let parked = Parked { topic: &binding.topic, key: &key_hex, event_id, offset };
         self.store.park(tx, &parked, now_ms()).await?;
         walk.parked_now.insert((binding.topic.clone(), key.clone()));
@@ -587,7 +587,7 @@ impl Engine {
         event_id: &str,
     ) -> Result<(), Abort> {
         let Some(key) = &record.key else { return Ok(()) };
-        let key_hex = hex(key);
+        let key_hex = hex::encode(key);
         let parked = Parked { topic: &binding.topic, key: &key_hex, event_id, offset: 0 };
         self.store.unpark(tx, &parked).await?;
         walk.parked.push(ParkChange::Unpark {

@@ -31,7 +31,7 @@ impl ParkedKeys {
     pub(crate) fn from_rows(rows: impl IntoIterator<Item = (String, String, String)>) -> Self {
         let mut keys = Self::default();
         for (topic, key_hex, event_id) in rows {
-            if let Some(key) = unhex(&key_hex) {
+            if let Ok(key) = hex::decode(&key_hex) {
                 keys.apply(ParkChange::Park { topic, key, event_id });
             } else {
                 tracing::warn!(%topic, key = %key_hex, "parked key is not hex; ignored");
@@ -71,18 +71,9 @@ impl ParkedKeys {
     }
 }
 
-/// Lower-case or upper-case hex back to bytes; `None` when it is not hex.
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::hex;
 
     fn park(key: &[u8], id: &str) -> ParkChange {
         ParkChange::Park { topic: "t".into(), key: key.to_vec(), event_id: id.into() }
@@ -113,14 +104,14 @@ mod tests {
     fn rows_are_read_back_from_their_hex_keys() {
         let key = [0x00, 0xff, b'A'];
         let rows = vec![
-            ("t".to_owned(), hex(&key), "e1".to_owned()),
+            ("t".to_owned(), hex::encode(key), "e1".to_owned()),
             ("t".to_owned(), "zz".to_owned(), "e2".to_owned()),
             ("t".to_owned(), "ABCD".to_owned(), "e3".to_owned()),
         ];
         let keys = ParkedKeys::from_rows(rows);
         assert!(keys.contains("t", &key));
         assert!(keys.contains("t", &[0xab, 0xcd]));
-        assert_eq!(unhex("abc"), None);
-        assert_eq!(unhex("zz"), None);
+        assert!(hex::decode("abc").is_err());
+        assert!(hex::decode("zz").is_err());
     }
 }

@@ -247,23 +247,9 @@ pub(crate) struct Parked<'a> {
     pub(crate) offset: i64,
 }
 
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_hexed() {
-        assert_eq!(hex(b"\x00\xffA"), "00ff41");
-    }
 
     async fn mark(store: &Store, conn: &mut AnyConnection, ids: &[&str], now: i64) -> Vec<String> {
         let mut fresh: Vec<String> =

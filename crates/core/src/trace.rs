@@ -21,11 +21,13 @@ impl TraceParent {
     /// per-event hot paths; it is ASCII.
     pub fn encode<'a>(&self, out: &'a mut [u8; Self::LEN]) -> &'a [u8] {
         out[..3].copy_from_slice(b"00-");
-        hex(&self.trace_id.to_be_bytes(), &mut out[3..35]);
         out[35] = b'-';
-        hex(&self.parent_id.to_be_bytes(), &mut out[36..52]);
         out[52] = b'-';
-        hex(&[self.flags], &mut out[53..55]);
+        // Each slice is exactly twice its input, the only way `encode_to_slice` can fail.
+        let written = hex::encode_to_slice(self.trace_id.to_be_bytes(), &mut out[3..35])
+            .and_then(|()| hex::encode_to_slice(self.parent_id.to_be_bytes(), &mut out[36..52]))
+            .and_then(|()| hex::encode_to_slice([self.flags], &mut out[53..55]));
+        debug_assert!(written.is_ok(), "{written:?}");
         out
     }
 
@@ -61,15 +63,6 @@ impl TraceParent {
         let flags = u8::from_str_radix(flags, 16).ok()?;
         // All-zero ids are invalid by the spec.
         (trace_id != 0 && parent_id != 0).then_some(Self { trace_id, parent_id, flags })
-    }
-}
-
-/// Lower-case hex of `bytes` into `out`, two digits per byte.
-fn hex(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
 }
 
