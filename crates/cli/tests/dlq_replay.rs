@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{bail, ensure, Context};
 use fanout_consumer::{
-    async_trait, Consumer, ConsumerConfig, ConsumerError, EventMeta, Handler, HandlerError, RegistryDecoder,
+    async_trait, Consumer, ConsumerError, EventMeta, Handler, HandlerError, RegistryDecoder,
 };
 use fanout_events::{Category, PostPublished};
 use fanout_producer::{Publisher, PublisherConfig};
@@ -95,16 +95,8 @@ impl Stack {
         let db = Postgres::connect().await?.database().await?;
         let registry_settings = registry.settings();
 
-        let mut config = ConsumerConfig::new(unique_name("dlq"));
-        config.kafka.bootstrap = kafka.bootstrap().to_owned();
-        config.store.url = db.url();
-        config.processing.commit_interval_ms = 200;
-        config.processing.batch_linger_ms = 2;
+        let mut config = fanout_testkit::consumer_config("dlq", &db.url());
         config.retry.attempts = 2;
-        config.retry.initial_backoff_ms = 20;
-        config.retry.max_backoff_ms = 50;
-        config.retry.delays_ms = vec![200];
-        config.http.listen = "127.0.0.1:0".into();
         let name = config.name.clone();
         let broken = Arc::new(AtomicBool::new(true));
         let consumer = Consumer::builder(config)

@@ -7,7 +7,7 @@ use rdkafka::{
     Offset, TopicPartitionList,
 };
 
-use crate::{unique_name, TestkitError, DEFAULT_BOOTSTRAP};
+use crate::{unique_name, TestkitError};
 
 /// How long [`Kafka::connect`] waits for a broker to answer metadata.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,9 +28,7 @@ impl Kafka {
     /// Connects to the broker at `FANOUT_TEST_BOOTSTRAP` (default `127.0.0.1:9092`), failing with
     /// [`TestkitError::BrokerUnavailable`] if it does not answer a metadata request within 10 s.
     pub async fn connect() -> Result<Self, TestkitError> {
-        let bootstrap =
-            std::env::var("FANOUT_TEST_BOOTSTRAP").unwrap_or_else(|_| DEFAULT_BOOTSTRAP.to_owned());
-        Self::connect_to(&bootstrap, CONNECT_TIMEOUT).await
+        Self::connect_to(&crate::bootstrap(), CONNECT_TIMEOUT).await
     }
 
     /// Connects to the broker at `bootstrap`, waiting at most `timeout` for metadata.

@@ -19,11 +19,13 @@
 //! ```
 #![warn(missing_docs)]
 
+mod consumer;
 mod kafka;
 mod postgres;
 mod registry;
 mod wait;
 
+pub use consumer::{bootstrap, consumer_config};
 pub use kafka::{Kafka, TestTopic};
 pub use postgres::{Postgres, TestDatabase};
 pub use registry::Registry;

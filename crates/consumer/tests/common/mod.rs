@@ -221,19 +221,11 @@ impl Handler for Recorder {
     }
 }
 
-/// A test configuration: unique name, fast commits and retries, HTTP on a free port.
+/// A test configuration: testkit's (unique name, fast commits and retries, HTTP on a free
+/// port) with two retry-topic tiers, so events held back on the retry topic can be tested.
 pub fn config(store_url: &str) -> ConsumerConfig {
-    let mut config = ConsumerConfig::new(fanout_testkit::unique_name("consumer"));
-    config.kafka.bootstrap = std::env::var("FANOUT_TEST_BOOTSTRAP")
-        .unwrap_or_else(|_| fanout_testkit::DEFAULT_BOOTSTRAP.to_owned());
-    config.store.url = store_url.to_owned();
-    config.processing.commit_interval_ms = 200;
-    config.processing.statistics_interval_ms = 500;
-    config.processing.batch_linger_ms = 2;
-    config.retry.initial_backoff_ms = 20;
-    config.retry.max_backoff_ms = 100;
+    let mut config = fanout_testkit::consumer_config("consumer", store_url);
     config.retry.delays_ms = vec![300, 300];
-    config.http.listen = "127.0.0.1:0".into();
     config
 }
 

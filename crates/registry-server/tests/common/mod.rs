@@ -18,8 +18,7 @@ pub async fn topic() -> Result<TestTopic, fanout_testkit::TestkitError> {
 }
 
 pub fn config(topic: &TestTopic) -> RegistryConfig {
-    let bootstrap = std::env::var("FANOUT_TEST_BOOTSTRAP")
-        .unwrap_or_else(|_| fanout_testkit::DEFAULT_BOOTSTRAP.to_owned());
+    let bootstrap = fanout_testkit::bootstrap();
     let listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
     RegistryConfig::new(bootstrap, listen).with_topic(topic.name())
 }

@@ -67,17 +67,9 @@ impl Stack {
     /// kind), the test broker and registry, HTTP on a free port, `store_url`, and short commit
     /// and retry intervals so tests finish quickly.
     pub fn configure<S: Settings>(&self, config: &mut ServiceConfig<S>, store_url: &str) {
-        config.consumer.name = unique_name(S::SERVICE);
+        config.consumer = fanout_testkit::consumer_config(S::SERVICE, store_url);
         config.consumer.kafka.bootstrap = self.kafka.bootstrap().to_owned();
         config.registry.urls = vec![self.registry_url.clone()];
-        config.consumer.store.url = store_url.to_owned();
-        config.consumer.http.listen = "127.0.0.1:0".to_owned();
-        config.consumer.processing.commit_interval_ms = 200;
-        config.consumer.processing.statistics_interval_ms = 500;
-        config.consumer.processing.batch_linger_ms = 2;
-        config.consumer.retry.initial_backoff_ms = 20;
-        config.consumer.retry.max_backoff_ms = 100;
-        config.consumer.retry.delays_ms = vec![300];
     }
 
     /// Publishes `events` to `topic` through the SDK and waits for every acknowledgement.
