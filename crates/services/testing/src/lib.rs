@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::Context;
 use fanout_events::PostPublished;
-use fanout_producer::{OutgoingRecord, Publisher, PublisherConfig};
+use fanout_producer::{OwnedRecord, Publisher, PublisherConfig};
 use fanout_registry_server::{RegistryConfig, RegistryServer, RunningRegistry};
 use fanout_service::{Service, ServiceConfig, ServiceError, Settings};
 use fanout_testkit::{unique_name, Kafka, TestTopic};
@@ -92,16 +92,15 @@ impl Stack {
     /// untyped layer (same delivery guarantee, no encoding).
     pub async fn publish_raw(&self, topic: &str, key: &[u8], payload: &[u8]) -> anyhow::Result<()> {
         let event_id = uuid::Uuid::now_v7();
-        let record = OutgoingRecord {
+        let record = OwnedRecord {
             topic: topic.to_owned(),
-            key: key.to_vec(),
-            payload: payload.to_vec(),
-            headers: vec![(fanout_core::headers::ID.to_owned(), event_id.to_string().into_bytes())],
-            event_id,
+            key: Some(key.to_vec()),
+            payload: Some(payload.to_vec()),
+            headers: vec![(fanout_core::headers::ID.to_owned(), Some(event_id.to_string().into_bytes()))],
         };
         self.publisher
             .raw()
-            .send(record)
+            .send(record.record())
             .await
             .with_context(|| format!("publishing raw bytes to {topic}"))?;
         Ok(())
