@@ -16,7 +16,7 @@
 //! them with the filters instead (`--since` a time after the last replay, `--event-id`).
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     time::{Duration, Instant},
 };
 
@@ -25,12 +25,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use fanout_consumer::{DeadLetter, Replay};
 use fanout_core::topics;
+use fanout_kafka::{Delivered, ProduceError, ProducerSettings, Record, RecordProducer};
 use fanout_schema_registry::AvroSerde;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     error::KafkaError,
-    message::{Header, OwnedHeaders},
-    producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer},
     types::RDKafkaErrorCode,
     ClientConfig, Message, Offset, TopicPartitionList,
 };
@@ -441,15 +440,18 @@ impl ReplayArgs {
         let mut failures = Vec::new();
         for (item, outcome) in found.iter().zip(outcomes) {
             match outcome {
-                Ok((partition, offset)) => {
+                Ok(delivered) => {
                     replayed += 1;
                     let mut line = selection.line(item);
-                    line["replayed_to"] = json!({ "topic": retry, "partition": partition, "offset": offset });
+                    line["replayed_to"] = json!({ "topic": retry, "partition": delivered.partition, "offset": delivered.offset });
                     println!("{line}");
                 }
-                Err(e) => {
-                    failures.push(format!("{dlq} partition {} offset {}: {e}", item.partition, item.offset))
-                }
+                Err(e) => failures.push(format!(
+                    "{dlq} partition {} offset {}: {:#}",
+                    item.partition,
+                    item.offset,
+                    anyhow::Error::new(e)
+                )),
             }
         }
         for failure in &failures {
@@ -472,79 +474,41 @@ impl ReplayArgs {
     }
 
     /// Sends in order (so replays of one key keep their order), at most `--rate` per second, and
-    /// waits for every acknowledgement. One result per replay: its retry partition and offset.
-    async fn send(&self, replays: &[Replay]) -> anyhow::Result<Vec<Result<(i32, i64), KafkaError>>> {
+    /// waits for every acknowledgement. One result per replay: where it landed in the retry topic.
+    async fn send(&self, replays: &[Replay]) -> anyhow::Result<Vec<Result<Delivered, ProduceError>>> {
         let selection = &self.selection;
-        let delivery_timeout = Duration::from_secs(selection.timeout.max(30));
-        let producer: FutureProducer = selection
-            .client_config()?
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
-            .create()
+        let tuning = ProducerSettings {
+            delivery_timeout_ms: u32::try_from(selection.timeout.max(30).saturating_mul(1_000))
+                .unwrap_or(u32::MAX),
+            ..ProducerSettings::default()
+        };
+        let producer = RecordProducer::new(&selection.connection.settings()?.kafka, &tuning)
             .context("cannot create the Kafka producer")?;
         let mut pacing = self.rate.map(|rate| {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick
         });
-        let mut results: Vec<Option<Result<(i32, i64), KafkaError>>> =
-            (0..replays.len()).map(|_| None).collect();
-        let mut in_flight: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
-        for (index, replay) in replays.iter().enumerate() {
+        // One batch: records are handed over one after another, in order, and acknowledged
+        // together at the end.
+        let mut batch = producer.batch::<ProduceError>(replays.len());
+        for replay in replays {
             if let Some(tick) = pacing.as_mut() {
                 tick.tick().await;
             }
-            let mut headers = OwnedHeaders::new_with_capacity(replay.headers.len());
-            for (key, value) in &replay.headers {
-                headers = headers.insert(Header { key, value: value.as_deref() });
-            }
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&replay.topic).headers(headers);
-            if let Some(key) = replay.key.as_deref() {
-                record = record.key(key);
-            }
-            if let Some(payload) = replay.payload.as_deref() {
-                record = record.payload(payload);
-            }
-            // Enqueued synchronously, in order: awaiting `send` futures concurrently would not
-            // guarantee the enqueue order, and with it the order of one key's replays.
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => {
-                        in_flight.push_back((index, delivery));
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        match in_flight.pop_front() {
-                            Some((done, delivery)) => results[done] = Some(settle(delivery).await),
-                            None => tokio::time::sleep(Duration::from_millis(10)).await,
-                        }
-                    }
-                    Err((e, _)) => {
-                        results[index] = Some(Err(e));
-                        break;
-                    }
-                }
-            }
+            let record = Record {
+                topic: &replay.topic,
+                key: replay.key.as_deref(),
+                payload: replay.payload.as_deref(),
+                headers: replay
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_deref()))
+                    .collect(),
+            };
+            batch.send(record, Instant::now()).await;
         }
-        while let Some((done, delivery)) = in_flight.pop_front() {
-            results[done] = Some(settle(delivery).await);
-        }
-        let flushed = tokio::task::spawn_blocking(move || producer.flush(delivery_timeout)).await;
-        if let Ok(Err(e)) = flushed {
-            tracing::warn!(error = %e, "producer flush after all acknowledgements failed");
-        }
-        Ok(results.into_iter().map(|r| r.unwrap_or(Err(KafkaError::Canceled))).collect())
-    }
-}
-
-async fn settle(delivery: DeliveryFuture) -> Result<(i32, i64), KafkaError> {
-    match delivery.await {
-        Ok(Ok(delivered)) => Ok((delivered.partition, delivered.offset)),
-        Ok(Err((e, _))) => Err(e),
-        Err(_) => Err(KafkaError::Canceled),
+        Ok(batch.finish().await)
     }
 }
 
