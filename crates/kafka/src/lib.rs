@@ -1,6 +1,7 @@
 //! Fanout's Kafka plumbing, written once: a librdkafka configuration from [`KafkaSettings`]
 //! ([`client_config`]), a connection check that names refused credentials ([`check_cluster`]),
-//! topic administration ([`admin`]) and the one record producer ([`producer`]).
+//! topic administration ([`admin`]), the one record producer ([`producer`]) and the bounded topic
+//! reader ([`reader`]).
 //!
 //! Every Fanout crate that creates clients, topics or records goes through here, so security
 //! properties (`[kafka.properties]`: SASL, TLS) reach every client, "create when absent, then wait
@@ -16,6 +17,7 @@
 pub mod admin;
 mod connect;
 pub mod producer;
+pub mod reader;
 
 use fanout_config::KafkaSettings;
 use rdkafka::ClientConfig;
@@ -26,6 +28,7 @@ pub use producer::{
     producer_config, Batch, ClientError, Delivered, Headers, OwnedRecord, ProduceError, ProducerConfigError,
     ProducerSettings, Record, RecordProducer,
 };
+pub use reader::{topic_partitions, FetchedRecord, ReadError, TopicRead};
 
 /// A librdkafka configuration with `bootstrap.servers` and every `[kafka.properties]` entry
 /// (`security.protocol`, `sasl.*`, `ssl.*`, ...), for any client: admin, consumer or producer.

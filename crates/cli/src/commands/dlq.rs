@@ -16,7 +16,7 @@
 //! them with the filters instead (`--since` a time after the last replay, `--event-id`).
 
 use std::{
-    collections::HashMap,
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
@@ -25,14 +25,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use fanout_consumer::{DeadLetter, Replay};
 use fanout_core::topics;
-use fanout_kafka::{Delivered, ProduceError, ProducerSettings, Record, RecordProducer};
+use fanout_kafka::{Delivered, ProduceError, ProducerSettings, ReadError, Record, RecordProducer, TopicRead};
 use fanout_schema_registry::AvroSerde;
-use rdkafka::{
-    consumer::{BaseConsumer, Consumer},
-    error::KafkaError,
-    types::RDKafkaErrorCode,
-    ClientConfig, Message, Offset, TopicPartitionList,
-};
+use rdkafka::ClientConfig;
 use serde_json::{json, Map, Value};
 
 use super::connection::Connection;
@@ -231,117 +226,50 @@ impl Selection {
     /// order they were dead-lettered in, per key). Blocking: run it off the async workers.
     fn read(&self) -> anyhow::Result<Vec<Found>> {
         let dlq = self.dlq_topic();
-        if self.max == Some(0) {
-            return Ok(Vec::new());
-        }
-        let consumer: BaseConsumer = self
-            .client_config()?
-            // Assigned, never subscribed, never committed: reading the dead letters leaves no
-            // trace in the cluster, however often it is done.
-            .set("group.id", format!("fanout-dlq-{}", uuid::Uuid::new_v4().simple()))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .context("cannot create the Kafka consumer")?;
-        let partitions = self.partitions(&consumer, &dlq, "dead-letter")?;
-        let mut remaining: HashMap<i32, i64> = HashMap::new();
-        let mut assignment = TopicPartitionList::new();
-        for partition in partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(&dlq, partition, self.timeout())
-                .with_context(|| format!("cannot read the end offsets of {dlq} partition {partition}"))?;
-            if high > low {
-                remaining.insert(partition, high);
-                assignment.add_partition_offset(&dlq, partition, Offset::Offset(low))?;
-            }
-        }
-        if remaining.is_empty() {
-            return Ok(Vec::new());
-        }
-        consumer.assign(&assignment).with_context(|| format!("cannot read {dlq}"))?;
-
         let mut found = Vec::new();
-        let mut read = 0usize;
-        let mut last_progress = Instant::now();
-        while !remaining.is_empty() && self.max.is_none_or(|max| found.len() < max) {
-            let message = match consumer.poll(Duration::from_millis(200)) {
-                None => {
-                    if last_progress.elapsed() > self.timeout() {
-                        let mut pending: Vec<i32> = remaining.keys().copied().collect();
-                        pending.sort_unstable();
-                        bail!(
-                            "reading {dlq} stalled: no record for {}s after {read} records; partitions \
-                             {pending:?} did not reach their end",
-                            self.timeout
-                        );
-                    }
-                    continue;
-                }
-                // The end of a partition; also covers ends that are not a record (a transaction
-                // marker, a compacted-away tail).
-                Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    remaining.remove(&partition);
-                    continue;
-                }
-                Some(Err(e)) => return Err(e).with_context(|| format!("reading {dlq}")),
-                Some(Ok(message)) => message,
-            };
-            last_progress = Instant::now();
-            let partition = message.partition();
-            let Some(&high) = remaining.get(&partition) else { continue };
-            if message.offset() >= high {
-                // Dead-lettered after the command started: left for the next run.
-                remaining.remove(&partition);
-                continue;
-            }
-            if message.offset() + 1 >= high {
-                remaining.remove(&partition);
-            }
-            read += 1;
-            let candidate = Found {
-                partition,
-                offset: message.offset(),
-                timestamp_ms: message.timestamp().to_millis(),
-                letter: DeadLetter::from_message(&message),
-            };
-            if self.matches(&candidate) {
-                found.push(candidate);
-            }
+        if self.max == Some(0) {
+            return Ok(found);
         }
+        TopicRead::new(&dlq)
+            .timeout(self.timeout())
+            .read_blocking(&self.client_config()?, |record| {
+                let candidate = Found {
+                    partition: record.partition,
+                    offset: record.offset,
+                    timestamp_ms: record.timestamp_ms,
+                    letter: DeadLetter::new(record.key, record.payload, record.headers),
+                };
+                if self.matches(&candidate) {
+                    found.push(candidate);
+                }
+                if self.max.is_some_and(|max| found.len() >= max) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .map_err(|e| self.explain(e, "dead-letter"))?;
         found.sort_by_key(|f| (f.partition, f.offset));
         Ok(found)
     }
 
-    /// The partitions of `topic`, or an error saying it does not exist (`what` names its role).
-    fn partitions<C: rdkafka::consumer::ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-        topic: &str,
-        what: &str,
-    ) -> anyhow::Result<Vec<i32>> {
-        let metadata = consumer.fetch_metadata(Some(topic), self.timeout()).with_context(|| {
-            let bootstrap = self.connection.settings().map(|s| s.kafka.bootstrap).unwrap_or_default();
-            format!("cannot reach Kafka at {bootstrap} within {}s", self.timeout)
-        })?;
-        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-            bail!("{what} topic {topic} does not exist");
-        };
-        match found.error().map(RDKafkaErrorCode::from) {
-            None => {}
-            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => bail!(
+    /// `error` in the words of this command: a missing topic of the consumer says which flags
+    /// to check, an unanswered metadata request where it was sent.
+    fn explain(&self, error: ReadError, what: &str) -> anyhow::Error {
+        match error {
+            ReadError::UnknownTopic { topic } => anyhow::anyhow!(
                 "{what} topic {topic} does not exist: consumer {:?} has never run on topic {:?} in this \
                  cluster (check --consumer and --topic)",
                 self.consumer,
                 self.topic
             ),
-            Some(code) => bail!("{what} topic {topic}: {code}"),
+            error @ ReadError::Kafka { operation: "fetch the metadata", .. } => {
+                let bootstrap = self.connection.settings().map(|s| s.kafka.bootstrap).unwrap_or_default();
+                anyhow::Error::new(error)
+                    .context(format!("cannot reach Kafka at {bootstrap} within {}s", self.timeout))
+            }
+            error => anyhow::Error::new(error),
         }
-        let partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
-        if partitions.is_empty() {
-            bail!("{what} topic {topic} has no partitions");
-        }
-        Ok(partitions)
     }
 
     /// Reads off the async workers: librdkafka's poll blocks.
@@ -396,9 +324,9 @@ impl ReplayArgs {
         // auto-created here would have the broker's defaults, so it must already exist.
         let probe = selection.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let consumer: BaseConsumer =
-                probe.client_config()?.create().context("cannot create a Kafka client")?;
-            probe.partitions(&consumer, &probe.retry_topic(), "retry").map(|_| ())
+            fanout_kafka::topic_partitions(&probe.client_config()?, &probe.retry_topic(), probe.timeout())
+                .map(|_| ())
+                .map_err(|e| probe.explain(e, "retry"))
         })
         .await
         .context("the metadata task failed")??;

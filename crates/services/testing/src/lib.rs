@@ -106,48 +106,29 @@ impl Stack {
         Ok(())
     }
 
-    /// Reads `count` records of `topic` from the beginning, within `limit`: each record's key and
-    /// headers (values as text).
+    /// The records of `topic` once it holds at least `count`, within `limit`: each record's key
+    /// and headers (values as text).
     pub async fn read_topic(
         &self,
         topic: &str,
         count: usize,
         limit: Duration,
     ) -> anyhow::Result<Vec<(String, HashMap<String, String>)>> {
-        use rdkafka::{message::Headers, Message};
-        let kafka = self.kafka.clone();
-        let topic = topic.to_owned();
-        // librdkafka's poll blocks; keep it off the async workers.
-        tokio::task::spawn_blocking(move || {
-            let consumer = kafka.reader(&topic)?;
-            let deadline = Instant::now() + limit;
-            let mut records = Vec::new();
-            while records.len() < count {
-                anyhow::ensure!(
-                    Instant::now() < deadline,
-                    "read {} of {count} records from {topic} within {limit:?}",
-                    records.len()
-                );
-                if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-                    let message = message?;
-                    let headers = message
-                        .headers()
-                        .iter()
-                        .flat_map(|hs| hs.iter())
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect();
-                    let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-                    records.push((key, headers));
-                }
-            }
-            Ok(records)
-        })
-        .await?
+        let text = |bytes: Option<&[u8]>| String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned();
+        Ok(self
+            .kafka
+            .read_at_least(topic, count, limit)
+            .await?
+            .into_iter()
+            .map(|record| {
+                let headers = record
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.clone(), text(value.as_deref())))
+                    .collect();
+                (text(record.key.as_deref()), headers)
+            })
+            .collect())
     }
 
     /// Deletes the retry and dead-letter topics and the group of the consumer `name` of `topic`.
