@@ -8,12 +8,8 @@
 use std::time::Duration;
 
 use anyhow::ensure;
+use fanout_kafka::{OwnedRecord, ProducerSettings, RecordProducer};
 use fanout_tests::{broker_pid, kill_broker, stack};
-use rdkafka::{
-    consumer::{BaseConsumer, Consumer},
-    producer::{FutureProducer, FutureRecord},
-    Message, Offset, TopicPartitionList,
-};
 
 #[tokio::test]
 async fn broker_survives_kill_9_with_its_messages() -> anyhow::Result<()> {
@@ -24,15 +20,23 @@ async fn broker_survives_kill_9_with_its_messages() -> anyhow::Result<()> {
     ensure!(second_up.contains("already running"), "a second `up` did something: {second_up}");
     let pid_before = broker_pid()?;
 
-    let producer: FutureProducer =
-        kafka.client_config().set("acks", "all").set("enable.idempotence", "true").create()?;
+    let settings =
+        fanout_config::KafkaSettings { bootstrap: kafka.bootstrap().to_owned(), ..Default::default() };
+    let producer = RecordProducer::new(&settings, &ProducerSettings::default())?;
     let count = 200;
-    for i in 0..count {
-        let payload = format!("message-{i}");
-        producer
-            .send(FutureRecord::to(topic.name()).key(&payload).payload(&payload), Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)?;
+    let records: Vec<OwnedRecord> = (0..count)
+        .map(|i| {
+            let payload = format!("message-{i}").into_bytes();
+            OwnedRecord {
+                topic: topic.name().to_owned(),
+                key: Some(payload.clone()),
+                payload: Some(payload),
+                headers: Vec::new(),
+            }
+        })
+        .collect();
+    for sent in producer.send_all(records.iter().map(OwnedRecord::record)).await {
+        sent?;
     }
     drop(producer);
 
@@ -42,31 +46,13 @@ async fn broker_survives_kill_9_with_its_messages() -> anyhow::Result<()> {
     ensure!(up.contains("ready"), "broker did not come back: {up}");
     ensure!(broker_pid()? != pid_before, "the broker was not restarted");
 
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", fanout_testkit::unique_name("durability"))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..2 {
-        assignment.add_partition_offset(topic.name(), p, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-    let mut seen = std::collections::BTreeSet::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while seen.len() < count {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "only {} of {count} messages after restart",
-            seen.len()
-        );
-        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
-            let message = message?;
-            let payload =
-                message.payload().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
-            seen.insert(payload);
-        }
-    }
+    // The restarted broker may still be electing leaders: the read is tried again until then.
+    let read = kafka.read_at_least(topic.name(), count, Duration::from_secs(60)).await?;
+    let seen: std::collections::BTreeSet<String> = read
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    ensure!(read.len() == count, "{} records after the restart, {count} written", read.len());
     let expected: std::collections::BTreeSet<String> = (0..count).map(|i| format!("message-{i}")).collect();
     assert_eq!(seen, expected);
     Ok(())

@@ -103,53 +103,29 @@ pub struct RawRecord {
     pub payload: Vec<u8>,
 }
 
-/// Reads `topic` from the beginning until at least `count` records arrived (failing after
-/// `deadline`), then until it has been quiet for two seconds, so extra records are seen too.
+/// Every record of `topic` once it holds at least `count` (failing after `deadline`), extras
+/// included, in partition order.
 pub async fn read_topic(
     kafka: &fanout_testkit::Kafka,
     topic: &str,
     count: usize,
     deadline: std::time::Duration,
 ) -> anyhow::Result<Vec<RawRecord>> {
-    use rdkafka::{message::Headers, Message};
-    let consumer = kafka.reader(topic)?;
-    let until = std::time::Instant::now() + deadline;
-    let mut records = Vec::new();
-    let mut quiet_since: Option<std::time::Instant> = None;
-    loop {
-        if records.len() >= count
-            && quiet_since.is_some_and(|q| q.elapsed() > std::time::Duration::from_secs(2))
-        {
-            return Ok(records);
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < until || records.len() >= count,
-            "only {} of {count} records on {topic} within {deadline:?}",
-            records.len()
-        );
-        let polled = tokio::task::block_in_place(|| consumer.poll(std::time::Duration::from_millis(200)));
-        match polled {
-            Some(message) => {
-                let message = message?;
-                quiet_since = None;
-                let mut headers = std::collections::HashMap::new();
-                for h in message.headers().iter().flat_map(|hs| hs.iter()) {
-                    headers.insert(
-                        h.key.to_owned(),
-                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                    );
-                }
-                records.push(RawRecord {
-                    key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    headers,
-                    payload: message.payload().unwrap_or_default().to_vec(),
-                });
-            }
-            None => {
-                quiet_since.get_or_insert_with(std::time::Instant::now);
-            }
-        }
-    }
+    let text = |bytes: Option<&[u8]>| String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned();
+    Ok(kafka
+        .read_at_least(topic, count, deadline)
+        .await?
+        .into_iter()
+        .map(|record| RawRecord {
+            key: text(record.key.as_deref()),
+            partition: record.partition,
+            offset: record.offset,
+            headers: record
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), text(value.as_deref())))
+                .collect(),
+            payload: record.payload.unwrap_or_default(),
+        })
+        .collect())
 }

@@ -212,6 +212,13 @@ impl Env {
         config
     }
 
+    /// The librdkafka configuration the SDK's producer runs with, for the raw peers, so both
+    /// sides send with the same settings.
+    pub fn producer_config(&self) -> anyhow::Result<ClientConfig> {
+        let config = self.publisher_config();
+        Ok(fanout_kafka::producer_config(&config.kafka, &config.producer)?)
+    }
+
     /// A consumer runtime configuration with defaults, on `store`, HTTP on a free port.
     pub fn consumer_config(&self, name: &str, store: &str) -> ConsumerConfig {
         let mut config = ConsumerConfig::new(name);

@@ -254,7 +254,7 @@ async fn raw_side(env: &Env, rate: f64, duration: Duration, grace: Duration) -> 
             Ok(())
         }));
     }
-    let producer: Arc<BaseProducer> = Arc::new(env.publisher_config().client_config()?.create()?);
+    let producer: Arc<BaseProducer> = Arc::new(env.producer_config()?.create()?);
     let warm_title = title;
     let warm_result = warm_up(&sinks, |id| {
         let mut event = post(0, warm_title);

@@ -81,7 +81,7 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
                 .collect::<anyhow::Result<_>>()?,
         );
         let raw: Arc<BaseProducer<Counting>> =
-            Arc::new(env.publisher_config().client_config()?.create_with_context(Counting::default())?);
+            Arc::new(env.producer_config()?.create_with_context(Counting::default())?);
 
         // Untimed warm-up: connections, producer ids, metadata and the schema id on both sides.
         raw_send(raw.clone(), topic.clone(), records.clone(), 2 * CHUNK, false).await?;

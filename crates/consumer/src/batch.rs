@@ -92,7 +92,7 @@ enum Abort {
     #[error("store")]
     Store(#[from] sqlx::Error),
     #[error("kafka")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    Kafka(#[from] fanout_kafka::ProduceError),
 }
 
 /// The batch's running verdicts, and the per-key order rules applied while walking it.

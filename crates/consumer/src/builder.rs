@@ -100,9 +100,7 @@ impl ConsumerBuilder {
 
         let store = Store::open(&config.store, &config.name).await?;
         let metrics = ConsumerMetrics::get();
-        let outbound = Outbound::new(&config.producer_client_config()).map_err(|source| {
-            ConsumerError::Kafka { operation: "create the retry/dead-letter producer", source }
-        })?;
+        let outbound = Outbound::new(&config.producer_client_config()).map_err(ConsumerError::Producer)?;
         let shared = Arc::new(Shared::default());
         let (inbound_tx, inbound) = tokio::sync::mpsc::unbounded_channel();
         let context = Context {

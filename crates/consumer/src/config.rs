@@ -257,7 +257,8 @@ impl ConsumerConfig {
         config
     }
 
-    /// The librdkafka configuration of the producer writing retry and dead-letter records.
+    /// The librdkafka configuration of the producer writing retry and dead-letter records; the
+    /// record producer adds the delivery guarantee (idempotent, `acks=all`).
     pub(crate) fn producer_client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.kafka.bootstrap);
@@ -267,7 +268,7 @@ impl ConsumerConfig {
                 config.set(key, value);
             }
         }
-        config.set("acks", "all").set("enable.idempotence", "true").set("linger.ms", "1");
+        config.set("linger.ms", "1");
         config
     }
 

@@ -1,15 +1,9 @@
 //! Records the runtime writes to its retry and dead-letter topics: the original key, payload and
 //! headers byte for byte, plus the runtime's own headers, named in [`headers`].
 
-use std::time::Duration;
-
 use chrono::{DateTime, SecondsFormat, Utc};
-use rdkafka::{
-    error::KafkaError,
-    message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
-    ClientConfig,
-};
+use fanout_kafka::{ProduceError, ProducerConfigError, RecordProducer};
+use rdkafka::ClientConfig;
 
 use crate::meta::{Origin, Record};
 
@@ -103,21 +97,16 @@ pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
 }
 
-/// The producer of retry and dead-letter records (idempotent, `acks=all`).
-#[derive(Clone)]
+/// Sends retry and dead-letter records through the platform's record producer (idempotent,
+/// `acks=all`).
+#[derive(Clone, Debug)]
 pub(crate) struct Outbound {
-    producer: FutureProducer,
-}
-
-impl std::fmt::Debug for Outbound {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbound").finish_non_exhaustive()
-    }
+    producer: RecordProducer,
 }
 
 impl Outbound {
-    pub(crate) fn new(config: &ClientConfig) -> Result<Self, KafkaError> {
-        Ok(Self { producer: config.create()? })
+    pub(crate) fn new(config: &ClientConfig) -> Result<Self, ProducerConfigError> {
+        Ok(Self { producer: RecordProducer::from_config(config.clone())? })
     }
 
     /// Sends and waits for the broker's acknowledgement: the caller commits the source offset
@@ -127,19 +116,14 @@ impl Outbound {
         topic: &str,
         record: &Record,
         headers: Vec<(String, Option<Vec<u8>>)>,
-    ) -> Result<(), KafkaError> {
-        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-        for (key, value) in &headers {
-            owned = owned.insert(Header { key, value: value.as_deref() });
-        }
-        let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
-        if let Some(key) = record.key.as_deref() {
-            out = out.key(key);
-        }
-        if let Some(payload) = record.payload.as_deref() {
-            out = out.payload(payload);
-        }
-        self.producer.send(out, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e)
+    ) -> Result<(), ProduceError> {
+        let record = fanout_kafka::Record {
+            topic,
+            key: record.key.as_deref(),
+            payload: record.payload.as_deref(),
+            headers: headers.iter().map(|(name, value)| (name.as_str(), value.as_deref())).collect(),
+        };
+        self.producer.send(record).await.map(|_| ())
     }
 }
 

@@ -38,6 +38,9 @@ pub enum ConsumerError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The producer of retry and dead-letter records could not be created.
+    #[error("cannot create the retry/dead-letter producer")]
+    Producer(#[source] fanout_kafka::ProducerConfigError),
     /// The cluster refused the consumer's credentials.
     #[error("cannot connect to Kafka")]
     Connect(#[source] fanout_kafka::ConnectError),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use fanout_core::headers;
 use fanout_events::PostPublished;
-use fanout_producer::{OutgoingRecord, Publisher, PublisherConfig};
+use fanout_producer::{OwnedRecord, Publisher, PublisherConfig};
 use indicatif::{MultiProgress, ProgressBar};
 use tokio::task::JoinSet;
 
@@ -50,7 +50,7 @@ pub async fn publish(
         format!("{rate} events/s")
     });
 
-    let mut records: Vec<Option<OutgoingRecord>> = vec![None; workload.events.len()];
+    let mut records: Vec<Option<OwnedRecord>> = vec![None; workload.events.len()];
     let per_tick =
         if rate == 0 { 1_000 } else { (rate as f64 * TICK.as_secs_f64()).ceil().max(1.0) as usize };
     let mut ticker = tokio::time::interval(TICK);
@@ -86,7 +86,7 @@ pub async fn publish(
         let bar = bar.clone();
         sends.spawn(async move {
             let count = batch.len();
-            let results = raw.send_all(batch).await;
+            let results = raw.send_all(batch.iter().map(OwnedRecord::record)).await;
             bar.inc(count as u64);
             results.into_iter().collect::<Result<Vec<_>, _>>().map(|d| d.len())
         });
@@ -110,18 +110,17 @@ pub async fn publish(
 
 /// A record no consumer can decode: JSON where the Confluent wire format is expected. Each
 /// consumer must dead-letter it and keep going.
-fn poison(topic: &str) -> OutgoingRecord {
+fn poison(topic: &str) -> OwnedRecord {
     let event_id = uuid::Uuid::now_v7();
-    OutgoingRecord {
+    OwnedRecord {
         topic: topic.to_owned(),
-        key: b"poison".to_vec(),
-        payload: br#"{"post_id": "not avro at all"}"#.to_vec(),
+        key: Some(b"poison".to_vec()),
+        payload: Some(br#"{"post_id": "not avro at all"}"#.to_vec()),
         headers: vec![
-            (headers::SPECVERSION.to_owned(), headers::SPECVERSION_VALUE.as_bytes().to_vec()),
-            (headers::ID.to_owned(), event_id.to_string().into_bytes()),
-            (headers::TYPE.to_owned(), b"post.published".to_vec()),
-            (headers::SOURCE.to_owned(), b"a broken upstream".to_vec()),
+            (headers::SPECVERSION.to_owned(), Some(headers::SPECVERSION_VALUE.as_bytes().to_vec())),
+            (headers::ID.to_owned(), Some(event_id.to_string().into_bytes())),
+            (headers::TYPE.to_owned(), Some(b"post.published".to_vec())),
+            (headers::SOURCE.to_owned(), Some(b"a broken upstream".to_vec())),
         ],
-        event_id,
     }
 }

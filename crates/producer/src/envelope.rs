@@ -13,7 +13,7 @@ use std::{
 };
 
 use fanout_core::{headers, trace::TraceParent};
-use rdkafka::message::{Header, OwnedHeaders};
+use fanout_kafka::Headers;
 use uuid::{ContextV7, Timestamp, Uuid};
 
 /// `ce_time` text, `2025-01-01T00:00:00.000Z`; longer only past the year 9999.
@@ -99,22 +99,16 @@ impl Stamp {
         ]
     }
 
-    /// librdkafka headers straight from the stamp, and their size in bytes (names and values,
-    /// as counted against `message.max.bytes`).
-    pub(crate) fn headers(&self, source: &str, event_type: &str) -> (OwnedHeaders, usize) {
-        let pairs = self.pairs(source, event_type);
-        let size = pairs.iter().map(|(name, value)| name.len() + value.len()).sum();
-        let headers = pairs.iter().fold(OwnedHeaders::new_with_capacity(pairs.len()), |h, (key, value)| {
-            h.insert(Header { key, value: Some(*value) })
-        });
-        (headers, size)
+    /// The producer's headers straight from the stamp.
+    pub(crate) fn headers(&self, source: &str, event_type: &str) -> Headers {
+        self.pairs(source, event_type).iter().map(|(name, value)| (*name, Some(*value))).collect()
     }
 
-    /// The same headers as owned pairs, for an [`crate::OutgoingRecord`].
-    pub(crate) fn owned_headers(&self, source: &str, event_type: &str) -> Vec<(String, Vec<u8>)> {
+    /// The same headers as owned pairs, for an [`fanout_kafka::OwnedRecord`].
+    pub(crate) fn owned_headers(&self, source: &str, event_type: &str) -> Vec<(String, Option<Vec<u8>>)> {
         self.pairs(source, event_type)
             .iter()
-            .map(|(name, value)| ((*name).to_owned(), value.to_vec()))
+            .map(|(name, value)| ((*name).to_owned(), Some(value.to_vec())))
             .collect()
     }
 }
@@ -264,7 +258,7 @@ mod tests {
         );
         let value = |name: &str| {
             let (_, value) = owned.iter().find(|(n, _)| n == name).expect("present");
-            String::from_utf8(value.clone()).expect("UTF-8")
+            String::from_utf8(value.clone().expect("a value")).expect("UTF-8")
         };
         assert_eq!(value(headers::ID), stamp.event_id.to_string());
         assert_eq!(Uuid::parse_str(&value(headers::ID)).map(|id| id.get_version_num()), Ok(7));
@@ -274,13 +268,10 @@ mod tests {
         let trace = TraceParent::parse(&value(headers::TRACEPARENT)).expect("valid traceparent");
         assert_eq!(trace.trace_id, 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736, "continues the parent's trace");
 
-        let (librdkafka, size) = stamp.headers("post-service", "post.published");
-        assert_eq!(size, owned.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>());
-        use rdkafka::message::Headers;
-        let built: Vec<(String, Vec<u8>)> = librdkafka
-            .iter()
-            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
-            .collect();
-        assert_eq!(built, owned);
+        let built = stamp.headers("post-service", "post.published");
+        assert_eq!(
+            built.bytes(),
+            owned.iter().map(|(n, v)| n.len() + v.as_ref().map_or(0, Vec::len)).sum::<usize>()
+        );
     }
 }

@@ -6,21 +6,20 @@
 //! * [`outbox`]: enqueue events inside your own database transaction and let the relay publish
 //!   them, for services that must publish exactly when their transaction commits.
 //!
+//! Both send through `fanout-kafka`'s [`RecordProducer`], the one producer of the platform.
+//!
 //! Metrics (process default Prometheus registry): `fanout_produced_total{topic,outcome}`,
-//! `fanout_produce_duration_seconds{topic}`, `fanout_producer_queue_depth`,
-//! `fanout_outbox_backlog{table}`.
+//! `fanout_produce_duration_seconds{topic}` and `fanout_producer_queue_depth` from the record
+//! producer; `fanout_outbox_backlog{table}` from the relay.
 #![warn(missing_docs)]
 
 mod config;
-mod delivery;
 mod envelope;
 mod error;
-mod metrics;
 pub mod outbox;
 mod publisher;
-mod raw;
 
-pub use config::{ProducerSettings, PublisherConfig};
+pub use config::PublisherConfig;
 pub use error::PublishError;
-pub use publisher::Publisher;
-pub use raw::{Delivery, OutgoingRecord, RawPublisher};
+pub use fanout_kafka::{OwnedRecord, ProduceError, ProducerConfigError, ProducerSettings, RecordProducer};
+pub use publisher::{Delivery, Publisher};

@@ -8,14 +8,28 @@ use std::{
 };
 
 use fanout_core::{trace::TraceParent, Event};
+use fanout_kafka::{OwnedRecord, Record, RecordProducer};
 use fanout_schema_registry::{AvroSerde, Encoder};
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::{
     envelope::{Clock, Stamp},
-    raw::{Delivery, OutgoingRecord, RawPublisher, RecordParts},
     PublishError, PublisherConfig,
 };
+
+/// Where a published event is: durably in Kafka there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset in the partition.
+    pub offset: i64,
+    /// The event id (`ce_id`).
+    pub event_id: Uuid,
+}
 
 /// Publishes domain events. Once [`Publisher::publish`] returns `Ok`, the event is durably in
 /// Kafka exactly once (idempotent producer, `acks=all`); when it returns `Err`, it may not be.
@@ -49,7 +63,7 @@ pub struct Publisher {
 type EncodersByTopic = HashMap<String, Arc<dyn Any + Send + Sync>>;
 
 struct Inner {
-    raw: RawPublisher,
+    raw: RecordProducer,
     serde: AvroSerde,
     source: String,
     /// One encoder per event type, resolved (schema id looked up) on first use; afterwards the
@@ -67,9 +81,8 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     /// Creates a publisher from its configuration.
     pub async fn new(config: PublisherConfig) -> Result<Self, PublishError> {
-        let raw = RawPublisher::from_client_config(&config.client_config()?)?;
-        let serde = AvroSerde::from_settings(&config.registry)
-            .map_err(|e| PublishError::Config(format!("schema registry: {e}")))?;
+        let raw = RecordProducer::new(&config.kafka, &config.producer)?;
+        let serde = AvroSerde::from_settings(&config.registry).map_err(PublishError::Registry)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 raw,
@@ -105,17 +118,16 @@ impl Publisher {
     ) -> Result<Delivery, PublishError> {
         let encoder = self.encoder::<T>(topic).await?;
         let mut scratch = Scratch::default();
-        let (started, now) = Clock::new().now();
-        let stamp = Stamp::new(parent, now);
+        let stamp = Stamp::new(parent, std::time::SystemTime::now());
         let record = scratch.fill(&encoder, topic, event, &stamp, &self.inner.source)?;
         let span = tracing::info_span!("publish", event_type = T::TYPE, topic, event_id = %stamp.event_id);
-        let ack = self.inner.raw.send_parts(record, started).instrument(span).await?;
-        match ack {
-            Ok((partition, offset)) => {
-                Ok(Delivery { topic: topic.to_owned(), partition, offset, event_id: stamp.event_id })
-            }
-            Err(source) => Err(PublishError::Kafka { topic: topic.to_owned(), source }),
-        }
+        let delivered = self.inner.raw.send(record).instrument(span).await?;
+        Ok(Delivery {
+            topic: topic.to_owned(),
+            partition: delivered.partition,
+            offset: delivered.offset,
+            event_id: stamp.event_id,
+        })
     }
 
     /// Publishes many events and waits for all acknowledgements: one result per event, in order.
@@ -139,65 +151,47 @@ impl Publisher {
         topic: &str,
         events: &[T],
     ) -> Vec<Result<Delivery, PublishError>> {
-        if events.is_empty() {
-            return Vec::new();
-        }
         // Everything that is the same for every event is resolved once per call: the encoder,
-        // the topic's metric handles, the buffers.
-        let encoder = match self.encoder::<T>(topic).await {
-            Ok(encoder) => encoder,
-            Err(first) => return self.publish_batch_unresolved(topic, events, first).await,
-        };
-        let raw = &self.inner.raw;
-        let mut batch = raw.batch(events.len(), vec![raw.topic_metrics(topic)]);
+        // the topic's metric handles, the buffers. An encoder that cannot be resolved (the
+        // registry is down and the schema not cached) is tried again for each event, as separate
+        // `publish` calls would, since the registry may come back mid-batch.
+        let mut encoder = None;
+        let mut batch = self.inner.raw.batch::<PublishError>(events.len());
         let mut ids = Vec::with_capacity(events.len());
         let mut scratch = Scratch::default();
         let mut clock = Clock::new();
         for event in events {
+            if encoder.is_none() {
+                match self.encoder::<T>(topic).await {
+                    Ok(resolved) => encoder = Some(resolved),
+                    Err(e) => {
+                        ids.push(Uuid::nil());
+                        batch.fail(e);
+                        continue;
+                    }
+                }
+            }
+            let Some(encoder) = encoder.as_deref() else { continue };
             let (started, now) = clock.now();
             let stamp = Stamp::new(None, now);
             ids.push(stamp.event_id);
-            match scratch.fill(&encoder, topic, event, &stamp, &self.inner.source) {
+            match scratch.fill(encoder, topic, event, &stamp, &self.inner.source) {
                 Ok(record) => batch.send(record, started).await,
                 Err(e) => batch.fail(e),
             }
         }
-        let mut ids = ids.into_iter();
         batch
-            .finish(|outcome| {
-                let event_id = ids.next().unwrap_or_default();
-                match outcome? {
-                    Ok((partition, offset)) => {
-                        Ok(Delivery { topic: topic.to_owned(), partition, offset, event_id })
-                    }
-                    Err(source) => Err(PublishError::Kafka { topic: topic.to_owned(), source }),
-                }
-            })
+            .finish()
             .await
-    }
-
-    /// `publish_all` when `T`'s schema could not be resolved for the first event: each event
-    /// tries again (the registry may come back mid-batch), as separate `publish` calls would.
-    async fn publish_batch_unresolved<T: Event>(
-        &self,
-        topic: &str,
-        events: &[T],
-        first: PublishError,
-    ) -> Vec<Result<Delivery, PublishError>> {
-        let mut records = Vec::with_capacity(events.len());
-        let mut failed = vec![(0, first)];
-        for (index, event) in events.iter().enumerate().skip(1) {
-            match self.record(topic, event, None).await {
-                Ok(record) => records.push(record),
-                Err(e) => failed.push((index, e)),
-            }
-        }
-        let mut sent = self.inner.raw.send_all(records).await.into_iter();
-        let mut failed = failed.into_iter().peekable();
-        (0..events.len())
-            .map(|index| match failed.next_if(|(i, _)| *i == index) {
-                Some((_, e)) => Err(e),
-                None => sent.next().unwrap_or(Err(PublishError::Closed)),
+            .into_iter()
+            .zip(ids)
+            .map(|(outcome, event_id)| {
+                outcome.map(|delivered| Delivery {
+                    topic: topic.to_owned(),
+                    partition: delivered.partition,
+                    offset: delivered.offset,
+                    event_id,
+                })
             })
             .collect()
     }
@@ -210,7 +204,7 @@ impl Publisher {
 
     /// Waits until every in-flight event is acknowledged, at most `deadline`.
     pub async fn flush(&self, deadline: Duration) -> Result<(), PublishError> {
-        self.inner.raw.flush(deadline).await
+        Ok(self.inner.raw.flush(deadline).await?)
     }
 
     /// Flushes, then drops this handle.
@@ -219,7 +213,7 @@ impl Publisher {
     }
 
     /// The untyped layer, for relays that send pre-encoded records.
-    pub fn raw(&self) -> &RawPublisher {
+    pub fn raw(&self) -> &RecordProducer {
         &self.inner.raw
     }
 
@@ -266,7 +260,7 @@ impl Publisher {
         topic: &str,
         event: &T,
         parent: Option<TraceParent>,
-    ) -> Result<OutgoingRecord, PublishError> {
+    ) -> Result<OwnedRecord, PublishError> {
         let encoder = self.encoder::<T>(topic).await?;
         let payload = encoder.encode(event).map_err(|source| PublishError::Encode {
             event_type: T::TYPE,
@@ -274,12 +268,11 @@ impl Publisher {
             source,
         })?;
         let stamp = Stamp::new(parent, std::time::SystemTime::now());
-        Ok(OutgoingRecord {
+        Ok(OwnedRecord {
             topic: topic.to_owned(),
-            key: event.key(),
-            payload,
+            key: Some(event.key()),
+            payload: Some(payload),
             headers: stamp.owned_headers(&self.inner.source, T::TYPE),
-            event_id: stamp.event_id,
         })
     }
 }
@@ -301,7 +294,7 @@ impl Scratch {
         event: &T,
         stamp: &Stamp,
         source: &str,
-    ) -> Result<RecordParts<'a>, PublishError> {
+    ) -> Result<Record<'a>, PublishError> {
         let encoded = if self.payload.capacity() == 0 {
             // A fresh buffer: the encoder sizes it from its last payload, in one allocation.
             encoder.encode(event).map(|payload| self.payload = payload)
@@ -316,7 +309,11 @@ impl Scratch {
         })?;
         self.key.clear();
         event.write_key(&mut self.key);
-        let (headers, header_bytes) = stamp.headers(source, T::TYPE);
-        Ok(RecordParts { topic, key: &self.key, payload: &self.payload, headers, header_bytes })
+        Ok(Record {
+            topic,
+            key: Some(&self.key),
+            payload: Some(&self.payload),
+            headers: stamp.headers(source, T::TYPE),
+        })
     }
 }

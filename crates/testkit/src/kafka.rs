@@ -1,16 +1,17 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use fanout_kafka::{AdminError, TopicSpec};
+use fanout_kafka::{AdminError, FetchedRecord, TopicRead, TopicSpec};
 use rdkafka::{
     config::ClientConfig,
     consumer::{BaseConsumer, Consumer},
-    Offset, TopicPartitionList,
 };
 
 use crate::{unique_name, TestkitError};
 
 /// How long [`Kafka::connect`] waits for a broker to answer metadata.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often [`Kafka::read_at_least`] reads the topic again.
+const READ_AGAIN: Duration = Duration::from_millis(100);
 
 /// A handle on the test broker.
 #[derive(Clone)]
@@ -108,30 +109,40 @@ impl Kafka {
             .map_err(|e| admin_error("delete group", &names.join(","), &e))
     }
 
-    /// A consumer reading every partition of `topic` from the beginning, assigned rather than
-    /// subscribed: it joins no consumer group, so reading a topic leaves nothing behind.
-    pub fn reader(&self, topic: &str) -> Result<BaseConsumer, TestkitError> {
-        let unavailable =
-            |reason: String| TestkitError::BrokerUnavailable { bootstrap: self.bootstrap.clone(), reason };
-        let consumer: BaseConsumer = self
-            .client_config()
-            .set("group.id", unique_name("reader"))
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| unavailable(e.to_string()))?;
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .map_err(|e| unavailable(e.to_string()))?;
-        let mut assignment = TopicPartitionList::new();
-        for found in metadata.topics().iter().filter(|t| t.name() == topic) {
-            for partition in found.partitions() {
-                assignment
-                    .add_partition_offset(topic, partition.id(), Offset::Beginning)
-                    .map_err(|e| unavailable(e.to_string()))?;
+    /// Every record `topic` holds now, from its oldest, in offset order per partition (see
+    /// [`fanout_kafka::TopicRead`]): records acknowledged before the call are all there. Joins no
+    /// consumer group, so reading leaves nothing behind.
+    pub async fn read(&self, topic: &str) -> Result<Vec<FetchedRecord>, TestkitError> {
+        Ok(TopicRead::new(topic).read(&self.client_config()).await?)
+    }
+
+    /// [`Kafka::read`] again until `topic` holds at least `count` records (something else writes
+    /// them, e.g. a consumer dead-lettering events), failing after `limit`. Returns every record,
+    /// so extras show too. A read that fails (a broker still electing leaders after a restart) is
+    /// tried again; the last failure is returned at the deadline.
+    pub async fn read_at_least(
+        &self,
+        topic: &str,
+        count: usize,
+        limit: Duration,
+    ) -> Result<Vec<FetchedRecord>, TestkitError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let read = self.read(topic).await;
+            match read {
+                Ok(records) if records.len() >= count => return Ok(records),
+                Ok(records) if Instant::now() >= deadline => {
+                    return Err(TestkitError::TooFewRecords {
+                        topic: topic.to_owned(),
+                        expected: count,
+                        found: records.len(),
+                        waited: limit,
+                    })
+                }
+                Err(error) if Instant::now() >= deadline => return Err(error),
+                Ok(_) | Err(_) => tokio::time::sleep(READ_AGAIN).await,
             }
         }
-        consumer.assign(&assignment).map_err(|e| unavailable(e.to_string()))?;
-        Ok(consumer)
     }
 
     /// Deletes a topic; a topic that does not exist is not an error.

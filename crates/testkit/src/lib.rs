@@ -4,6 +4,8 @@
 //!   fails with a message that says how to start it when no broker answers: tests never skip.
 //! * [`Kafka::topic`] creates a uniquely named topic and deletes it when the guard drops;
 //!   [`unique_name`] gives unique consumer-group names.
+//! * [`Kafka::read`] reads a topic up to its current end, [`Kafka::read_at_least`] until it holds
+//!   a number of records; neither joins a consumer group.
 //! * [`Postgres::database`] creates a fresh database per test (server at
 //!   `FANOUT_TEST_DATABASE_URL`, default `postgres://fanout:fanout@127.0.0.1:5432/fanout`) and drops
 //!   it afterwards.
@@ -20,12 +22,15 @@
 #![warn(missing_docs)]
 
 mod consumer;
+use std::time::Duration;
+
 mod kafka;
 mod postgres;
 mod registry;
 mod wait;
 
 pub use consumer::{bootstrap, consumer_config};
+pub use fanout_kafka::FetchedRecord;
 pub use kafka::{Kafka, TestTopic};
 pub use postgres::{Postgres, TestDatabase};
 pub use registry::Registry;
@@ -71,6 +76,21 @@ pub enum TestkitError {
         url: String,
         /// What the driver reported.
         reason: String,
+    },
+    /// A topic could not be read.
+    #[error("cannot read a topic")]
+    Read(#[from] fanout_kafka::ReadError),
+    /// A topic did not reach the expected number of records in time.
+    #[error("{topic} holds {found} of the {expected} records expected after {waited:?}")]
+    TooFewRecords {
+        /// The topic.
+        topic: String,
+        /// The records awaited.
+        expected: usize,
+        /// The records it held at the deadline.
+        found: usize,
+        /// How long was waited.
+        waited: Duration,
     },
     /// PostgreSQL refused a statement.
     #[error("postgres statement failed")]

@@ -16,7 +16,7 @@
 //! them with the filters instead (`--since` a time after the last replay, `--event-id`).
 
 use std::{
-    collections::{HashMap, VecDeque},
+    ops::ControlFlow,
     time::{Duration, Instant},
 };
 
@@ -25,15 +25,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use fanout_consumer::{DeadLetter, Replay};
 use fanout_core::topics;
+use fanout_kafka::{Delivered, ProduceError, ProducerSettings, ReadError, Record, RecordProducer, TopicRead};
 use fanout_schema_registry::AvroSerde;
-use rdkafka::{
-    consumer::{BaseConsumer, Consumer},
-    error::KafkaError,
-    message::{Header, OwnedHeaders},
-    producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer},
-    types::RDKafkaErrorCode,
-    ClientConfig, Message, Offset, TopicPartitionList,
-};
+use rdkafka::ClientConfig;
 use serde_json::{json, Map, Value};
 
 use super::connection::Connection;
@@ -232,117 +226,50 @@ impl Selection {
     /// order they were dead-lettered in, per key). Blocking: run it off the async workers.
     fn read(&self) -> anyhow::Result<Vec<Found>> {
         let dlq = self.dlq_topic();
-        if self.max == Some(0) {
-            return Ok(Vec::new());
-        }
-        let consumer: BaseConsumer = self
-            .client_config()?
-            // Assigned, never subscribed, never committed: reading the dead letters leaves no
-            // trace in the cluster, however often it is done.
-            .set("group.id", format!("fanout-dlq-{}", uuid::Uuid::new_v4().simple()))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .context("cannot create the Kafka consumer")?;
-        let partitions = self.partitions(&consumer, &dlq, "dead-letter")?;
-        let mut remaining: HashMap<i32, i64> = HashMap::new();
-        let mut assignment = TopicPartitionList::new();
-        for partition in partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(&dlq, partition, self.timeout())
-                .with_context(|| format!("cannot read the end offsets of {dlq} partition {partition}"))?;
-            if high > low {
-                remaining.insert(partition, high);
-                assignment.add_partition_offset(&dlq, partition, Offset::Offset(low))?;
-            }
-        }
-        if remaining.is_empty() {
-            return Ok(Vec::new());
-        }
-        consumer.assign(&assignment).with_context(|| format!("cannot read {dlq}"))?;
-
         let mut found = Vec::new();
-        let mut read = 0usize;
-        let mut last_progress = Instant::now();
-        while !remaining.is_empty() && self.max.is_none_or(|max| found.len() < max) {
-            let message = match consumer.poll(Duration::from_millis(200)) {
-                None => {
-                    if last_progress.elapsed() > self.timeout() {
-                        let mut pending: Vec<i32> = remaining.keys().copied().collect();
-                        pending.sort_unstable();
-                        bail!(
-                            "reading {dlq} stalled: no record for {}s after {read} records; partitions \
-                             {pending:?} did not reach their end",
-                            self.timeout
-                        );
-                    }
-                    continue;
-                }
-                // The end of a partition; also covers ends that are not a record (a transaction
-                // marker, a compacted-away tail).
-                Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    remaining.remove(&partition);
-                    continue;
-                }
-                Some(Err(e)) => return Err(e).with_context(|| format!("reading {dlq}")),
-                Some(Ok(message)) => message,
-            };
-            last_progress = Instant::now();
-            let partition = message.partition();
-            let Some(&high) = remaining.get(&partition) else { continue };
-            if message.offset() >= high {
-                // Dead-lettered after the command started: left for the next run.
-                remaining.remove(&partition);
-                continue;
-            }
-            if message.offset() + 1 >= high {
-                remaining.remove(&partition);
-            }
-            read += 1;
-            let candidate = Found {
-                partition,
-                offset: message.offset(),
-                timestamp_ms: message.timestamp().to_millis(),
-                letter: DeadLetter::from_message(&message),
-            };
-            if self.matches(&candidate) {
-                found.push(candidate);
-            }
+        if self.max == Some(0) {
+            return Ok(found);
         }
+        TopicRead::new(&dlq)
+            .timeout(self.timeout())
+            .read_blocking(&self.client_config()?, |record| {
+                let candidate = Found {
+                    partition: record.partition,
+                    offset: record.offset,
+                    timestamp_ms: record.timestamp_ms,
+                    letter: DeadLetter::new(record.key, record.payload, record.headers),
+                };
+                if self.matches(&candidate) {
+                    found.push(candidate);
+                }
+                if self.max.is_some_and(|max| found.len() >= max) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .map_err(|e| self.explain(e, "dead-letter"))?;
         found.sort_by_key(|f| (f.partition, f.offset));
         Ok(found)
     }
 
-    /// The partitions of `topic`, or an error saying it does not exist (`what` names its role).
-    fn partitions<C: rdkafka::consumer::ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-        topic: &str,
-        what: &str,
-    ) -> anyhow::Result<Vec<i32>> {
-        let metadata = consumer.fetch_metadata(Some(topic), self.timeout()).with_context(|| {
-            let bootstrap = self.connection.settings().map(|s| s.kafka.bootstrap).unwrap_or_default();
-            format!("cannot reach Kafka at {bootstrap} within {}s", self.timeout)
-        })?;
-        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-            bail!("{what} topic {topic} does not exist");
-        };
-        match found.error().map(RDKafkaErrorCode::from) {
-            None => {}
-            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => bail!(
+    /// `error` in the words of this command: a missing topic of the consumer says which flags
+    /// to check, an unanswered metadata request where it was sent.
+    fn explain(&self, error: ReadError, what: &str) -> anyhow::Error {
+        match error {
+            ReadError::UnknownTopic { topic } => anyhow::anyhow!(
                 "{what} topic {topic} does not exist: consumer {:?} has never run on topic {:?} in this \
                  cluster (check --consumer and --topic)",
                 self.consumer,
                 self.topic
             ),
-            Some(code) => bail!("{what} topic {topic}: {code}"),
+            error @ ReadError::Kafka { operation: "fetch the metadata", .. } => {
+                let bootstrap = self.connection.settings().map(|s| s.kafka.bootstrap).unwrap_or_default();
+                anyhow::Error::new(error)
+                    .context(format!("cannot reach Kafka at {bootstrap} within {}s", self.timeout))
+            }
+            error => anyhow::Error::new(error),
         }
-        let partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
-        if partitions.is_empty() {
-            bail!("{what} topic {topic} has no partitions");
-        }
-        Ok(partitions)
     }
 
     /// Reads off the async workers: librdkafka's poll blocks.
@@ -397,9 +324,9 @@ impl ReplayArgs {
         // auto-created here would have the broker's defaults, so it must already exist.
         let probe = selection.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let consumer: BaseConsumer =
-                probe.client_config()?.create().context("cannot create a Kafka client")?;
-            probe.partitions(&consumer, &probe.retry_topic(), "retry").map(|_| ())
+            fanout_kafka::topic_partitions(&probe.client_config()?, &probe.retry_topic(), probe.timeout())
+                .map(|_| ())
+                .map_err(|e| probe.explain(e, "retry"))
         })
         .await
         .context("the metadata task failed")??;
@@ -441,15 +368,18 @@ impl ReplayArgs {
         let mut failures = Vec::new();
         for (item, outcome) in found.iter().zip(outcomes) {
             match outcome {
-                Ok((partition, offset)) => {
+                Ok(delivered) => {
                     replayed += 1;
                     let mut line = selection.line(item);
-                    line["replayed_to"] = json!({ "topic": retry, "partition": partition, "offset": offset });
+                    line["replayed_to"] = json!({ "topic": retry, "partition": delivered.partition, "offset": delivered.offset });
                     println!("{line}");
                 }
-                Err(e) => {
-                    failures.push(format!("{dlq} partition {} offset {}: {e}", item.partition, item.offset))
-                }
+                Err(e) => failures.push(format!(
+                    "{dlq} partition {} offset {}: {:#}",
+                    item.partition,
+                    item.offset,
+                    anyhow::Error::new(e)
+                )),
             }
         }
         for failure in &failures {
@@ -472,79 +402,41 @@ impl ReplayArgs {
     }
 
     /// Sends in order (so replays of one key keep their order), at most `--rate` per second, and
-    /// waits for every acknowledgement. One result per replay: its retry partition and offset.
-    async fn send(&self, replays: &[Replay]) -> anyhow::Result<Vec<Result<(i32, i64), KafkaError>>> {
+    /// waits for every acknowledgement. One result per replay: where it landed in the retry topic.
+    async fn send(&self, replays: &[Replay]) -> anyhow::Result<Vec<Result<Delivered, ProduceError>>> {
         let selection = &self.selection;
-        let delivery_timeout = Duration::from_secs(selection.timeout.max(30));
-        let producer: FutureProducer = selection
-            .client_config()?
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
-            .create()
+        let tuning = ProducerSettings {
+            delivery_timeout_ms: u32::try_from(selection.timeout.max(30).saturating_mul(1_000))
+                .unwrap_or(u32::MAX),
+            ..ProducerSettings::default()
+        };
+        let producer = RecordProducer::new(&selection.connection.settings()?.kafka, &tuning)
             .context("cannot create the Kafka producer")?;
         let mut pacing = self.rate.map(|rate| {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick
         });
-        let mut results: Vec<Option<Result<(i32, i64), KafkaError>>> =
-            (0..replays.len()).map(|_| None).collect();
-        let mut in_flight: VecDeque<(usize, DeliveryFuture)> = VecDeque::new();
-        for (index, replay) in replays.iter().enumerate() {
+        // One batch: records are handed over one after another, in order, and acknowledged
+        // together at the end.
+        let mut batch = producer.batch::<ProduceError>(replays.len());
+        for replay in replays {
             if let Some(tick) = pacing.as_mut() {
                 tick.tick().await;
             }
-            let mut headers = OwnedHeaders::new_with_capacity(replay.headers.len());
-            for (key, value) in &replay.headers {
-                headers = headers.insert(Header { key, value: value.as_deref() });
-            }
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&replay.topic).headers(headers);
-            if let Some(key) = replay.key.as_deref() {
-                record = record.key(key);
-            }
-            if let Some(payload) = replay.payload.as_deref() {
-                record = record.payload(payload);
-            }
-            // Enqueued synchronously, in order: awaiting `send` futures concurrently would not
-            // guarantee the enqueue order, and with it the order of one key's replays.
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => {
-                        in_flight.push_back((index, delivery));
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        match in_flight.pop_front() {
-                            Some((done, delivery)) => results[done] = Some(settle(delivery).await),
-                            None => tokio::time::sleep(Duration::from_millis(10)).await,
-                        }
-                    }
-                    Err((e, _)) => {
-                        results[index] = Some(Err(e));
-                        break;
-                    }
-                }
-            }
+            let record = Record {
+                topic: &replay.topic,
+                key: replay.key.as_deref(),
+                payload: replay.payload.as_deref(),
+                headers: replay
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_deref()))
+                    .collect(),
+            };
+            batch.send(record, Instant::now()).await;
         }
-        while let Some((done, delivery)) = in_flight.pop_front() {
-            results[done] = Some(settle(delivery).await);
-        }
-        let flushed = tokio::task::spawn_blocking(move || producer.flush(delivery_timeout)).await;
-        if let Ok(Err(e)) = flushed {
-            tracing::warn!(error = %fanout_core::report(&e), "producer flush after all acknowledgements failed");
-        }
-        Ok(results.into_iter().map(|r| r.unwrap_or(Err(KafkaError::Canceled))).collect())
-    }
-}
-
-async fn settle(delivery: DeliveryFuture) -> Result<(i32, i64), KafkaError> {
-    match delivery.await {
-        Ok(Ok(delivered)) => Ok((delivered.partition, delivered.offset)),
-        Ok(Err((e, _))) => Err(e),
-        Err(_) => Err(KafkaError::Canceled),
+        Ok(batch.finish().await)
     }
 }
 

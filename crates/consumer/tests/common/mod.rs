@@ -10,7 +10,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use fanout_consumer::{
@@ -21,7 +21,7 @@ use fanout_events::{Category, PostPublished};
 use fanout_schema_registry::AvroSerde;
 use fanout_testkit::{Kafka, Registry, TestTopic};
 use rdkafka::{
-    message::{Header, Headers, Message, OwnedHeaders},
+    message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 use sqlx::{AnyPool, Row};
@@ -379,39 +379,18 @@ impl Fetched {
     }
 }
 
-/// Reads `count` records from `topic` from the beginning, waiting at most `limit`.
+/// The records of `topic` once it holds at least `count`, waiting at most `limit`.
 pub async fn read_topic(
     kafka: &Kafka,
     topic: &str,
     count: usize,
     limit: Duration,
 ) -> anyhow::Result<Vec<Fetched>> {
-    let kafka = kafka.clone();
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let consumer = kafka.reader(&topic)?;
-        let deadline = Instant::now() + limit;
-        let mut out = Vec::new();
-        while out.len() < count {
-            if Instant::now() > deadline {
-                anyhow::bail!("read {} of {count} records from {topic} in {limit:?}", out.len());
-            }
-            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-                let message = message?;
-                let headers = message
-                    .headers()
-                    .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
-                    .unwrap_or_default();
-                out.push(Fetched {
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: message.payload().map(<[u8]>::to_vec),
-                    headers,
-                });
-            }
-        }
-        Ok(out)
-    })
-    .await?
+    let records = kafka.read_at_least(topic, count, limit).await?;
+    Ok(records
+        .into_iter()
+        .map(|record| Fetched { key: record.key, payload: record.payload, headers: record.headers })
+        .collect())
 }
 
 /// Deletes the retry and dead-letter topics and the group of a consumer of `topic`.

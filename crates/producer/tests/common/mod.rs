@@ -2,13 +2,12 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use anyhow::{ensure, Context};
+use anyhow::Context;
 use fanout_events::{Category, PostPublished};
 use fanout_producer::PublisherConfig;
 use fanout_registry_server::{RegistryConfig, RegistryServer, RunningRegistry};
 use fanout_schema_registry::AvroSerde;
 use fanout_testkit::{Kafka, TestTopic};
-use rdkafka::{message::Headers, Message};
 
 /// The built-in registry, in process, on its own state topic, which the guard deletes.
 pub async fn start_registry(kafka: &Kafka) -> anyhow::Result<(RunningRegistry, TestTopic)> {
@@ -46,8 +45,8 @@ pub struct Record {
     pub event: PostPublished,
 }
 
-/// Reads `topic` from the beginning until `count` records arrived (fails after `deadline`),
-/// then keeps reading briefly to catch extras. Records are in partition order.
+/// Every record of `topic` once it holds at least `count` (failing after `deadline`), extras
+/// included, in partition order, decoded.
 #[allow(dead_code)]
 pub async fn consume_all(
     kafka: &Kafka,
@@ -56,52 +55,26 @@ pub async fn consume_all(
     count: usize,
     deadline: Duration,
 ) -> anyhow::Result<Vec<Record>> {
-    let consumer = kafka.reader(topic)?;
-    let mut raw = Vec::new();
-    let until = std::time::Instant::now() + deadline;
-    let mut quiet_since: Option<std::time::Instant> = None;
-    loop {
-        let now = std::time::Instant::now();
-        ensure!(
-            now < until || raw.len() >= count,
-            "only {} of {count} records within {deadline:?}",
-            raw.len()
-        );
-        // Once the expected count is reached, 2 s without a record means there are no extras.
-        if raw.len() >= count && quiet_since.is_some_and(|q| q.elapsed() > Duration::from_secs(2)) {
-            break;
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(message) => {
-                let message = message?;
-                quiet_since = None;
-                let mut headers = HashMap::new();
-                if let Some(hs) = message.headers() {
-                    for h in hs.iter() {
-                        headers.insert(
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        );
-                    }
-                }
-                raw.push((
-                    String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-                    message.partition(),
-                    message.offset(),
-                    headers,
-                    message.payload().unwrap_or_default().to_vec(),
-                ));
-            }
-            None => {
-                quiet_since.get_or_insert(now);
-            }
-        }
-    }
+    let fetched = kafka.read_at_least(topic, count, deadline).await?;
     let serde = AvroSerde::from_urls(&[registry.url()])?;
-    let mut records = Vec::with_capacity(raw.len());
-    for (key, partition, offset, headers, payload) in raw {
-        let event = serde.decode::<PostPublished>(&payload).await.context("decoding a published record")?;
-        records.push(Record { key, partition, offset, headers, event });
+    let mut records = Vec::with_capacity(fetched.len());
+    for record in fetched {
+        let payload = record.payload.as_deref().unwrap_or_default();
+        let event = serde.decode::<PostPublished>(payload).await.context("decoding a published record")?;
+        let headers = record
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (name.clone(), String::from_utf8_lossy(value.as_deref().unwrap_or_default()).into_owned())
+            })
+            .collect();
+        records.push(Record {
+            key: String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned(),
+            partition: record.partition,
+            offset: record.offset,
+            headers,
+            event,
+        });
     }
     Ok(records)
 }

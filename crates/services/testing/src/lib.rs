@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::Context;
 use fanout_events::PostPublished;
-use fanout_producer::{OutgoingRecord, Publisher, PublisherConfig};
+use fanout_producer::{OwnedRecord, Publisher, PublisherConfig};
 use fanout_registry_server::{RegistryConfig, RegistryServer, RunningRegistry};
 use fanout_service::{Service, ServiceConfig, ServiceError, Settings};
 use fanout_testkit::{unique_name, Kafka, TestTopic};
@@ -84,63 +84,43 @@ impl Stack {
     /// untyped layer (same delivery guarantee, no encoding).
     pub async fn publish_raw(&self, topic: &str, key: &[u8], payload: &[u8]) -> anyhow::Result<()> {
         let event_id = uuid::Uuid::now_v7();
-        let record = OutgoingRecord {
+        let record = OwnedRecord {
             topic: topic.to_owned(),
-            key: key.to_vec(),
-            payload: payload.to_vec(),
-            headers: vec![(fanout_core::headers::ID.to_owned(), event_id.to_string().into_bytes())],
-            event_id,
+            key: Some(key.to_vec()),
+            payload: Some(payload.to_vec()),
+            headers: vec![(fanout_core::headers::ID.to_owned(), Some(event_id.to_string().into_bytes()))],
         };
         self.publisher
             .raw()
-            .send(record)
+            .send(record.record())
             .await
             .with_context(|| format!("publishing raw bytes to {topic}"))?;
         Ok(())
     }
 
-    /// Reads `count` records of `topic` from the beginning, within `limit`: each record's key and
-    /// headers (values as text).
+    /// The records of `topic` once it holds at least `count`, within `limit`: each record's key
+    /// and headers (values as text).
     pub async fn read_topic(
         &self,
         topic: &str,
         count: usize,
         limit: Duration,
     ) -> anyhow::Result<Vec<(String, HashMap<String, String>)>> {
-        use rdkafka::{message::Headers, Message};
-        let kafka = self.kafka.clone();
-        let topic = topic.to_owned();
-        // librdkafka's poll blocks; keep it off the async workers.
-        tokio::task::spawn_blocking(move || {
-            let consumer = kafka.reader(&topic)?;
-            let deadline = Instant::now() + limit;
-            let mut records = Vec::new();
-            while records.len() < count {
-                anyhow::ensure!(
-                    Instant::now() < deadline,
-                    "read {} of {count} records from {topic} within {limit:?}",
-                    records.len()
-                );
-                if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-                    let message = message?;
-                    let headers = message
-                        .headers()
-                        .iter()
-                        .flat_map(|hs| hs.iter())
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect();
-                    let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-                    records.push((key, headers));
-                }
-            }
-            Ok(records)
-        })
-        .await?
+        let text = |bytes: Option<&[u8]>| String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned();
+        Ok(self
+            .kafka
+            .read_at_least(topic, count, limit)
+            .await?
+            .into_iter()
+            .map(|record| {
+                let headers = record
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.clone(), text(value.as_deref())))
+                    .collect();
+                (text(record.key.as_deref()), headers)
+            })
+            .collect())
     }
 
     /// Deletes the retry and dead-letter topics and the group of the consumer `name` of `topic`.

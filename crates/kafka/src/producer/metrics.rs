@@ -1,5 +1,6 @@
-//! The producer's Prometheus metrics, registered once in the process's default registry (which
-//! every Fanout service serves at `/metrics`).
+//! The record producer's Prometheus metrics, registered once in the process's default registry
+//! (which every Fanout service serves at `/metrics`). They count every record Fanout produces,
+//! whoever sends it: SDK publishes, outbox rows, retry and dead-letter records, replays.
 
 use std::{
     collections::HashMap,
@@ -8,8 +9,8 @@ use std::{
 };
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Histogram,
-    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, Histogram, HistogramVec,
+    IntCounter, IntCounterVec, IntGauge,
 };
 
 /// Handles on the producer metrics.
@@ -21,8 +22,6 @@ pub(crate) struct ProducerMetrics {
     duration: HistogramVec,
     /// `fanout_producer_queue_depth`: records handed to librdkafka and not yet acknowledged.
     pub(crate) queue_depth: IntGauge,
-    /// `fanout_outbox_backlog{table}`: outbox rows not yet published.
-    pub(crate) outbox_backlog: IntGaugeVec,
 }
 
 impl ProducerMetrics {
@@ -54,12 +53,6 @@ impl ProducerMetrics {
                         "Records handed to the producer and not yet acknowledged by Kafka."
                     )
                     .expect("fanout_producer_queue_depth registers once"),
-                    outbox_backlog: register_int_gauge_vec!(
-                        "fanout_outbox_backlog",
-                        "Outbox rows enqueued and not yet published, by outbox table.",
-                        &["table"]
-                    )
-                    .expect("fanout_outbox_backlog registers once"),
                 }
             })
             .clone()
@@ -107,8 +100,8 @@ impl TopicMetrics {
     }
 }
 
-/// Per-topic metric handles of one publisher: one lookup per publish (one per batch with
-/// `publish_all`) instead of two label lookups per delivery report.
+/// Per-topic metric handles of one producer: one lookup per send (one per batch) instead of two
+/// label lookups per delivery report.
 #[derive(Debug, Default)]
 pub(crate) struct TopicMetricsCache {
     topics: RwLock<HashMap<String, Arc<TopicMetrics>>>,

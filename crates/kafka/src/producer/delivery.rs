@@ -25,7 +25,7 @@ use rdkafka::{
 };
 use tokio::sync::{oneshot, Notify};
 
-use crate::metrics::{ProducerMetrics, TopicMetrics};
+use super::metrics::{ProducerMetrics, TopicMetrics};
 
 /// Where a record landed.
 pub(crate) type Ack = Result<(i32, i64), KafkaError>;
@@ -37,38 +37,42 @@ pub(crate) struct Ticket {
 }
 
 pub(crate) enum Waiter {
-    One { sender: oneshot::Sender<Ack>, metrics: Arc<TopicMetrics> },
-    Batch { tracker: Arc<BatchTracker>, index: usize },
+    One {
+        sender: oneshot::Sender<Ack>,
+        metrics: Arc<TopicMetrics>,
+    },
+    Batch {
+        tracker: Arc<BatchTracker>,
+        index: usize,
+        /// The record's topic's handles when it is not the batch's topic (rare; see
+        /// [`BatchTracker::metrics`]).
+        metrics: Option<Arc<TopicMetrics>>,
+    },
 }
 
-/// Acknowledgements of one `publish_all`/`send_all` call: one write-once slot per record, so
-/// the polling thread stores each ack without taking a lock. A slot holds only where the record
-/// landed; the rare failures are kept apart, so the slots of a 1,000-record batch stay small.
+/// Acknowledgements of one batch: one write-once slot per record, so the polling thread stores
+/// each ack without taking a lock. A slot holds only where the record landed; the rare failures
+/// are kept apart, so the slots of a 1,000-record batch stay small.
 pub(crate) struct BatchTracker {
     landed: Vec<OnceLock<(i32, i64)>>,
     failed: Mutex<Vec<(usize, KafkaError)>>,
-    /// The metrics of the records' topics: a single entry when the whole batch goes to one topic
-    /// (always, for `publish_all`), else one per record.
-    metrics: Vec<Arc<TopicMetrics>>,
+    /// The metric handles of the batch's topic (its first record's), set before that record is
+    /// handed over, so every delivery report of the batch finds them without a lookup.
+    pub(crate) metrics: OnceLock<Arc<TopicMetrics>>,
     remaining: AtomicUsize,
     done: Notify,
 }
 
 impl BatchTracker {
-    /// A tracker for `len` records; `metrics` has one entry for a one-topic batch, else `len`.
-    pub(crate) fn new(len: usize, metrics: Vec<Arc<TopicMetrics>>) -> Arc<Self> {
+    /// A tracker for `len` records.
+    pub(crate) fn new(len: usize) -> Arc<Self> {
         Arc::new(Self {
             landed: (0..len).map(|_| OnceLock::new()).collect(),
             failed: Mutex::new(Vec::new()),
-            metrics,
+            metrics: OnceLock::new(),
             remaining: AtomicUsize::new(len),
             done: Notify::new(),
         })
-    }
-
-    /// The metrics of record `index`'s topic.
-    pub(crate) fn metrics(&self, index: usize) -> Option<&TopicMetrics> {
-        self.metrics.get(index).or_else(|| self.metrics.first()).map(Arc::as_ref)
     }
 
     fn complete(&self, index: usize, ack: Ack) {
@@ -160,8 +164,8 @@ impl ProducerContext for DeliveryContext {
                 // The caller may have given up (dropped its future); the record is still delivered.
                 let _ = sender.send(ack);
             }
-            Waiter::Batch { tracker, index } => {
-                if let Some(metrics) = tracker.metrics(index) {
+            Waiter::Batch { tracker, index, metrics } => {
+                if let Some(metrics) = metrics.as_deref().or_else(|| tracker.metrics.get().map(Arc::as_ref)) {
                     metrics.record_delivery(ack.is_ok(), elapsed);
                 }
                 tracker.complete(index, ack);
@@ -178,8 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn acks_arriving_in_any_order_come_back_in_record_order() {
-        let metrics = Arc::new(ProducerMetrics::get().topic("delivery-test"));
-        let tracker = BatchTracker::new(4, vec![metrics]);
+        let tracker = BatchTracker::new(4);
         let timed_out = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
         tracker.complete(2, Ok((1, 20)));
         tracker.complete(3, Err(timed_out.clone()));
@@ -196,14 +199,5 @@ mod tests {
                 (3, Some(Err(timed_out)))
             ]
         );
-    }
-
-    #[test]
-    fn a_one_topic_batch_shares_its_metrics() {
-        let metrics = Arc::new(ProducerMetrics::get().topic("delivery-test"));
-        let tracker = BatchTracker::new(3, vec![metrics.clone()]);
-        for index in 0..3 {
-            assert!(tracker.metrics(index).is_some_and(|m| std::ptr::eq(m, metrics.as_ref())));
-        }
     }
 }

@@ -1,0 +1,319 @@
+//! The bounded topic reader: a topic (or some of its partitions) read from its oldest retained
+//! record, or an offset, up to the end it had when the read started, and then it stops.
+//!
+//! Records written after the start are left for the next read, so a read of a busy topic ends,
+//! and a read of an empty one returns at once. The reader is assigned its partitions and never
+//! commits: it joins no consumer group and leaves nothing behind in the cluster, however often
+//! it reads.
+
+use std::{
+    collections::HashMap,
+    ops::ControlFlow,
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    error::KafkaError,
+    message::{BorrowedMessage, Headers as _},
+    types::RDKafkaErrorCode,
+    ClientConfig, Message, Offset, TopicPartitionList,
+};
+
+/// A record as read back, copied out of the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedRecord {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset in the partition.
+    pub offset: i64,
+    /// The key, byte for byte.
+    pub key: Option<Vec<u8>>,
+    /// The value, byte for byte.
+    pub payload: Option<Vec<u8>>,
+    /// The headers, in order; `None` values are null headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The record's timestamp, milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl FetchedRecord {
+    fn from_message(message: &BorrowedMessage<'_>) -> Self {
+        let headers = message
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
+            .unwrap_or_default();
+        Self {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp_ms: message.timestamp().to_millis(),
+        }
+    }
+
+    /// The value of the first header named `name`, as text (`None` when absent, null or not
+    /// UTF-8).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| value.as_deref())
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+}
+
+/// Why a topic could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The reading client could not be created.
+    #[error("cannot create a Kafka client to read {topic}")]
+    Client {
+        /// The topic.
+        topic: String,
+        /// librdkafka's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// The topic does not exist (or has no partition to read).
+    #[error("topic {topic} does not exist")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// The broker reported an error for the topic itself (e.g. `TopicAuthorizationFailed`).
+    #[error("topic {topic}: {code}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// The broker's error code.
+        code: RDKafkaErrorCode,
+    },
+    /// A request of the read failed: the cluster did not answer, or refused it.
+    #[error("cannot {operation} of {topic}")]
+    Kafka {
+        /// What was asked, e.g. `fetch the metadata`.
+        operation: &'static str,
+        /// The topic.
+        topic: String,
+        /// librdkafka's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// No record arrived for the read's timeout although some partitions had not reached their
+    /// end.
+    #[error(
+        "reading {topic} stalled: no record for {waited:?} after {read} records; partitions {pending:?} \
+         did not reach their end"
+    )]
+    Stalled {
+        /// The topic.
+        topic: String,
+        /// How long no record came.
+        waited: Duration,
+        /// Records read until then.
+        read: usize,
+        /// The partitions that did not reach their end, in order.
+        pending: Vec<i32>,
+    },
+}
+
+/// A read of `topic` up to the end it has when the read starts.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), fanout_kafka::ReadError> {
+/// let config = fanout_kafka::client_config(&fanout_config::KafkaSettings::default());
+/// let records = fanout_kafka::TopicRead::new("post.published").read(&config).await?;
+/// println!("{} records", records.len());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TopicRead {
+    topic: String,
+    partitions: Option<Vec<i32>>,
+    from: Option<i64>,
+    timeout: Duration,
+}
+
+impl TopicRead {
+    /// Every partition of `topic`, from its oldest retained record, waiting up to 10 s for each
+    /// answer of the cluster and between two records.
+    pub fn new(topic: impl Into<String>) -> Self {
+        Self { topic: topic.into(), partitions: None, from: None, timeout: Duration::from_secs(10) }
+    }
+
+    /// Only these partitions.
+    pub fn partitions(mut self, partitions: impl IntoIterator<Item = i32>) -> Self {
+        self.partitions = Some(partitions.into_iter().collect());
+        self
+    }
+
+    /// From `offset` in each partition (or the oldest retained record, when that is later).
+    pub fn from_offset(mut self, offset: i64) -> Self {
+        self.from = Some(offset);
+        self
+    }
+
+    /// How long to wait for each answer of the cluster (metadata, end offsets) and between two
+    /// records before giving up with [`ReadError::Stalled`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Every record in range, in offset order per partition (partitions one after another).
+    /// Reads off the async workers: the client's poll blocks.
+    pub async fn read(&self, config: &ClientConfig) -> Result<Vec<FetchedRecord>, ReadError> {
+        let (read, config) = (self.clone(), config.clone());
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut records = Vec::new();
+            read.read_blocking(&config, |record| {
+                records.push(record);
+                ControlFlow::Continue(())
+            })
+            .map(|()| records)
+        })
+        .await;
+        let mut records = match joined {
+            Ok(result) => result?,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            // Cancelled only when the runtime shuts down; nobody waits for the answer then.
+            Err(_) => Vec::new(),
+        };
+        records.sort_by_key(|r| (r.partition, r.offset));
+        Ok(records)
+    }
+
+    /// Reads on this thread (it blocks), handing each record to `each` as it arrives, partitions
+    /// interleaved; `each` returns [`ControlFlow::Break`] to stop early.
+    pub fn read_blocking(
+        &self,
+        config: &ClientConfig,
+        mut each: impl FnMut(FetchedRecord) -> ControlFlow<()>,
+    ) -> Result<(), ReadError> {
+        let topic = self.topic.as_str();
+        let kafka = |operation: &'static str| {
+            move |source: KafkaError| ReadError::Kafka { operation, topic: topic.to_owned(), source }
+        };
+        let mut config = config.clone();
+        // Assigned, never subscribed, never committed: the id only satisfies librdkafka.
+        config
+            .set("group.id", format!("fanout-read-{topic}"))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest");
+        let consumer: BaseConsumer =
+            config.create().map_err(|source| ReadError::Client { topic: topic.to_owned(), source })?;
+        let partitions = match &self.partitions {
+            Some(partitions) => partitions.clone(),
+            None => partitions(&consumer, topic, self.timeout)?,
+        };
+
+        // The end each partition has now: the read stops there.
+        let mut ends: HashMap<i32, i64> = HashMap::new();
+        let mut assignment = TopicPartitionList::new();
+        for partition in partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, self.timeout)
+                .map_err(kafka("fetch the end offsets"))?;
+            let start = self.from.map_or(low, |from| from.max(low));
+            if high > start {
+                ends.insert(partition, high);
+                assignment
+                    .add_partition_offset(topic, partition, Offset::Offset(start))
+                    .map_err(kafka("assign the partitions"))?;
+            }
+        }
+        if ends.is_empty() {
+            return Ok(());
+        }
+        consumer.assign(&assignment).map_err(kafka("assign the partitions"))?;
+
+        let mut read = 0usize;
+        let mut last_progress = Instant::now();
+        while !ends.is_empty() {
+            let message = match consumer.poll(Duration::from_millis(100)) {
+                None => {
+                    if last_progress.elapsed() > self.timeout {
+                        let mut pending: Vec<i32> = ends.keys().copied().collect();
+                        pending.sort_unstable();
+                        return Err(ReadError::Stalled {
+                            topic: topic.to_owned(),
+                            waited: self.timeout,
+                            read,
+                            pending,
+                        });
+                    }
+                    continue;
+                }
+                // The end of a partition; also covers ends that are not a record (a transaction
+                // marker, a compacted-away tail).
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    ends.remove(&partition);
+                    continue;
+                }
+                Some(Err(error)) => return Err(kafka("read")(error)),
+                Some(Ok(message)) => message,
+            };
+            last_progress = Instant::now();
+            let partition = message.partition();
+            let Some(&end) = ends.get(&partition) else { continue };
+            if message.offset() >= end {
+                // Written after the read started: left for the next one.
+                ends.remove(&partition);
+                continue;
+            }
+            if message.offset() + 1 >= end {
+                ends.remove(&partition);
+            }
+            read += 1;
+            if each(FetchedRecord::from_message(&message)).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The partitions of `topic`, or [`ReadError::UnknownTopic`] when it does not exist.
+fn partitions<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, ReadError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|source| ReadError::Kafka {
+        operation: "fetch the metadata",
+        topic: topic.to_owned(),
+        source,
+    })?;
+    let unknown = || ReadError::UnknownTopic { topic: topic.to_owned() };
+    let found = metadata.topics().iter().find(|t| t.name() == topic).ok_or_else(unknown)?;
+    match found.error().map(RDKafkaErrorCode::from) {
+        None => {}
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => return Err(unknown()),
+        Some(code) => return Err(ReadError::Topic { topic: topic.to_owned(), code }),
+    }
+    let partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+    if partitions.is_empty() {
+        return Err(unknown());
+    }
+    Ok(partitions)
+}
+
+/// The partitions of `topic`, asking the cluster at most `timeout`; [`ReadError::UnknownTopic`]
+/// when it does not exist. Blocking: call it off the async workers.
+pub fn topic_partitions(
+    config: &ClientConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, ReadError> {
+    let consumer: BaseConsumer =
+        config.create().map_err(|source| ReadError::Client { topic: topic.to_owned(), source })?;
+    partitions(&consumer, topic, timeout)
+}
