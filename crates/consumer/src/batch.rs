@@ -26,33 +26,25 @@ use fanout_core::clock::now_ms;
 use crate::{
     config::RetrySettings,
     dispatch::{Finish, Work},
-    dlq::{failure_headers, headers, Failure, Outbound},
-    handler::{AnyEvent, Route},
-    meta::{EventMeta, Origin, Record},
+    failure::{
+        self,
+        plan::{self, Plan},
+        Attempts, Outbound,
+    },
+    handler::AnyEvent,
+    meta::{EventMeta, Record},
     metrics::{ConsumerMetrics, Outcome, Tally},
     parked::ParkChange,
-    retry::{self, Plan},
+    routing::{Binding, Routes},
     store::{Parked, Store},
-    DecodeError, FastMap, HandlerError,
+    DecodeError, HandlerError,
 };
-
-/// One handler bound to its topics.
-pub(crate) struct Binding {
-    pub(crate) route: Arc<dyn Route>,
-    /// The topic events are published to.
-    pub(crate) topic: String,
-    /// `<topic>.<consumer>.retry`.
-    pub(crate) retry_topic: String,
-    /// `<topic>.<consumer>.dlq`.
-    pub(crate) dlq_topic: String,
-}
 
 /// Everything a batch needs; shared by all batches of a consumer.
 pub(crate) struct Engine {
     pub(crate) consumer: Arc<str>,
     pub(crate) store: Store,
-    /// By the topic a record is fetched from: its binding, and whether that is the retry topic.
-    pub(crate) bindings: FastMap<String, (Arc<Binding>, bool)>,
+    pub(crate) routes: Routes,
     pub(crate) outbound: Outbound,
     pub(crate) retry: RetrySettings,
     pub(crate) metrics: ConsumerMetrics,
@@ -64,6 +56,15 @@ pub(crate) struct Engine {
 pub(crate) struct Finished {
     pub(crate) verdicts: Vec<(Work, Finish)>,
     pub(crate) parked: Vec<ParkChange>,
+}
+
+/// The event a failure is handled for: its binding, whether it came from the retry topic, and
+/// its id.
+#[derive(Clone, Copy)]
+struct Subject<'a> {
+    binding: &'a Arc<Binding>,
+    on_retry_topic: bool,
+    event_id: &'a str,
 }
 
 /// Decoded events with their metadata, as one handler call takes them.
@@ -173,7 +174,7 @@ impl Engine {
     }
 
     async fn decode(&self, work: Work) -> Item {
-        let Some((binding, on_retry_topic)) = self.bindings.get(&work.record.topic).cloned() else {
+        let Some((binding, on_retry_topic)) = self.routes.get(&work.record.topic).cloned() else {
             return Item { work, binding: None, on_retry_topic: false, decoded: Decoded::Unbound };
         };
         let decoded = match binding.route.decode(work.record.payload.as_deref()).await {
@@ -226,7 +227,7 @@ impl Engine {
     /// The event again after an outage backoff, without counting an attempt.
     fn later(&self, work: &Work) -> Finish {
         let mut again = work.clone();
-        again.not_before_ms = now_ms() + millis(retry::outage_backoff(&self.retry));
+        again.not_before_ms = now_ms() + millis(plan::outage_backoff(&self.retry));
         Finish::Again(again)
     }
 
@@ -360,30 +361,20 @@ impl Engine {
             Decoded::Failed(error) => {
                 let text = format!("undecodable: {error}");
                 let meta = self.meta(item);
-                self.dead_letter(
-                    tx,
-                    walk,
-                    &binding,
-                    &work,
-                    item.on_retry_topic,
-                    &meta.event_id,
-                    work.attempt + 1,
-                    &text,
-                )
-                .await?;
+                let subject = Subject {
+                    binding: &binding,
+                    on_retry_topic: item.on_retry_topic,
+                    event_id: &meta.event_id,
+                };
+                self.dead_letter(tx, walk, subject, &work, work.attempt + 1, &text).await?;
                 walk.finish(work, Finish::Done, topic, Some(Outcome::DeadLettered));
             }
             Decoded::Event(_) | Decoded::Unbound => {
                 // Held back: an earlier event of this key waits in the retry path, so this one
                 // queues behind it there instead of overtaking it.
                 let meta = self.meta(item);
-                let origin = origin(&work.record, &binding.topic, item.on_retry_topic);
-                let failure = self.failure(origin, work.attempt, None, None, None);
-                let extra =
-                    [(headers::NOT_BEFORE, now_ms().to_string()), (headers::HELD_BACK, "true".to_owned())];
-                self.outbound
-                    .send(&binding.retry_topic, &work.record, failure_headers(&work.record, &failure, &extra))
-                    .await?;
+                let origin = failure::origin(&work.record, &binding.topic, item.on_retry_topic);
+                self.outbound.hold_back(&binding, &work.record, origin, work.attempt, now_ms()).await?;
                 self.park(tx, walk, &binding, &work.record, &meta.event_id, origin.offset).await?;
                 walk.finish(work, Finish::Done, topic, Some(Outcome::Parked));
             }
@@ -439,16 +430,12 @@ impl Engine {
                 }
                 Err(error) => {
                     savepoint.rollback().await?;
-                    self.failed(
-                        &mut tx,
-                        &mut walk,
-                        &binding,
-                        work,
-                        item.on_retry_topic,
-                        &meta.event_id,
-                        error,
-                    )
-                    .await?;
+                    let subject = Subject {
+                        binding: &binding,
+                        on_retry_topic: item.on_retry_topic,
+                        event_id: &meta.event_id,
+                    };
+                    self.failed(&mut tx, &mut walk, subject, work, error).await?;
                 }
             }
         }
@@ -459,7 +446,7 @@ impl Engine {
     fn meta(&self, item: &Item) -> EventMeta {
         let record = &item.work.record;
         let topic = item.binding.as_ref().map_or(record.topic.as_str(), |b| b.topic.as_str());
-        let origin = origin(record, topic, item.on_retry_topic);
+        let origin = failure::origin(record, topic, item.on_retry_topic);
         EventMeta::of(record, origin, item.work.attempt + 1, &self.consumer)
     }
 
@@ -478,25 +465,23 @@ impl Engine {
 
     /// A handler failed attempt `work.attempt + 1`: back off, go to the retry topic, wait for the
     /// next tier, or dead-letter.
-    #[allow(clippy::too_many_arguments)]
     async fn failed(
         &self,
         tx: &mut AnyConnection,
         walk: &mut Walk,
-        binding: &Arc<Binding>,
+        subject: Subject<'_>,
         work: Work,
-        on_retry_topic: bool,
-        event_id: &str,
         error: HandlerError,
     ) -> Result<(), Abort> {
         let now = now_ms();
         let attempt = work.attempt + 1;
         let text = error.describe();
-        let origin = origin(&work.record, &binding.topic, on_retry_topic);
+        let binding = subject.binding;
+        let origin = failure::origin(&work.record, &binding.topic, subject.on_retry_topic);
         tracing::warn!(consumer = %self.consumer, topic = %binding.topic, offset = origin.offset, attempt, error = %text,
             "handler failed");
         let first = work.first_failure_ms.unwrap_or(now);
-        match retry::plan(&self.retry, attempt, error.is_permanent(), on_retry_topic) {
+        match plan::plan(&self.retry, attempt, error.is_permanent(), subject.on_retry_topic) {
             Plan::Backoff(delay) | Plan::Wait(delay) => {
                 let mut again = work.clone();
                 again.attempt = attempt;
@@ -507,48 +492,48 @@ impl Engine {
                 walk.finish(work, Finish::Again(again), &binding.topic, Some(Outcome::Retried));
             }
             Plan::RetryTopic(delay) => {
-                let failure = self.failure(origin, attempt, Some(&text), Some(first), Some(now));
-                let extra = [(headers::NOT_BEFORE, (now + millis(delay)).to_string())];
-                let record = &work.record;
-                self.outbound
-                    .send(&binding.retry_topic, record, failure_headers(record, &failure, &extra))
-                    .await?;
-                self.park(tx, walk, binding, record, event_id, origin.offset).await?;
+                let failed = Attempts {
+                    origin,
+                    attempts: attempt,
+                    error: &text,
+                    first_failure_ms: first,
+                    last_failure_ms: now,
+                };
+                self.outbound.retry(binding, &work.record, failed, now + millis(delay)).await?;
+                self.park(tx, walk, binding, &work.record, subject.event_id, origin.offset).await?;
                 walk.finish(work, Finish::Done, &binding.topic, Some(Outcome::Retried));
             }
             Plan::DeadLetter => {
                 let mut work = work;
                 work.first_failure_ms = Some(first);
-                self.dead_letter(tx, walk, binding, &work, on_retry_topic, event_id, attempt, &text).await?;
+                self.dead_letter(tx, walk, subject, &work, attempt, &text).await?;
                 walk.finish(work, Finish::Done, &binding.topic, Some(Outcome::DeadLettered));
             }
         }
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Sends the event to its dead-letter topic after `attempts` attempts, the last failing with
+    /// `error`; the key's later events, held behind it, may then proceed.
     async fn dead_letter(
         &self,
         tx: &mut AnyConnection,
         walk: &mut Walk,
-        binding: &Binding,
+        subject: Subject<'_>,
         work: &Work,
-        on_retry_topic: bool,
-        event_id: &str,
         attempts: u32,
         error: &str,
     ) -> Result<(), Abort> {
         let now = now_ms();
-        let first = work.first_failure_ms.unwrap_or(now);
-        let origin = origin(&work.record, &binding.topic, on_retry_topic);
-        let failure = self.failure(origin, attempts, Some(error), Some(first), Some(now));
-        let record = &work.record;
-        self.outbound.send(&binding.dlq_topic, record, failure_headers(record, &failure, &[])).await?;
+        let binding = subject.binding;
+        let origin = failure::origin(&work.record, &binding.topic, subject.on_retry_topic);
+        let first_failure_ms = work.first_failure_ms.unwrap_or(now);
+        let failed = Attempts { origin, attempts, error, first_failure_ms, last_failure_ms: now };
+        self.outbound.dead_letter(binding, &work.record, failed).await?;
         tracing::error!(consumer = %self.consumer, topic = %binding.topic, partition = origin.partition,
             offset = origin.offset, attempts, error, "event dead-lettered");
-        // The key's later events, held behind this one, may now proceed.
-        if on_retry_topic {
-            self.unpark(tx, walk, binding, record, event_id).await?;
+        if subject.on_retry_topic {
+            self.unpark(tx, walk, binding, &work.record, subject.event_id).await?;
         }
         Ok(())
     }
@@ -597,45 +582,11 @@ impl Engine {
         });
         Ok(())
     }
-
-    fn failure<'a>(
-        &'a self,
-        origin: Origin<'a>,
-        attempts: u32,
-        error: Option<&'a str>,
-        first_failure_ms: Option<i64>,
-        last_failure_ms: Option<i64>,
-    ) -> Failure<'a> {
-        Failure { consumer: &self.consumer, origin, attempts, error, first_failure_ms, last_failure_ms }
-    }
 }
 
 /// The topic an event is counted under: its binding's main topic, else the one it came from.
 fn topic_of(item: &Item) -> &str {
     item.binding.as_ref().map_or(item.work.record.topic.as_str(), |b| b.topic.as_str())
-}
-
-/// Where the event was first published: the record's own position, or for a record fetched from
-/// the retry topic, the position its headers name.
-pub(crate) fn origin<'a>(record: &'a Record, topic: &'a str, on_retry_topic: bool) -> Origin<'a> {
-    if on_retry_topic {
-        if let (Some(partition), Some(offset)) =
-            (record.header_i64(headers::ORIGINAL_PARTITION), record.header_i64(headers::ORIGINAL_OFFSET))
-        {
-            return Origin { topic, partition: partition as i32, offset };
-        }
-    }
-    Origin { topic, partition: record.partition, offset: record.offset }
-}
-
-/// A record fetched from a retry topic resumes where its headers say: attempts made, first
-/// failure, and not before its due time.
-pub(crate) fn resume_from_headers(work: &mut Work) {
-    let record = &work.record;
-    work.attempt = record.header_i64(headers::ATTEMPTS).and_then(|a| u32::try_from(a).ok()).unwrap_or(0);
-    work.not_before_ms = record.header_i64(headers::NOT_BEFORE).unwrap_or(0);
-    work.first_failure_ms = record.header(headers::FIRST_FAILURE_TIME).and_then(crate::dlq::parse_rfc3339);
-    work.last_error = record.header(headers::ERROR).map(str::to_owned);
 }
 
 fn event_time_ms(meta: &EventMeta, record: &Record) -> Option<i64> {

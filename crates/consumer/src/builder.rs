@@ -2,18 +2,19 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use fanout_core::{topics, Event};
+use fanout_core::Event;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use sqlx::AnyPool;
 
 use crate::{
-    batch::{Binding, Engine},
-    dlq::Outbound,
+    batch::Engine,
+    failure::Outbound,
     handler::{Route, Typed},
     kafka::{Context, Shared},
     metrics::ConsumerMetrics,
+    routing::Routes,
     store::Store,
-    ConsumerConfig, ConsumerError, FastMap, Handler, RegistryDecoder,
+    ConsumerConfig, ConsumerError, Handler, RegistryDecoder,
 };
 
 type MakeRoute = Box<dyn FnOnce(RegistryDecoder) -> Arc<dyn Route> + Send>;
@@ -81,26 +82,16 @@ impl ConsumerBuilder {
         if self.handlers.is_empty() {
             return Err(ConsumerError::Wiring("no handler: add one with ConsumerBuilder::handle".into()));
         }
-        let mut bindings = FastMap::default();
-        let mut main_topics = Vec::new();
+        let mut routes = Routes::default();
         for (topic, make) in self.handlers {
-            if bindings.contains_key(&topic) {
-                return Err(ConsumerError::Wiring(format!("two handlers for topic {topic}")));
-            }
-            let binding = Arc::new(Binding {
-                route: make(decoder.clone()),
-                retry_topic: topics::retry(&topic, &config.name),
-                dlq_topic: topics::dead_letter(&topic, &config.name),
-                topic: topic.clone(),
-            });
-            bindings.insert(binding.retry_topic.clone(), (binding.clone(), true));
-            bindings.insert(topic.clone(), (binding, false));
-            main_topics.push(topic);
+            routes.bind(&config.name, topic, make(decoder.clone()))?;
         }
+        let main_topics = routes.bindings().iter().map(|binding| binding.topic.clone()).collect();
 
         let store = Store::open(&config.store, &config.name).await?;
         let metrics = ConsumerMetrics::get();
-        let outbound = Outbound::new(&config.producer_client_config()).map_err(ConsumerError::Producer)?;
+        let outbound = Outbound::new(&config.producer_client_config(), Arc::from(config.name.as_str()))
+            .map_err(ConsumerError::Producer)?;
         let shared = Arc::new(Shared::default());
         let (inbound_tx, inbound) = tokio::sync::mpsc::unbounded_channel();
         let context = Context {
@@ -125,7 +116,7 @@ impl ConsumerBuilder {
         let engine = Arc::new(Engine {
             consumer: Arc::from(config.name.as_str()),
             store,
-            bindings,
+            routes,
             outbound,
             retry: config.retry.clone(),
             metrics,

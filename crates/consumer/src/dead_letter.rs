@@ -9,10 +9,9 @@
 
 use chrono::{DateTime, Utc};
 use fanout_core::{headers as ce, topics};
-use rdkafka::message::{Headers, Message};
 
 use crate::{
-    dlq::{failure_headers, headers, parse_rfc3339, Failure},
+    failure::{failure_headers, headers, parse_rfc3339, Failure},
     meta::{Origin, Record},
 };
 
@@ -135,15 +134,6 @@ impl DeadLetter {
         }
     }
 
-    /// Parses a dead letter from a fetched Kafka message.
-    pub fn from_message<M: Message>(message: &M) -> Self {
-        let headers = message
-            .headers()
-            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
-            .unwrap_or_default();
-        Self::new(message.key().map(<[u8]>::to_vec), message.payload().map(<[u8]>::to_vec), headers)
-    }
-
     /// The first header named `name`, as UTF-8 text (a non-UTF-8 value counts as absent).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -217,8 +207,8 @@ impl DeadLetter {
 mod tests {
     use super::*;
     use crate::{
-        batch::{origin, resume_from_headers},
         dispatch::Work,
+        failure::{origin, resume_from_headers},
         meta::dedupe_id,
     };
 

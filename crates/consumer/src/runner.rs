@@ -21,9 +21,10 @@ use tokio::{
 use fanout_core::clock::now_ms;
 
 use crate::{
-    batch::{resume_from_headers, Finished},
+    batch::Finished,
     builder::Consumer,
     dispatch::{Dispatcher, Tp, Work},
+    failure::resume_from_headers,
     kafka::{self, Inbound},
     parked::ParkedKeys,
     ConsumerError,
@@ -78,7 +79,7 @@ impl Consumer {
             }
             Ok(()) => {}
         }
-        for binding in self.engine.bindings.values().filter(|(_, retry)| !retry).map(|(b, _)| b) {
+        for binding in self.engine.routes.bindings() {
             kafka::ensure_topics(
                 &producer_config,
                 &binding.topic,
@@ -209,7 +210,7 @@ impl Consumer {
         match message {
             Inbound::Record(record) => {
                 self.shared.in_channel.fetch_sub(1, Ordering::SeqCst);
-                let on_retry_topic = self.engine.bindings.get(&record.topic).is_some_and(|(_, retry)| *retry);
+                let on_retry_topic = self.engine.routes.is_retry_topic(&record.topic);
                 let mut work = Work::new(record);
                 if on_retry_topic {
                     resume_from_headers(&mut work);
@@ -278,7 +279,7 @@ impl Consumer {
     /// the retry path.
     fn held_back(&self, parked: &ParkedKeys, work: &Work) -> bool {
         let record = &work.record;
-        match (self.engine.bindings.get(&record.topic), &record.key) {
+        match (self.engine.routes.get(&record.topic), &record.key) {
             (Some((binding, false)), Some(key)) => parked.contains(&binding.topic, key),
             _ => false,
         }

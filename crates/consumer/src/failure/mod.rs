@@ -1,11 +1,21 @@
-//! Records the runtime writes to its retry and dead-letter topics: the original key, payload and
-//! headers byte for byte, plus the runtime's own headers, named in [`headers`].
+//! After a failed attempt: what happens next ([`plan`]), and the records that carry a failed
+//! event to its consumer's retry and dead-letter topics — the original key, payload and headers
+//! byte for byte, plus the runtime's own headers ([`headers`]), written here and read back here
+//! (a retry record resumes from them; [`crate::DeadLetter`] parses them).
+
+pub(crate) mod plan;
+
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use fanout_kafka::{ProduceError, ProducerConfigError, RecordProducer};
 use rdkafka::ClientConfig;
 
-use crate::meta::{Origin, Record};
+use crate::{
+    dispatch::Work,
+    meta::{Origin, Record},
+    routing::Binding,
+};
 
 /// Header names the runtime adds to retry and dead-letter records (values are UTF-8 text).
 pub mod headers {
@@ -97,26 +107,118 @@ pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
 }
 
-/// Sends retry and dead-letter records through the platform's record producer (idempotent,
-/// `acks=all`).
+/// Where the event was first published: the record's own position, or for a record fetched from
+/// the retry topic, the position its headers name.
+pub(crate) fn origin<'a>(record: &'a Record, topic: &'a str, on_retry_topic: bool) -> Origin<'a> {
+    if on_retry_topic {
+        if let (Some(partition), Some(offset)) =
+            (record.header_i64(headers::ORIGINAL_PARTITION), record.header_i64(headers::ORIGINAL_OFFSET))
+        {
+            return Origin { topic, partition: partition as i32, offset };
+        }
+    }
+    Origin { topic, partition: record.partition, offset: record.offset }
+}
+
+/// A record fetched from a retry topic resumes where its headers say: attempts made, first
+/// failure, and not before its due time.
+pub(crate) fn resume_from_headers(work: &mut Work) {
+    let record = &work.record;
+    work.attempt = record.header_i64(headers::ATTEMPTS).and_then(|a| u32::try_from(a).ok()).unwrap_or(0);
+    work.not_before_ms = record.header_i64(headers::NOT_BEFORE).unwrap_or(0);
+    work.first_failure_ms = record.header(headers::FIRST_FAILURE_TIME).and_then(parse_rfc3339);
+    work.last_error = record.header(headers::ERROR).map(str::to_owned);
+}
+
+/// What a failed attempt leaves on its record: which attempt it was, why, and when the first and
+/// this failure happened.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attempts<'a> {
+    pub(crate) origin: Origin<'a>,
+    pub(crate) attempts: u32,
+    pub(crate) error: &'a str,
+    pub(crate) first_failure_ms: i64,
+    pub(crate) last_failure_ms: i64,
+}
+
+/// Sends a consumer's retry and dead-letter records through the platform's record producer
+/// (idempotent, `acks=all`), each with the failure headers it needs. Every send waits for the
+/// broker's acknowledgement: the caller commits the source event only after it returns `Ok`, so
+/// a record is never lost between the two topics.
 #[derive(Clone, Debug)]
 pub(crate) struct Outbound {
     producer: RecordProducer,
+    consumer: Arc<str>,
 }
 
 impl Outbound {
-    pub(crate) fn new(config: &ClientConfig) -> Result<Self, ProducerConfigError> {
-        Ok(Self { producer: RecordProducer::from_config(config.clone())? })
+    pub(crate) fn new(config: &ClientConfig, consumer: Arc<str>) -> Result<Self, ProducerConfigError> {
+        Ok(Self { producer: RecordProducer::from_config(config.clone())?, consumer })
     }
 
-    /// Sends and waits for the broker's acknowledgement: the caller commits the source offset
-    /// only after this returns `Ok`, so a record is never lost between the two topics.
-    pub(crate) async fn send(
+    /// To the retry topic, due at `due_ms`, after a failed attempt.
+    pub(crate) async fn retry(
+        &self,
+        binding: &Binding,
+        record: &Record,
+        failed: Attempts<'_>,
+        due_ms: i64,
+    ) -> Result<(), ProduceError> {
+        let extra = [(headers::NOT_BEFORE, due_ms.to_string())];
+        self.send(&binding.retry_topic, record, &self.failure(failed), &extra).await
+    }
+
+    /// To the retry topic, due at once, without an attempt of its own: an earlier event of its
+    /// key waits there, and this one queues behind it instead of overtaking it.
+    pub(crate) async fn hold_back(
+        &self,
+        binding: &Binding,
+        record: &Record,
+        origin: Origin<'_>,
+        attempts: u32,
+        now_ms: i64,
+    ) -> Result<(), ProduceError> {
+        let failure = Failure {
+            consumer: &self.consumer,
+            origin,
+            attempts,
+            error: None,
+            first_failure_ms: None,
+            last_failure_ms: None,
+        };
+        let extra = [(headers::NOT_BEFORE, now_ms.to_string()), (headers::HELD_BACK, "true".to_owned())];
+        self.send(&binding.retry_topic, record, &failure, &extra).await
+    }
+
+    /// To the dead-letter topic, with its whole failure history.
+    pub(crate) async fn dead_letter(
+        &self,
+        binding: &Binding,
+        record: &Record,
+        failed: Attempts<'_>,
+    ) -> Result<(), ProduceError> {
+        self.send(&binding.dlq_topic, record, &self.failure(failed), &[]).await
+    }
+
+    fn failure<'a>(&'a self, failed: Attempts<'a>) -> Failure<'a> {
+        Failure {
+            consumer: &self.consumer,
+            origin: failed.origin,
+            attempts: failed.attempts,
+            error: Some(failed.error),
+            first_failure_ms: Some(failed.first_failure_ms),
+            last_failure_ms: Some(failed.last_failure_ms),
+        }
+    }
+
+    async fn send(
         &self,
         topic: &str,
         record: &Record,
-        headers: Vec<(String, Option<Vec<u8>>)>,
+        failure: &Failure<'_>,
+        extra: &[(&'static str, String)],
     ) -> Result<(), ProduceError> {
+        let headers = failure_headers(record, failure, extra);
         let record = fanout_kafka::Record {
             topic,
             key: record.key.as_deref(),
