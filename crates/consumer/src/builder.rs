@@ -101,10 +101,10 @@ impl ConsumerBuilder {
             metrics: metrics.clone(),
             revoke_wait: Duration::from_millis(config.processing.drain_timeout_ms) + Duration::from_secs(2),
         };
-        let kafka: BaseConsumer<Context> = config
-            .consumer_client_config()
-            .create_with_context(context)
-            .map_err(|source| ConsumerError::Kafka { operation: "create the consumer", source })?;
+        let kafka: BaseConsumer<Context> =
+            config.consumer_client_config().create_with_context(context).map_err(|source| {
+                ConsumerError::Kafka { operation: "create the consumer", source: source.into() }
+            })?;
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .map_err(|source| ConsumerError::Http { listen: config.http.listen.clone(), source })?;
@@ -198,6 +198,6 @@ impl Consumer {
         let topics: Vec<&str> = self.main_topics.iter().chain(&retry_topics).map(String::as_str).collect();
         self.kafka
             .subscribe(&topics)
-            .map_err(|source| ConsumerError::Kafka { operation: "subscribe", source })
+            .map_err(|source| ConsumerError::Kafka { operation: "subscribe", source: source.into() })
     }
 }

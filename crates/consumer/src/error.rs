@@ -34,9 +34,9 @@ pub enum ConsumerError {
     Kafka {
         /// What was attempted.
         operation: &'static str,
-        /// librdkafka's error.
+        /// librdkafka's error, boxed so that rdkafka's major version is not part of this API.
         #[source]
-        source: rdkafka::error::KafkaError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The producer of retry and dead-letter records could not be created.
     #[error("cannot create the retry/dead-letter producer")]
