@@ -209,7 +209,7 @@ mod tests {
     use crate::{
         dispatch::Work,
         failure::{origin, resume_from_headers},
-        meta::dedupe_id,
+        meta::EventMeta,
     };
 
     fn dead_letter_headers() -> Vec<(String, Option<Vec<u8>>)> {
@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(work.not_before_ms, 20_000);
         let from = origin(&fetched, "post.published", true);
         assert_eq!((from.partition, from.offset), (2, 41));
-        assert_eq!(dedupe_id(&fetched, from), "event-1");
+        assert_eq!(EventMeta::of(&fetched, from, 5, &"rewards".into()).event_id, "event-1");
         // Original headers first and unchanged, runtime headers once each.
         assert_eq!(&replay.headers[..3], &dead_letter_headers()[..3]);
         for name in headers::ALL.iter().filter(|n| **n != headers::HELD_BACK) {

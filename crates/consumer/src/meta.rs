@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use fanout_core::{headers, trace::TraceParent};
+use fanout_core::{envelope::Envelope, trace::TraceParent};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 /// A record as fetched, copied out of librdkafka so it can outlive the poll. Key, payload and
@@ -92,16 +92,19 @@ impl EventMeta {
     /// Metadata of `record`, `attempt` being the 1-based attempt about to run. `origin` is the
     /// original position when the record came through the retry topic.
     pub(crate) fn of(record: &Record, origin: Origin<'_>, attempt: u32, consumer: &Arc<str>) -> Self {
-        let event_id = dedupe_id(record, origin);
+        let envelope =
+            Envelope::parse(record.headers.iter().map(|(name, value)| (name.as_str(), value.as_deref())));
         Self {
-            event_id,
-            event_type: record.header(headers::TYPE).map(str::to_owned),
-            source: record.header(headers::SOURCE).map(str::to_owned),
-            time: record
-                .header(headers::TIME)
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc)),
-            traceparent: record.header(headers::TRACEPARENT).and_then(TraceParent::parse),
+            // The idempotency key: `ce_id`, or the original position for records without one (a
+            // position names one record forever, so a redelivery of it is still recognised).
+            event_id: match envelope.id {
+                Some(id) => id.to_owned(),
+                None => format!("{}/{}/{}", origin.topic, origin.partition, origin.offset),
+            },
+            event_type: envelope.event_type.map(str::to_owned),
+            source: envelope.source.map(str::to_owned),
+            time: envelope.time.map(DateTime::<Utc>::from),
+            traceparent: envelope.trace,
             topic: origin.topic.to_owned(),
             partition: origin.partition,
             offset: origin.offset,
@@ -130,15 +133,6 @@ impl EventMeta {
             trace_id = %trace_id,
             parent_id = %parent_id,
         )
-    }
-}
-
-/// The idempotency key: `ce_id`, or the original position for records without one (a position
-/// names one record forever, so a redelivery of it is still recognised).
-pub(crate) fn dedupe_id(record: &Record, origin: Origin<'_>) -> String {
-    match record.header(headers::ID) {
-        Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
-        _ => format!("{}/{}/{}", origin.topic, origin.partition, origin.offset),
     }
 }
 

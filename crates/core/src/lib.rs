@@ -1,6 +1,7 @@
 //! The platform's core, shared by every Fanout crate: the [`Event`] trait a domain contract
-//! implements, the CloudEvents header names ([`headers`]), the topic naming rules ([`topics`]),
-//! W3C trace context ([`trace`]), the clock ([`clock`]) and retry backoff ([`backoff`]).
+//! implements, the CloudEvents envelope built and parsed once ([`envelope`], header names in
+//! [`headers`]), the topic naming rules ([`topics`]), W3C trace context ([`trace`]), the clock
+//! ([`clock`]) and retry backoff ([`backoff`]).
 //!
 //! Domain contracts live in `fanout-events`; nothing here knows a business event.
 
@@ -11,6 +12,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 pub mod backoff;
 pub mod clock;
+pub mod envelope;
 pub mod headers;
 pub mod topics;
 pub mod trace;
@@ -60,6 +62,17 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn write_key(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.key());
     }
+}
+
+/// Work on an event type chosen by name at run time (`fanout publish post.published`): the
+/// domain crate's lookup (`fanout_events::visit`) calls [`EventVisitor::visit`] with the type the
+/// name stands for, so tools handle every event type without listing them.
+pub trait EventVisitor {
+    /// What the work returns.
+    type Output;
+
+    /// Does the work with the event type `E`.
+    fn visit<E: Event>(self) -> Self::Output;
 }
 
 #[cfg(test)]

@@ -31,7 +31,30 @@ use serde::{Deserialize, Serialize};
 
 pub mod topics;
 
-pub use fanout_core::Event;
+pub use fanout_core::{Event, EventVisitor};
+
+/// Declares the domain's event types once: [`TYPES`] and [`visit`] both come from this list, so
+/// adding an event type (its schema file, its Rust type) and naming it here is all a new event
+/// takes; tools such as the `fanout` command find it through them.
+macro_rules! event_types {
+    ($($event:ty),+ $(,)?) => {
+        /// The CloudEvents type of every event of the domain.
+        pub const TYPES: &[&str] = &[$(<$event as Event>::TYPE),+];
+
+        /// Calls `visitor` with the event type whose CloudEvents type is `event_type`; `None` when
+        /// the domain has no such type (see [`TYPES`]).
+        pub fn visit<V: EventVisitor>(event_type: &str, visitor: V) -> Option<V::Output> {
+            $(
+                if event_type == <$event as Event>::TYPE {
+                    return Some(visitor.visit::<$event>());
+                }
+            )+
+            None
+        }
+    };
+}
+
+event_types!(PostPublished);
 
 /// Appends `n` in decimal to `out`, as `n.to_string()` would, without allocating.
 fn write_decimal(n: i64, out: &mut Vec<u8>) {
@@ -177,6 +200,23 @@ mod tests {
             let json = serde_json::to_string(&c).expect("serialises");
             assert_eq!(json, format!("\"{}\"", c.as_str()));
         }
+    }
+
+    #[test]
+    fn every_listed_type_is_found_by_name_and_no_other() {
+        struct Topic;
+        impl EventVisitor for Topic {
+            type Output = &'static str;
+            fn visit<E: Event>(self) -> &'static str {
+                E::TOPIC
+            }
+        }
+        assert_eq!(TYPES, [PostPublished::TYPE]);
+        for name in TYPES {
+            assert!(visit(name, Topic).is_some(), "{name}");
+        }
+        assert_eq!(visit(PostPublished::TYPE, Topic), Some(topics::POST_PUBLISHED));
+        assert_eq!(visit("post.deleted", Topic), None);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! producer; `fanout_outbox_backlog{table}` from the relay.
 #![warn(missing_docs)]
 
+mod clock;
 mod config;
-mod envelope;
 mod error;
 pub mod outbox;
 mod publisher;

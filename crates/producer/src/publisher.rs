@@ -7,16 +7,13 @@ use std::{
     time::Duration,
 };
 
-use fanout_core::{trace::TraceParent, Event};
+use fanout_core::{envelope::Envelope, trace::TraceParent, Event};
 use fanout_kafka::{OwnedRecord, Record, RecordProducer};
 use fanout_schema_registry::{AvroSerde, Encoder};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::{
-    envelope::{Clock, Stamp},
-    PublishError, PublisherConfig,
-};
+use crate::{clock::Clock, PublishError, PublisherConfig};
 
 /// Where a published event is: durably in Kafka there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,15 +115,15 @@ impl Publisher {
     ) -> Result<Delivery, PublishError> {
         let encoder = self.encoder::<T>(topic).await?;
         let mut scratch = Scratch::default();
-        let stamp = Stamp::new(parent, std::time::SystemTime::now());
-        let record = scratch.fill(&encoder, topic, event, &stamp, &self.inner.source)?;
-        let span = tracing::info_span!("publish", event_type = T::TYPE, topic, event_id = %stamp.event_id);
+        let envelope = Envelope::new(T::TYPE, &self.inner.source, parent, std::time::SystemTime::now());
+        let record = scratch.fill(&encoder, topic, event, &envelope)?;
+        let span = tracing::info_span!("publish", event_type = T::TYPE, topic, event_id = %envelope.id());
         let delivered = self.inner.raw.send(record).instrument(span).await?;
         Ok(Delivery {
             topic: topic.to_owned(),
             partition: delivered.partition,
             offset: delivered.offset,
-            event_id: stamp.event_id,
+            event_id: envelope.id(),
         })
     }
 
@@ -173,9 +170,9 @@ impl Publisher {
             }
             let Some(encoder) = encoder.as_deref() else { continue };
             let (started, now) = clock.now();
-            let stamp = Stamp::new(None, now);
-            ids.push(stamp.event_id);
-            match scratch.fill(encoder, topic, event, &stamp, &self.inner.source) {
+            let envelope = Envelope::new(T::TYPE, &self.inner.source, None, now);
+            ids.push(envelope.id());
+            match scratch.fill(encoder, topic, event, &envelope) {
                 Ok(record) => batch.send(record, started).await,
                 Err(e) => batch.fail(e),
             }
@@ -267,12 +264,16 @@ impl Publisher {
             topic: topic.to_owned(),
             source,
         })?;
-        let stamp = Stamp::new(parent, std::time::SystemTime::now());
+        let envelope = Envelope::new(T::TYPE, &self.inner.source, parent, std::time::SystemTime::now());
         Ok(OwnedRecord {
             topic: topic.to_owned(),
             key: Some(event.key()),
             payload: Some(payload),
-            headers: stamp.owned_headers(&self.inner.source, T::TYPE),
+            headers: envelope
+                .headers()
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), Some(value.to_vec())))
+                .collect(),
         })
     }
 }
@@ -292,8 +293,7 @@ impl Scratch {
         encoder: &Encoder<T>,
         topic: &'a str,
         event: &T,
-        stamp: &Stamp,
-        source: &str,
+        envelope: &Envelope<'_>,
     ) -> Result<Record<'a>, PublishError> {
         let encoded = if self.payload.capacity() == 0 {
             // A fresh buffer: the encoder sizes it from its last payload, in one allocation.
@@ -313,7 +313,7 @@ impl Scratch {
             topic,
             key: Some(&self.key),
             payload: Some(&self.payload),
-            headers: stamp.headers(source, T::TYPE),
+            headers: envelope.headers().iter().map(|(name, value)| (*name, Some(*value))).collect(),
         })
     }
 }

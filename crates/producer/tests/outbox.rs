@@ -6,9 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use fanout_core::headers;
+use fanout_core::{envelope::Envelope, headers, trace::TraceParent, Event};
+use fanout_events::PostPublished;
 use fanout_producer::{
-    outbox::{relay, Outbox, RelayConfig},
+    outbox::{relay, Outbox, OutboxDatabase, OutboxRow, RelayConfig},
     Publisher,
 };
 use sqlx::{sqlite::SqliteConnectOptions, PgPool, SqlitePool};
@@ -130,5 +131,56 @@ async fn postgres_outbox_publishes_committed_events_only() -> anyhow::Result<()>
     let records = consume_all(&kafka, &registry, topic.name(), 1, Duration::from_secs(30)).await?;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].headers[headers::ID], kept.to_string());
+    Ok(())
+}
+
+/// The SDK and the outbox relay write one envelope: for the same event with the same id, time
+/// and trace, the relay's record is the SDK's, headers (names, values, order), key and payload,
+/// byte for byte, as read back from Kafka.
+#[tokio::test]
+async fn the_relay_writes_the_sdks_headers_byte_for_byte() -> anyhow::Result<()> {
+    let kafka = fanout_testkit::Kafka::connect().await?;
+    let topic = kafka.topic("outbox-same-bytes", 1).await?;
+    let (registry, _schemas) = start_registry(&kafka).await?;
+    let config = publisher_config(&kafka, &registry);
+    let publisher = Publisher::new(config.clone()).await?;
+    let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let post = event(7, 3);
+    publisher.publish_to(topic.name(), &post, parent).await?;
+    let sdk = kafka.read(topic.name()).await?.remove(0);
+
+    // The same event through the outbox, with the identity the SDK gave it.
+    let received = Envelope::parse(sdk.headers.iter().map(|(name, value)| (name.as_str(), value.as_deref())));
+    let (Some(id), Some(time), Some(trace)) = (received.id, received.time, received.trace) else {
+        anyhow::bail!("the SDK's record lacks its envelope: {:?}", sdk.headers);
+    };
+    let envelope = Envelope::from_parts(PostPublished::TYPE, &config.source, id.parse()?, time, trace);
+    let dir = tempfile::tempdir()?;
+    let db_url = format!("sqlite:{}", dir.path().join("post-service.db").display());
+    let pool =
+        SqlitePool::connect_with(db_url.parse::<SqliteConnectOptions>()?.create_if_missing(true)).await?;
+    Outbox::migrate_sqlite(&pool).await?;
+    let mut tx = pool.begin().await?;
+    <sqlx::Sqlite as OutboxDatabase>::insert(&mut tx, &OutboxRow::new(topic.name(), &post, &envelope)?)
+        .await?;
+    tx.commit().await?;
+    let counter = pool.clone();
+    relay_until_drained(&db_url, &publisher, move || {
+        let pool = counter.clone();
+        Box::pin(async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM fanout_outbox WHERE sent_at_ms IS NULL")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(i64::MAX)
+        })
+    })
+    .await?;
+
+    let records = kafka.read(topic.name()).await?;
+    assert_eq!(records.len(), 2, "the SDK's record and the relay's");
+    let relayed = &records[1];
+    assert_eq!(relayed.headers, sdk.headers);
+    assert_eq!(relayed.headers.len(), 7, "{:?}", relayed.headers);
+    assert_eq!((&relayed.key, &relayed.payload), (&sdk.key, &sdk.payload), "same key, same framed payload");
     Ok(())
 }

@@ -1,9 +1,14 @@
 //! `fanout publish TYPE --json FILE|-`: JSON lines in, events through the producer SDK out.
 
-use std::io::{BufRead, BufReader};
+use std::{
+    future::Future,
+    io::{BufRead, BufReader},
+    pin::Pin,
+};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use fanout_core::{Event, EventVisitor};
 use fanout_producer::{Publisher, PublisherConfig};
 
 use super::connection::Connection;
@@ -39,23 +44,53 @@ impl PublishArgs {
                 std::fs::File::open(&self.json).with_context(|| format!("cannot open {}", self.json))?;
             Box::new(BufReader::new(file))
         };
-        let mut batch = Vec::new();
+        let mut lines = Vec::new();
         for (index, line) in reader.lines().enumerate() {
             let line = line.with_context(|| format!("cannot read line {}", index + 1))?;
-            if line.trim().is_empty() {
-                continue;
+            if !line.trim().is_empty() {
+                lines.push((index + 1, line));
             }
-            batch.push(events::parse_post_published(&line, index + 1)?);
         }
-        let mut config = PublisherConfig::new(self.source.clone());
-        let settings = self.connection.connect().await?;
+        let publish = PublishLines { args: &self, lines };
+        fanout_events::visit(&self.event_type, publish)
+            .ok_or_else(|| events::unknown(&self.event_type))?
+            .await
+    }
+}
+
+/// Publishes JSON lines as events of the type the command names.
+struct PublishLines<'a> {
+    args: &'a PublishArgs,
+    /// Non-empty lines with their 1-based numbers.
+    lines: Vec<(usize, String)>,
+}
+
+impl<'a> EventVisitor for PublishLines<'a> {
+    type Output = Pin<Box<dyn Future<Output = anyhow::Result<()>> + 'a>>;
+
+    fn visit<E: Event>(self) -> Self::Output {
+        Box::pin(self.publish::<E>())
+    }
+}
+
+impl PublishLines<'_> {
+    async fn publish<E: Event>(self) -> anyhow::Result<()> {
+        let args = self.args;
+        let mut batch = Vec::with_capacity(self.lines.len());
+        for (line_no, line) in &self.lines {
+            let event: E = serde_json::from_str(line)
+                .with_context(|| format!("line {line_no} is not a valid {} event", E::TYPE))?;
+            batch.push(event);
+        }
+        let mut config = PublisherConfig::new(args.source.clone());
+        let settings = args.connection.connect().await?;
         config.kafka = settings.kafka;
         config.registry = settings.registry;
         let publisher = Publisher::new(config).await?;
-        let topic = self.topic.clone().unwrap_or_else(|| fanout_events::topics::POST_PUBLISHED.to_owned());
+        let topic = args.topic.as_deref().unwrap_or(E::TOPIC);
         let mut failures = 0usize;
         for (chunk_no, chunk) in batch.chunks(1000).enumerate() {
-            for (offset, result) in publisher.publish_all_to(&topic, chunk).await.into_iter().enumerate() {
+            for (offset, result) in publisher.publish_all_to(topic, chunk).await.into_iter().enumerate() {
                 let line = chunk_no * 1000 + offset + 1;
                 match result {
                     Ok(delivery) => println!(

@@ -4,8 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use fanout_core::Event;
-use fanout_events::PostPublished;
+use fanout_core::{Event, EventVisitor};
 use fanout_schema_registry::AvroSerde;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
@@ -114,13 +113,11 @@ impl TailArgs {
             "headers": headers,
         });
         let payload = message.payload().unwrap_or_default();
-        let decoded = match self.as_type.as_deref() {
-            Some(PostPublished::TYPE) => serde
-                .decode::<PostPublished>(payload)
-                .await
-                .map_err(anyhow::Error::from)
-                .and_then(|event| Ok(serde_json::to_value(event)?)),
-            _ => serde.decode_json(payload).await.map_err(anyhow::Error::from),
+        let typed =
+            self.as_type.as_deref().and_then(|name| fanout_events::visit(name, DecodeAs { serde, payload }));
+        let decoded = match typed {
+            Some(decoding) => decoding.await,
+            None => serde.decode_json(payload).await.map_err(anyhow::Error::from),
         };
         match decoded {
             Ok(value) => line["value"] = value,
@@ -130,5 +127,19 @@ impl TailArgs {
             line["schema_id"] = json!(id);
         }
         line
+    }
+}
+
+/// Decodes a payload into an event type chosen by name, then renders it as JSON.
+struct DecodeAs<'a> {
+    serde: &'a AvroSerde,
+    payload: &'a [u8],
+}
+
+impl<'a> EventVisitor for DecodeAs<'a> {
+    type Output = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Value>> + Send + 'a>>;
+
+    fn visit<E: Event>(self) -> Self::Output {
+        Box::pin(async move { Ok(serde_json::to_value(self.serde.decode::<E>(self.payload).await?)?) })
     }
 }

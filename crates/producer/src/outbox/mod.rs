@@ -25,7 +25,9 @@ mod store;
 pub use relay::{relay, RelayConfig, RelayStats};
 pub use store::{OutboxDatabase, OutboxRow};
 
-use fanout_core::{headers, trace::TraceParent, Event};
+use std::time::SystemTime;
+
+use fanout_core::{envelope::Envelope, trace::TraceParent, Event};
 use uuid::Uuid;
 
 /// Why an outbox operation failed.
@@ -33,15 +35,16 @@ use uuid::Uuid;
 #[non_exhaustive]
 pub enum OutboxError {
     /// The database refused a statement.
-    #[error("outbox database error: {0}")]
+    #[error("outbox database")]
     Database(#[from] sqlx::Error),
     /// The event could not be Avro-encoded with its own schema.
-    #[error("cannot encode {event_type} for the outbox: {reason}")]
+    #[error("cannot encode {event_type} for the outbox")]
     Encode {
         /// The event type.
         event_type: &'static str,
-        /// The encoder's message.
-        reason: String,
+        /// The Avro encoder's error (boxed: the encoding library's types are not part of the SDK).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The outbox table could not be created or migrated.
     #[error(transparent)]
@@ -95,39 +98,9 @@ impl Outbox {
         event: &T,
         parent: Option<TraceParent>,
     ) -> Result<Uuid, OutboxError> {
-        let row = self.row(topic, event, parent)?;
-        let id = row.event_id;
+        let envelope = Envelope::new(T::TYPE, &self.source, parent, SystemTime::now());
+        let row = OutboxRow::new(topic, event, &envelope)?;
         DB::insert(tx, &row).await?;
-        Ok(id)
-    }
-
-    fn row<T: Event>(
-        &self,
-        topic: &str,
-        event: &T,
-        trace: Option<TraceParent>,
-    ) -> Result<OutboxRow, OutboxError> {
-        let encode_error =
-            |e: apache_avro::Error| OutboxError::Encode { event_type: T::TYPE, reason: e.to_string() };
-        let value = apache_avro::to_value(event).map_err(encode_error)?;
-        let datum = apache_avro::to_avro_datum(T::schema(), value).map_err(encode_error)?;
-        let event_id = Uuid::now_v7();
-        let time = chrono::Utc::now();
-        let trace = trace.map(|t| t.child()).unwrap_or_else(TraceParent::new_root);
-        Ok(OutboxRow {
-            seq: 0,
-            event_id,
-            event_type: T::TYPE.to_owned(),
-            topic: topic.to_owned(),
-            key: event.key(),
-            schema: T::SCHEMA.to_owned(),
-            datum,
-            headers: vec![
-                (headers::SOURCE.to_owned(), self.source.clone()),
-                (headers::TIME.to_owned(), time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-                (headers::TRACEPARENT.to_owned(), trace.to_string()),
-            ],
-            created_at_ms: time.timestamp_millis(),
-        })
+        Ok(row.event_id)
     }
 }

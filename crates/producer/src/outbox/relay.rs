@@ -2,8 +2,8 @@
 
 use std::{sync::OnceLock, time::Duration};
 
-use fanout_core::headers;
-use fanout_kafka::OwnedRecord;
+use fanout_kafka::Record;
+use fanout_schema_registry::wire;
 use prometheus::{register_int_gauge_vec, IntGaugeVec};
 
 use super::{store::RelayDb, OutboxError, OutboxRow};
@@ -87,8 +87,18 @@ pub async fn relay(
         }
         backlog.set(db.backlog().await?);
         let first = pending[0].seq;
-        let records = frame_all(publisher, &pending).await?;
-        let results = publisher.raw().send_all(records.iter().map(OwnedRecord::record)).await;
+        let payloads = frame_all(publisher, &pending).await?;
+        let records: Vec<Record<'_>> = pending
+            .iter()
+            .zip(&payloads)
+            .map(|(row, payload)| Record {
+                topic: &row.topic,
+                key: Some(&row.key),
+                payload: Some(payload),
+                headers: row.envelope().headers().iter().map(|(name, value)| (*name, Some(*value))).collect(),
+            })
+            .collect();
+        let results = publisher.raw().send_all(records).await;
         // Only the unbroken prefix of acknowledged rows is marked: rows after a failure are
         // published again next round, so none is lost (duplicates dedupe on ce_id downstream).
         let acked = results.iter().take_while(|r| r.is_ok()).count();
@@ -112,27 +122,16 @@ pub async fn relay(
     }
 }
 
-async fn frame_all(publisher: &Publisher, rows: &[OutboxRow]) -> Result<Vec<OwnedRecord>, OutboxError> {
-    let mut records = Vec::with_capacity(rows.len());
+/// Each row's datum in the Confluent wire format: the registry id of the schema it was written
+/// with, then the datum.
+async fn frame_all(publisher: &Publisher, rows: &[OutboxRow]) -> Result<Vec<Vec<u8>>, OutboxError> {
+    let mut payloads = Vec::with_capacity(rows.len());
     for row in rows {
         let schema_id = publisher.schema_id(&row.topic, &row.schema).await?;
         let mut payload = Vec::with_capacity(5 + row.datum.len());
-        payload.push(0);
-        payload.extend_from_slice(&schema_id.to_be_bytes());
+        wire::write_header(schema_id, &mut payload);
         payload.extend_from_slice(&row.datum);
-        let mut record_headers = vec![
-            (headers::SPECVERSION.to_owned(), Some(headers::SPECVERSION_VALUE.as_bytes().to_vec())),
-            (headers::ID.to_owned(), Some(row.event_id.to_string().into_bytes())),
-            (headers::TYPE.to_owned(), Some(row.event_type.clone().into_bytes())),
-            (headers::CONTENT_TYPE.to_owned(), Some(headers::CONTENT_TYPE_AVRO.as_bytes().to_vec())),
-        ];
-        record_headers.extend(row.headers.iter().map(|(k, v)| (k.clone(), Some(v.clone().into_bytes()))));
-        records.push(OwnedRecord {
-            topic: row.topic.clone(),
-            key: Some(row.key.clone()),
-            payload: Some(payload),
-            headers: record_headers,
-        });
+        payloads.push(payload);
     }
-    Ok(records)
+    Ok(payloads)
 }

@@ -1,21 +1,27 @@
 //! The `fanout_outbox` table in SQLite and PostgreSQL.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    time::{Duration, UNIX_EPOCH},
+};
 
+use fanout_core::{envelope::Envelope, headers, trace::TraceParent, Event};
 use fanout_migrate::Blocks;
 use sqlx::{migrate::Migrator, PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use super::OutboxError;
 
-/// One enqueued event.
+/// One enqueued event: its encoded payload and its envelope, fixed at enqueue so that every
+/// publication of the row (a relay restarted mid-batch publishes it again) carries the same
+/// `ce_id`, `ce_time` and trace, and consumers dedupe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxRow {
     /// Insertion order (assigned by the database).
     pub seq: i64,
-    /// The event id (`ce_id`), fixed at enqueue so a re-published row dedupes downstream.
+    /// The event id (`ce_id`).
     pub event_id: Uuid,
-    /// The CloudEvents type.
+    /// The CloudEvents type (`ce_type`).
     pub event_type: String,
     /// Destination topic.
     pub topic: String,
@@ -25,10 +31,43 @@ pub struct OutboxRow {
     pub schema: String,
     /// The Avro binary datum, unframed.
     pub datum: Vec<u8>,
-    /// CloudEvents headers fixed at enqueue (source, time, traceparent).
-    pub headers: Vec<(String, String)>,
-    /// Enqueue time, milliseconds since the epoch.
+    /// The emitting service (`ce_source`).
+    pub source: String,
+    /// The event's trace context (`traceparent`).
+    pub trace: TraceParent,
+    /// Enqueue time, which is the event's `ce_time`, milliseconds since the epoch.
     pub created_at_ms: i64,
+}
+
+impl OutboxRow {
+    /// The row of `event` for `topic` with `envelope` (which [`super::Outbox::enqueue`] makes
+    /// fresh), its datum encoded with the event's own schema.
+    pub fn new<T: Event>(topic: &str, event: &T, envelope: &Envelope<'_>) -> Result<Self, OutboxError> {
+        let encode_error =
+            |source: apache_avro::Error| OutboxError::Encode { event_type: T::TYPE, source: source.into() };
+        let value = apache_avro::to_value(event).map_err(encode_error)?;
+        let datum = apache_avro::to_avro_datum(T::schema(), value).map_err(encode_error)?;
+        let since = envelope.time().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Ok(Self {
+            seq: 0,
+            event_id: envelope.id(),
+            event_type: envelope.event_type().to_owned(),
+            topic: topic.to_owned(),
+            key: event.key(),
+            schema: T::SCHEMA.to_owned(),
+            datum,
+            source: envelope.source().to_owned(),
+            trace: envelope.trace(),
+            created_at_ms: i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// The envelope fixed at enqueue, rebuilt: the relay's headers are the ones the SDK would
+    /// have sent for the same id, time and trace, byte for byte.
+    pub fn envelope(&self) -> Envelope<'_> {
+        let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(self.created_at_ms).unwrap_or(0));
+        Envelope::from_parts(&self.event_type, &self.source, self.event_id, time, self.trace)
+    }
 }
 
 /// A database the outbox can live in: SQLite or PostgreSQL.
@@ -40,17 +79,29 @@ pub trait OutboxDatabase: sqlx::Database {
     ) -> impl Future<Output = Result<(), OutboxError>> + Send;
 }
 
+/// The `headers` column: the envelope's headers the row does not have a column for (source, time,
+/// trace), as a JSON object of texts. Relays of every version read them from there.
+const STORED_HEADERS: [&str; 3] = [headers::SOURCE, headers::TIME, headers::TRACEPARENT];
+
 fn headers_json(row: &OutboxRow) -> String {
-    let map: serde_json::Map<String, serde_json::Value> =
-        row.headers.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let envelope = row.envelope();
+    let map: serde_json::Map<String, serde_json::Value> = envelope
+        .headers()
+        .iter()
+        .filter(|(name, _)| STORED_HEADERS.contains(name))
+        .map(|(name, value)| ((*name).to_owned(), String::from_utf8_lossy(value).into_owned().into()))
+        .collect();
     serde_json::Value::Object(map).to_string()
 }
 
-fn parse_headers(text: &str) -> Vec<(String, String)> {
-    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
-        Ok(map) => map.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_owned()))).collect(),
-        Err(_) => Vec::new(),
-    }
+/// The source and trace of the `headers` column. A row whose trace is missing or malformed
+/// (written by hand) is published as the root of a new trace rather than not at all.
+fn parse_headers(text: &str) -> (String, TraceParent) {
+    let map = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text).unwrap_or_default();
+    let received =
+        Envelope::parse(map.iter().map(|(name, value)| (name.as_str(), value.as_str().map(str::as_bytes))));
+    let source = received.source.unwrap_or_default().to_owned();
+    (source, received.trace.unwrap_or_else(TraceParent::new_root))
 }
 
 impl OutboxDatabase for Sqlite {
@@ -120,6 +171,7 @@ macro_rules! pending_row {
     ($row:expr) => {{
         let row = $row;
         let event_id: String = row.try_get("event_id")?;
+        let (source, trace) = parse_headers(&row.try_get::<String, _>("headers")?);
         OutboxRow {
             seq: row.try_get("seq")?,
             event_id: Uuid::parse_str(&event_id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
@@ -128,7 +180,8 @@ macro_rules! pending_row {
             key: row.try_get("key")?,
             schema: row.try_get("schema")?,
             datum: row.try_get("datum")?,
-            headers: parse_headers(&row.try_get::<String, _>("headers")?),
+            source,
+            trace,
             created_at_ms: row.try_get("created_at_ms")?,
         }
     }};
