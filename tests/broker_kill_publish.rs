@@ -8,7 +8,7 @@ use std::{collections::HashMap, time::Duration};
 use anyhow::ensure;
 use fanout_core::headers;
 use fanout_events::{Category, PostPublished};
-use fanout_producer::Publisher;
+use fanout_producer::{PublishOptions, Publisher};
 use fanout_tests::{broker_pid, kill_broker, read_topic, stack, start_registry};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,18 +21,19 @@ async fn acknowledged_events_survive_a_broker_kill_exactly_once() -> anyhow::Res
     config.registry.urls = vec![registry.url()];
     // Long enough to ride out the restart below.
     config.producer.delivery_timeout_ms = 120_000;
-    let publisher = Publisher::new(config).await?;
-    publisher.publish_to(topic.name(), &event(0, 0), None).await?;
+    let publisher = Publisher::new(config)?;
+    let to = PublishOptions::new().topic(topic.name());
+    publisher.publish_with(&event(0, 0), &to).await?;
 
     let per_task = 400;
     let tasks: Vec<_> = (1..=8)
         .map(|task| {
             let publisher = publisher.clone();
-            let topic = topic.name().to_owned();
+            let to = to.clone();
             tokio::spawn(async move {
                 let mut outcomes = Vec::new();
                 for seq in 0..per_task {
-                    let result = publisher.publish_to(&topic, &event(task, seq), None).await;
+                    let result = publisher.publish_with(&event(task, seq), &to).await;
                     outcomes.push(result.map(|d| d.event_id.to_string()).map_err(|e| e.to_string()));
                 }
                 outcomes

@@ -9,7 +9,7 @@ use std::{collections::BTreeSet, time::Duration};
 use anyhow::{ensure, Context};
 use fanout_consumer::{async_trait, EventMeta, Handler, HandlerError};
 use fanout_events::{Category, PostPublished};
-use fanout_producer::{Publisher, PublisherConfig};
+use fanout_producer::{PublishOptions, Publisher, PublisherConfig};
 use fanout_service::{ScrapeTarget, Service, ServiceConfig, Settings};
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -150,7 +150,7 @@ async fn a_fourth_consumer_applies_every_event_beside_the_others_and_prometheus_
     let mut config = PublisherConfig::new("post-service");
     config.kafka.bootstrap = bootstrap.to_owned();
     config.registry.urls = vec![url.clone()];
-    let publisher = Publisher::new(config).await?;
+    let publisher = Publisher::new(config)?;
     let total = 400_i64;
     let events: Vec<PostPublished> = (0..total)
         .map(|i| PostPublished {
@@ -162,7 +162,7 @@ async fn a_fourth_consumer_applies_every_event_beside_the_others_and_prometheus_
             published_at: 1_764_000_000_000 + i,
         })
         .collect();
-    for result in publisher.publish_all_to(topic.name(), &events).await {
+    for result in publisher.publish_all(&events, &PublishOptions::new().topic(topic.name())).await {
         result?;
     }
 

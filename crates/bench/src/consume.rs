@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 use fanout_consumer::{async_trait, Consumer, EventMeta, Handler, HandlerError};
 use fanout_core::Event;
 use fanout_events::PostPublished;
-use fanout_producer::Publisher;
+use fanout_producer::{PublishOptions, Publisher};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},
     Message,
@@ -88,10 +88,11 @@ impl Progress {
 /// Publishes `events` events of `payload` bytes to `topic` through the SDK.
 pub async fn prefill(env: &Env, topic: &str, events: usize, payload: usize) -> anyhow::Result<()> {
     let title = title_for(payload)?;
-    let publisher = Publisher::new(env.publisher_config()).await?;
+    let publisher = Publisher::new(env.publisher_config())?;
     let all: Vec<PostPublished> = (0..events as u64).map(|seq| post(seq, title)).collect();
+    let to = PublishOptions::new().topic(topic);
     for chunk in all.chunks(10_000) {
-        for result in publisher.publish_all_to(topic, chunk).await {
+        for result in publisher.publish_all(chunk, &to).await {
             result.context("pre-filling the topic")?;
         }
     }

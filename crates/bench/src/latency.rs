@@ -28,7 +28,7 @@ use anyhow::{bail, Context};
 use fanout_consumer::{async_trait, EventMeta, Handler, HandlerError};
 use fanout_core::Event;
 use fanout_events::PostPublished;
-use fanout_producer::Publisher;
+use fanout_producer::{PublishOptions, Publisher};
 use hdrhistogram::Histogram;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},
@@ -428,14 +428,14 @@ async fn fanout_side(env: &Env, rate: f64, duration: Duration, grace: Duration) 
             let _ = stopped.await;
         })));
     }
-    let publisher = Publisher::new(env.publisher_config()).await?;
+    let publisher = Publisher::new(env.publisher_config())?;
     let warmed = async {
         warm_up(&sinks, |id| {
             let mut event = post(0, title);
             event.post_id = id;
             let publisher = publisher.clone();
-            let topic = topic.clone();
-            tokio::spawn(async move { publisher.publish_to(&topic, &event, None).await });
+            let to = PublishOptions::new().topic(&topic);
+            tokio::spawn(async move { publisher.publish_with(&event, &to).await });
             Ok(())
         })
         .await
@@ -450,11 +450,12 @@ async fn fanout_side(env: &Env, rate: f64, duration: Duration, grace: Duration) 
                     (publisher.clone(), schedule.clone(), all.clone(), topic.clone(), failures.clone());
                 let runtime = tokio::runtime::Handle::current();
                 std::thread::spawn(move || {
+                    let to = PublishOptions::new().topic(topic);
                     pace(&schedule, events, |range| {
-                        let (publisher, all, topic, failures) =
-                            (publisher.clone(), all.clone(), topic.clone(), failures.clone());
+                        let (publisher, all, to, failures) =
+                            (publisher.clone(), all.clone(), to.clone(), failures.clone());
                         runtime.spawn(async move {
-                            let results = publisher.publish_all_to(&topic, &all[range]).await;
+                            let results = publisher.publish_all(&all[range], &to).await;
                             let failed = results.iter().filter(|r| r.is_err()).count();
                             failures.fetch_add(failed, Ordering::AcqRel);
                         });

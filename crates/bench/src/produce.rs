@@ -14,7 +14,7 @@ use std::{
 use anyhow::{bail, Context};
 use fanout_core::{headers, Event};
 use fanout_events::PostPublished;
-use fanout_producer::Publisher;
+use fanout_producer::{PublishOptions, Publisher};
 use futures::StreamExt;
 use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
@@ -72,7 +72,7 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
         let topic = env.topic("produce", 3).await?;
         let title = title_for(size)?;
         let pool: Vec<PostPublished> = (0..POOL as u64).map(|seq| post(seq, title)).collect();
-        let publisher = Publisher::new(env.publisher_config()).await?;
+        let publisher = Publisher::new(env.publisher_config())?;
         // The raw peer sends what the SDK's encoder produces, encoded once up front.
         let encoder = env.serde()?.encoder::<PostPublished>(&topic).await?;
         let records: Arc<Vec<(Vec<u8>, Vec<u8>)>> = Arc::new(
@@ -225,14 +225,14 @@ async fn publish_batches(
     pool: &[PostPublished],
     events: usize,
 ) -> anyhow::Result<f64> {
+    let to = PublishOptions::new().topic(topic);
     let start = Instant::now();
     let chunks = (0..events).step_by(CHUNK).map(|first| {
         let offset = first % pool.len();
         &pool[offset..offset + CHUNK.min(events - first)]
     });
-    let mut calls = futures::stream::iter(chunks)
-        .map(|chunk| publisher.publish_all_to(topic, chunk))
-        .buffer_unordered(WINDOW);
+    let mut calls =
+        futures::stream::iter(chunks).map(|chunk| publisher.publish_all(chunk, &to)).buffer_unordered(WINDOW);
     let mut delivered = 0usize;
     while let Some(results) = calls.next().await {
         for result in results {
@@ -253,9 +253,10 @@ async fn publish_each(
     pool: &[PostPublished],
     events: usize,
 ) -> anyhow::Result<f64> {
+    let to = PublishOptions::new().topic(topic);
     let start = Instant::now();
     let mut sends = futures::stream::iter(0..events)
-        .map(|i| publisher.publish_to(topic, &pool[i % pool.len()], None))
+        .map(|i| publisher.publish_with(&pool[i % pool.len()], &to))
         .buffer_unordered(EVENT_WINDOW);
     let mut delivered = 0usize;
     while let Some(result) = sends.next().await {

@@ -19,7 +19,7 @@ use fanout_consumer::{
     async_trait, Consumer, ConsumerError, EventMeta, Handler, HandlerError, RegistryDecoder,
 };
 use fanout_events::{Category, PostPublished};
-use fanout_producer::{Publisher, PublisherConfig};
+use fanout_producer::{PublishOptions, Publisher, PublisherConfig};
 use fanout_testkit::{unique_name, Kafka, Postgres, Registry, TestDatabase, TestTopic};
 use serde_json::Value;
 use sqlx::{AnyPool, Row};
@@ -123,11 +123,11 @@ impl Stack {
             },
             registry: registry_settings,
             producer: Default::default(),
-        })
-        .await?;
+        })?;
         let mut published = Vec::new();
+        let to = PublishOptions::new().topic(topic.name());
         for post_id in [1, BROKEN, 2, 3] {
-            let delivery = publisher.publish_to(topic.name(), &post(post_id), None).await?;
+            let delivery = publisher.publish_with(&post(post_id), &to).await?;
             published.push((post_id, delivery.event_id.to_string(), delivery.offset));
         }
         publisher.close(Duration::from_secs(10)).await?;

@@ -11,7 +11,7 @@ use std::{
 use anyhow::ensure;
 use fanout_core::headers;
 use fanout_events::{Category, PostPublished};
-use fanout_producer::outbox::Outbox;
+use fanout_producer::{outbox::Outbox, PublishOptions};
 use sqlx::{sqlite::SqliteConnectOptions, SqlitePool};
 
 const ROWS: i64 = 3_000;
@@ -58,6 +58,7 @@ async fn relay_killed_mid_batch_loses_nothing_and_duplicates_only_that_batch() -
 
     let outbox = Outbox::new("post-service");
     let mut enqueued = Vec::new();
+    let to = PublishOptions::new().topic(topic.name());
     let mut tx = pool.begin().await?;
     for i in 0..ROWS {
         let event = PostPublished {
@@ -68,7 +69,7 @@ async fn relay_killed_mid_batch_loses_nothing_and_duplicates_only_that_batch() -
             title: format!("row {i}"),
             published_at: i,
         };
-        enqueued.push(outbox.enqueue_to(&mut tx, topic.name(), &event, None).await?.to_string());
+        enqueued.push(outbox.enqueue_with(&mut tx, &event, &to).await?.to_string());
     }
     tx.commit().await?;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use fanout_core::headers;
 use fanout_events::PostPublished;
-use fanout_producer::{OwnedRecord, Publisher, PublisherConfig};
+use fanout_producer::{OwnedRecord, PublishOptions, Publisher, PublisherConfig};
 use indicatif::{MultiProgress, ProgressBar};
 use tokio::task::JoinSet;
 
@@ -38,7 +38,8 @@ pub async fn publish(
     let mut config = PublisherConfig::new("post-service (fanout demo)");
     config.kafka.bootstrap = bootstrap.to_owned();
     config.registry.urls = vec![registry.to_owned()];
-    let publisher = Publisher::new(config).await.context("creating the publisher")?;
+    let publisher = Publisher::new(config).context("creating the publisher")?;
+    let to = PublishOptions::new().topic(topic);
 
     let total = workload.steps.len() + poison_count;
     let bar = progress.add(ProgressBar::new(total as u64));
@@ -70,7 +71,7 @@ pub async fn publish(
             let record = match *step {
                 Step::Publish(i) => {
                     let event: &PostPublished = &workload.events[i];
-                    let record = publisher.record(topic, event, None).await.context("encoding an event")?;
+                    let record = publisher.encode(event, &to).await.context("encoding an event")?;
                     records[i] = Some(record.clone());
                     record
                 }
@@ -82,11 +83,11 @@ pub async fn publish(
             batch.push(poison(topic));
         }
         index = end;
-        let raw = publisher.raw().clone();
+        let publisher = publisher.clone();
         let bar = bar.clone();
         sends.spawn(async move {
             let count = batch.len();
-            let results = raw.send_all(batch.iter().map(OwnedRecord::record)).await;
+            let results = publisher.send_records(&batch).await;
             bar.inc(count as u64);
             results.into_iter().collect::<Result<Vec<_>, _>>().map(|d| d.len())
         });

@@ -6,7 +6,7 @@
 //! * [`outbox`]: enqueue events inside your own database transaction and let the relay publish
 //!   them, for services that must publish exactly when their transaction commits.
 //!
-//! Both send through `fanout-kafka`'s [`RecordProducer`], the one producer of the platform.
+//! Both send through `fanout-kafka`'s record producer, the one producer of the platform.
 //!
 //! Metrics (process default Prometheus registry): `fanout_produced_total{topic,outcome}`,
 //! `fanout_produce_duration_seconds{topic}` and `fanout_producer_queue_depth` from the record
@@ -16,10 +16,12 @@
 mod clock;
 mod config;
 mod error;
+mod options;
 pub mod outbox;
 mod publisher;
 
 pub use config::PublisherConfig;
 pub use error::PublishError;
-pub use fanout_kafka::{OwnedRecord, ProduceError, ProducerConfigError, ProducerSettings, RecordProducer};
+pub use fanout_kafka::{Delivered, OwnedRecord, ProduceError, ProducerConfigError, ProducerSettings};
+pub use options::PublishOptions;
 pub use publisher::{Delivery, Publisher};

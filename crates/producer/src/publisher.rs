@@ -4,22 +4,22 @@ use std::{
     any::{Any, TypeId},
     collections::HashMap,
     sync::{Arc, PoisonError, RwLock},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use fanout_core::{envelope::Envelope, trace::TraceParent, Event};
-use fanout_kafka::{OwnedRecord, Record, RecordProducer};
+use fanout_kafka::{Delivered, OwnedRecord, Record, RecordProducer};
 use fanout_schema_registry::{AvroSerde, Encoder};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::{clock::Clock, PublishError, PublisherConfig};
+use crate::{clock::Clock, PublishError, PublishOptions, PublisherConfig};
 
 /// Where a published event is: durably in Kafka there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    /// The topic.
-    pub topic: String,
+    /// The topic (shared by the deliveries of one call).
+    pub topic: Arc<str>,
     /// The partition.
     pub partition: i32,
     /// The offset in the partition.
@@ -31,23 +31,33 @@ pub struct Delivery {
 /// Publishes domain events. Once [`Publisher::publish`] returns `Ok`, the event is durably in
 /// Kafka exactly once (idempotent producer, `acks=all`); when it returns `Err`, it may not be.
 ///
-/// ```no_run
-/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// use fanout_events::{Category, PostPublished};
-/// use fanout_producer::{Publisher, PublisherConfig};
+/// Creating a publisher asks nothing of the broker or the registry. The first publish of each
+/// event type (per topic) asks the registry once for its schema id, and every later one uses the
+/// cached id, so publishing goes on while the registry is down; [`Publisher::prepare`] does that
+/// first lookup at start-up instead, so a missing schema stops the service there.
 ///
-/// let publisher = Publisher::new(PublisherConfig::new("post-service")).await?;
-/// let delivery = publisher
-///     .publish(&PostPublished {
-///         post_id: 1,
-///         user_id: 7,
-///         category: Category::Job,
-///         city: "Berlin".into(),
-///         title: "Barista".into(),
-///         published_at: 1_764_000_000_000,
-///     })
-///     .await?;
+/// ```no_run
+/// # async fn example(request_trace: Option<fanout_core::trace::TraceParent>) -> Result<(), Box<dyn std::error::Error>> {
+/// use fanout_events::{Category, PostPublished};
+/// use fanout_producer::{PublishOptions, Publisher, PublisherConfig};
+///
+/// let publisher = Publisher::new(PublisherConfig::new("post-service"))?;
+/// publisher.prepare::<PostPublished>().await?;
+/// let post = PostPublished {
+///     post_id: 1,
+///     user_id: 7,
+///     category: Category::Job,
+///     city: "Berlin".into(),
+///     title: "Barista".into(),
+///     published_at: 1_764_000_000_000,
+/// };
+/// let delivery = publisher.publish(&post).await?;
 /// println!("event {} at {}/{}@{}", delivery.event_id, delivery.topic, delivery.partition, delivery.offset);
+///
+/// // Continuing the trace of the request that caused it, to another topic.
+/// let mut options = PublishOptions::new().topic("post.published.eu");
+/// options.trace_parent = request_trace;
+/// publisher.publish_with(&post, &options).await?;
 /// publisher.close(std::time::Duration::from_secs(10)).await?;
 /// # Ok(()) }
 /// ```
@@ -76,8 +86,9 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// Creates a publisher from its configuration.
-    pub async fn new(config: PublisherConfig) -> Result<Self, PublishError> {
+    /// Creates a publisher from its configuration. Nothing is asked of the broker or the registry
+    /// yet (see [`Publisher::prepare`]); an invalid configuration fails here.
+    pub fn new(config: PublisherConfig) -> Result<Self, PublishError> {
         let raw = RecordProducer::new(&config.kafka, &config.producer)?;
         let serde = AvroSerde::from_settings(&config.registry).map_err(PublishError::Registry)?;
         Ok(Self {
@@ -90,63 +101,59 @@ impl Publisher {
         })
     }
 
-    /// Publishes one event and waits for Kafka's acknowledgement. Starts a new trace.
+    /// Looks up (or registers, if configured to) the schema of `T` for its topic now, so the
+    /// first publish does not wait on the registry and a missing schema fails at start-up rather
+    /// than at the first event.
+    pub async fn prepare<T: Event>(&self) -> Result<(), PublishError> {
+        self.encoder::<T>(T::TOPIC).await.map(|_| ())
+    }
+
+    /// Publishes one event to its type's topic, as the root of a new trace, and waits for Kafka's
+    /// acknowledgement.
     pub async fn publish<T: Event>(&self, event: &T) -> Result<Delivery, PublishError> {
-        self.publish_traced(event, None).await
+        self.publish_with(event, &PublishOptions::default()).await
     }
 
-    /// Publishes one event continuing the trace `parent` (e.g. the trace of the request or event
-    /// that caused it), so its handlers join the same trace.
-    pub async fn publish_traced<T: Event>(
+    /// Publishes one event as `options` say (another topic, a trace to continue) and waits for
+    /// Kafka's acknowledgement.
+    pub async fn publish_with<T: Event>(
         &self,
         event: &T,
-        parent: Option<TraceParent>,
+        options: &PublishOptions,
     ) -> Result<Delivery, PublishError> {
-        self.publish_to(T::TOPIC, event, parent).await
-    }
-
-    /// Publishes one event to `topic` instead of the event type's own topic (tests, migrations,
-    /// per-tenant topics). The schema subject follows `topic`.
-    pub async fn publish_to<T: Event>(
-        &self,
-        topic: &str,
-        event: &T,
-        parent: Option<TraceParent>,
-    ) -> Result<Delivery, PublishError> {
+        let topic = options.topic_for::<T>();
         let encoder = self.encoder::<T>(topic).await?;
         let mut scratch = Scratch::default();
-        let envelope = Envelope::new(T::TYPE, &self.inner.source, parent, std::time::SystemTime::now());
+        let envelope = Envelope::new(T::TYPE, &self.inner.source, options.trace_parent, SystemTime::now());
         let record = scratch.fill(&encoder, topic, event, &envelope)?;
         let span = tracing::info_span!("publish", event_type = T::TYPE, topic, event_id = %envelope.id());
         let delivered = self.inner.raw.send(record).instrument(span).await?;
         Ok(Delivery {
-            topic: topic.to_owned(),
+            topic: Arc::from(topic),
             partition: delivered.partition,
             offset: delivered.offset,
             event_id: envelope.id(),
         })
     }
 
-    /// Publishes many events and waits for all acknowledgements: one result per event, in order.
-    /// Cheaper per event than calling [`Publisher::publish`] for each: one wake-up per batch.
-    pub async fn publish_all<T: Event>(&self, events: &[T]) -> Vec<Result<Delivery, PublishError>> {
-        self.publish_all_to(T::TOPIC, events).await
-    }
-
-    /// As [`Publisher::publish_all`], to `topic`.
-    pub async fn publish_all_to<T: Event>(
+    /// Publishes many events as `options` say (each its own event id; with a trace parent, each a
+    /// child span of it) and waits for all acknowledgements: one result per event, in order.
+    /// Cheaper per event than a [`Publisher::publish`] each: one wake-up per call.
+    pub async fn publish_all<T: Event>(
         &self,
-        topic: &str,
         events: &[T],
+        options: &PublishOptions,
     ) -> Vec<Result<Delivery, PublishError>> {
+        let topic = options.topic_for::<T>();
         let span = tracing::info_span!("publish_all", event_type = T::TYPE, topic, count = events.len());
-        self.publish_batch(topic, events).instrument(span).await
+        self.publish_batch(topic, events, options.trace_parent).instrument(span).await
     }
 
     async fn publish_batch<T: Event>(
         &self,
         topic: &str,
         events: &[T],
+        parent: Option<TraceParent>,
     ) -> Vec<Result<Delivery, PublishError>> {
         // Everything that is the same for every event is resolved once per call: the encoder,
         // the topic's metric handles, the buffers. An encoder that cannot be resolved (the
@@ -170,13 +177,14 @@ impl Publisher {
             }
             let Some(encoder) = encoder.as_deref() else { continue };
             let (started, now) = clock.now();
-            let envelope = Envelope::new(T::TYPE, &self.inner.source, None, now);
+            let envelope = Envelope::new(T::TYPE, &self.inner.source, parent, now);
             ids.push(envelope.id());
             match scratch.fill(encoder, topic, event, &envelope) {
                 Ok(record) => batch.send(record, started).await,
                 Err(e) => batch.fail(e),
             }
         }
+        let topic: Arc<str> = Arc::from(topic);
         batch
             .finish()
             .await
@@ -184,7 +192,7 @@ impl Publisher {
             .zip(ids)
             .map(|(outcome, event_id)| {
                 outcome.map(|delivered| Delivery {
-                    topic: topic.to_owned(),
+                    topic: topic.clone(),
                     partition: delivered.partition,
                     offset: delivered.offset,
                     event_id,
@@ -193,10 +201,41 @@ impl Publisher {
             .collect()
     }
 
-    /// Resolves the schema of `T` now (registering it if configured to), so the first publish
-    /// does not wait on the registry and a missing schema fails at start-up.
-    pub async fn prepare<T: Event>(&self) -> Result<(), PublishError> {
-        self.encoder::<T>(T::TOPIC).await.map(|_| ())
+    /// Encodes `event` as `options` say into a record with a fresh event id and its CloudEvents
+    /// headers, without sending it; [`Publisher::send_records`] sends it, once or more. Sending
+    /// one record twice is what an at-least-once upstream does after a lost acknowledgement: both
+    /// copies carry the same `ce_id`, so consumers apply it once.
+    pub async fn encode<T: Event>(
+        &self,
+        event: &T,
+        options: &PublishOptions,
+    ) -> Result<OwnedRecord, PublishError> {
+        let topic = options.topic_for::<T>();
+        let encoder = self.encoder::<T>(topic).await?;
+        let payload = encoder.encode(event).map_err(|source| PublishError::Encode {
+            event_type: T::TYPE,
+            topic: topic.to_owned(),
+            source,
+        })?;
+        let envelope = Envelope::new(T::TYPE, &self.inner.source, options.trace_parent, SystemTime::now());
+        Ok(OwnedRecord {
+            topic: topic.to_owned(),
+            key: Some(event.key()),
+            payload: Some(payload),
+            headers: envelope
+                .headers()
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), Some(value.to_vec())))
+                .collect(),
+        })
+    }
+
+    /// Sends records as they are, with the same delivery guarantee and no encoding or envelope
+    /// added: records from [`Publisher::encode`], or bytes a test needs on a topic. One result
+    /// per record, in order.
+    pub async fn send_records(&self, records: &[OwnedRecord]) -> Vec<Result<Delivered, PublishError>> {
+        let sent = self.inner.raw.send_all(records.iter().map(OwnedRecord::record)).await;
+        sent.into_iter().map(|result| result.map_err(PublishError::from)).collect()
     }
 
     /// Waits until every in-flight event is acknowledged, at most `deadline`.
@@ -209,14 +248,14 @@ impl Publisher {
         self.flush(deadline).await
     }
 
-    /// The untyped layer, for relays that send pre-encoded records.
-    pub fn raw(&self) -> &RecordProducer {
+    /// The record producer under this publisher, for the outbox relay.
+    pub(crate) fn raw(&self) -> &RecordProducer {
         &self.inner.raw
     }
 
     /// The registry id of `schema` for `topic`'s values, following the configured schema
     /// selection (auto-register, latest or pinned). Cached.
-    pub async fn schema_id(&self, topic: &str, schema: &str) -> Result<u32, PublishError> {
+    pub(crate) async fn schema_id(&self, topic: &str, schema: &str) -> Result<u32, PublishError> {
         self.inner.serde.schema_id_for(topic, schema).await.map_err(|source| PublishError::Encode {
             event_type: "outbox row",
             topic: topic.to_owned(),
@@ -246,35 +285,6 @@ impl Publisher {
             .or_default()
             .insert(topic.to_owned(), encoder.clone());
         Ok(encoder)
-    }
-
-    /// Encodes `event` for `topic` into a record with a fresh event id and CloudEvents headers,
-    /// without sending it; [`Publisher::raw`] sends it. Sending one record twice is what an
-    /// at-least-once upstream does after a lost acknowledgement: both copies carry the same
-    /// `ce_id`, so consumers apply it once.
-    pub async fn record<T: Event>(
-        &self,
-        topic: &str,
-        event: &T,
-        parent: Option<TraceParent>,
-    ) -> Result<OwnedRecord, PublishError> {
-        let encoder = self.encoder::<T>(topic).await?;
-        let payload = encoder.encode(event).map_err(|source| PublishError::Encode {
-            event_type: T::TYPE,
-            topic: topic.to_owned(),
-            source,
-        })?;
-        let envelope = Envelope::new(T::TYPE, &self.inner.source, parent, std::time::SystemTime::now());
-        Ok(OwnedRecord {
-            topic: topic.to_owned(),
-            key: Some(event.key()),
-            payload: Some(payload),
-            headers: envelope
-                .headers()
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), Some(value.to_vec())))
-                .collect(),
-        })
     }
 }
 

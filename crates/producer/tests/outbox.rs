@@ -10,7 +10,7 @@ use fanout_core::{envelope::Envelope, headers, trace::TraceParent, Event};
 use fanout_events::PostPublished;
 use fanout_producer::{
     outbox::{relay, Outbox, OutboxDatabase, OutboxRow, RelayConfig},
-    Publisher,
+    PublishOptions, Publisher,
 };
 use sqlx::{sqlite::SqliteConnectOptions, PgPool, SqlitePool};
 use tokio::sync::oneshot;
@@ -55,12 +55,13 @@ async fn sqlite_outbox_publishes_committed_events_only_in_order() -> anyhow::Res
     Outbox::migrate_sqlite(&pool).await?;
     sqlx::query("CREATE TABLE posts (id INTEGER PRIMARY KEY)").execute(&pool).await?;
     let outbox = Outbox::new("post-service");
+    let to = PublishOptions::new().topic(topic.name());
 
     let mut committed = Vec::new();
     for i in 0..50 {
         let mut tx = pool.begin().await?;
         sqlx::query("INSERT INTO posts (id) VALUES (?1)").bind(i).execute(&mut *tx).await?;
-        let id = outbox.enqueue_to(&mut tx, topic.name(), &event(i, i), None).await?;
+        let id = outbox.enqueue_with(&mut tx, &event(i, i), &to).await?;
         if i % 5 == 4 {
             tx.rollback().await?;
         } else {
@@ -69,7 +70,7 @@ async fn sqlite_outbox_publishes_committed_events_only_in_order() -> anyhow::Res
         }
     }
 
-    let publisher = Publisher::new(publisher_config(&kafka, &registry)).await?;
+    let publisher = Publisher::new(publisher_config(&kafka, &registry))?;
     let counter = pool.clone();
     relay_until_drained(&db_url, &publisher, move || {
         let pool = counter.clone();
@@ -106,15 +107,16 @@ async fn postgres_outbox_publishes_committed_events_only() -> anyhow::Result<()>
     second?;
     other.close().await;
     let outbox = Outbox::new("post-service");
+    let to = PublishOptions::new().topic(topic.name());
 
     let mut tx = pool.begin().await?;
-    let kept = outbox.enqueue_to(&mut tx, topic.name(), &event(1, 1), None).await?;
+    let kept = outbox.enqueue_with(&mut tx, &event(1, 1), &to).await?;
     tx.commit().await?;
     let mut tx = pool.begin().await?;
-    outbox.enqueue_to(&mut tx, topic.name(), &event(2, 2), None).await?;
+    outbox.enqueue_with(&mut tx, &event(2, 2), &to).await?;
     tx.rollback().await?;
 
-    let publisher = Publisher::new(publisher_config(&kafka, &registry)).await?;
+    let publisher = Publisher::new(publisher_config(&kafka, &registry))?;
     let counter = pool.clone();
     relay_until_drained(&database.url(), &publisher, move || {
         let pool = counter.clone();
@@ -143,10 +145,11 @@ async fn the_relay_writes_the_sdks_headers_byte_for_byte() -> anyhow::Result<()>
     let topic = kafka.topic("outbox-same-bytes", 1).await?;
     let (registry, _schemas) = start_registry(&kafka).await?;
     let config = publisher_config(&kafka, &registry);
-    let publisher = Publisher::new(config.clone()).await?;
+    let publisher = Publisher::new(config.clone())?;
     let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     let post = event(7, 3);
-    publisher.publish_to(topic.name(), &post, parent).await?;
+    let options = PublishOptions { trace_parent: parent, ..PublishOptions::new().topic(topic.name()) };
+    publisher.publish_with(&post, &options).await?;
     let sdk = kafka.read(topic.name()).await?.remove(0);
 
     // The same event through the outbox, with the identity the SDK gave it.

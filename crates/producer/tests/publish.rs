@@ -4,10 +4,9 @@ mod common;
 
 use std::{collections::HashMap, time::Duration};
 
-use fanout_core::headers;
-
+use fanout_core::{headers, trace::TraceParent};
 use fanout_events::PostPublished;
-use fanout_producer::{ProduceError, PublishError, Publisher};
+use fanout_producer::{ProduceError, PublishError, PublishOptions, Publisher};
 
 use common::{consume_all, event, publisher_config, start_registry};
 
@@ -18,17 +17,17 @@ async fn ten_thousand_concurrent_events_exactly_once_in_order_per_key() -> anyho
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("publish-10k", 4).await?;
     let (registry, _schemas) = start_registry(&kafka).await?;
-    let publisher = Publisher::new(publisher_config(&kafka, &registry)).await?;
+    let publisher = Publisher::new(publisher_config(&kafka, &registry))?;
 
     let tasks: Vec<_> = (0..100)
         .map(|task| {
             let publisher = publisher.clone();
-            let topic = topic.name().to_owned();
+            let to = PublishOptions::new().topic(topic.name());
             tokio::spawn(async move {
                 let mut ids = Vec::new();
                 for seq in 0..100 {
                     // Each task owns one key (post_id) and publishes its events in sequence.
-                    let delivery = publisher.publish_to(&topic, &event(task, seq), None).await?;
+                    let delivery = publisher.publish_with(&event(task, seq), &to).await?;
                     ids.push(delivery.event_id);
                 }
                 Ok::<_, PublishError>(ids)
@@ -59,20 +58,24 @@ async fn ten_thousand_concurrent_events_exactly_once_in_order_per_key() -> anyho
 }
 
 /// The batch API returns one result per event, in order, and the events carry CloudEvents
-/// headers and decode back to what was published.
+/// headers, each a child span of the batch's trace parent, and decode back to what was published.
 #[tokio::test]
 async fn publish_all_delivers_in_order_with_cloudevents_headers() -> anyhow::Result<()> {
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("publish-all", 1).await?;
     let (registry, _schemas) = start_registry(&kafka).await?;
-    let publisher = Publisher::new(publisher_config(&kafka, &registry)).await?;
+    let publisher = Publisher::new(publisher_config(&kafka, &registry))?;
     let events: Vec<PostPublished> = (0..500).map(|i| event(7, i)).collect();
-    let results = publisher.publish_all_to(topic.name(), &events).await;
+    let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    let options = PublishOptions { trace_parent: parent, ..PublishOptions::new().topic(topic.name()) };
+    let results = publisher.publish_all(&events, &options).await;
     let deliveries: Vec<_> = results.into_iter().collect::<Result<_, _>>()?;
     let offsets: Vec<i64> = deliveries.iter().map(|d| d.offset).collect();
     assert!(offsets.windows(2).all(|w| w[0] < w[1]), "offsets not increasing: {offsets:?}");
 
     let records = consume_all(&kafka, &registry, topic.name(), 500, Duration::from_secs(30)).await?;
+    assert_eq!(records.len(), 500);
+    let mut spans = std::collections::HashSet::new();
     for (record, (sent, delivery)) in records.iter().zip(events.iter().zip(&deliveries)) {
         assert_eq!(&record.event, sent);
         assert_eq!(record.headers[headers::ID], delivery.event_id.to_string());
@@ -80,11 +83,14 @@ async fn publish_all_delivers_in_order_with_cloudevents_headers() -> anyhow::Res
         assert_eq!(record.headers[headers::SPECVERSION], "1.0");
         assert_eq!(record.headers[headers::SOURCE], "producer-tests");
         assert_eq!(record.headers[headers::CONTENT_TYPE], "application/avro");
-        assert!(fanout_core::trace::TraceParent::parse(&record.headers[headers::TRACEPARENT]).is_some());
+        let trace = TraceParent::parse(&record.headers[headers::TRACEPARENT]).expect("a valid traceparent");
+        assert_eq!(Some(trace.trace_id), parent.map(|p| p.trace_id), "continues the batch's trace");
+        spans.insert(trace.parent_id);
         assert!(chrono::DateTime::parse_from_rfc3339(&record.headers[headers::TIME]).is_ok());
         assert_eq!(uuid::Uuid::parse_str(&record.headers[headers::ID])?.get_version_num(), 7);
         assert_eq!(record.key, sent.post_id.to_string());
     }
+    assert_eq!(spans.len(), 500, "a span of its own per event");
     Ok(())
 }
 
@@ -96,10 +102,13 @@ async fn oversized_event_is_a_typed_error_before_sending() -> anyhow::Result<()>
     let (registry, _schemas) = start_registry(&kafka).await?;
     let mut config = publisher_config(&kafka, &registry);
     config.producer.max_message_bytes = 10_000;
-    let publisher = Publisher::new(config).await?;
+    let publisher = Publisher::new(config)?;
     let mut big = event(1, 1);
     big.title = "x".repeat(20_000);
-    let err = publisher.publish_to(topic.name(), &big, None).await.expect_err("too large");
+    let err = publisher
+        .publish_with(&big, &PublishOptions::new().topic(topic.name()))
+        .await
+        .expect_err("too large");
     assert!(matches!(err, PublishError::Produce(ProduceError::TooLarge { max: 10_000, .. })), "{err:?}");
     Ok(())
 }
@@ -112,12 +121,14 @@ async fn registry_outage_uses_cached_schemas_and_fails_first_time_schemas_clearl
     let topic = kafka.topic("publish-registry-down", 1).await?;
     let other = kafka.topic("publish-registry-down-other", 1).await?;
     let (registry, _schemas) = start_registry(&kafka).await?;
-    let publisher = Publisher::new(publisher_config(&kafka, &registry)).await?;
-    publisher.publish_to(topic.name(), &event(1, 0), None).await?;
+    let publisher = Publisher::new(publisher_config(&kafka, &registry))?;
+    let to = PublishOptions::new().topic(topic.name());
+    publisher.publish_with(&event(1, 0), &to).await?;
 
     registry.shutdown().await?;
-    publisher.publish_to(topic.name(), &event(1, 1), None).await?;
-    let err = publisher.publish_to(other.name(), &event(1, 2), None).await.expect_err("unknown subject");
+    publisher.publish_with(&event(1, 1), &to).await?;
+    let to_other = PublishOptions::new().topic(other.name());
+    let err = publisher.publish_with(&event(1, 2), &to_other).await.expect_err("unknown subject");
     assert!(matches!(err, PublishError::Encode { .. }), "{err:?}");
     assert!(err.to_string().contains(other.name()), "{err}");
     Ok(())
@@ -130,11 +141,11 @@ async fn unreachable_broker_is_a_retriable_error_after_the_delivery_timeout() ->
     let kafka = fanout_testkit::Kafka::connect().await?;
     let (registry, _schemas) = start_registry(&kafka).await?;
     let mut config = publisher_config(&kafka, &registry);
-    let warm = Publisher::new(config.clone()).await?;
+    let warm = Publisher::new(config.clone())?;
     warm.prepare::<PostPublished>().await?;
     config.kafka.bootstrap = "127.0.0.1:1".into();
     config.producer.delivery_timeout_ms = 2_000;
-    let publisher = Publisher::new(config).await?;
+    let publisher = Publisher::new(config)?;
     let started = std::time::Instant::now();
     let err = publisher.publish(&event(1, 1)).await.expect_err("no broker");
     assert!(err.is_retriable(), "{err:?}");

@@ -40,7 +40,7 @@ impl OutboxCommand {
                 let settings = args.connection.connect().await?;
                 config.kafka = settings.kafka;
                 config.registry = settings.registry;
-                let publisher = Publisher::new(config).await?;
+                let publisher = Publisher::new(config)?;
                 let mut relay_config = RelayConfig::new(&args.db);
                 relay_config.batch_size = args.batch_size;
                 let stats = relay(relay_config, &publisher, fanout_service::shutdown_signal())

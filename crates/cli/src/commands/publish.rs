@@ -9,7 +9,7 @@ use std::{
 use anyhow::{bail, Context};
 use clap::Args;
 use fanout_core::{Event, EventVisitor};
-use fanout_producer::{Publisher, PublisherConfig};
+use fanout_producer::{PublishOptions, Publisher, PublisherConfig};
 
 use super::connection::Connection;
 use crate::events;
@@ -86,18 +86,18 @@ impl PublishLines<'_> {
         let settings = args.connection.connect().await?;
         config.kafka = settings.kafka;
         config.registry = settings.registry;
-        let publisher = Publisher::new(config).await?;
-        let topic = args.topic.as_deref().unwrap_or(E::TOPIC);
+        let publisher = Publisher::new(config)?;
+        let options = PublishOptions { topic: args.topic.clone(), ..PublishOptions::default() };
         let mut failures = 0usize;
         for (chunk_no, chunk) in batch.chunks(1000).enumerate() {
-            for (offset, result) in publisher.publish_all_to(topic, chunk).await.into_iter().enumerate() {
+            for (offset, result) in publisher.publish_all(chunk, &options).await.into_iter().enumerate() {
                 let line = chunk_no * 1000 + offset + 1;
                 match result {
                     Ok(delivery) => println!(
                         "{}",
                         serde_json::json!({
                             "event_id": delivery.event_id.to_string(),
-                            "topic": delivery.topic,
+                            "topic": &*delivery.topic,
                             "partition": delivery.partition,
                             "offset": delivery.offset,
                         })

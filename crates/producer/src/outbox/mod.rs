@@ -25,9 +25,11 @@ mod store;
 pub use relay::{relay, RelayConfig, RelayStats};
 pub use store::{OutboxDatabase, OutboxRow};
 
+use crate::PublishOptions;
+
 use std::time::SystemTime;
 
-use fanout_core::{envelope::Envelope, trace::TraceParent, Event};
+use fanout_core::{envelope::Envelope, Event};
 use uuid::Uuid;
 
 /// Why an outbox operation failed.
@@ -87,19 +89,18 @@ impl Outbox {
         tx: &mut sqlx::Transaction<'_, DB>,
         event: &T,
     ) -> Result<Uuid, OutboxError> {
-        self.enqueue_to(tx, T::TOPIC, event, None).await
+        self.enqueue_with(tx, event, &PublishOptions::default()).await
     }
 
-    /// As [`Outbox::enqueue`], to `topic`, continuing the trace `parent` when given.
-    pub async fn enqueue_to<DB: OutboxDatabase, T: Event>(
+    /// As [`Outbox::enqueue`], published as `options` say (another topic, a trace to continue).
+    pub async fn enqueue_with<DB: OutboxDatabase, T: Event>(
         &self,
         tx: &mut sqlx::Transaction<'_, DB>,
-        topic: &str,
         event: &T,
-        parent: Option<TraceParent>,
+        options: &PublishOptions,
     ) -> Result<Uuid, OutboxError> {
-        let envelope = Envelope::new(T::TYPE, &self.source, parent, SystemTime::now());
-        let row = OutboxRow::new(topic, event, &envelope)?;
+        let envelope = Envelope::new(T::TYPE, &self.source, options.trace_parent, SystemTime::now());
+        let row = OutboxRow::new(options.topic_for::<T>(), event, &envelope)?;
         DB::insert(tx, &row).await?;
         Ok(row.event_id)
     }

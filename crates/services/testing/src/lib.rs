@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::Context;
 use fanout_events::PostPublished;
-use fanout_producer::{OwnedRecord, Publisher, PublisherConfig};
+use fanout_producer::{OwnedRecord, PublishOptions, Publisher, PublisherConfig};
 use fanout_registry_server::{RegistryConfig, RegistryServer, RunningRegistry};
 use fanout_service::{Service, ServiceConfig, ServiceError, Settings};
 use fanout_testkit::{unique_name, Kafka, TestTopic};
@@ -49,7 +49,7 @@ impl Stack {
         let mut config = PublisherConfig::new("service-tests");
         config.kafka.bootstrap = kafka.bootstrap().to_owned();
         config.registry.urls = vec![registry_url.clone()];
-        let publisher = Publisher::new(config).await.context("creating the publisher")?;
+        let publisher = Publisher::new(config).context("creating the publisher")?;
         Ok(Self { kafka, registry: Some(registry), registry_url, registry_topic, publisher })
     }
 
@@ -74,7 +74,13 @@ impl Stack {
 
     /// Publishes `events` to `topic` through the SDK and waits for every acknowledgement.
     pub async fn publish(&self, topic: &str, events: &[PostPublished]) -> anyhow::Result<()> {
-        for (index, delivered) in self.publisher.publish_all_to(topic, events).await.into_iter().enumerate() {
+        for (index, delivered) in self
+            .publisher
+            .publish_all(events, &PublishOptions::new().topic(topic))
+            .await
+            .into_iter()
+            .enumerate()
+        {
             delivered.with_context(|| format!("publishing event {index} to {topic}"))?;
         }
         Ok(())
@@ -90,10 +96,9 @@ impl Stack {
             payload: Some(payload.to_vec()),
             headers: vec![(fanout_core::headers::ID.to_owned(), Some(event_id.to_string().into_bytes()))],
         };
-        self.publisher
-            .raw()
-            .send(record.record())
-            .await
+        let sent = self.publisher.send_records(std::slice::from_ref(&record)).await;
+        sent.into_iter()
+            .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("publishing raw bytes to {topic}"))?;
         Ok(())
     }

@@ -1,0 +1,50 @@
+//! How to publish, beyond the event itself.
+
+use fanout_core::{trace::TraceParent, Event};
+
+/// How [`crate::Publisher`] and [`crate::outbox::Outbox`] publish, beyond the event itself. The
+/// default publishes to the event type's own topic and starts a new trace per event.
+///
+/// ```
+/// use fanout_core::trace::TraceParent;
+/// use fanout_producer::PublishOptions;
+///
+/// let caused_by = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+/// let options = PublishOptions::new().topic("post.published.replay");
+/// let options = PublishOptions { trace_parent: caused_by, ..options };
+/// assert_eq!(options.topic.as_deref(), Some("post.published.replay"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishOptions {
+    /// Another topic than the event type's own (tests, migrations, per-tenant topics); the
+    /// schema subject follows it.
+    pub topic: Option<String>,
+    /// The trace to continue, e.g. the request's or the event's that caused this one: each
+    /// event becomes a child span of it, so its handlers join that trace. `None` starts a new
+    /// trace per event.
+    pub trace_parent: Option<TraceParent>,
+}
+
+impl PublishOptions {
+    /// The defaults: the event type's topic, a new trace per event.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// These options, to `topic`.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// These options, continuing the trace `parent`.
+    pub fn trace_parent(mut self, parent: TraceParent) -> Self {
+        self.trace_parent = Some(parent);
+        self
+    }
+
+    /// The topic an event of type `T` goes to.
+    pub(crate) fn topic_for<T: Event>(&self) -> &str {
+        self.topic.as_deref().unwrap_or(T::TOPIC)
+    }
+}
