@@ -375,10 +375,10 @@ impl ReplayArgs {
                     println!("{line}");
                 }
                 Err(e) => failures.push(format!(
-                    "{dlq} partition {} offset {}: {:#}",
+                    "{dlq} partition {} offset {}: {}",
                     item.partition,
                     item.offset,
-                    anyhow::Error::new(e)
+                    fanout_core::report(&e)
                 )),
             }
         }
