@@ -9,16 +9,16 @@ use anyhow::ensure;
 use fanout_core::headers;
 use fanout_events::{Category, PostPublished};
 use fanout_producer::{PublishOptions, Publisher};
-use fanout_tests::{broker_pid, kill_broker, read_topic, stack, start_registry};
+use fanout_testkit::stack::{broker_pid, kill_broker, stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_a_broker_kill_exactly_once() -> anyhow::Result<()> {
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("broker-kill", 3).await?;
-    let (registry, _schemas) = start_registry(&kafka).await?;
+    let registry = fanout_testkit::Registry::start(&kafka).await?;
     let mut config = fanout_producer::PublisherConfig::new("broker-kill-test");
     config.kafka.bootstrap = kafka.bootstrap().to_owned();
-    config.registry.urls = vec![registry.url()];
+    config.registry = registry.settings();
     // Long enough to ride out the restart below.
     config.producer.delivery_timeout_ms = 120_000;
     let publisher = Publisher::new(config)?;
@@ -64,10 +64,10 @@ async fn acknowledged_events_survive_a_broker_kill_exactly_once() -> anyhow::Res
     }
     eprintln!("acknowledged {} events, {failed} failed during the outage", acknowledged.len());
 
-    let records = read_topic(&kafka, topic.name(), acknowledged.len() + 1, Duration::from_secs(120)).await?;
+    let records = kafka.read_at_least(topic.name(), acknowledged.len() + 1, Duration::from_secs(120)).await?;
     let mut seen: HashMap<String, usize> = HashMap::new();
     for record in &records {
-        *seen.entry(record.headers[headers::ID].clone()).or_default() += 1;
+        *seen.entry(record.header(headers::ID).unwrap_or_default().to_owned()).or_default() += 1;
     }
     let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicated.is_empty(), "events written twice: {duplicated:?}");

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context};
-use fanout_tests::{repo_root, workspace_binaries};
+use fanout_testkit::stack::{repo_root, workspace_binaries};
 use serde_yaml::Value;
 
 fn compose() -> anyhow::Result<Value> {

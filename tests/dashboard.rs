@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
-use fanout_tests::repo_root;
+use fanout_testkit::stack::repo_root;
 
 /// Every `fanout_*` metric registered in the crates' sources, with its label names, read from
 /// the `register_*!("name", "help", &["label", ...])` calls.

@@ -82,7 +82,7 @@ fn prometheus_url() -> String {
 fn targets_dir() -> std::path::PathBuf {
     std::env::var("FANOUT_STACK_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| fanout_tests::repo_root().join(".stack"))
+        .unwrap_or_else(|_| fanout_testkit::stack::repo_root().join(".stack"))
         .join("prometheus/targets")
 }
 
@@ -119,9 +119,9 @@ async fn a_fourth_consumer_applies_every_event_beside_the_others_and_prometheus_
     })?;
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("fanout-e2e", 3).await?;
-    let (registry, _schemas) = fanout_tests::start_registry(&kafka).await?;
+    let registry = fanout_testkit::Registry::start(&kafka).await?;
     let dir = tempfile::tempdir()?;
-    let (bootstrap, url) = (kafka.bootstrap(), registry.url());
+    let (bootstrap, url) = (kafka.bootstrap(), registry.url().to_owned());
 
     let rewards = fanout_rewards::RewardsSettings { topic: topic.name().to_owned(), ..Default::default() };
     let pinning = fanout_pinning::PinningSettings { topic: topic.name().to_owned(), ..Default::default() };

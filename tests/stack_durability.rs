@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use fanout_kafka::{OwnedRecord, ProducerSettings, RecordProducer};
-use fanout_tests::{broker_pid, kill_broker, stack};
+use fanout_testkit::stack::{broker_pid, kill_broker, stack};
 
 #[tokio::test]
 async fn broker_survives_kill_9_with_its_messages() -> anyhow::Result<()> {

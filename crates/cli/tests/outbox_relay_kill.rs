@@ -49,7 +49,7 @@ async fn wait_for(
 async fn relay_killed_mid_batch_loses_nothing_and_duplicates_only_that_batch() -> anyhow::Result<()> {
     let kafka = fanout_testkit::Kafka::connect().await?;
     let topic = kafka.topic("outbox-kill", 3).await?;
-    let (registry, _schemas) = fanout_tests::start_registry(&kafka).await?;
+    let registry = fanout_testkit::Registry::start(&kafka).await?;
     let dir = tempfile::tempdir()?;
     let db_url = format!("sqlite:{}", dir.path().join("outbox.db").display());
     let pool =
@@ -73,7 +73,7 @@ async fn relay_killed_mid_batch_loses_nothing_and_duplicates_only_that_batch() -
     }
     tx.commit().await?;
 
-    let mut relay = spawn_relay(&db_url, kafka.bootstrap(), &registry.url())?;
+    let mut relay = spawn_relay(&db_url, kafka.bootstrap(), registry.url())?;
     wait_for("the relay to mark a few batches sent", Duration::from_secs(60), async || {
         Ok(sent(&pool).await? >= 3 * BATCH)
     })
@@ -83,7 +83,7 @@ async fn relay_killed_mid_batch_loses_nothing_and_duplicates_only_that_batch() -
     let sent_at_kill = sent(&pool).await?;
     ensure!(sent_at_kill < ROWS, "the relay finished before it could be killed; enlarge ROWS");
 
-    let mut relay = spawn_relay(&db_url, kafka.bootstrap(), &registry.url())?;
+    let mut relay = spawn_relay(&db_url, kafka.bootstrap(), registry.url())?;
     wait_for("the restarted relay to drain the outbox", Duration::from_secs(120), async || {
         Ok(sent(&pool).await? == ROWS)
     })
@@ -91,11 +91,10 @@ async fn relay_killed_mid_batch_loses_nothing_and_duplicates_only_that_batch() -
     relay.kill()?;
     relay.wait()?;
 
-    let records =
-        fanout_tests::read_topic(&kafka, topic.name(), ROWS as usize, Duration::from_secs(60)).await?;
+    let records = kafka.read_at_least(topic.name(), ROWS as usize, Duration::from_secs(60)).await?;
     let mut copies: HashMap<&str, usize> = HashMap::new();
     for record in &records {
-        *copies.entry(record.headers[headers::ID].as_str()).or_default() += 1;
+        *copies.entry(record.header(headers::ID).unwrap_or_default()).or_default() += 1;
     }
     for id in &enqueued {
         ensure!(copies.contains_key(id.as_str()), "enqueued event {id} never published");

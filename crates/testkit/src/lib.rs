@@ -9,7 +9,10 @@
 //! * [`Postgres::database`] creates a fresh database per test (server at
 //!   `FANOUT_TEST_DATABASE_URL`, default `postgres://fanout:fanout@127.0.0.1:5432/fanout`) and drops
 //!   it afterwards.
-//! * [`Registry::start`] runs Fanout's schema registry in process on a state topic of its own.
+//! * [`Registry::start`] runs Fanout's schema registry in process on a state topic of its own;
+//!   [`consumer_config`] is a consumer configuration with fast commits and retries.
+//! * [`service`]: a consumer service against the broker and a registry, run in the background,
+//!   read through its HTTP API; [`stack`]: the local stack's script and broker process.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), fanout_testkit::TestkitError> {
@@ -27,6 +30,8 @@ use std::time::Duration;
 mod kafka;
 mod postgres;
 mod registry;
+pub mod service;
+pub mod stack;
 mod wait;
 
 pub use consumer::{bootstrap, consumer_config};

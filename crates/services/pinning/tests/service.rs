@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use fanout_events::{Category, PostPublished};
 use fanout_pinning::PinningConfig;
-use fanout_service_testing::{get_json, sqlite, wait_for_json, wait_until, Running, Stack};
+use fanout_testkit::{
+    service::{get_json, sqlite, wait_for_json, Running, Stack},
+    wait_until,
+};
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(60);

@@ -10,7 +10,10 @@ use std::{
 
 use anyhow::Context;
 use fanout_events::{Category, PostPublished};
-use fanout_service_testing::{get_json, wait_for_json, wait_until, Stack};
+use fanout_testkit::{
+    service::{get_json, wait_for_json, Stack},
+    wait_until,
+};
 use serde_json::json;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_fanout-rewards");

@@ -1,14 +1,11 @@
-//! Test support for Fanout's consumer services, shared by their integration tests (a
-//! development dependency only, hence `anyhow` throughout).
+//! Test support for consumer services (`anyhow` throughout, as in the tests themselves).
 //!
-//! * [`Stack`]: the real broker (`fanout-testkit`), the built-in registry in process on its own
-//!   state topic, a publisher, and [`Stack::configure`] to point a service at them with a unique
-//!   consumer group.
+//! * [`Stack`]: the real broker, the built-in registry in process on its own state topic, a
+//!   publisher, and [`Stack::configure`] to point a service at them with a unique consumer
+//!   group.
 //! * [`Running`]: a built service running in the background, stopped gracefully.
-//! * [`get_json`], [`wait_for_json`] and [`wait_until`]: read APIs, and conditions polled up to
+//! * [`get_json`], [`wait_for_json`] and [`crate::wait_until`]: read APIs, and conditions polled up to
 //!   a deadline instead of fixed sleeps.
-#![warn(missing_docs)]
-
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -18,9 +15,9 @@ use std::{
 use anyhow::Context;
 use fanout_events::PostPublished;
 use fanout_producer::{OwnedRecord, PublishOptions, Publisher, PublisherConfig};
-use fanout_registry_server::{RegistryConfig, RegistryServer, RunningRegistry};
 use fanout_service::{Service, ServiceConfig, ServiceError, Settings};
-use fanout_testkit::{unique_name, Kafka, TestTopic};
+
+use crate::{Kafka, Registry, TestTopic};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 /// The broker, an in-process registry and a publisher for one test.
@@ -28,9 +25,7 @@ use tokio::{sync::oneshot, task::JoinHandle};
 pub struct Stack {
     /// The test broker.
     pub kafka: Kafka,
-    registry: Option<RunningRegistry>,
-    registry_url: String,
-    registry_topic: String,
+    registry: Registry,
     publisher: Publisher,
 }
 
@@ -38,24 +33,17 @@ impl Stack {
     /// Connects to the broker and starts a registry on a state topic of its own.
     pub async fn start() -> anyhow::Result<Self> {
         let kafka = Kafka::connect().await?;
-        let registry_topic = unique_name("schemas");
-        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        let registry = RegistryServer::start(
-            RegistryConfig::new(kafka.bootstrap(), listen).with_topic(registry_topic.clone()),
-        )
-        .await
-        .context("starting the in-process registry")?;
-        let registry_url = registry.url();
+        let registry = Registry::start(&kafka).await.context("starting the in-process registry")?;
         let mut config = PublisherConfig::new("service-tests");
         config.kafka.bootstrap = kafka.bootstrap().to_owned();
-        config.registry.urls = vec![registry_url.clone()];
+        config.registry = registry.settings();
         let publisher = Publisher::new(config).context("creating the publisher")?;
-        Ok(Self { kafka, registry: Some(registry), registry_url, registry_topic, publisher })
+        Ok(Self { kafka, registry, publisher })
     }
 
     /// The registry's base URL.
     pub fn registry_url(&self) -> &str {
-        &self.registry_url
+        self.registry.url()
     }
 
     /// A fresh topic with `partitions` partitions, deleted when the guard drops.
@@ -67,9 +55,9 @@ impl Stack {
     /// kind), the test broker and registry, HTTP on a free port, `store_url`, and short commit
     /// and retry intervals so tests finish quickly.
     pub fn configure<S: Settings>(&self, config: &mut ServiceConfig<S>, store_url: &str) {
-        config.consumer = fanout_testkit::consumer_config(S::SERVICE, store_url);
+        config.consumer = crate::consumer_config(S::SERVICE, store_url);
         config.consumer.kafka.bootstrap = self.kafka.bootstrap().to_owned();
-        config.registry.urls = vec![self.registry_url.clone()];
+        config.registry.urls = vec![self.registry.url().to_owned()];
     }
 
     /// Publishes `events` to `topic` through the SDK and waits for every acknowledgement.
@@ -134,12 +122,8 @@ impl Stack {
     }
 
     /// Stops the registry and deletes its state topic.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(registry) = self.registry.take() {
-            registry.shutdown().await?;
-        }
-        self.kafka.delete_topic(&self.registry_topic).await?;
-        Ok(())
+    pub async fn stop(self) -> anyhow::Result<()> {
+        Ok(self.registry.stop().await?)
     }
 }
 
@@ -215,8 +199,6 @@ pub async fn get_json(url: &str) -> anyhow::Result<(u16, serde_json::Value)> {
     let body = response.bytes().await?;
     Ok((status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
 }
-
-pub use fanout_testkit::wait_until;
 
 /// Waits until GET `url` answers 200 with exactly `expected`; on timeout, says what it last got.
 pub async fn wait_for_json(url: &str, expected: &serde_json::Value, limit: Duration) -> anyhow::Result<()> {

@@ -1,11 +1,13 @@
-//! Helpers shared by the workspace end-to-end tests.
+//! The local stack `scripts/stack` runs: the repository, the script, and the broker's process
+//! (for the tests that kill it).
 
 use std::path::PathBuf;
 
 /// The repository root (the directory holding the workspace `Cargo.toml`).
 pub fn repo_root() -> PathBuf {
+    // This crate is crates/testkit.
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+    manifest.ancestors().nth(2).map(PathBuf::from).unwrap_or(manifest)
 }
 
 /// The names of every binary target in the workspace, from `cargo metadata`.
@@ -75,57 +77,4 @@ pub async fn kill_broker() -> anyhow::Result<String> {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     Ok(pid)
-}
-
-/// The built-in registry, in process, on its own state topic, which the guard deletes.
-pub async fn start_registry(
-    kafka: &fanout_testkit::Kafka,
-) -> anyhow::Result<(fanout_registry_server::RunningRegistry, fanout_testkit::TestTopic)> {
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let state = kafka.future_topic("schemas");
-    let config =
-        fanout_registry_server::RegistryConfig::new(kafka.bootstrap(), listen).with_topic(state.name());
-    Ok((fanout_registry_server::RegistryServer::start(config).await?, state))
-}
-
-/// One record as read back from Kafka.
-#[derive(Debug, Clone)]
-pub struct RawRecord {
-    /// The key, as text.
-    pub key: String,
-    /// The partition.
-    pub partition: i32,
-    /// The offset.
-    pub offset: i64,
-    /// Headers, values as text.
-    pub headers: std::collections::HashMap<String, String>,
-    /// The payload bytes.
-    pub payload: Vec<u8>,
-}
-
-/// Every record of `topic` once it holds at least `count` (failing after `deadline`), extras
-/// included, in partition order.
-pub async fn read_topic(
-    kafka: &fanout_testkit::Kafka,
-    topic: &str,
-    count: usize,
-    deadline: std::time::Duration,
-) -> anyhow::Result<Vec<RawRecord>> {
-    let text = |bytes: Option<&[u8]>| String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned();
-    Ok(kafka
-        .read_at_least(topic, count, deadline)
-        .await?
-        .into_iter()
-        .map(|record| RawRecord {
-            key: text(record.key.as_deref()),
-            partition: record.partition,
-            offset: record.offset,
-            headers: record
-                .headers
-                .iter()
-                .map(|(name, value)| (name.clone(), text(value.as_deref())))
-                .collect(),
-            payload: record.payload.unwrap_or_default(),
-        })
-        .collect())
 }
