@@ -140,6 +140,22 @@ impl DeliveryContext {
     }
 }
 
+impl DeliveryContext {
+    /// Counts `n` records handed (or about to be handed) to librdkafka: in this producer's own
+    /// count, and in `fanout_producer_queue_depth`, which sums every producer of the process (a
+    /// service's SDK publisher and its runtime's retry/dead-letter producer alike).
+    pub(crate) fn count(&self, n: i64) {
+        self.in_flight.fetch_add(n, Ordering::AcqRel);
+        self.metrics.queue_depth.add(n);
+    }
+
+    /// Un-counts `n` records: acknowledged, failed, or never handed over after all.
+    pub(crate) fn uncount(&self, n: i64) {
+        self.in_flight.fetch_sub(n, Ordering::AcqRel);
+        self.metrics.queue_depth.sub(n);
+    }
+}
+
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
@@ -151,8 +167,7 @@ impl ProducerContext for DeliveryContext {
             Err((error, _)) => Err(error.clone()),
         };
         let elapsed = ticket.started.elapsed();
-        let depth = self.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
-        self.metrics.queue_depth.set(depth);
+        self.uncount(1);
         // `notify_waiters` takes a lock; only pay it when a sender is actually waiting. A sender
         // that registers just after this check retries within its 10 ms timeout at worst.
         if self.blocked.load(Ordering::SeqCst) > 0 {

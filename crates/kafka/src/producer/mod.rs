@@ -264,10 +264,9 @@ impl RecordProducer {
         let waiter = Waiter::One { sender: tx, metrics: metrics.clone() };
         let context = self.producer.context();
         // Counted before sending: the acknowledgement may arrive before `send` returns.
-        let in_flight = context.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        context.metrics.queue_depth.set(in_flight);
+        context.count(1);
         if let Err(e) = self.enqueue(record, Ticket { started: Instant::now(), waiter }, &metrics).await {
-            context.in_flight.fetch_sub(1, Ordering::AcqRel);
+            context.uncount(1);
             return Err(e);
         }
         match rx.await {
@@ -299,9 +298,7 @@ impl RecordProducer {
         // The whole batch is counted in flight once, rather than once per record: the polling
         // thread decrements this counter on every acknowledgement, and a counter both threads
         // write per record bounces between their cores.
-        let context = self.producer.context();
-        let in_flight = context.in_flight.fetch_add(len as i64, Ordering::AcqRel) + len as i64;
-        context.metrics.queue_depth.set(in_flight);
+        self.producer.context().count(len as i64);
         Batch {
             producer: self,
             tracker: BatchTracker::new(len),
@@ -473,7 +470,7 @@ impl<E: From<ProduceError>> Batch<'_, E> {
     }
 
     fn refused(&mut self, index: usize, error: E) {
-        self.producer.producer.context().in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.producer.producer.context().uncount(1);
         // The record never reached librdkafka, so no report will close its slot: close it here.
         self.tracker.fail_unsent(index, KafkaError::Canceled);
         self.early.push((index, error));
@@ -503,7 +500,7 @@ impl<E> Drop for Batch<'_, E> {
     fn drop(&mut self) {
         // A batch dropped half-way (its caller's future was dropped) un-counts what it never sent.
         if self.reserved > 0 {
-            self.producer.producer.context().in_flight.fetch_sub(self.reserved, Ordering::AcqRel);
+            self.producer.producer.context().uncount(self.reserved);
         }
     }
 }
