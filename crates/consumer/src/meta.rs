@@ -4,53 +4,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use fanout_core::{envelope::Envelope, trace::TraceParent};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
 
-/// A record as fetched, copied out of librdkafka so it can outlive the poll. Key, payload and
-/// headers are kept byte for byte: a dead letter must carry exactly what was published.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Record {
-    pub(crate) topic: String,
-    pub(crate) partition: i32,
-    pub(crate) offset: i64,
-    pub(crate) key: Option<Vec<u8>>,
-    pub(crate) payload: Option<Vec<u8>>,
-    pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
-    /// The Kafka timestamp, milliseconds since the epoch.
-    pub(crate) timestamp_ms: Option<i64>,
-}
-
-impl Record {
-    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Self {
-        let headers = message
-            .headers()
-            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
-            .unwrap_or_default();
-        Self {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
-            headers,
-            timestamp_ms: message.timestamp().to_millis(),
-        }
-    }
-
-    /// The first header named `name`, as UTF-8 text (a non-UTF-8 header is treated as absent).
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.as_deref())
-            .and_then(|v| std::str::from_utf8(v).ok())
-    }
-
-    /// The header parsed as an integer.
-    pub(crate) fn header_i64(&self, name: &str) -> Option<i64> {
-        self.header(name).and_then(|v| v.trim().parse().ok())
-    }
-}
+/// A record as fetched; the runtime keeps it byte for byte until its verdict is in.
+pub(crate) use fanout_kafka::FetchedRecord as Record;
 
 /// What a handler knows about the event besides its payload.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,7 +20,8 @@ use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
 };
 
-/// A record as read back, copied out of the client.
+/// A record as fetched, copied out of the client so it can outlive the poll: key, payload and
+/// headers byte for byte (a dead letter must carry exactly what was published).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedRecord {
     /// The topic.
@@ -40,7 +41,8 @@ pub struct FetchedRecord {
 }
 
 impl FetchedRecord {
-    fn from_message(message: &BorrowedMessage<'_>) -> Self {
+    /// Copies a message a consumer polled.
+    pub fn from_message(message: &BorrowedMessage<'_>) -> Self {
         let headers = message
             .headers()
             .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
@@ -64,6 +66,11 @@ impl FetchedRecord {
             .find(|(key, _)| key == name)
             .and_then(|(_, value)| value.as_deref())
             .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
+    /// The value of the first header named `name`, parsed as a decimal integer.
+    pub fn header_i64(&self, name: &str) -> Option<i64> {
+        self.header(name).and_then(|value| value.trim().parse().ok())
     }
 }
 
