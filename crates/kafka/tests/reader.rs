@@ -82,6 +82,7 @@ async fn keys_payloads_and_null_headers_come_back_byte_for_byte() -> anyhow::Res
     let binary = [0xff, 0x00, 0x7f];
     let delivered = producer
         .send(Record {
+            partition: None,
             topic: topic.name(),
             key: None,
             payload: None,

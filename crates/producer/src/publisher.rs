@@ -320,6 +320,7 @@ impl Scratch {
         self.key.clear();
         event.write_key(&mut self.key);
         Ok(Record {
+            partition: None,
             topic,
             key: Some(&self.key),
             payload: Some(&self.payload),

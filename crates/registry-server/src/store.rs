@@ -8,13 +8,12 @@
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use fanout_kafka::TopicSpec;
+use fanout_kafka::{Headers, RecordProducer, TopicSpec};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{watch, Mutex, MutexGuard};
 
@@ -35,7 +34,7 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// The state, the producer and the write lock, shared by every request.
 pub struct Store {
     topic: String,
-    producer: FutureProducer,
+    producer: RecordProducer,
     state: RwLock<State>,
     /// `State::next_offset`, published so writers can wait for the tail.
     position: watch::Sender<i64>,
@@ -86,10 +85,10 @@ impl Store {
         create_topic(config).await?;
         let end = end_offset(config).await?;
 
-        let mut producer_config = client_config_with(config, &[("message.timeout.ms", "30000")]);
-        producer_config.set("enable.idempotence", "true").set("acks", "all");
-        let producer: FutureProducer =
-            producer_config.create().map_err(|e| RegistryError::kafka("producer creation", e))?;
+        // A write that cannot be acknowledged within 30 s is answered as failed, not retried forever.
+        let producer =
+            RecordProducer::from_config(client_config_with(config, &[("message.timeout.ms", "30000")]))
+                .map_err(|e| RegistryError::kafka("producer creation", fanout_core::report(&e)))?;
 
         let (position, _) = watch::channel(0);
         let store = Arc::new(Store {
@@ -137,16 +136,18 @@ impl Store {
     pub async fn write(&self, _lock: &MutexGuard<'_, ()>, records: Vec<LogRecord>) -> Result<(), ApiError> {
         for record in records {
             let (key, value) = record.encode().map_err(ApiError::store)?;
-            let mut kafka_record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&self.topic).partition(PARTITION).key(key.as_slice());
-            if let Some(value) = value.as_deref() {
-                kafka_record = kafka_record.payload(value);
-            }
+            let kafka_record = fanout_kafka::Record {
+                partition: Some(PARTITION),
+                topic: &self.topic,
+                key: Some(&key),
+                payload: value.as_deref(),
+                headers: Headers::with_capacity(0),
+            };
             let delivery = self
                 .producer
-                .send(kafka_record, Duration::from_secs(10))
+                .send(kafka_record)
                 .await
-                .map_err(|(e, _)| ApiError::store(e))?;
+                .map_err(|e| ApiError::store(fanout_core::report(&e)))?;
             // Fold in only once everything before this offset is folded in; otherwise a record
             // from elsewhere would later be skipped as "already applied".
             let mut position = self.position.subscribe();

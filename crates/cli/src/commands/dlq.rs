@@ -425,6 +425,7 @@ impl ReplayArgs {
                 tick.tick().await;
             }
             let record = Record {
+                partition: None,
                 topic: &replay.topic,
                 key: replay.key.as_deref(),
                 payload: replay.payload.as_deref(),

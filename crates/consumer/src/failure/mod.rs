@@ -220,6 +220,7 @@ impl Outbound {
     ) -> Result<(), ProduceError> {
         let headers = failure_headers(record, failure, extra);
         let record = fanout_kafka::Record {
+            partition: None,
             topic,
             key: record.key.as_deref(),
             payload: record.payload.as_deref(),

@@ -79,6 +79,9 @@ impl std::fmt::Debug for Headers {
 pub struct Record<'a> {
     /// Destination topic.
     pub topic: &'a str,
+    /// The partition, for a topic whose writer picks it (the registry's one-partition log);
+    /// `None`, as almost always: the key's partition.
+    pub partition: Option<i32>,
     /// Partitioning key; records without one are spread over the partitions.
     pub key: Option<&'a [u8]>,
     /// The value; `None` is a tombstone.
@@ -111,6 +114,7 @@ impl OwnedRecord {
     /// The record to hand to [`RecordProducer::send`].
     pub fn record(&self) -> Record<'_> {
         Record {
+            partition: None,
             topic: &self.topic,
             key: self.key.as_deref(),
             payload: self.payload.as_deref(),
@@ -340,6 +344,9 @@ impl RecordProducer {
         }
         let mut base =
             BaseRecord::with_opaque_to(record.topic, Box::new(ticket)).headers(record.headers.inner);
+        if let Some(partition) = record.partition {
+            base = base.partition(partition);
+        }
         if let Some(key) = record.key {
             base = base.key(key);
         }
@@ -567,6 +574,7 @@ mod tests {
         let payload = vec![0; 900];
         let value = vec![0; 200];
         let record = Record {
+            partition: None,
             topic: "t",
             key: Some(b"k"),
             payload: Some(&payload),

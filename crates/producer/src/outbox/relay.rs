@@ -92,6 +92,7 @@ pub async fn relay(
             .iter()
             .zip(&payloads)
             .map(|(row, payload)| Record {
+                partition: None,
                 topic: &row.topic,
                 key: Some(&row.key),
                 payload: Some(payload),
