@@ -247,7 +247,11 @@ impl ConsumerConfig {
             // first records that arrive (seen with the first fetch of a new topic's partitions):
             // librdkafka's default wait of 500 ms became the first events' latency. 100 ms bounds
             // that for a few idle fetches a second; `[kafka.properties]` may set it.
-            .set("fetch.wait.max.ms", "100");
+            .set("fetch.wait.max.ms", "100")
+            // A consumer started before its topic exists (the usual order on a new topic: start
+            // the consumer, then publish) subscribes to it by name and sees it only on a metadata
+            // refresh; librdkafka's default refresh every 5 minutes was a silent 5-minute wait.
+            .set("topic.metadata.refresh.interval.ms", "2000");
         if self.processing.statistics_interval_ms > 0 {
             config.set("statistics.interval.ms", self.processing.statistics_interval_ms.to_string());
         }

@@ -264,7 +264,17 @@ pub(crate) async fn ensure_topics(
     topic: &str,
     derived: &[&str],
 ) -> Result<(), AdminError> {
-    let partitions = partition_count(config, topic).await.unwrap_or(1);
+    let partitions = match partition_count(config, topic).await {
+        Some(partitions) => partitions,
+        None => {
+            // Not an error: a new topic is usually created by its first publish, after its
+            // consumers started. The consumer subscribes anyway and picks it up on the next
+            // metadata refresh (`topic.metadata.refresh.interval.ms`, 2 s by default here).
+            tracing::warn!(%topic, "waiting for topic {topic}: not found (not created yet, or the cluster did \
+                not answer); consuming starts within seconds of its creation");
+            1
+        }
+    };
     let specs: Vec<TopicSpec> = derived.iter().map(|name| TopicSpec::new(*name, partitions)).collect();
     match fanout_kafka::ensure_topics(config, &specs, Duration::from_secs(15)).await {
         // Where clients may not create topics, an operator creates them; the runtime still runs.
