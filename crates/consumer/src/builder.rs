@@ -112,7 +112,8 @@ impl ConsumerBuilder {
             .local_addr()
             .map_err(|source| ConsumerError::Http { listen: config.http.listen.clone(), source })?;
         let extra = self.routes.into_iter().map(|make| make(store.pool().clone()));
-        let router = crate::http::router(shared.clone(), store.clone(), extra)?;
+        let registry = decoder.serde().client().clone();
+        let router = crate::http::router(shared.clone(), store.clone(), registry, extra)?;
         let engine = Arc::new(Engine {
             consumer: Arc::from(config.name.as_str()),
             store,

@@ -1,26 +1,32 @@
 //! The consumer's HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, plus any routes the service
 //! adds.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
+use fanout_schema_registry::SchemaRegistryClient;
 use prometheus::{Encoder, TextEncoder};
 
 use crate::{kafka::Shared, store::Store, ConsumerError};
+
+/// How long `/readyz` waits for the registry: an orchestrator's probe must get its answer.
+const REGISTRY_PROBE: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 struct Health {
     shared: Arc<Shared>,
     store: Store,
+    registry: SchemaRegistryClient,
 }
 
 /// The runtime's routes merged with the service's own.
 pub(crate) fn router(
     shared: Arc<Shared>,
     store: Store,
+    registry: SchemaRegistryClient,
     extra: impl IntoIterator<Item = Router>,
 ) -> Result<Router, ConsumerError> {
-    let health = Health { shared, store };
+    let health = Health { shared, store, registry };
     let mut router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
@@ -50,11 +56,17 @@ async fn metrics() -> impl IntoResponse {
     }
 }
 
-/// Ready when the consumer owns at least one partition and its store answers.
+/// Ready when the consumer owns at least one partition, its store answers and so does its
+/// schema registry (without which no new writer schema decodes: events would only be held).
 async fn ready(State(health): State<Health>) -> impl IntoResponse {
     let assigned = health.shared.assigned_count();
-    let store = health.store.ping().await;
-    let body = format!("assigned_partitions={assigned} store_reachable={store}\n");
-    let status = if assigned > 0 && store { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let (store, registry) = tokio::join!(health.store.ping(), async {
+        // The cheapest call of the API: the global compatibility level.
+        matches!(tokio::time::timeout(REGISTRY_PROBE, health.registry.compatibility(None)).await, Ok(Ok(_)))
+    });
+    let body =
+        format!("assigned_partitions={assigned} store_reachable={store} registry_reachable={registry}\n");
+    let status =
+        if assigned > 0 && store && registry { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, body)
 }

@@ -53,7 +53,7 @@ async fn poison_bytes_and_unknown_schema_ids_are_dead_lettered_while_others_flow
         .build()
         .await?;
     create_effects(consumer.pool()).await?;
-    let running = run(Built { consumer, registry });
+    let running = run(Built { consumer, registry: Some(registry) });
     let name = running.name.clone();
     let pool = running.pool.clone();
     wait_until(Duration::from_secs(30), "every decodable event applied", || {

@@ -129,7 +129,7 @@ async fn routes_add_up_query_the_store_and_refuse_a_clash() -> TestResult {
         .build()
         .await?;
     create_effects(consumer.pool()).await?;
-    let running = run(Built { consumer, registry });
+    let running = run(Built { consumer, registry: Some(registry) });
     let name = running.name.clone();
     assert!(http_get(running.http, "/v1/count").await?.ends_with("\r\n\r\n0"), "the pool answers");
     assert!(http_get(running.http, "/v1/version").await?.ends_with("\r\n\r\n1"), "both calls served");
@@ -148,6 +148,46 @@ async fn routes_add_up_query_the_store_and_refuse_a_clash() -> TestResult {
             && clash.to_string().contains("/v1/version"),
         "{clash}"
     );
+    delete_derived(&kafka, &topic, &name).await;
+    Ok(())
+}
+
+/// Without its schema registry a consumer can only hold events back, so it is not ready: red
+/// while nothing answers at the registry's address, green once the registry comes up there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_needs_the_registry_to_answer() -> TestResult {
+    let kafka = Kafka::connect().await?;
+    let topic = kafka.topic("consumer-readyz-registry", 1).await?;
+    let (_dir, url) = sqlite();
+    // A free port, released: the registry comes up there later.
+    let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let settings = fanout_schema_registry::RegistrySettings {
+        max_retries: 0,
+        connect_timeout_ms: 300,
+        ..fanout_schema_registry::RegistrySettings::with_urls(&[format!("http://{address}").as_str()])
+    };
+    let consumer = fanout_consumer::Consumer::builder(config(&url))
+        .decoder(fanout_consumer::RegistryDecoder::from_settings(&settings)?)
+        .handle_topic(topic.name(), Recorder::default())
+        .build()
+        .await?;
+    create_effects(consumer.pool()).await?;
+    let running = run(Built { consumer, registry: None });
+    let name = running.name.clone();
+    wait_until(Duration::from_secs(30), "partitions assigned, not ready without a registry", || async {
+        let response = http_get(running.http, "/readyz").await?;
+        Ok(response.contains(" 503 ")
+            && !response.contains("assigned_partitions=0")
+            && response.contains("registry_reachable=false"))
+    })
+    .await?;
+
+    let registry = fanout_testkit::Registry::start_at(&kafka, address).await?;
+    wait_ready(&running, Duration::from_secs(30)).await?;
+    assert!(http_get(running.http, "/readyz").await?.contains("registry_reachable=true"));
+
+    running.stop().await?;
+    registry.stop().await?;
     delete_derived(&kafka, &topic, &name).await;
     Ok(())
 }

@@ -31,8 +31,13 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry on a new state topic (`test-schemas-<uuid>`).
     pub async fn start(kafka: &Kafka) -> Result<Self, TestkitError> {
+        Self::start_at(kafka, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// As [`start`](Self::start), listening on `listen`: for a test whose clients were given the
+    /// registry's address before it came up.
+    pub async fn start_at(kafka: &Kafka, listen: SocketAddr) -> Result<Self, TestkitError> {
         let state = kafka.future_topic("schemas");
-        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = RegistryConfig::new(kafka.bootstrap(), listen).with_topic(state.name());
         let running = RegistryServer::start(config).await?;
         Ok(Self { url: running.url(), running: Some(running), state })

@@ -244,7 +244,7 @@ pub struct Running {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), fanout_consumer::ConsumerError>>,
     // Kept for as long as the consumer runs; its state topic goes when the test ends.
-    _registry: Registry,
+    _registry: Option<Registry>,
 }
 
 impl Running {
@@ -273,7 +273,8 @@ pub async fn start(config: ConsumerConfig, topic: &str, recorder: Recorder) -> a
 /// decodes through; nothing is consumed until [`run`], so a test can prepare the store first.
 pub struct Built {
     pub consumer: Consumer,
-    pub registry: Registry,
+    /// `None` when the test runs the registry itself.
+    pub registry: Option<Registry>,
 }
 
 /// Builds the consumer with a [`Recorder`] on `topic` and creates the effect tables.
@@ -281,7 +282,7 @@ pub async fn build(config: ConsumerConfig, topic: &str, recorder: Recorder) -> a
     let (registry, decoder) = self::registry(topic).await?;
     let consumer = Consumer::builder(config).decoder(decoder).handle_topic(topic, recorder).build().await?;
     create_effects(consumer.pool()).await?;
-    Ok(Built { consumer, registry })
+    Ok(Built { consumer, registry: Some(registry) })
 }
 
 /// Creates the [`Recorder`]'s tables.
