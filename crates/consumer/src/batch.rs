@@ -48,6 +48,34 @@ pub(crate) struct Engine {
     pub(crate) outbound: Outbound,
     pub(crate) retry: RetrySettings,
     pub(crate) metrics: ConsumerMetrics,
+    pub(crate) registry_outage: RegistryOutage,
+}
+
+/// How often a registry outage is logged: once per interval, with the number of events held
+/// since the last line, instead of once per event (tens of lines a second).
+const OUTAGE_LOG_INTERVAL_MS: i64 = 10_000;
+
+/// Counts events held back by a registry outage between two log lines.
+#[derive(Debug, Default)]
+pub(crate) struct RegistryOutage {
+    last_logged_ms: std::sync::atomic::AtomicI64,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl RegistryOutage {
+    /// Counts one held event; `Some(events held since the last line)` when a line is due.
+    fn log_due(&self, now_ms: i64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let held = self.held.fetch_add(1, Relaxed) + 1;
+        let last = self.last_logged_ms.load(Relaxed);
+        if now_ms - last < OUTAGE_LOG_INTERVAL_MS
+            || self.last_logged_ms.compare_exchange(last, now_ms, Relaxed, Relaxed).is_err()
+        {
+            return None;
+        }
+        self.held.fetch_sub(held, Relaxed);
+        Some(held)
+    }
 }
 
 /// What a batch hands back to the runner: each event's verdict, in the order taken, and the
@@ -353,7 +381,11 @@ impl Engine {
         };
         match &item.decoded {
             Decoded::Failed(DecodeError::Unavailable(reason)) => {
-                tracing::warn!(consumer = %self.consumer, %reason, "schema registry unavailable; the event will be decoded again");
+                self.metrics.registry_unavailable.with_label_values(&[&self.consumer]).inc();
+                if let Some(held) = self.registry_outage.log_due(now_ms()) {
+                    tracing::warn!(consumer = %self.consumer, %reason, held,
+                        "schema registry unavailable; events are held and decoded again (logged at most every 10 s)");
+                }
                 walk.block(&work.record);
                 let again = self.later(&work);
                 walk.finish(work, again, topic, Some(Outcome::Failed));
@@ -595,4 +627,21 @@ fn event_time_ms(meta: &EventMeta, record: &Record) -> Option<i64> {
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_outage_is_logged_once_per_interval_with_the_events_held_meanwhile() {
+        let outage = RegistryOutage::default();
+        let start = 1_000_000;
+        assert_eq!(outage.log_due(start), Some(1), "the first held event is logged");
+        for i in 1..=32 {
+            assert_eq!(outage.log_due(start + i), None, "then silence within the interval");
+        }
+        assert_eq!(outage.log_due(start + OUTAGE_LOG_INTERVAL_MS), Some(33), "with the count since");
+        assert_eq!(outage.log_due(start + OUTAGE_LOG_INTERVAL_MS + 1), None);
+    }
 }

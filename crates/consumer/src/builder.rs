@@ -90,6 +90,9 @@ impl ConsumerBuilder {
 
         let store = Store::open(&config.store, &config.name).await?;
         let metrics = ConsumerMetrics::get();
+        for binding in routes.bindings() {
+            metrics.zero(&config.name, &binding.topic);
+        }
         let outbound = Outbound::new(&config.producer_client_config(), Arc::from(config.name.as_str()))
             .map_err(ConsumerError::Producer)?;
         let shared = Arc::new(Shared::default());
@@ -121,6 +124,7 @@ impl ConsumerBuilder {
             outbound,
             retry: config.retry.clone(),
             metrics,
+            registry_outage: Default::default(),
         });
         Ok(Consumer {
             config,

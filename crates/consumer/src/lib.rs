@@ -69,7 +69,10 @@
 //!   event), offsets are committed and the group is left, all within
 //!   `processing.shutdown_timeout_ms`; what cannot finish is abandoned uncommitted.
 //! * **Health**: `/healthz` answers while the process runs; `/readyz` is 200 only while the
-//!   instance owns partitions and its store answers (on a connection of its own).
+//!   instance owns partitions, its store answers (on a connection of its own) and its schema
+//!   registry answers (within 2 s).
+//! * **A topic that does not exist yet**: the consumer logs that it waits for it and starts
+//!   consuming within seconds of its creation (metadata is refreshed every 2 s).
 //!
 //! # Metrics
 //!
@@ -79,7 +82,10 @@
 //! `fanout_consumer_lag{consumer,topic,partition}`, `fanout_dead_lettered_total`,
 //! `fanout_duplicates_total`, `fanout_consumer_in_flight`, `fanout_consumer_fetch_pauses_total` and
 //! `fanout_consumer_refetched_total` (both stay 0 while the consumer keeps up: fetching pauses only
-//! when it stays full for a second, or when it shuts down).
+//! when it stays full for a second, or when it shuts down) and
+//! `fanout_registry_unavailable_total` (events held because the registry did not answer; the
+//! warning is logged at most every 10 s, with the count). Every counter exists at zero from
+//! start-up, so alerts on them can be written before they first count.
 #![warn(missing_docs)]
 
 mod batch;

@@ -50,6 +50,7 @@ pub(crate) struct ConsumerMetrics {
     pub(crate) in_flight: IntGaugeVec,
     pub(crate) fetch_pauses: IntCounterVec,
     pub(crate) refetched: IntCounterVec,
+    pub(crate) registry_unavailable: IntCounterVec,
 }
 
 const SECONDS: [f64; 16] =
@@ -123,9 +124,35 @@ impl ConsumerMetrics {
                         &["consumer"]
                     )
                     .expect("fanout_consumer_refetched_total registers once"),
+                    registry_unavailable: register_int_counter_vec!(
+                        "fanout_registry_unavailable_total",
+                        "Events whose decoding was put off because the schema registry did not answer \
+                         (held, never dead-lettered; decoded again after a backoff).",
+                        &["consumer"]
+                    )
+                    .expect("fanout_registry_unavailable_total registers once"),
                 }
             })
             .clone()
+    }
+
+    /// Creates every counter of `consumer` reading `topic` at zero, so an alert or a dashboard
+    /// on them works before they first count (Prometheus shows a series only once it exists).
+    pub(crate) fn zero(&self, consumer: &str, topic: &str) {
+        for outcome in [
+            Outcome::Applied,
+            Outcome::Duplicate,
+            Outcome::Retried,
+            Outcome::DeadLettered,
+            Outcome::Parked,
+            Outcome::Failed,
+        ] {
+            self.outcomes(consumer, topic, outcome, 0);
+        }
+        self.in_flight.with_label_values(&[consumer]);
+        self.fetch_pauses.with_label_values(&[consumer]);
+        self.refetched.with_label_values(&[consumer]);
+        self.registry_unavailable.with_label_values(&[consumer]);
     }
 
     /// Counts `count` events of `topic` that ended as `outcome`.

@@ -66,3 +66,29 @@ async fn lag_and_histograms_cover_what_the_consumer_owns_and_applies() -> TestRe
     delete_derived(&kafka, &topic, &name).await;
     Ok(())
 }
+
+/// Every counter an alert is written on exists at zero from start-up, before anything failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerting_counters_exist_at_zero_before_they_first_count() -> TestResult {
+    let kafka = Kafka::connect().await?;
+    let topic = kafka.topic("consumer-zero", 1).await?;
+    let (_dir, url) = sqlite();
+    let running = start(config(&url), topic.name(), Recorder::default()).await?;
+    let name = running.name.clone();
+    let by_topic = [("consumer", name.as_str()), ("topic", topic.name())];
+    for counter in ["fanout_dead_lettered_total", "fanout_duplicates_total"] {
+        assert!(metric_present(counter, &by_topic), "{counter} is not served before it counts");
+        assert_eq!(metric(counter, &by_topic), 0.0, "{counter}");
+    }
+    for outcome in ["ok", "duplicate", "retried", "dead_lettered", "parked", "failed"] {
+        let labels = [("consumer", name.as_str()), ("topic", topic.name()), ("outcome", outcome)];
+        assert!(metric_present("fanout_consumed_total", &labels), "outcome {outcome}");
+    }
+    let by_consumer = [("consumer", name.as_str())];
+    assert!(metric_present("fanout_registry_unavailable_total", &by_consumer));
+    assert!(metric_present("fanout_consumer_fetch_pauses_total", &by_consumer));
+
+    running.stop().await?;
+    delete_derived(&kafka, &topic, &name).await;
+    Ok(())
+}
