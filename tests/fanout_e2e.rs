@@ -1,62 +1,17 @@
 //! The fan-out of the mission, end to end against the real broker and the real Prometheus:
-//! rewards, pinning, stats and a fourth consumer added the way README's "Add a consumer" shows
-//! (a handler, a migration and a config) all apply every event of one topic, while the upstream
+//! rewards, pinning, stats and a fourth consumer, the audit crate `fanout new consumer` wrote
+//! (`examples/audit`, as README's "Add a consumer" shows it), all apply every event of one topic, while the upstream
 //! publishes with the same code and config it uses with three consumers; Prometheus scrapes
 //! every consumer's `fanout_consumed_total`.
 
 use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::{ensure, Context};
-use fanout_consumer::{async_trait, EventMeta, Handler, HandlerError};
+use audit::AuditSettings;
 use fanout_events::{Category, PostPublished};
 use fanout_producer::{PublishOptions, Publisher, PublisherConfig};
-use fanout_service::{ScrapeTarget, Service, ServiceConfig, Settings};
-use serde::Deserialize;
+use fanout_service::{ScrapeTarget, ServiceConfig, Settings};
 use tokio::sync::watch;
-
-// ---- The fourth consumer: everything a team writes to add one. ----
-
-/// The audit log's `[service]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct AuditSettings {
-    topic: String,
-}
-
-impl Settings for AuditSettings {
-    const SERVICE: &'static str = "audit";
-    const HTTP_PORT: u16 = 9104;
-}
-
-/// `migrations/audit/1040001_audit_log.sql`: the audit log's block is 104.
-static AUDIT_TABLES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/audit");
-
-#[derive(Debug)]
-struct AuditLog;
-
-#[async_trait]
-impl Handler for AuditLog {
-    type Event = PostPublished;
-
-    async fn handle(
-        &self,
-        event: PostPublished,
-        meta: &EventMeta,
-        tx: &mut sqlx::AnyConnection,
-    ) -> Result<(), HandlerError> {
-        sqlx::query("INSERT INTO audit_log (event_id, post_id) VALUES ($1, $2)")
-            .bind(&meta.event_id)
-            .bind(event.post_id)
-            .execute(&mut *tx)
-            .await?;
-        Ok(())
-    }
-}
-
-async fn audit(config: ServiceConfig<AuditSettings>) -> Result<Service, fanout_service::ServiceError> {
-    let topic = config.service.topic.clone();
-    Service::build(&config, &AUDIT_TABLES, |consumer| consumer.handle_topic(topic, AuditLog)).await
-}
 
 // ---- The test. ----
 
@@ -130,8 +85,13 @@ async fn a_fourth_consumer_applies_every_event_beside_the_others_and_prometheus_
         fanout_rewards::build(service_config(rewards, bootstrap, &url, dir.path())).await?,
         fanout_pinning::build(service_config(pinning, bootstrap, &url, dir.path())).await?,
         fanout_stats::build(service_config(stats, bootstrap, &url, dir.path())).await?,
-        audit(service_config(AuditSettings { topic: topic.name().to_owned() }, bootstrap, &url, dir.path()))
-            .await?,
+        audit::build(service_config(
+            AuditSettings { topic: topic.name().to_owned() },
+            bootstrap,
+            &url,
+            dir.path(),
+        ))
+        .await?,
     ];
     let names: BTreeSet<String> = services.iter().map(|s| s.name().to_owned()).collect();
     let audit_pool = services[3].pool().clone();
@@ -194,7 +154,7 @@ async fn a_fourth_consumer_applies_every_event_beside_the_others_and_prometheus_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(&audit_pool).await?;
+    let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&audit_pool).await?;
     assert_eq!(audited, total, "the fourth consumer's own table has one row per event");
 
     // Prometheus scrapes every 5 s and re-reads its targets every 2 s.

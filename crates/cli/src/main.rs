@@ -34,6 +34,9 @@ enum Command {
     /// A consumer's dead letters: list, show, replay through its retry topic.
     #[command(subcommand)]
     Dlq(commands::dlq::DlqCommand),
+    /// Write a new consumer or publisher crate, complete with its config file and a test.
+    #[command(subcommand)]
+    New(commands::new::NewCommand),
     /// Measure Fanout against raw Kafka clients and Confluent's Python serde, side by side.
     Bench(fanout_bench::BenchArgs),
 }
@@ -56,6 +59,7 @@ async fn main() -> std::process::ExitCode {
         Command::Tail(args) => args.run().await,
         Command::Outbox(command) => command.run().await,
         Command::Dlq(command) => command.run().await,
+        Command::New(command) => command.run().await,
         Command::Bench(args) => args.run().await,
     };
     match result {

@@ -30,15 +30,21 @@ use std::time::Duration;
 mod kafka;
 mod postgres;
 mod registry;
+mod sample;
 pub mod service;
 pub mod stack;
 mod wait;
 
+/// anyhow, the error type of the kit's functions and of tests written with it.
+pub use anyhow;
 pub use consumer::{bootstrap, consumer_config};
 pub use fanout_kafka::FetchedRecord;
 pub use kafka::{Kafka, TestTopic};
 pub use postgres::{Postgres, TestDatabase};
 pub use registry::Registry;
+pub use sample::{sample, sample_json};
+/// serde_json, for read APIs' answers (`json!`, [`service::wait_for_json`]).
+pub use serde_json;
 pub use wait::wait_until;
 
 /// Default broker address when `FANOUT_TEST_BOOTSTRAP` is unset.

@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::Context;
-use fanout_events::PostPublished;
+use fanout_core::Event;
 use fanout_producer::{OwnedRecord, PublishOptions, Publisher, PublisherConfig};
 use fanout_service::{Service, ServiceConfig, ServiceError, Settings};
 
@@ -34,10 +34,8 @@ impl Stack {
     pub async fn start() -> anyhow::Result<Self> {
         let kafka = Kafka::connect().await?;
         let registry = Registry::start(&kafka).await.context("starting the in-process registry")?;
-        let mut config = PublisherConfig::new("service-tests");
-        config.kafka.bootstrap = kafka.bootstrap().to_owned();
-        config.registry = registry.settings();
-        let publisher = Publisher::new(config).context("creating the publisher")?;
+        let publisher = Publisher::new(publisher_config(&kafka, &registry, "service-tests"))
+            .context("creating the publisher")?;
         Ok(Self { kafka, registry, publisher })
     }
 
@@ -60,8 +58,13 @@ impl Stack {
         config.registry.urls = vec![self.registry.url().to_owned()];
     }
 
+    /// A publisher's configuration pointing at this stack's broker and registry.
+    pub fn publisher_config(&self, source: &str) -> PublisherConfig {
+        publisher_config(&self.kafka, &self.registry, source)
+    }
+
     /// Publishes `events` to `topic` through the SDK and waits for every acknowledgement.
-    pub async fn publish(&self, topic: &str, events: &[PostPublished]) -> anyhow::Result<()> {
+    pub async fn publish<E: Event>(&self, topic: &str, events: &[E]) -> anyhow::Result<()> {
         for (index, delivered) in self
             .publisher
             .publish_all(events, &PublishOptions::new().topic(topic))
@@ -125,6 +128,13 @@ impl Stack {
     pub async fn stop(self) -> anyhow::Result<()> {
         Ok(self.registry.stop().await?)
     }
+}
+
+fn publisher_config(kafka: &Kafka, registry: &Registry, source: &str) -> PublisherConfig {
+    let mut config = PublisherConfig::new(source);
+    config.kafka.bootstrap = kafka.bootstrap().to_owned();
+    config.registry = registry.settings();
+    config
 }
 
 /// A service running in the background.
@@ -198,6 +208,15 @@ pub async fn get_json(url: &str) -> anyhow::Result<(u16, serde_json::Value)> {
     let status = response.status().as_u16();
     let body = response.bytes().await?;
     Ok((status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
+}
+
+/// POSTs `body` as JSON to `url`: the status and the answer as JSON (`Null` when it is not JSON).
+pub async fn post_json(url: &str, body: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
+    let response =
+        reqwest::Client::new().post(url).json(body).send().await.with_context(|| format!("POST {url}"))?;
+    let status = response.status().as_u16();
+    let answer = response.bytes().await?;
+    Ok((status, serde_json::from_slice(&answer).unwrap_or(serde_json::Value::Null)))
 }
 
 /// Waits until GET `url` answers 200 with exactly `expected`; on timeout, says what it last got.

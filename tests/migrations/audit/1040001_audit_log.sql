@@ -1,1 +1,0 @@
-CREATE TABLE IF NOT EXISTS audit_log (event_id TEXT PRIMARY KEY, post_id BIGINT NOT NULL);
