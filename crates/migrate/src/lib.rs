@@ -28,7 +28,8 @@
 //! | [`OUTBOX_BLOCK`] (2) | the producer's outbox |
 //! | 3 to 99 | reserved for the platform |
 //! | 101, 102, 103 | the rewards, pinning and stats services |
-//! | 104 | the audit consumer of README's "Add a consumer" and `tests/fanout_e2e.rs` |
+//! | 104 | `examples/audit`, README's "Add a consumer", run by `tests/fanout_e2e.rs` |
+//! | 105 | what `fanout new consumer` takes unless told `--block N` |
 //! | [`SERVICE_BLOCKS`] (100 on) | a new service: take the next free block and add it here |
 //!
 //! # Instances starting together

@@ -9,9 +9,8 @@ use fanout::axum::{extract::State, routing::get, Json, Router};
 use fanout::events::PostPublished;
 use fanout::service::api::ApiError;
 use fanout::sqlx::{self, AnyPool};
-use fanout::{
-    async_trait, Event, EventMeta, Handler, HandlerError, Service, ServiceConfig, ServiceError, Settings,
-};
+use fanout::{async_trait, Event, EventMeta, Handler, HandlerError};
+use fanout::{Service, ServiceConfig, ServiceError, Settings};
 
 /// The `[service]` section of `audit.toml`.
 #[derive(Debug, Clone, fanout::Deserialize)]

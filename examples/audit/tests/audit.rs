@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use audit::{build, AuditSettings};
 use fanout::events::PostPublished;
 use fanout::testing::service::{get_json, sqlite, Running, Stack};
 use fanout::testing::{anyhow, sample, wait_until};
 use fanout::ServiceConfig;
+
+use audit::{build, AuditSettings};
 
 #[tokio::test]
 async fn every_event_is_recorded_once() -> anyhow::Result<()> {

@@ -6,6 +6,8 @@ use std::{error::Error, process::ExitCode, time::Duration};
 use fanout::events::PostPublished;
 use fanout::{PublishOptions, Publisher, PublisherConfig};
 
+const USAGE: &str = "usage: post-service [--config FILE] [--listen ADDR]";
+
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,11 +44,7 @@ fn args() -> Result<(String, String), String> {
         match arg.as_str() {
             "--config" => config = args.next().ok_or("--config needs a file")?,
             "--listen" => listen = args.next().ok_or("--listen needs an address")?,
-            other => {
-                return Err(format!(
-                    "unknown argument {other:?}; usage: post-service [--config FILE] [--listen ADDR]"
-                ))
-            }
+            other => return Err(format!("unknown argument {other:?}; {USAGE}")),
         }
     }
     Ok((config, listen))

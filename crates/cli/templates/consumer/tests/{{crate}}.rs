@@ -7,6 +7,7 @@ use fanout::events::{{Event}};
 use fanout::testing::service::{get_json, sqlite, Running, Stack};
 use fanout::testing::{anyhow, sample, wait_until};
 use fanout::ServiceConfig;
+
 use {{crate}}::{build, {{Name}}Settings};
 
 #[tokio::test]

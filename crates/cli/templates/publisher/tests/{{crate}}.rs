@@ -7,6 +7,7 @@ use fanout::events::{{Event}};
 use fanout::testing::service::{post_json, Stack};
 use fanout::testing::{anyhow, sample_json, serde_json::json};
 use fanout::{PublishOptions, Publisher};
+
 use {{crate}}::{routes, App};
 
 #[tokio::test]
