@@ -55,14 +55,32 @@ pub(crate) struct Engine {
 /// since the last line, instead of once per event (tens of lines a second).
 const OUTAGE_LOG_INTERVAL_MS: i64 = 10_000;
 
-/// Counts events held back by a registry outage between two log lines.
+/// Counts events held back by a registry outage between two log lines, and whether one is going
+/// on (the `fanout_registry_outage` gauge).
 #[derive(Debug, Default)]
 pub(crate) struct RegistryOutage {
     last_logged_ms: std::sync::atomic::AtomicI64,
     held: std::sync::atomic::AtomicU64,
+    active: std::sync::atomic::AtomicBool,
 }
 
 impl RegistryOutage {
+    /// An event was held for the registry: the outage begins, if it had not.
+    fn begin(&self, gauge: &prometheus::IntGauge) {
+        if !self.active.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            gauge.set(1);
+        }
+    }
+
+    /// Events decoded: an outage that was going on is over. One relaxed load per batch while
+    /// none is.
+    fn end(&self, gauge: impl FnOnce() -> prometheus::IntGauge) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.active.load(Relaxed) && self.active.swap(false, Relaxed) {
+            gauge().set(0);
+        }
+    }
+
     /// Counts one held event; `Some(events held since the last line)` when a line is due.
     fn log_due(&self, now_ms: i64) -> Option<u64> {
         use std::sync::atomic::Ordering::Relaxed;
@@ -324,6 +342,7 @@ impl Engine {
                 None => groups.push((binding, vec![(event, meta)])),
             }
         }
+        let groups_empty = groups.is_empty();
         for (binding, events) in groups {
             if self.call(&binding, events, &mut tx).await.is_err() {
                 tx.rollback().await?;
@@ -336,6 +355,10 @@ impl Engine {
                 }
                 return Ok(None);
             }
+        }
+
+        if !groups_empty {
+            self.registry_outage.end(|| self.metrics.registry_outage.with_label_values(&[&self.consumer]));
         }
 
         // Everything the handlers applied stays; now the events that needed no handler.
@@ -382,6 +405,8 @@ impl Engine {
         match &item.decoded {
             Decoded::Failed(DecodeError::Unavailable(reason)) => {
                 self.metrics.registry_unavailable.with_label_values(&[&self.consumer]).inc();
+                self.registry_outage
+                    .begin(&self.metrics.registry_outage.with_label_values(&[&self.consumer]));
                 if let Some(held) = self.registry_outage.log_due(now_ms()) {
                     tracing::warn!(consumer = %self.consumer, %reason, held,
                         "schema registry unavailable; events are held and decoded again (logged at most every 10 s)");

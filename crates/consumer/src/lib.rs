@@ -84,8 +84,9 @@
 //! `fanout_consumer_refetched_total` (both stay 0 while the consumer keeps up: fetching pauses only
 //! when it stays full for a second, or when it shuts down) and
 //! `fanout_registry_unavailable_total` (events held because the registry did not answer; the
-//! warning is logged at most every 10 s, with the count). Every counter exists at zero from
-//! start-up, so alerts on them can be written before they first count.
+//! warning is logged at most every 10 s, with the count) with the gauge `fanout_registry_outage`
+//! (1 while events are held for the registry, 0 once they decode). Every series exists at zero
+//! from start-up, so alerts on them can be written before they first count.
 #![warn(missing_docs)]
 
 mod batch;

@@ -51,6 +51,7 @@ pub(crate) struct ConsumerMetrics {
     pub(crate) fetch_pauses: IntCounterVec,
     pub(crate) refetched: IntCounterVec,
     pub(crate) registry_unavailable: IntCounterVec,
+    pub(crate) registry_outage: IntGaugeVec,
 }
 
 const SECONDS: [f64; 16] =
@@ -131,6 +132,13 @@ impl ConsumerMetrics {
                         &["consumer"]
                     )
                     .expect("fanout_registry_unavailable_total registers once"),
+                    registry_outage: register_int_gauge_vec!(
+                        "fanout_registry_outage",
+                        "1 while the consumer holds events because the schema registry did not answer, \
+                         0 once events decode again.",
+                        &["consumer"]
+                    )
+                    .expect("fanout_registry_outage registers once"),
                 }
             })
             .clone()
@@ -153,6 +161,7 @@ impl ConsumerMetrics {
         self.fetch_pauses.with_label_values(&[consumer]);
         self.refetched.with_label_values(&[consumer]);
         self.registry_unavailable.with_label_values(&[consumer]);
+        self.registry_outage.with_label_values(&[consumer]);
     }
 
     /// Counts `count` events of `topic` that ended as `outcome`.

@@ -92,3 +92,48 @@ async fn alerting_counters_exist_at_zero_before_they_first_count() -> TestResult
     delete_derived(&kafka, &topic, &name).await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_registry_outage_gauge_is_up_while_events_are_held_and_down_once_they_decode() -> TestResult {
+    let kafka = Kafka::connect().await?;
+    let topic = kafka.topic("consumer-registry-gauge", 1).await?;
+    // The registry holds the schema under the id the records carry, but is not where the
+    // consumer looks until later.
+    let (mut registry, _) = common::registry(topic.name()).await?;
+    let (_dir, url) = sqlite();
+    // A free port, released: the registry comes up there later.
+    let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let settings = fanout_schema_registry::RegistrySettings {
+        max_retries: 0,
+        connect_timeout_ms: 300,
+        ..fanout_schema_registry::RegistrySettings::with_urls(&[format!("http://{address}").as_str()])
+    };
+    let consumer = fanout_consumer::Consumer::builder(config(&url))
+        .decoder(fanout_consumer::RegistryDecoder::from_settings(&settings)?)
+        .handle_topic(topic.name(), Recorder::default())
+        .build()
+        .await?;
+    create_effects(consumer.pool()).await?;
+    let running = run(Built { consumer, registry: None });
+    let name = running.name.clone();
+    let gauge = [("consumer", name.as_str())];
+    assert_eq!(metric("fanout_registry_outage", &gauge), 0.0, "no outage before any event");
+
+    publish(&kafka, topic.name(), &[Outgoing::event(&post(1, 1))]).await?;
+    wait_until(Duration::from_secs(30), "the outage gauge to rise", || async {
+        Ok(metric("fanout_registry_outage", &gauge) == 1.0)
+    })
+    .await?;
+    assert_eq!(effects(&running.pool).await?, 0, "the event is held, not applied");
+
+    registry.serve_at(address, &kafka).await?;
+    wait_until(Duration::from_secs(30), "the held event applied and the gauge down", || async {
+        Ok(effects(&running.pool).await? == 1 && metric("fanout_registry_outage", &gauge) == 0.0)
+    })
+    .await?;
+
+    running.stop().await?;
+    registry.stop().await?;
+    delete_derived(&kafka, &topic, &name).await;
+    Ok(())
+}

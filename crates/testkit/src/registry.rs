@@ -43,6 +43,20 @@ impl Registry {
         Ok(Self { url: running.url(), running: Some(running), state })
     }
 
+    /// Stops serving where it listens and serves the same state (every schema and id) on `listen`
+    /// instead: a registry coming up where a client was told to look, holding what the client
+    /// will ask for.
+    pub async fn serve_at(&mut self, listen: SocketAddr, kafka: &Kafka) -> Result<(), TestkitError> {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await?;
+        }
+        let config = RegistryConfig::new(kafka.bootstrap(), listen).with_topic(self.state.name());
+        let running = RegistryServer::start(config).await?;
+        self.url = running.url();
+        self.running = Some(running);
+        Ok(())
+    }
+
     /// The base URL, e.g. `http://127.0.0.1:41234`.
     pub fn url(&self) -> &str {
         &self.url
