@@ -1,7 +1,7 @@
 //! The crates of `examples/` as a team gets them: README.md shows their files verbatim, and a
-//! copy of each builds outside this workspace, with nothing but a path dependency on `fanout`
-//! (their tests run in the workspace's suite; `crates/cli/tests/new.rs` proves they are what
-//! `fanout new` writes).
+//! copy of each, outside this workspace with nothing but a path dependency on `fanout`, builds
+//! and passes its own test against the local stack (`crates/cli/tests/new.rs` proves they are
+//! what `fanout new` writes).
 
 use std::{
     path::{Path, PathBuf},
@@ -78,7 +78,8 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 #[test]
-fn each_example_builds_as_a_crate_of_its_own_outside_the_workspace() -> anyhow::Result<()> {
+fn each_example_builds_and_passes_its_test_as_a_crate_of_its_own_outside_the_workspace() -> anyhow::Result<()>
+{
     let scratch = tempfile::tempdir()?;
     let fanout = repo().join("crates/fanout").canonicalize()?;
     // The workspace's build directory: what the copies share with it is not compiled twice.
@@ -98,14 +99,15 @@ fn each_example_builds_as_a_crate_of_its_own_outside_the_workspace() -> anyhow::
         // The workspace's versions of everything, so the copy builds offline.
         std::fs::copy(repo().join("Cargo.lock"), dir.join("Cargo.lock"))?;
         let output = Command::new(&cargo)
-            .args(["build", "--all-targets", "--offline", "--quiet"])
+            .args(["test", "--offline", "--quiet"])
             .current_dir(&dir)
             .env("CARGO_TARGET_DIR", &target)
             .output()
             .with_context(|| format!("running {cargo}"))?;
         ensure!(
             output.status.success(),
-            "a copy of examples/{name} outside the workspace does not build:\n{}",
+            "a copy of examples/{name} outside the workspace does not build or pass its test:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
     }
