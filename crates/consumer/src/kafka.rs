@@ -17,8 +17,9 @@ use std::{
 
 use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance},
-    error::KafkaResult,
+    error::{KafkaError, KafkaResult},
     statistics::Statistics,
+    types::RDKafkaErrorCode,
     ClientConfig, ClientContext, Offset, TopicPartitionList,
 };
 use tokio::sync::mpsc::UnboundedSender;
@@ -103,7 +104,21 @@ pub(crate) struct Context {
     pub(crate) revoke_wait: Duration,
 }
 
+/// A subscribed topic that does not exist yet: expected while the consumer waits for it (it said
+/// so once, naming the topic), so librdkafka repeating it is not an error a person must read.
+fn topic_not_created_yet(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+}
+
 impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if topic_not_created_yet(&error) {
+            tracing::debug!(consumer = %self.consumer, %reason, "subscribed topic not available yet");
+        } else {
+            tracing::error!(consumer = %self.consumer, error = %fanout_core::report(&error), %reason, "librdkafka error");
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         // Under the lock, so a revocation cannot remove a series between the check and the set.
         if let Ok(assigned) = self.shared.assigned.lock() {
@@ -246,6 +261,9 @@ pub(crate) fn poll_loop(consumer: Arc<BaseConsumer<Context>>, max_buffered: usiz
                 if inbound.send(Inbound::Record(Record::from_message(&message))).is_err() {
                     break;
                 }
+            }
+            Some(Err(e)) if topic_not_created_yet(&e) => {
+                tracing::debug!(consumer = %context.consumer, error = %e, "subscribed topic not available yet")
             }
             Some(Err(e)) => {
                 tracing::warn!(consumer = %context.consumer, error = %fanout_core::report(&e), "kafka consumer error")
