@@ -32,7 +32,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "FANOUT";
 
 /// A configuration that could not be loaded.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file named does not exist or cannot be read.
@@ -62,6 +62,8 @@ pub enum ConfigError {
         reason: String,
     },
 }
+
+fanout_core::debug_as_report!(ConfigError);
 
 /// Loads `T` from its defaults, then `file` (TOML) when given, then `FANOUT_*` environment
 /// variables.
@@ -340,6 +342,19 @@ mod tests {
         assert!(err.to_string().contains("nmae"), "{err}");
         let err = from_toml_str::<Sample>("[kafka]\nbootstrapp = \"x\"").expect_err("nested typo rejected");
         assert!(err.to_string().contains("bootstrapp"), "{err}");
+    }
+
+    #[test]
+    fn debug_of_an_unknown_key_is_the_report_naming_key_and_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("post-service.toml");
+        std::fs::write(&path, "nmae = \"audit\"\n").expect("writes");
+        let err = load::<Sample>(Some(&path)).expect_err("unknown key");
+        // What `fn main() -> Result<(), ConfigError>` prints after `Error: `.
+        let debug = format!("{err:?}");
+        assert_eq!(debug, fanout_core::report(&err));
+        assert!(debug.contains("nmae") && debug.contains("post-service.toml"), "{debug}");
+        assert!(!debug.contains("Invalid {"), "{debug}");
     }
 
     #[test]

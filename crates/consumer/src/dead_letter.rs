@@ -69,7 +69,7 @@ pub struct Replay {
 }
 
 /// Why a dead letter cannot be replayed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplayError {
     /// A header the runner needs to resume the event (its original position, its attempts) is
@@ -94,6 +94,8 @@ pub enum ReplayError {
         found: String,
     },
 }
+
+fanout_core::debug_as_report!(ReplayError);
 
 impl DeadLetter {
     /// Parses a dead letter from its parts.

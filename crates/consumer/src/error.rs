@@ -5,7 +5,7 @@ use std::fmt;
 use sqlx::error::ErrorKind;
 
 /// Why the consumer could not start or stopped abnormally.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ConsumerError {
     /// The configuration is invalid; the message names the key.
@@ -64,9 +64,11 @@ pub enum ConsumerError {
     Task(String),
 }
 
+fanout_core::debug_as_report!(ConsumerError);
+
 /// What a handler reports when it cannot apply an event. The runtime rolls back the handler's
 /// writes (its savepoint) either way.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum HandlerError {
     /// May succeed later (a dependency is down, a lock timed out): retried with backoff, then
@@ -86,6 +88,8 @@ pub enum HandlerError {
     #[error("{}: database", if database_error_is_permanent(.0) { "permanent" } else { "transient" })]
     Database(#[from] sqlx::Error),
 }
+
+fanout_core::debug_as_report!(HandlerError);
 
 impl HandlerError {
     /// A transient error from anything displayable.
@@ -143,7 +147,7 @@ fn database_error_is_permanent(error: &sqlx::Error) -> bool {
 }
 
 /// Why a payload could not be turned into a typed event.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
     /// The bytes are not a valid payload (no magic byte, truncated, not the schema's shape):
@@ -158,6 +162,8 @@ pub enum DecodeError {
     #[error("schema registry unavailable: {0}")]
     Unavailable(String),
 }
+
+fanout_core::debug_as_report!(DecodeError);
 
 impl DecodeError {
     /// True when decoding the same bytes can never succeed.

@@ -1,7 +1,8 @@
 //! The platform's core, shared by every Fanout crate: the [`Event`] trait a domain contract
 //! implements, the CloudEvents envelope built and parsed once ([`envelope`], header names in
 //! [`headers`]), the topic naming rules ([`topics`]), W3C trace context ([`trace`]), the clock
-//! ([`clock`]) and retry backoff ([`backoff`]).
+//! ([`clock`]), retry backoff ([`backoff`]) and the one way errors are printed ([`report`], and
+//! [`debug_as_report!`] so that `Debug` prints the same).
 //!
 //! Domain contracts live in `fanout-events`; nothing here knows a business event.
 
@@ -40,6 +41,34 @@ pub fn report(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     out
+}
+
+/// Implements `Debug` for error types as [`report`] prints them: the message and its causes.
+///
+/// Rust prints an error with `Debug` where a person reads it: `Error: {e:?}` when `main`
+/// returns it, `unwrap`'s and `expect`'s panic message. A derived `Debug` shows the type's
+/// fields there (`Invalid { origin: .., reason: .. }`), not the sentence the error was written
+/// to say, and no cause. Every public error type of Fanout's libraries uses this instead of
+/// `#[derive(Debug)]`, so both print the same line.
+///
+/// ```
+/// #[derive(thiserror::Error)]
+/// #[error("cannot load post-service.toml")]
+/// struct LoadError(#[source] std::io::Error);
+/// fanout_core::debug_as_report!(LoadError);
+///
+/// let error = LoadError(std::io::Error::other("permission denied"));
+/// assert_eq!(format!("{error:?}"), "cannot load post-service.toml: permission denied");
+/// ```
+#[macro_export]
+macro_rules! debug_as_report {
+    ($($error:ty),+ $(,)?) => {$(
+        impl ::std::fmt::Debug for $error {
+            fn fmt(&self, formatter: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                formatter.write_str(&$crate::report(self))
+            }
+        }
+    )+};
 }
 
 /// A domain event with an Avro contract, a topic and a partitioning key.
@@ -86,6 +115,20 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("outer")]
     struct Hides(#[source] std::io::Error);
+
+    #[derive(thiserror::Error)]
+    #[error("cannot start")]
+    struct Reported(#[source] Hides);
+    crate::debug_as_report!(Reported);
+
+    #[test]
+    fn debug_prints_the_report_with_every_cause() {
+        let error = Reported(Hides(std::io::Error::other("disk full")));
+        assert_eq!(format!("{error:?}"), "cannot start: outer: disk full");
+        assert_eq!(format!("{error:?}"), report(&error));
+        // `{:#?}` (`dbg!`, pretty assertions) is the same line, not a field dump.
+        assert_eq!(format!("{error:#?}"), report(&error));
+    }
 
     #[test]
     fn causes_are_printed_once() {

@@ -47,7 +47,7 @@ impl TopicSpec {
 }
 
 /// Why topics could not be created, deleted or seen.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum AdminError {
     /// The client could not be created or the request failed as a whole (unreachable broker,
     /// authentication, timeout).
@@ -80,6 +80,8 @@ pub enum AdminError {
         waited: Duration,
     },
 }
+
+fanout_core::debug_as_report!(AdminError);
 
 impl AdminError {
     /// The broker's code when it refused a topic (for example to tolerate a missing create

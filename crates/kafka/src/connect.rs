@@ -14,7 +14,7 @@ use rdkafka::{
 };
 
 /// Why the cluster could not be reached.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum ConnectError {
     /// The broker refused the SASL credentials (or the TLS handshake failed on authentication).
     #[error("Kafka at {bootstrap} refused the credentials: {reason}")]
@@ -39,6 +39,8 @@ pub enum ConnectError {
     #[error("invalid Kafka client configuration")]
     Config(#[source] KafkaError),
 }
+
+fanout_core::debug_as_report!(ConnectError);
 
 /// Records the first authentication failure librdkafka reports.
 #[derive(Default)]

@@ -75,7 +75,7 @@ impl FetchedRecord {
 }
 
 /// Why a topic could not be read to its end.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadError {
     /// The reading client could not be created.
@@ -129,6 +129,8 @@ pub enum ReadError {
         pending: Vec<i32>,
     },
 }
+
+fanout_core::debug_as_report!(ReadError);
 
 /// A read of `topic` up to the end it has when the read starts.
 ///

@@ -105,7 +105,7 @@ impl fmt::Display for Blocks {
 }
 
 /// Why a component's tables could not be migrated.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum MigrationError {
     /// A migration file's version lies outside the component's blocks, or the files spread over
@@ -131,6 +131,8 @@ pub enum MigrationError {
         source: MigrateError,
     },
 }
+
+fanout_core::debug_as_report!(MigrationError);
 
 /// Applies the migrations of `migrator` that the database of `pool` has not seen, as
 /// `component` (named in errors and logs), whose versions must lie in one block of `blocks`.

@@ -2,7 +2,7 @@ use fanout_kafka::{ProduceError, ProducerConfigError};
 
 /// Why a publish failed, or a publisher could not be created. [`PublishError::is_retriable`] says
 /// whether trying again later can help.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum PublishError {
     /// The event could not be encoded (schema lookup or Avro encoding); nothing was sent.
@@ -27,6 +27,8 @@ pub enum PublishError {
     #[error("invalid schema registry configuration")]
     Registry(#[source] fanout_schema_registry::RegistryError),
 }
+
+fanout_core::debug_as_report!(PublishError);
 
 impl PublishError {
     /// True when the same publish may succeed later (broker unreachable, timeouts).

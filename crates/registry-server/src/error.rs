@@ -8,7 +8,7 @@ use fanout_schema_registry::protocol::{self as codes, ErrorBody, CONTENT_TYPE};
 use crate::schema::SchemaError;
 
 /// Why the registry could not start or stopped.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
     /// A Kafka client could not be created or refused an operation.
@@ -42,6 +42,8 @@ pub enum RegistryError {
     #[error("registry task failed: {0}")]
     Task(String),
 }
+
+fanout_core::debug_as_report!(RegistryError);
 
 impl RegistryError {
     pub(crate) fn kafka(operation: &'static str, reason: impl ToString) -> Self {

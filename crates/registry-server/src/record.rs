@@ -87,9 +87,11 @@ pub enum LogRecord {
 }
 
 /// Why a record in the topic could not be understood.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("undecodable registry record: {0}")]
 pub struct DecodeError(#[from] serde_json::Error);
+
+fanout_core::debug_as_report!(DecodeError);
 
 impl LogRecord {
     /// Splits the record into the key and value bytes written to Kafka.

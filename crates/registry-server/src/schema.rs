@@ -19,7 +19,7 @@ pub struct ParsedSchema {
 }
 
 /// Why a schema text is not a schema this registry accepts.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum SchemaError {
     /// The text is not JSON.
     #[error("not JSON")]
@@ -34,6 +34,8 @@ pub enum SchemaError {
     #[error("cannot write the parsed schema as JSON")]
     Normalize(#[source] serde_json::Error),
 }
+
+fanout_core::debug_as_report!(SchemaError);
 
 /// Parses a schema offered for registration, lookup or a compatibility test: it must pass Java
 /// Avro's rules (see `validate`) as well as apache-avro's.

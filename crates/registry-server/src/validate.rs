@@ -27,7 +27,7 @@ const COMPLEX: [&str; 6] = ["record", "error", "enum", "array", "map", "fixed"];
 const MAX_DEFAULT_DEPTH: usize = 64;
 
 /// What is wrong with a schema.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Problem {
     /// A complex type named where a type is expected, its attributes beside it instead of in an
@@ -86,6 +86,8 @@ pub enum Problem {
     #[error("{0}")]
     Malformed(&'static str),
 }
+
+fanout_core::debug_as_report!(Problem);
 
 /// A schema Java Avro would refuse: the problem and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]

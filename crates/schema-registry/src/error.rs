@@ -3,7 +3,7 @@
 use crate::wire::FrameError;
 
 /// A registry call that failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
     /// The registry answered with a Confluent error body (a 4xx, or a 5xx once retries ran out).
@@ -73,6 +73,8 @@ pub enum RegistryError {
     Config(String),
 }
 
+fanout_core::debug_as_report!(RegistryError);
+
 impl RegistryError {
     /// Confluent's `error_code`, when the registry sent one.
     pub fn error_code(&self) -> Option<i32> {
@@ -94,7 +96,7 @@ impl RegistryError {
 }
 
 /// Encoding or decoding a Confluent wire-format Avro payload failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum SerdeError {
     /// The payload is not Confluent-framed (empty, short, or the first byte is not 0).
@@ -160,6 +162,8 @@ pub enum SerdeError {
         reason: String,
     },
 }
+
+fanout_core::debug_as_report!(SerdeError);
 
 impl SerdeError {
     /// The registry error inside, if any.

@@ -35,7 +35,7 @@ pub enum SubjectNameStrategy {
 }
 
 /// A strategy that needs a record name was given a schema that has none.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("subject name strategy {strategy:?} needs a named schema (record, enum or fixed), but topic {topic}'s schema has no name")]
 pub struct NoRecordName {
     /// The strategy.
@@ -43,6 +43,8 @@ pub struct NoRecordName {
     /// The topic.
     pub topic: String,
 }
+
+fanout_core::debug_as_report!(NoRecordName);
 
 impl SubjectNameStrategy {
     /// The subject for `topic` and a schema whose full name is `record_name` (`None` for

@@ -7,7 +7,7 @@ pub const MAGIC_BYTE: u8 = 0;
 pub const HEADER_LEN: usize = 5;
 
 /// A payload that is not Confluent-framed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
     /// Fewer than five bytes: there is no room for the header.
@@ -23,6 +23,8 @@ pub enum FrameError {
         found: u8,
     },
 }
+
+fanout_core::debug_as_report!(FrameError);
 
 /// Splits a framed payload into its schema id and Avro body.
 ///

@@ -7,12 +7,14 @@ use axum::{
 };
 
 /// An error answered as `{"error": "..."}` with its status.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {message}")]
 pub struct ApiError {
     status: StatusCode,
     message: String,
 }
+
+fanout_core::debug_as_report!(ApiError);
 
 impl ApiError {
     /// 404: the resource does not exist.

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// A service failure; [`crate::main`] prints it and exits non-zero.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError {
     /// The configuration could not be loaded (missing file, unknown key, malformed value); the
@@ -35,3 +35,5 @@ pub enum ServiceError {
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }
+
+fanout_core::debug_as_report!(ServiceError);

@@ -53,7 +53,7 @@ pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://fanout:fanout@127.0.0.1:5432/fanout";
 
 /// Errors from the test kit; each says what to do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum TestkitError {
     /// No broker answered a metadata request in time.
@@ -110,6 +110,8 @@ pub enum TestkitError {
     #[error("the test registry failed")]
     Registry(#[from] fanout_registry_server::RegistryError),
 }
+
+fanout_core::debug_as_report!(TestkitError);
 
 /// A name unique to this call: `test-<prefix>-<uuid>`. Use it for consumer groups, transactional
 /// ids and anything else that must not collide between tests or runs.

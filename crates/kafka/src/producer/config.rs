@@ -40,7 +40,7 @@ impl Default for ProducerSettings {
 }
 
 /// Why a producer could not be configured or created.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ProducerConfigError {
     /// A `[kafka.properties]` entry would weaken the delivery guarantee.
@@ -65,6 +65,8 @@ pub enum ProducerConfigError {
     #[error("cannot create the Kafka producer")]
     Create(#[source] ClientError),
 }
+
+fanout_core::debug_as_report!(ProducerConfigError);
 
 /// The librdkafka configuration of a producer for `kafka`, tuned by `settings`: typed settings
 /// first, `[kafka.properties]` after, the delivery guarantee on top. A property that contradicts

@@ -133,7 +133,7 @@ pub struct Delivered {
 }
 
 /// Why a record was not delivered.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ProduceError {
     /// The record is larger than the producer's `message.max.bytes`; it was not sent.
@@ -169,6 +169,8 @@ pub enum ProduceError {
     },
 }
 
+fanout_core::debug_as_report!(ProduceError);
+
 impl ProduceError {
     /// True when sending the same record again later may succeed (broker unreachable, timeouts).
     pub fn is_retriable(&self) -> bool {
@@ -187,9 +189,11 @@ impl ProduceError {
 /// The Kafka client library's error (why a record was not delivered, why a producer could not be
 /// created). Opaque, so that code handling Fanout's errors does not depend on the client
 /// library's types; [`ClientError::is_retriable`] says what callers act on.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 #[error(transparent)]
 pub struct ClientError(KafkaError);
+
+fanout_core::debug_as_report!(ClientError);
 
 impl ClientError {
     /// True for the errors that may clear up: timeouts, an unreachable or restarting broker,

@@ -33,7 +33,7 @@ use fanout_core::{envelope::Envelope, Event};
 use uuid::Uuid;
 
 /// Why an outbox operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum OutboxError {
     /// The database refused a statement.
@@ -58,6 +58,8 @@ pub enum OutboxError {
     #[error("unsupported outbox database URL {0:?}: use sqlite:... or postgres://...")]
     UnsupportedUrl(String),
 }
+
+fanout_core::debug_as_report!(OutboxError);
 
 /// Enqueues events into the outbox table, in the caller's transaction.
 #[derive(Debug, Clone)]
