@@ -86,7 +86,8 @@ impl ConsumerBuilder {
         for (topic, make) in self.handlers {
             routes.bind(&config.name, topic, make(decoder.clone()))?;
         }
-        let main_topics = routes.bindings().iter().map(|binding| binding.topic.clone()).collect();
+        let main_topics: Vec<String> =
+            routes.bindings().iter().map(|binding| binding.topic.clone()).collect();
 
         let store = Store::open(&config.store, &config.name).await?;
         let metrics = ConsumerMetrics::get();
@@ -95,7 +96,7 @@ impl ConsumerBuilder {
         }
         let outbound = Outbound::new(&config.producer_client_config(), Arc::from(config.name.as_str()))
             .map_err(ConsumerError::Producer)?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new(main_topics.iter().cloned()));
         let (inbound_tx, inbound) = tokio::sync::mpsc::unbounded_channel();
         let context = Context {
             consumer: config.name.clone(),

@@ -56,17 +56,20 @@ async fn metrics() -> impl IntoResponse {
     }
 }
 
-/// Ready when the consumer owns at least one partition, its store answers and so does its
-/// schema registry (without which no new writer schema decodes: events would only be held).
+/// Ready when the consumer owns at least one partition of a topic it reads events from, its
+/// store answers and so does its schema registry (without which no new writer schema decodes:
+/// events would only be held). A partition of its own retry topic does not count: an instance
+/// owning only that would be ready with nothing to read, e.g. before its source topic exists.
 async fn ready(State(health): State<Health>) -> impl IntoResponse {
-    let assigned = health.shared.assigned_count();
+    let (sources, retries) = health.shared.assigned_counts();
     let (store, registry) = tokio::join!(health.store.ping(), async {
         // The cheapest call of the API: the global compatibility level.
         matches!(tokio::time::timeout(REGISTRY_PROBE, health.registry.compatibility(None)).await, Ok(Ok(_)))
     });
-    let body =
-        format!("assigned_partitions={assigned} store_reachable={store} registry_reachable={registry}\n");
+    let body = format!(
+        "source_partitions={sources} retry_partitions={retries} store_reachable={store} registry_reachable={registry}\n"
+    );
     let status =
-        if assigned > 0 && store && registry { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        if sources > 0 && store && registry { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, body)
 }

@@ -44,7 +44,9 @@ pub(crate) enum Inbound {
 /// State the poll thread, the runner and `/readyz` share.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
-    /// Partitions currently assigned.
+    /// The topics the consumer reads events from (its retry topics aside).
+    sources: BTreeSet<String>,
+    /// Partitions currently assigned, of source and retry topics alike.
     pub(crate) assigned: Mutex<BTreeSet<Tp>>,
     /// Records sent to the runner and not yet received by it.
     pub(crate) in_channel: AtomicUsize,
@@ -63,8 +65,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn assigned_count(&self) -> usize {
-        self.assigned.lock().map(|a| a.len()).unwrap_or(0)
+    /// The state of a consumer of `sources`, owning no partition yet.
+    pub(crate) fn new(sources: impl IntoIterator<Item = String>) -> Self {
+        Self { sources: sources.into_iter().collect(), ..Self::default() }
+    }
+
+    /// How many partitions are assigned: (of source topics, of the consumer's retry topics).
+    pub(crate) fn assigned_counts(&self) -> (usize, usize) {
+        let Ok(assigned) = self.assigned.lock() else { return (0, 0) };
+        let sources = assigned.iter().filter(|tp| self.sources.contains(&tp.topic)).count();
+        (sources, assigned.len() - sources)
     }
 
     /// Records handed to the runner and not finished.

@@ -69,8 +69,8 @@
 //!   event), offsets are committed and the group is left, all within
 //!   `processing.shutdown_timeout_ms`; what cannot finish is abandoned uncommitted.
 //! * **Health**: `/healthz` answers while the process runs; `/readyz` is 200 only while the
-//!   instance owns partitions, its store answers (on a connection of its own) and its schema
-//!   registry answers (within 2 s).
+//!   instance owns partitions of its source topics (its retry topic's do not count), its store
+//!   answers (on a connection of its own) and its schema registry answers (within 2 s).
 //! * **A topic that does not exist yet**: the consumer logs that it waits for it and starts
 //!   consuming within seconds of its creation (metadata is refreshed every 2 s).
 //!

@@ -1,5 +1,5 @@
 //! `/healthz` and `/readyz`: up while the process is; ready only while the instance owns
-//! partitions and its store answers (busy is not unreachable).
+//! partitions of its source topics and its store answers (busy is not unreachable).
 
 mod common;
 
@@ -10,7 +10,7 @@ use fanout_testkit::{Kafka, Postgres};
 use sqlx::{postgres::PgConnectOptions, ConnectOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn readyz_needs_assigned_partitions_and_a_reachable_store() -> TestResult {
+async fn readyz_needs_source_partitions_and_a_reachable_store() -> TestResult {
     let kafka = Kafka::connect().await?;
     // One partition, and one of the retry topic: two instances own one each, a third none.
     let topic = kafka.topic("consumer-readyz", 1).await?;
@@ -19,22 +19,30 @@ async fn readyz_needs_assigned_partitions_and_a_reachable_store() -> TestResult 
     let config = config(&db.url());
     let first = start(config.clone(), topic.name(), Recorder::default()).await?;
     wait_ready(&first, Duration::from_secs(30)).await?;
+    assert_eq!(partitions(&first).await?, (1, 1));
     let second = start(config.clone(), topic.name(), Recorder::default()).await?;
     let name = second.name.clone();
     wait_until(Duration::from_secs(30), "the two partitions shared", || async {
         Ok(assigned(&first).await? == 1 && assigned(&second).await? == 1)
     })
     .await?;
+    // The instance owning only the retry topic's partition has nothing of its own to read.
+    let (source_owner, retry_owner) =
+        if partitions(&first).await?.0 == 1 { (first, second) } else { (second, first) };
+    assert_eq!(partitions(&source_owner).await?, (1, 0));
+    assert_eq!(http_status(source_owner.http, "/readyz").await?, 200);
+    assert_eq!(partitions(&retry_owner).await?, (0, 1));
+    assert_eq!(http_status(retry_owner.http, "/readyz").await?, 503, "a retry partition alone is not ready");
 
     let third = start(config, topic.name(), Recorder::default()).await?;
     assert_eq!(http_status(third.http, "/healthz").await?, 200, "the process is up");
     assert_eq!(http_status(third.http, "/readyz").await?, 503, "no partition, not ready");
     assert_eq!(assigned(&third).await?, 0);
 
-    // The first instance leaves; the idle one takes its partition and becomes ready.
-    first.stop().await?;
+    // The source partition's owner leaves; the idle instance takes it and becomes ready.
+    source_owner.stop().await?;
     wait_ready(&third, Duration::from_secs(30)).await?;
-    assert_eq!(assigned(&third).await?, 1);
+    assert_eq!(partitions(&third).await?, (1, 0));
 
     // The store goes away: not ready (answered promptly), and ready again once it is back.
     let admin: PgConnectOptions = std::env::var("FANOUT_TEST_DATABASE_URL")
@@ -59,7 +67,7 @@ async fn readyz_needs_assigned_partitions_and_a_reachable_store() -> TestResult 
     unreachable?;
     wait_ready(&third, Duration::from_secs(30)).await?;
 
-    second.stop().await?;
+    retry_owner.stop().await?;
     third.stop().await?;
     delete_derived(&kafka, &topic, &name).await;
     Ok(())
@@ -177,7 +185,7 @@ async fn readyz_needs_the_registry_to_answer() -> TestResult {
     wait_until(Duration::from_secs(30), "partitions assigned, not ready without a registry", || async {
         let response = http_get(running.http, "/readyz").await?;
         Ok(response.contains(" 503 ")
-            && !response.contains("assigned_partitions=0")
+            && !response.contains("source_partitions=0")
             && response.contains("registry_reachable=false"))
     })
     .await?;

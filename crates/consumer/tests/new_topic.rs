@@ -1,6 +1,7 @@
 //! The usual order on a new topic: the consumer starts first, the topic is created afterwards
 //! (by its first publish or an operator). The consumer says it is waiting and starts consuming
 //! within seconds of the creation, not after librdkafka's default five-minute metadata refresh.
+//! Until then it owns its retry topic's partition only, and is not ready.
 
 mod common;
 
@@ -17,10 +18,17 @@ async fn a_consumer_started_before_its_topic_picks_it_up_within_seconds() -> Tes
     let (_dir, url) = sqlite();
     let running = start(config(&url), topic.name(), Recorder::default()).await?;
     let name = running.name.clone();
-    wait_until(Duration::from_secs(30), "the consumer running (HTTP up)", || async {
-        Ok(http_status(running.http, "/healthz").await? == 200)
+    // Its retry topic is created at start, so the group assigns that partition at once.
+    wait_until(Duration::from_secs(30), "the retry topic's partition assigned", || async {
+        Ok(partitions(&running).await? == (0, 1))
     })
     .await?;
+    assert_eq!(http_status(running.http, "/healthz").await?, 200);
+    let response = http_get(running.http, "/readyz").await?;
+    assert!(
+        response.contains(" 503 ") && response.contains("source_partitions=0 retry_partitions=1"),
+        "not ready without its source topic: {response}"
+    );
     let (client, probe) = (kafka.client_config(), topic.name().to_owned());
     let missing = tokio::task::spawn_blocking(move || {
         fanout_kafka::topic_partitions(&client, &probe, Duration::from_secs(5))
@@ -40,6 +48,11 @@ async fn a_consumer_started_before_its_topic_picks_it_up_within_seconds() -> Tes
         async move { Ok(effects(&pool).await? == 1) }
     })
     .await?;
+    let response = http_get(running.http, "/readyz").await?;
+    assert!(
+        response.contains(" 200 ") && response.contains("source_partitions=1 retry_partitions=1"),
+        "ready once its source topic is assigned: {response}"
+    );
 
     running.stop().await?;
     delete_derived(&kafka, &topic, &name).await;

@@ -422,7 +422,8 @@ pub async fn http_status(addr: std::net::SocketAddr, path: &str) -> anyhow::Resu
     status.ok_or_else(|| anyhow::anyhow!("no status line in {response:?}"))
 }
 
-/// Waits until the consumer's `/readyz` answers 200 (it owns partitions and its store answers).
+/// Waits until the consumer's `/readyz` answers 200 (it owns source partitions, its store and
+/// registry answer).
 pub async fn wait_ready(running: &Running, limit: Duration) -> TestResult {
     let http = running.http;
     wait_until(limit, "the consumer ready", || async move {
@@ -431,12 +432,22 @@ pub async fn wait_ready(running: &Running, limit: Duration) -> TestResult {
     .await
 }
 
-/// How many partitions the consumer owns, as its `/readyz` reports.
-pub async fn assigned(running: &Running) -> anyhow::Result<usize> {
+/// How many partitions the consumer owns, as its `/readyz` reports: (of its source topics, of its
+/// retry topics).
+pub async fn partitions(running: &Running) -> anyhow::Result<(usize, usize)> {
     let response = http_get(running.http, "/readyz").await?;
-    let count = response
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("assigned_partitions="))
-        .and_then(|n| n.parse().ok());
-    count.ok_or_else(|| anyhow::anyhow!("no partition count in {response:?}"))
+    let count = |field: &str| {
+        let count = response
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(field))
+            .and_then(|n| n.parse().ok());
+        count.ok_or_else(|| anyhow::anyhow!("no {field} in {response:?}"))
+    };
+    Ok((count("source_partitions=")?, count("retry_partitions=")?))
+}
+
+/// How many partitions the consumer owns, of source and retry topics together.
+pub async fn assigned(running: &Running) -> anyhow::Result<usize> {
+    let (sources, retries) = partitions(running).await?;
+    Ok(sources + retries)
 }
