@@ -2,7 +2,8 @@
 //! a consumer dead-letters one key while the others flow; the dead letter is listed and filtered
 //! with the real binary; a dry run sends nothing; after the handler is fixed a replay applies the
 //! effect exactly once, and a second replay of the same dead letter is a duplicate. A dead letter
-//! that fails again returns to the dead-letter topic with its attempts extended.
+//! that fails again returns to the dead-letter topic with its attempts extended. The list shows
+//! when each dead letter was last replayed (`-` before, never for a dry run).
 
 use fanout_testkit::wait_until;
 use std::{
@@ -222,6 +223,12 @@ fn json_lines(stdout: &[u8]) -> anyhow::Result<Vec<Value>> {
         .collect()
 }
 
+/// When a listed dead letter was last replayed.
+fn replay_time(line: &Value) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let text = line["replayed"].as_str().with_context(|| format!("no replay time in {line}"))?;
+    Ok(chrono::DateTime::parse_from_rfc3339(text).with_context(|| format!("not a time: {line}"))?.to_utc())
+}
+
 /// Records in `topic` now.
 async fn records_in(kafka: &Kafka, topic: &str) -> anyhow::Result<usize> {
     Ok(kafka.read(topic).await?.len())
@@ -264,6 +271,7 @@ async fn a_fixed_dead_letter_is_replayed_once_and_a_second_replay_is_a_duplicate
     assert_eq!(line["original_offset"], offset);
     assert_eq!(line["dlq_partition"], 0);
     assert!(line["first_failure_time"].is_string() && line["last_failure_time"].is_string(), "{line}");
+    assert_eq!(line["replayed"], "-", "not replayed yet: {line}");
     assert_eq!(stack.effects(BROKEN).await?, 0);
 
     // Filters: each one that matches finds it, each one that does not prints nothing.
@@ -307,13 +315,27 @@ async fn a_fixed_dead_letter_is_replayed_once_and_a_second_replay_is_a_duplicate
     assert_eq!(planned[0]["replay_to"], retry.as_str());
     assert!(stderr.contains("matched 1, replayed 0"), "{stderr}");
     assert_eq!(records_in(&stack.kafka, &retry).await?, retry_before, "the dry run sent nothing");
+    let (listed, _) = stack.dlq_lines("list", &[]).await?;
+    assert_eq!(listed[0]["replayed"], "-", "the dry run recorded nothing: {listed:?}");
 
     // The handler is fixed; the replay applies the effect exactly once, through the retry topic
     // (the main topic, read by every other consumer group, is untouched).
     stack.broken.store(false, Ordering::SeqCst);
+    let before_replay = chrono::Utc::now();
     let (replayed, stderr) = stack.dlq_lines("replay", &["--key", &key]).await?;
     assert!(stderr.contains("matched 1, replayed 1, failed 0"), "{stderr}");
     assert_eq!(replayed[0]["replayed_to"]["topic"], retry.as_str());
+    // The list now says when it was replayed, and show where to and by which run.
+    let (listed, _) = stack.dlq_lines("list", &[]).await?;
+    let first_replay = replay_time(&listed[0])?;
+    // Recorded to the millisecond.
+    let between = before_replay.timestamp_millis()..=chrono::Utc::now().timestamp_millis();
+    assert!(between.contains(&first_replay.timestamp_millis()), "{} not in {between:?}", listed[0]);
+    assert_eq!(replayed[0]["replayed"], listed[0]["replayed"], "the replay prints what it recorded");
+    let (shown, _) = stack.dlq_lines("show", &["--registry", registry]).await?;
+    assert_eq!(shown[0]["replayed"], listed[0]["replayed"]);
+    assert_eq!(shown[0]["last_replay"]["replayed_to"], replayed[0]["replayed_to"]);
+    assert_eq!(shown[0]["last_replay"]["ce_id"], event_id.as_str());
     wait_until(Duration::from_secs(30), "the replayed event applied", || async {
         Ok(stack.effects(BROKEN).await? >= 1)
     })
@@ -346,6 +368,12 @@ async fn a_fixed_dead_letter_is_replayed_once_and_a_second_replay_is_a_duplicate
     );
     let (still, _) = stack.dlq_lines("list", &[]).await?;
     assert_eq!(still.len(), 1, "nothing new was dead-lettered");
+    assert!(replay_time(&still[0])? >= first_replay, "the latest replay is shown: {}", still[0]);
+    assert_ne!(
+        shown[0]["last_replay"]["run"],
+        stack.dlq_lines("show", &["--registry", registry]).await?.0[0]["last_replay"]["run"],
+        "the second run's record replaced the first's"
+    );
 
     stack.stop().await
 }
@@ -374,6 +402,8 @@ async fn a_replayed_dead_letter_that_fails_again_returns_with_its_history() -> T
         first[0]
     );
     assert_eq!(stack.effects(BROKEN).await?, 0);
+    assert!(dead[0]["replayed"].as_str().is_some_and(|t| t != "-"), "the first was replayed: {}", dead[0]);
+    assert_eq!(dead[1]["replayed"], "-", "its return was not: {}", dead[1]);
 
     // Both dead letters match `--key`; `--since` the first one's failure selects only the new
     // one, so an operator can replay just the latest.
@@ -421,9 +451,17 @@ async fn bad_input_is_named_and_an_empty_dead_letter_topic_returns_at_once() -> 
     let list = fanout(&[&["dlq", "list"][..], &common[..]].concat()).await?;
     let replay = fanout(&[&["dlq", "replay"][..], &common[..]].concat()).await?;
     let elapsed = started.elapsed();
-    for name in [&dlq, &retry] {
+    // Nothing replayed, nothing recorded: the replays topic was not created.
+    let replays = fanout_core::topics::dead_letter_replays(&topic, &consumer);
+    let (client, probe) = (kafka.client_config(), replays.clone());
+    let recorded = tokio::task::spawn_blocking(move || {
+        fanout_kafka::topic_partitions(&client, &probe, Duration::from_secs(5))
+    })
+    .await?;
+    for name in [&dlq, &retry, &replays] {
         kafka.delete_topic(name).await?;
     }
+    assert!(matches!(recorded, Err(fanout_kafka::ReadError::UnknownTopic { .. })), "{recorded:?}");
     assert!(list.status.success() && list.stdout.is_empty(), "{list:?}");
     assert!(replay.status.success() && replay.stdout.is_empty(), "{replay:?}");
     assert!(String::from_utf8_lossy(&replay.stderr).contains("matched 0, replayed 0"));

@@ -87,12 +87,16 @@ impl Kafka {
     }
 
     /// Deletes what a consumer runtime named `consumer` leaves behind for `topic`: its retry and
-    /// dead-letter topics and its consumer group. Failures are printed, not returned, so clean-up
-    /// never hides a test's own verdict.
+    /// dead-letter topics, the record of its replayed dead letters (`fanout dlq replay`) and its
+    /// consumer group. Failures are printed, not returned, so clean-up never hides a test's own
+    /// verdict.
     pub async fn delete_consumer(&self, topic: &str, consumer: &str) {
-        for name in
-            [fanout_core::topics::retry(topic, consumer), fanout_core::topics::dead_letter(topic, consumer)]
-        {
+        use fanout_core::topics;
+        for name in [
+            topics::retry(topic, consumer),
+            topics::dead_letter(topic, consumer),
+            topics::dead_letter_replays(topic, consumer),
+        ] {
             if let Err(e) = self.delete_topic(&name).await {
                 eprintln!("testkit: could not delete {name}: {e}");
             }

@@ -14,6 +14,12 @@
 //! twice), and its attempt history carries on (failing again sends it back to the dead-letter
 //! topic with the attempts extended). Replays are never removed from the dead-letter topic; select
 //! them with the filters instead (`--since` a time after the last replay, `--event-id`).
+//!
+//! Each replay, once acknowledged, is recorded in `<topic>.<consumer>.dlq.replays` (see
+//! [`replays`]); `list`, `show` and `replay` print the latest replay's time of each dead letter
+//! in `replayed` (`-` for never). A dry run records nothing.
+
+mod replays;
 
 use std::{
     ops::ControlFlow,
@@ -21,13 +27,14 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use clap::{Args, Subcommand};
 use fanout_consumer::{DeadLetter, Replay};
 use fanout_core::topics;
 use fanout_kafka::{Delivered, ProduceError, ProducerSettings, ReadError, Record, RecordProducer, TopicRead};
 use fanout_schema_registry::AvroSerde;
 use rdkafka::ClientConfig;
+use replays::{Landed, Mark};
 use serde_json::{json, Map, Value};
 
 use super::connection::Connection;
@@ -36,7 +43,7 @@ use super::connection::Connection;
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
     /// One JSON line per matching dead letter: position, key, event id and type, error, attempts,
-    /// original position, first and last failure time.
+    /// original position, first and last failure time, and when it was last replayed (`-`: never).
     List(Selection),
     /// Like `list`, plus every header and the payload decoded through the registry.
     Show(ShowArgs),
@@ -125,6 +132,8 @@ struct Found {
     offset: i64,
     timestamp_ms: Option<i64>,
     letter: DeadLetter,
+    /// Its latest recorded replay.
+    replayed: Option<Mark>,
 }
 
 impl Found {
@@ -162,6 +171,10 @@ impl Selection {
 
     fn retry_topic(&self) -> String {
         topics::retry(&self.topic, &self.consumer)
+    }
+
+    fn replays_topic(&self) -> String {
+        topics::dead_letter_replays(&self.topic, &self.consumer)
     }
 
     fn timeout(&self) -> Duration {
@@ -214,6 +227,7 @@ impl Selection {
             "original_offset": letter.original_offset,
             "first_failure_time": rfc3339(letter.first_failure),
             "last_failure_time": rfc3339(letter.last_failure),
+            "replayed": Mark::shown(found.replayed.as_ref()),
         })
     }
 
@@ -223,21 +237,24 @@ impl Selection {
     }
 
     /// Reads the matching dead letters, in dead-letter-topic order per partition (which is the
-    /// order they were dead-lettered in, per key). Blocking: run it off the async workers.
+    /// order they were dead-lettered in, per key), each with its latest recorded replay.
+    /// Blocking: run it off the async workers.
     fn read(&self) -> anyhow::Result<Vec<Found>> {
         let dlq = self.dlq_topic();
         let mut found = Vec::new();
         if self.max == Some(0) {
             return Ok(found);
         }
+        let config = self.client_config()?;
         TopicRead::new(&dlq)
             .timeout(self.timeout())
-            .read_blocking(&self.client_config()?, |record| {
+            .read_blocking(&config, |record| {
                 let candidate = Found {
                     partition: record.partition,
                     offset: record.offset,
                     timestamp_ms: record.timestamp_ms,
                     letter: DeadLetter::new(record.key, record.payload, record.headers),
+                    replayed: None,
                 };
                 if self.matches(&candidate) {
                     found.push(candidate);
@@ -250,6 +267,13 @@ impl Selection {
             })
             .map_err(|e| self.explain(e, "dead-letter"))?;
         found.sort_by_key(|f| (f.partition, f.offset));
+        if !found.is_empty() {
+            let mut marks = replays::read(&config, &self.replays_topic(), self.timeout())
+                .map_err(|e| self.explain(e, "replays"))?;
+            for item in &mut found {
+                item.replayed = marks.remove(&(item.partition, item.offset));
+            }
+        }
         Ok(found)
     }
 
@@ -299,6 +323,7 @@ impl ShowArgs {
             }
             line["headers"] = Value::Object(headers);
             line["timestamp_ms"] = json!(found.timestamp_ms);
+            line["last_replay"] = json!(found.replayed);
             let payload = found.letter.payload.as_deref().unwrap_or_default();
             if let Some(id) = fanout_schema_registry::wire::schema_id(payload) {
                 line["schema_id"] = json!(id);
@@ -363,17 +388,21 @@ impl ReplayArgs {
             return Ok(());
         }
 
-        let outcomes = self.send(&replays).await?;
-        let mut replayed = 0usize;
+        let producer = self.producer()?;
+        if !replays.is_empty() {
+            // Created before anything is sent, so a replay is never left without its record for
+            // want of the topic (and a producer never auto-creates it uncompacted).
+            let spec = replays::spec(&selection.replays_topic());
+            fanout_kafka::ensure_topics(&selection.client_config()?, &[spec], selection.timeout())
+                .await
+                .with_context(|| format!("cannot create {}", selection.replays_topic()))?;
+        }
+        let outcomes = self.send(&producer, &replays).await;
         let mut failures = Vec::new();
+        let mut replayed = Vec::new();
         for (item, outcome) in found.iter().zip(outcomes) {
             match outcome {
-                Ok(delivered) => {
-                    replayed += 1;
-                    let mut line = selection.line(item);
-                    line["replayed_to"] = json!({ "topic": retry, "partition": delivered.partition, "offset": delivered.offset });
-                    println!("{line}");
-                }
+                Ok(delivered) => replayed.push((item, delivered)),
                 Err(e) => failures.push(format!(
                     "{dlq} partition {} offset {}: {}",
                     item.partition,
@@ -382,13 +411,28 @@ impl ReplayArgs {
                 )),
             }
         }
+        let (marks, unrecorded) = self.record(&producer, &retry, &replayed).await?;
+        for ((item, delivered), mark) in replayed.iter().zip(&marks) {
+            let mut line = selection.line(item);
+            line["replayed_to"] =
+                json!({ "topic": retry, "partition": delivered.partition, "offset": delivered.offset });
+            if let Some(mark) = mark {
+                line["replayed"] = Mark::shown(Some(mark));
+            }
+            println!("{line}");
+        }
         for failure in &failures {
             eprintln!("fanout: not replayed: {failure}");
         }
+        for failure in &unrecorded {
+            eprintln!("fanout: replayed, but not recorded as replayed: {failure}");
+        }
         eprintln!(
-            "fanout dlq replay: matched {}, replayed {replayed}, failed {} ({dlq} -> {retry})",
+            "fanout dlq replay: matched {}, replayed {}, failed {} ({dlq} -> {retry}; recorded in {})",
             found.len(),
-            failures.len()
+            replayed.len(),
+            failures.len(),
+            selection.replays_topic()
         );
         if !failures.is_empty() {
             // Replaying the same selection again is safe: what did arrive is deduplicated.
@@ -398,20 +442,37 @@ impl ReplayArgs {
                 found.len()
             );
         }
+        if !unrecorded.is_empty() {
+            bail!(
+                "{} of {} replays were sent but not recorded: `fanout dlq list` shows them as not \
+                 replayed; replaying them again is harmless",
+                unrecorded.len(),
+                replayed.len()
+            );
+        }
         Ok(())
     }
 
-    /// Sends in order (so replays of one key keep their order), at most `--rate` per second, and
-    /// waits for every acknowledgement. One result per replay: where it landed in the retry topic.
-    async fn send(&self, replays: &[Replay]) -> anyhow::Result<Vec<Result<Delivered, ProduceError>>> {
+    /// A producer for the replays and their records; delivery waits at least 30 s (`--timeout`
+    /// when longer), so a broker restarting meanwhile does not fail the replay.
+    fn producer(&self) -> anyhow::Result<RecordProducer> {
         let selection = &self.selection;
         let tuning = ProducerSettings {
             delivery_timeout_ms: u32::try_from(selection.timeout.max(30).saturating_mul(1_000))
                 .unwrap_or(u32::MAX),
             ..ProducerSettings::default()
         };
-        let producer = RecordProducer::new(&selection.connection.settings()?.kafka, &tuning)
-            .context("cannot create the Kafka producer")?;
+        RecordProducer::new(&selection.connection.settings()?.kafka, &tuning)
+            .context("cannot create the Kafka producer")
+    }
+
+    /// Sends in order (so replays of one key keep their order), at most `--rate` per second, and
+    /// waits for every acknowledgement. One result per replay: where it landed in the retry topic.
+    async fn send(
+        &self,
+        producer: &RecordProducer,
+        replays: &[Replay],
+    ) -> Vec<Result<Delivered, ProduceError>> {
         let mut pacing = self.rate.map(|rate| {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -437,7 +498,58 @@ impl ReplayArgs {
             };
             batch.send(record, Instant::now()).await;
         }
-        Ok(batch.finish().await)
+        batch.finish().await
+    }
+
+    /// Records the acknowledged replays in the replays topic, all with this run's id and the
+    /// time they were acknowledged by. One mark per replay, `None` where recording failed; and
+    /// the failures, described.
+    async fn record(
+        &self,
+        producer: &RecordProducer,
+        retry: &str,
+        replayed: &[(&Found, Delivered)],
+    ) -> anyhow::Result<(Vec<Option<Mark>>, Vec<String>)> {
+        let topic = self.selection.replays_topic();
+        // To the millisecond, as every time the command prints.
+        let (run, now) = (uuid::Uuid::now_v7().to_string(), Utc::now().trunc_subsecs(3));
+        let marks: Vec<Mark> = replayed
+            .iter()
+            .map(|(item, delivered)| Mark {
+                dlq_partition: item.partition,
+                dlq_offset: item.offset,
+                ce_id: item.letter.event_id.clone(),
+                replayed_at: now,
+                replayed_to: Landed {
+                    topic: retry.to_owned(),
+                    partition: delivered.partition,
+                    offset: delivered.offset,
+                },
+                run: run.clone(),
+            })
+            .collect();
+        let keys: Vec<String> = marks.iter().map(Mark::key).collect();
+        let values = marks.iter().map(Mark::value).collect::<Result<Vec<_>, _>>()?;
+        let records = keys.iter().zip(&values).map(|(key, value)| Record {
+            partition: None,
+            topic: &topic,
+            key: Some(key.as_bytes()),
+            payload: Some(value),
+            headers: fanout_kafka::Headers::with_capacity(0),
+        });
+        let outcomes = producer.send_all(records).await;
+        let mut recorded = Vec::with_capacity(marks.len());
+        let mut failures = Vec::new();
+        for (mark, outcome) in marks.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(_) => recorded.push(Some(mark)),
+                Err(e) => {
+                    failures.push(format!("{} in {topic}: {}", mark.key(), fanout_core::report(&e)));
+                    recorded.push(None);
+                }
+            }
+        }
+        Ok((recorded, failures))
     }
 }
 
@@ -459,6 +571,7 @@ mod tests {
             offset: 3,
             timestamp_ms: None,
             letter: DeadLetter::new(Some(key.as_bytes().to_vec()), None, headers),
+            replayed: None,
         }
     }
 
