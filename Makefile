@@ -7,10 +7,17 @@ PYTHON := $(VENV)/bin/python
 
 .PHONY: demo test stack lint unit-and-integration interop leftovers-snapshot leftovers-check
 
-## demo: bring up the local stack, then run the main job end to end.
-## Prometheus (from scripts/stack) scrapes every service that writes a target file there.
+# Where cargo puts what it builds.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+## demo: bring up the local stack, build (showing cargo's progress), then run the main job end to
+## end. Prometheus (from scripts/stack) scrapes every service that writes a target file there; the
+## log lines of the services and the Kafka client go to a file under .stack/demo, which the demo
+## names.
 demo: stack
-	FANOUT_PROMETHEUS_TARGETS_DIR=$(CURDIR)/.stack/prometheus/targets cargo run -q --release -p fanout-cli --locked -- demo
+	cargo build --release -p fanout-cli --locked
+	FANOUT_PROMETHEUS_TARGETS_DIR=$(CURDIR)/.stack/prometheus/targets $(TARGET_DIR)/release/fanout demo \
+		--log-dir $(CURDIR)/.stack/demo
 
 ## test: the whole suite: stack, formatting, lints, unit, integration and interop tests; then a
 ## check that the tests deleted every topic, group and database they created.

@@ -1,7 +1,9 @@
 //! The main job end to end, as README's first command runs it: 5,000 mixed events with about 5%
 //! re-sent duplicates and a few poison records through rewards, pinning and stats. The demo
 //! checks every user's read-API totals against an independent computation from the published
-//! events and exits non-zero on any difference; this test also reads its summary table.
+//! events and exits non-zero on any difference; this test also reads its summary table. The
+//! terminal shows the demo's own output only: every log line goes to the log file it names, where
+//! the poison records' dead letters are logged.
 
 use std::process::Command;
 
@@ -52,9 +54,13 @@ fn five_thousand_mixed_events_every_effect_once_duplicates_counted_poison_dead_l
     // Fails loudly, with how to start it, when no broker answers.
     let runtime = tokio::runtime::Runtime::new()?;
     let kafka = runtime.block_on(fanout_testkit::Kafka::connect())?;
+    let logs = tempfile::tempdir()?;
+    let log_dir = logs.path().to_str().context("a UTF-8 temporary directory")?;
     let output = Command::new(env!("CARGO_BIN_EXE_fanout"))
         .args(["demo", "--events", "5000", "--rate", "0", "--poison", "3", "--bootstrap", kafka.bootstrap()])
-        .env("FANOUT_LOG", "error")
+        .args(["--log-dir", log_dir])
+        // At the demo's own default level, as `make demo` runs it.
+        .env_remove("FANOUT_LOG")
         .output()
         .context("running fanout demo")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -78,5 +84,31 @@ fn five_thousand_mixed_events_every_effect_once_duplicates_counted_poison_dead_l
         assert_eq!(row.check, "ok", "{}: read API agrees with the published events", row.consumer);
     }
     assert!(stdout.contains("demo OK"), "{stdout}");
+
+    // The terminal: the demo's output, no log line.
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains("WARN") && !text.contains("ERROR"), "a log line on the terminal:\n{text}");
+    }
+    // Named at the start and again in the summary.
+    let named: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("log file")).map(str::trim).collect();
+    ensure!(named.len() == 2 && named[0] == named[1], "the log file named twice:\n{stdout}");
+    let log_file = std::path::PathBuf::from(named[0]);
+    assert!(log_file.starts_with(logs.path()), "{} is in --log-dir", log_file.display());
+    let dead = stdout.lines().find(|l| l.starts_with("dead letters:")).context("a dead letters line")?;
+    assert!(dead.contains("3 per consumer, as expected: the 3 poison record(s) sent on purpose"), "{dead}");
+    // The log file: each consumer's three dead letters, and the end of a partition is no warning.
+    let log =
+        std::fs::read_to_string(&log_file).with_context(|| format!("reading {}", log_file.display()))?;
+    let dead_lettered: Vec<&str> = log.lines().filter(|l| l.contains("event dead-lettered")).collect();
+    assert_eq!(dead_lettered.len(), 9, "3 poison records x 3 consumers:\n{}", dead_lettered.join("\n"));
+    for consumer in ["rewards", "pinning", "stats"] {
+        let theirs = dead_lettered.iter().filter(|l| l.contains(&format!("consumer={consumer} "))).count();
+        assert_eq!(theirs, 3, "{consumer}:\n{}", dead_lettered.join("\n"));
+    }
+    assert!(
+        dead_lettered.iter().all(|l| l.contains("ERROR") && l.contains("undecodable")),
+        "{dead_lettered:?}"
+    );
+    assert!(!log.contains("PartitionEOF"), "end of partition logged:\n{log}");
     Ok(())
 }

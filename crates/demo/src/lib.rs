@@ -6,15 +6,20 @@
 //!
 //! Each run uses its own topic (`post.published.demo-<run>`) and fresh service databases, so runs
 //! never see each other's events; the topics and databases are removed at the end unless
-//! `--keep` is given.
+//! `--keep` is given. The terminal shows the demo's progress and summary only; every log line
+//! (services, registry, librdkafka) goes to a file the demo names (`--log-dir`).
 
+mod log;
 mod publish;
 mod report;
 mod services;
 mod verify;
 mod workload;
 
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -52,6 +57,11 @@ pub struct DemoArgs {
     /// Keep the run's topics and databases for a look afterwards.
     #[arg(long)]
     keep: bool,
+    /// The directory of the run's log file, `demo-<time>-<run>.log`: every log line of the
+    /// services, the registry and the Kafka client (the terminal shows the demo's own output
+    /// only). Default: the system's temporary directory.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
 }
 
 /// Beans a JOB post earns and credits a HOUSING post grants: the services' defaults, which the
@@ -71,6 +81,12 @@ impl DemoArgs {
         let run = uuid::Uuid::now_v7().simple().to_string();
         let run = &run[run.len() - 8..];
         let topic = format!("{}.demo-{run}", fanout_events::topics::POST_PUBLISHED);
+        let log_file = self
+            .log_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join(format!("demo-{}-{run}.log", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+        log::to_file(&log_file)?;
         let seed = self.seed.unwrap_or_else(|| u64::from_str_radix(run, 16).unwrap_or(42));
         let workdir = std::env::temp_dir().join(format!("fanout-demo-{run}"));
         std::fs::create_dir_all(&workdir).with_context(|| format!("cannot create {}", workdir.display()))?;
@@ -78,7 +94,7 @@ impl DemoArgs {
         let mut kafka = ClientConfig::new();
         kafka.set("bootstrap.servers", &self.bootstrap);
         create_topic(&kafka, &topic, self.partitions).await?;
-        let outcome = self.run_in(&topic, &workdir, seed).await;
+        let outcome = self.run_in(&topic, &workdir, seed, &log_file).await;
 
         if self.keep {
             eprintln!("kept topic {topic} and the service databases in {}", workdir.display());
@@ -88,11 +104,12 @@ impl DemoArgs {
         outcome
     }
 
-    async fn run_in(&self, topic: &str, workdir: &std::path::Path, seed: u64) -> anyhow::Result<()> {
+    async fn run_in(&self, topic: &str, workdir: &Path, seed: u64, log_file: &Path) -> anyhow::Result<()> {
         println!(
             "Fanout demo: topic {topic}, {} events at {} events/s (seed {seed})",
             self.events, self.rate
         );
+        println!("{}", log_line(log_file));
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let registry = RegistryServer::start(RegistryConfig::new(&self.bootstrap, listen))
             .await
@@ -177,10 +194,13 @@ impl DemoArgs {
             self.events, published.resends, published.poison
         );
         println!("{}", report::table(&rows));
+        println!("{}", report::dead_letters(&rows, published.poison as u64));
         println!(
             "checked {} users' beans, pins and stats against totals computed from the published events",
             expected.users.len()
         );
+        // Named again at the end, where a reader looks first when something above needs explaining.
+        println!("{}", log_line(log_file));
 
         running.stop().await?;
         registry.shutdown().await.context("stopping the registry")?;
@@ -193,6 +213,11 @@ impl DemoArgs {
         println!("demo OK: every effect applied exactly once");
         Ok(())
     }
+}
+
+/// The line naming the log file, at the start and in the summary.
+fn log_line(log_file: &Path) -> String {
+    format!("log file          {}", log_file.display())
 }
 
 fn bar_style() -> ProgressStyle {

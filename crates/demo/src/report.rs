@@ -157,6 +157,29 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// What the dead-lettered column means: the poison records the demo sent on purpose, each
+/// dead-lettered once by every consumer; any other count is named (the check fails on it).
+pub fn dead_letters(rows: &[Row], poison: u64) -> String {
+    let unexpected: Vec<String> = rows
+        .iter()
+        .filter(|r| r.figures.dead_lettered != poison)
+        .map(|r| format!("{} dead-lettered {}", r.consumer, r.figures.dead_lettered))
+        .collect();
+    if !unexpected.is_empty() {
+        format!(
+            "dead letters: UNEXPECTED: {}, but {poison} poison record(s) were sent (see the log file)",
+            unexpected.join(", ")
+        )
+    } else if poison == 0 {
+        "dead letters: none".to_owned()
+    } else {
+        format!(
+            "dead letters: {poison} per consumer, as expected: the {poison} poison record(s) sent on purpose \
+             (not Avro at all)"
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,9 +196,8 @@ mod tests {
         assert_eq!(quantile(0.5, &buckets, 0), None);
     }
 
-    #[test]
-    fn the_table_lines_up_and_flags_mismatches() {
-        let rows = [
+    fn rows() -> [Row; 2] {
+        [
             Row {
                 consumer: "rewards".into(),
                 figures: ConsumerFigures {
@@ -193,8 +215,12 @@ mod tests {
                 metrics_url: "http://127.0.0.1:9103/metrics".into(),
                 verified: false,
             },
-        ];
-        let table = table(&rows);
+        ]
+    }
+
+    #[test]
+    fn the_table_lines_up_and_flags_mismatches() {
+        let table = table(&rows());
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4);
         assert!(lines[2].contains("1000") && lines[2].contains(" ok "));
@@ -204,5 +230,15 @@ mod tests {
             lines[0].find("applied").map(|i| i + "applied".len()),
             lines[2].find("1000").map(|i| i + 4)
         );
+    }
+
+    #[test]
+    fn dead_letters_are_the_poison_records_or_named_as_unexpected() {
+        let [rewards, stats] = rows();
+        let expected = dead_letters(std::slice::from_ref(&rewards), 1);
+        assert!(expected.contains("as expected: the 1 poison record(s) sent on purpose"), "{expected}");
+        let unexpected = dead_letters(&[rewards, stats], 1);
+        assert!(unexpected.contains("UNEXPECTED: stats dead-lettered 0,"), "{unexpected}");
+        assert!(!unexpected.contains("rewards"), "{unexpected}");
     }
 }
