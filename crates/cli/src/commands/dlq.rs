@@ -17,7 +17,7 @@
 //!
 //! Each replay, once acknowledged, is recorded in `<topic>.<consumer>.dlq.replays` (see
 //! [`replays`]); `list`, `show` and `replay` print the latest replay's time of each dead letter
-//! in `replayed` (`-` for never). A dry run records nothing.
+//! in `replayed` (null for never). A dry run records nothing.
 
 mod replays;
 
@@ -43,7 +43,7 @@ use super::connection::Connection;
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
     /// One JSON line per matching dead letter: position, key, event id and type, error, attempts,
-    /// original position, first and last failure time, and when it was last replayed (`-`: never).
+    /// original position, first and last failure time, and when it was last replayed (null: never).
     List(Selection),
     /// Like `list`, plus every header and the payload decoded through the registry.
     Show(ShowArgs),

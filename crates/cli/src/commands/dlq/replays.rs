@@ -51,11 +51,11 @@ impl Mark {
         serde_json::to_vec(self)
     }
 
-    /// The `replayed` field of a listed dead letter: the time of its latest replay, `-` for none.
+    /// The `replayed` field of a listed dead letter: the time of its latest replay, null for none.
     pub(super) fn shown(mark: Option<&Mark>) -> Value {
         match mark {
             Some(mark) => json!(mark.replayed_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
-            None => json!("-"),
+            None => Value::Null,
         }
     }
 }
@@ -106,6 +106,6 @@ mod tests {
         let parsed: Mark = serde_json::from_slice(&mark.value().expect("serializes")).expect("parses back");
         assert_eq!(parsed, mark);
         assert_eq!(Mark::shown(Some(&mark)), json!("2026-01-02T03:00:00.123Z"));
-        assert_eq!(Mark::shown(None), json!("-"));
+        assert_eq!(Mark::shown(None), Value::Null);
     }
 }
