@@ -167,20 +167,7 @@ async fn readyz_needs_the_registry_to_answer() -> TestResult {
     let kafka = Kafka::connect().await?;
     let topic = kafka.topic("consumer-readyz-registry", 1).await?;
     let (_dir, url) = sqlite();
-    // A free port, released: the registry comes up there later.
-    let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let settings = fanout_schema_registry::RegistrySettings {
-        max_retries: 0,
-        connect_timeout_ms: 300,
-        ..fanout_schema_registry::RegistrySettings::with_urls(&[format!("http://{address}").as_str()])
-    };
-    let consumer = fanout_consumer::Consumer::builder(config(&url))
-        .decoder(fanout_consumer::RegistryDecoder::from_settings(&settings)?)
-        .handle_topic(topic.name(), Recorder::default())
-        .build()
-        .await?;
-    create_effects(consumer.pool()).await?;
-    let running = run(Built { consumer, registry: None });
+    let (running, address) = start_before_registry(config(&url), topic.name()).await?;
     let name = running.name.clone();
     wait_until(Duration::from_secs(30), "partitions assigned, not ready without a registry", || async {
         let response = http_get(running.http, "/readyz").await?;

@@ -101,20 +101,7 @@ async fn the_registry_outage_gauge_is_up_while_events_are_held_and_down_once_the
     // consumer looks until later.
     let (mut registry, _) = common::registry(topic.name()).await?;
     let (_dir, url) = sqlite();
-    // A free port, released: the registry comes up there later.
-    let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let settings = fanout_schema_registry::RegistrySettings {
-        max_retries: 0,
-        connect_timeout_ms: 300,
-        ..fanout_schema_registry::RegistrySettings::with_urls(&[format!("http://{address}").as_str()])
-    };
-    let consumer = fanout_consumer::Consumer::builder(config(&url))
-        .decoder(fanout_consumer::RegistryDecoder::from_settings(&settings)?)
-        .handle_topic(topic.name(), Recorder::default())
-        .build()
-        .await?;
-    create_effects(consumer.pool()).await?;
-    let running = run(Built { consumer, registry: None });
+    let (running, address) = start_before_registry(config(&url), topic.name()).await?;
     let name = running.name.clone();
     let gauge = [("consumer", name.as_str())];
     assert_eq!(metric("fanout_registry_outage", &gauge), 0.0, "no outage before any event");

@@ -293,6 +293,28 @@ pub async fn create_effects(pool: &AnyPool) -> TestResult {
     Ok(())
 }
 
+/// Starts a [`Recorder`] consumer of `topic` whose registry is not up yet: it is told a free
+/// port, returned, where a test brings a registry up later (no retries, a short connect
+/// timeout, so an outage shows at once).
+pub async fn start_before_registry(
+    config: ConsumerConfig,
+    topic: &str,
+) -> anyhow::Result<(Running, std::net::SocketAddr)> {
+    let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let settings = fanout_schema_registry::RegistrySettings {
+        max_retries: 0,
+        connect_timeout_ms: 300,
+        ..fanout_schema_registry::RegistrySettings::with_urls(&[format!("http://{address}").as_str()])
+    };
+    let consumer = Consumer::builder(config)
+        .decoder(RegistryDecoder::from_settings(&settings)?)
+        .handle_topic(topic, Recorder::default())
+        .build()
+        .await?;
+    create_effects(consumer.pool()).await?;
+    Ok((run(Built { consumer, registry: None }), address))
+}
+
 /// Runs a built consumer in the background until [`Running::stop`].
 pub fn run(Built { consumer, registry }: Built) -> Running {
     let name = consumer.name().to_owned();
