@@ -28,6 +28,9 @@ enum Command {
     Publish(commands::publish::PublishArgs),
     /// Print a topic's events decoded through the registry, as JSON lines.
     Tail(commands::tail::TailArgs),
+    /// Scheduled events: list what waits, cancel an entry.
+    #[command(subcommand)]
+    Schedule(commands::schedule::ScheduleCommand),
     /// The transactional outbox.
     #[command(subcommand)]
     Outbox(commands::outbox::OutboxCommand),
@@ -60,6 +63,7 @@ async fn main() -> std::process::ExitCode {
         Command::Schema(command) => command.run().await,
         Command::Publish(args) => args.run().await,
         Command::Tail(args) => args.run().await,
+        Command::Schedule(command) => command.run().await,
         Command::Outbox(command) => command.run().await,
         Command::Dlq(command) => command.run().await,
         Command::New(command) => command.run().await,

@@ -123,7 +123,7 @@ impl Stack {
                 ..Default::default()
             },
             registry: registry_settings,
-            producer: Default::default(),
+            ..PublisherConfig::new("dlq-test")
         })?;
         let mut published = Vec::new();
         let to = PublishOptions::new().topic(topic.name());

@@ -15,6 +15,7 @@ pub mod backoff;
 pub mod clock;
 pub mod envelope;
 pub mod headers;
+pub mod schedule;
 pub mod topics;
 pub mod trace;
 

@@ -28,7 +28,7 @@ pub use producer::{
     producer_config, Batch, ClientError, Delivered, Headers, OwnedRecord, ProduceError, ProducerConfigError,
     ProducerSettings, Record, RecordProducer,
 };
-pub use reader::{topic_partitions, FetchedRecord, ReadError, TopicRead};
+pub use reader::{is_end_of_partition, topic_partitions, FetchedRecord, ReadError, TopicRead};
 
 /// A librdkafka configuration with `bootstrap.servers` and every `[kafka.properties]` entry
 /// (`security.protocol`, `sasl.*`, `ssl.*`, ...), for any client: admin, consumer or producer.

@@ -13,11 +13,11 @@ use std::{
 };
 
 use rdkafka::{
-    consumer::{BaseConsumer, Consumer},
+    consumer::{BaseConsumer, Consumer, ConsumerContext},
     error::KafkaError,
     message::{BorrowedMessage, Headers as _},
     types::RDKafkaErrorCode,
-    ClientConfig, Message, Offset, TopicPartitionList,
+    ClientConfig, ClientContext, Message, Offset, TopicPartitionList,
 };
 
 /// A record as fetched, copied out of the client so it can outlive the poll: key, payload and
@@ -217,8 +217,9 @@ impl TopicRead {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest");
-        let consumer: BaseConsumer =
-            config.create().map_err(|source| ReadError::Client { topic: topic.to_owned(), source })?;
+        let consumer: BaseConsumer<EndIsNotAnError> = config
+            .create_with_context(EndIsNotAnError)
+            .map_err(|source| ReadError::Client { topic: topic.to_owned(), source })?;
         let partitions = match &self.partitions {
             Some(partitions) => partitions.clone(),
             None => partitions(&consumer, topic, self.timeout)?,
@@ -290,6 +291,27 @@ impl TopicRead {
     }
 }
 
+/// A reader's client context: librdkafka also reports each partition's end as a global error,
+/// which its default context logs as an ERROR; for a reader it is the expected end.
+struct EndIsNotAnError;
+
+impl ClientContext for EndIsNotAnError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !is_end_of_partition(&error) {
+            tracing::warn!(error = %error, reason, "topic read: librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for EndIsNotAnError {}
+
+/// Whether librdkafka reports the end of a partition: as the consumer's event, or (polled from
+/// the client's main queue, or handed to a context's `error`) as a global error. Reaching the end
+/// is how a reader learns it is caught up: never an error to log.
+pub fn is_end_of_partition(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF))
+}
+
 /// The partitions of `topic`, or [`ReadError::UnknownTopic`] when it does not exist.
 fn partitions<C: rdkafka::consumer::ConsumerContext>(
     consumer: &BaseConsumer<C>,
@@ -325,4 +347,16 @@ pub fn topic_partitions(
     let consumer: BaseConsumer =
         config.create().map_err(|source| ReadError::Client { topic: topic.to_owned(), source })?;
     partitions(&consumer, topic, timeout)
+}
+
+#[cfg(test)]
+mod end_tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_the_partition_is_recognised_in_both_of_librdkafkas_forms() {
+        assert!(is_end_of_partition(&KafkaError::PartitionEOF(0)));
+        assert!(is_end_of_partition(&KafkaError::Global(RDKafkaErrorCode::PartitionEOF)));
+        assert!(!is_end_of_partition(&KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure)));
+    }
 }

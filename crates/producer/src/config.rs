@@ -23,6 +23,14 @@ pub struct PublisherConfig {
     /// Throughput knobs (durability is fixed: idempotent, `acks=all`).
     #[serde(default)]
     pub producer: ProducerSettings,
+    /// The schedule topic [`crate::Publisher::publish_at`] writes to: `fanout-scheduler`'s
+    /// `topic`.
+    #[serde(default = "schedule_topic")]
+    pub schedule_topic: String,
+}
+
+fn schedule_topic() -> String {
+    fanout_core::schedule::TOPIC.to_owned()
 }
 
 impl PublisherConfig {
@@ -39,6 +47,7 @@ impl PublisherConfig {
             kafka: KafkaSettings::default(),
             registry: Default::default(),
             producer: ProducerSettings::default(),
+            schedule_topic: schedule_topic(),
         }
     }
 }

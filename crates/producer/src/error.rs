@@ -23,6 +23,16 @@ pub enum PublishError {
     /// The producer could not be created from the configuration.
     #[error("invalid publisher configuration")]
     Config(#[from] ProducerConfigError),
+    /// The schedule topic could not be used: it does not exist (no `fanout-scheduler` has run
+    /// against this cluster) or the cluster did not answer.
+    #[error("cannot schedule on topic {topic}")]
+    Schedule {
+        /// The schedule topic.
+        topic: String,
+        /// Why (boxed: a rare error should not make every publish result larger).
+        #[source]
+        source: Box<fanout_kafka::ReadError>,
+    },
     /// The registry client could not be created from the configuration.
     #[error("invalid schema registry configuration")]
     Registry(#[source] fanout_schema_registry::RegistryError),

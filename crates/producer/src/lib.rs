@@ -19,9 +19,12 @@ mod error;
 mod options;
 pub mod outbox;
 mod publisher;
+mod schedule;
 
 pub use config::PublisherConfig;
 pub use error::PublishError;
+pub use fanout_core::schedule::ScheduleId;
 pub use fanout_kafka::{Delivered, OwnedRecord, ProduceError, ProducerConfigError, ProducerSettings};
 pub use options::PublishOptions;
 pub use publisher::{Delivery, Publisher};
+pub use schedule::Scheduled;

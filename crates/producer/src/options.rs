@@ -23,6 +23,10 @@ pub struct PublishOptions {
     /// event becomes a child span of it, so its handlers join that trace. `None` starts a new
     /// trace per event.
     pub trace_parent: Option<TraceParent>,
+    /// For a scheduled event ([`crate::Publisher::publish_at`]): the latest acceptable delivery.
+    /// An event the scheduler could not deliver by then is dead-lettered with the reason rather
+    /// than arriving late. Ignored by immediate publishing.
+    pub not_after: Option<std::time::SystemTime>,
 }
 
 impl PublishOptions {
@@ -40,6 +44,12 @@ impl PublishOptions {
     /// These options, continuing the trace `parent`.
     pub fn trace_parent(mut self, parent: TraceParent) -> Self {
         self.trace_parent = Some(parent);
+        self
+    }
+
+    /// These options, for a scheduled event that must not arrive after `limit`.
+    pub fn not_after(mut self, limit: std::time::SystemTime) -> Self {
+        self.not_after = Some(limit);
         self
     }
 

@@ -71,6 +71,10 @@ type EncodersByTopic = HashMap<String, Arc<dyn Any + Send + Sync>>;
 
 struct Inner {
     raw: RecordProducer,
+    /// For metadata: the schedule topic's partition count.
+    kafka: fanout_config::KafkaSettings,
+    schedule_topic: String,
+    schedule_partitions: tokio::sync::OnceCell<i32>,
     serde: AvroSerde,
     source: String,
     /// One encoder per event type, resolved (schema id looked up) on first use; afterwards the
@@ -94,6 +98,9 @@ impl Publisher {
         Ok(Self {
             inner: Arc::new(Inner {
                 raw,
+                kafka: config.kafka.clone(),
+                schedule_topic: config.schedule_topic,
+                schedule_partitions: tokio::sync::OnceCell::new(),
                 serde,
                 source: config.source,
                 encoders: RwLock::new(HashMap::new()),
@@ -246,6 +253,37 @@ impl Publisher {
     /// Flushes, then drops this handle.
     pub async fn close(self, deadline: Duration) -> Result<(), PublishError> {
         self.flush(deadline).await
+    }
+
+    /// The schedule topic scheduled events are written to.
+    pub(crate) fn schedule_topic(&self) -> &str {
+        &self.inner.schedule_topic
+    }
+
+    /// The schedule topic's partition count, asked of the cluster once.
+    pub(crate) async fn schedule_partitions(&self) -> Result<i32, PublishError> {
+        let inner = self.inner.clone();
+        self.inner
+            .schedule_partitions
+            .get_or_try_init(|| async move {
+                let topic = inner.schedule_topic.clone();
+                let client = fanout_kafka::client_config(&inner.kafka);
+                let error = |source| PublishError::Schedule {
+                    topic: inner.schedule_topic.clone(),
+                    source: Box::new(source),
+                };
+                match tokio::task::spawn_blocking(move || {
+                    fanout_kafka::topic_partitions(&client, &topic, Duration::from_secs(10))
+                })
+                .await
+                {
+                    Ok(Ok(partitions)) => Ok(partitions.len() as i32),
+                    Ok(Err(source)) => Err(error(source)),
+                    Err(_) => Err(PublishError::Produce(fanout_kafka::ProduceError::Closed)),
+                }
+            })
+            .await
+            .copied()
     }
 
     /// The record producer under this publisher, for the outbox relay.

@@ -12,7 +12,7 @@ use fanout_kafka::{Headers, RecordProducer, TopicSpec};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{watch, Mutex, MutexGuard};
@@ -210,16 +210,10 @@ struct TailContext;
 
 impl ClientContext for TailContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !is_end_of_partition(&error) {
+        if !fanout_kafka::is_end_of_partition(&error) {
             tracing::warn!(error = %fanout_core::report(&error), reason, "registry tail: librdkafka error");
         }
     }
-}
-
-/// Whether librdkafka reports the end of a partition: as the consumer's event, or (polled from
-/// the client's main queue, as a stream consumer does) as a global error.
-fn is_end_of_partition(error: &KafkaError) -> bool {
-    matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF))
 }
 
 impl ConsumerContext for TailContext {}
@@ -297,16 +291,4 @@ fn start_tail(config: &RegistryConfig, store: Arc<Store>) -> Result<Tail, Regist
         }
     });
     Ok(Tail { stop, task })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_end_of_the_partition_is_recognised_in_both_of_librdkafkas_forms() {
-        assert!(is_end_of_partition(&KafkaError::PartitionEOF(0)));
-        assert!(is_end_of_partition(&KafkaError::Global(RDKafkaErrorCode::PartitionEOF)));
-        assert!(!is_end_of_partition(&KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure)));
-    }
 }

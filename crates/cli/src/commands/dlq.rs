@@ -80,10 +80,10 @@ pub struct Selection {
     topic: String,
     /// Only dead letters whose last failure is at or after this time (RFC 3339, e.g.
     /// 2026-01-02T03:04:05Z). Records without the header use their Kafka timestamp.
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = super::parse_time)]
     since: Option<DateTime<Utc>>,
     /// Only dead letters whose last failure is at or before this time (RFC 3339).
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = super::parse_time)]
     until: Option<DateTime<Utc>>,
     /// Only dead letters whose error text contains this (case-insensitive).
     #[arg(long)]
@@ -141,12 +141,6 @@ impl Found {
     fn time(&self) -> Option<DateTime<Utc>> {
         self.letter.last_failure.or_else(|| self.timestamp_ms.and_then(DateTime::from_timestamp_millis))
     }
-}
-
-fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(text.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("not an RFC 3339 time such as 2026-01-02T03:04:05Z ({e})"))
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {

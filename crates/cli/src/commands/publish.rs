@@ -25,6 +25,12 @@ pub struct PublishArgs {
     /// Publish to this topic instead of the event type's own.
     #[arg(long)]
     topic: Option<String>,
+    /// Deliver at this time (RFC 3339) through `fanout-scheduler`, not now.
+    #[arg(long, value_parser = super::parse_time, conflicts_with = "after")]
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Deliver after this long (`90s`, `10m`, `2h`) through `fanout-scheduler`, not now.
+    #[arg(long, value_parser = super::parse_duration)]
+    after: Option<std::time::Duration>,
     /// The CloudEvents source the events carry.
     #[arg(long, default_value = "fanout-cli")]
     source: String,
@@ -88,6 +94,14 @@ impl PublishLines<'_> {
         config.registry = settings.registry;
         let publisher = Publisher::new(config)?;
         let options = PublishOptions { topic: args.topic.clone(), ..PublishOptions::default() };
+        let deliver_at = match (args.at, args.after) {
+            (Some(at), _) => Some(std::time::SystemTime::from(at)),
+            (None, Some(after)) => Some(std::time::SystemTime::now() + after),
+            (None, None) => None,
+        };
+        if let Some(deliver_at) = deliver_at {
+            return schedule(publisher, &batch, deliver_at, &options).await;
+        }
         let mut failures = 0usize;
         for (chunk_no, chunk) in batch.chunks(1000).enumerate() {
             for (offset, result) in publisher.publish_all(chunk, &options).await.into_iter().enumerate() {
@@ -115,4 +129,32 @@ impl PublishLines<'_> {
         }
         Ok(())
     }
+}
+
+/// Schedules each event for `deliver_at`, printing one JSON line per scheduled event; stops at the
+/// first failure (the ones before it stay scheduled, and were printed).
+async fn schedule<E: Event>(
+    publisher: Publisher,
+    events: &[E],
+    deliver_at: std::time::SystemTime,
+    options: &PublishOptions,
+) -> anyhow::Result<()> {
+    let at = chrono::DateTime::<chrono::Utc>::from(deliver_at)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for (index, event) in events.iter().enumerate() {
+        let scheduled = publisher
+            .publish_at(event, deliver_at, options)
+            .await
+            .with_context(|| format!("event {} was not scheduled", index + 1))?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "event_id": scheduled.event_id.to_string(),
+                "schedule_id": scheduled.schedule_id.to_string(),
+                "deliver_at": at,
+            })
+        );
+    }
+    publisher.close(std::time::Duration::from_secs(30)).await?;
+    Ok(())
 }

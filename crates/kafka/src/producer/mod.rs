@@ -167,6 +167,17 @@ pub enum ProduceError {
         /// Records not yet acknowledged.
         in_flight: i32,
     },
+    /// A transaction step failed (see [`RecordProducer::transactional`]). When
+    /// [`ProduceError::is_fenced`], another instance took over this producer's work and this one
+    /// must stop; otherwise abort and try the transaction again.
+    #[error("could not {operation} the Kafka transaction")]
+    Transaction {
+        /// What was attempted: `start`, `begin`, `commit`, `abort`.
+        operation: &'static str,
+        /// Why, in librdkafka's words.
+        #[source]
+        source: ClientError,
+    },
 }
 
 fanout_core::debug_as_report!(ProduceError);
@@ -177,8 +188,28 @@ impl ProduceError {
         match self {
             Self::NotDelivered { source, .. } => source.is_retriable(),
             Self::FlushTimeout { .. } => true,
+            Self::Transaction { .. } => !self.is_fenced(),
             Self::TooLarge { .. } | Self::Closed => false,
         }
+    }
+
+    /// True when a transaction failed for good: a newer producer with the same transactional id,
+    /// or a newer consumer-group generation, fenced this one (or librdkafka reports a fatal
+    /// error). Its work is someone else's now.
+    pub fn is_fenced(&self) -> bool {
+        match self {
+            Self::Transaction { source, .. } => match &source.0 {
+                KafkaError::Transaction(error) => error.is_fatal(),
+                other => other.rdkafka_error_code().is_some_and(|code| {
+                    matches!(code, RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)
+                }),
+            },
+            _ => false,
+        }
+    }
+
+    fn transaction(operation: &'static str, error: KafkaError) -> Self {
+        Self::Transaction { operation, source: ClientError(error) }
     }
 
     fn not_delivered(topic: &str, error: KafkaError) -> Self {
@@ -262,6 +293,66 @@ impl RecordProducer {
         let max_message_bytes =
             config.get("message.max.bytes").and_then(|v| v.trim().parse().ok()).unwrap_or(1_000_000);
         Ok(Self { producer: Arc::new(producer), max_message_bytes, topics: Default::default() })
+    }
+
+    /// A transactional producer (`transactional.id` = `id`), its transactions initialised: records
+    /// sent between [`RecordProducer::begin`] and [`RecordProducer::commit`] become visible to
+    /// `read_committed` consumers together, with the consumer offsets given to `commit`, or not
+    /// at all. Starting it fences any older producer with the same id. One task drives its
+    /// transactions; its records are sent with [`RecordProducer::send_all`] as usual.
+    pub async fn transactional(
+        mut config: ClientConfig,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Self, ProduceError> {
+        config.set("transactional.id", id);
+        let producer = Self::from_config(config).map_err(|e| match e {
+            ProducerConfigError::Create(source) => ProduceError::Transaction { operation: "create", source },
+            other => ProduceError::transaction("create", KafkaError::ClientCreation(other.to_string())),
+        })?;
+        producer.blocking("start", move |p| p.init_transactions(timeout)).await?;
+        Ok(producer)
+    }
+
+    /// Begins a transaction.
+    pub async fn begin(&self) -> Result<(), ProduceError> {
+        self.blocking("begin", |p| p.begin_transaction()).await
+    }
+
+    /// Adds `offsets` of the consumer group `group` to the transaction and commits it: the
+    /// records and the offsets become visible together. A consumer-group generation that moved
+    /// on (a rebalance gave the partitions away) fences the commit.
+    pub async fn commit(
+        &self,
+        offsets: rdkafka::TopicPartitionList,
+        group: rdkafka::consumer::ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> Result<(), ProduceError> {
+        self.blocking("commit", move |p| {
+            if offsets.count() > 0 {
+                p.send_offsets_to_transaction(&offsets, &group, timeout)?;
+            }
+            p.commit_transaction(timeout)
+        })
+        .await
+    }
+
+    /// Aborts the transaction: none of its records becomes visible to `read_committed` readers.
+    pub async fn abort(&self, timeout: Duration) -> Result<(), ProduceError> {
+        self.blocking("abort", move |p| p.abort_transaction(timeout)).await
+    }
+
+    /// Runs one of librdkafka's blocking transaction calls off the async workers.
+    async fn blocking(
+        &self,
+        operation: &'static str,
+        call: impl FnOnce(&ThreadedProducer<DeliveryContext>) -> Result<(), KafkaError> + Send + 'static,
+    ) -> Result<(), ProduceError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || call(&producer))
+            .await
+            .map_err(|_| ProduceError::Closed)?
+            .map_err(|e| ProduceError::transaction(operation, e))
     }
 
     /// Sends one record and waits until Kafka acknowledges it (or delivery finally fails).

@@ -1,0 +1,139 @@
+//! `fanout schedule list|cancel`: what waits in the schedule topic, and taking an entry back.
+
+use std::{collections::BTreeMap, ops::ControlFlow, time::Duration};
+
+use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Args, Subcommand};
+use fanout_core::schedule::{self, ScheduleId};
+use fanout_kafka::{FetchedRecord, TopicRead};
+use fanout_producer::{Publisher, PublisherConfig};
+
+use super::connection::KafkaArgs;
+
+/// Scheduled events (`fanout-scheduler`'s schedule topic).
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// One JSON line per pending entry, in due order: schedule id, event id and type, target
+    /// topic and key, due time.
+    List(ListArgs),
+    /// Cancels an entry by its schedule id (`PARTITION:UUID`, as `publish --at` printed it).
+    Cancel(CancelArgs),
+}
+
+/// `fanout schedule list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only entries for this target topic.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Only entries due before this time (RFC 3339).
+    #[arg(long, value_parser = super::parse_time)]
+    due_before: Option<DateTime<Utc>>,
+    /// The schedule topic.
+    #[arg(long, default_value = schedule::TOPIC)]
+    schedule_topic: String,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+/// `fanout schedule cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The entry.
+    schedule_id: ScheduleId,
+    /// The schedule topic.
+    #[arg(long, default_value = schedule::TOPIC)]
+    schedule_topic: String,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+impl ScheduleCommand {
+    /// Runs the subcommand.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::List(args) => args.run().await,
+            Self::Cancel(args) => args.run().await,
+        }
+    }
+}
+
+/// A pending entry, as listed.
+fn listed(record: &FetchedRecord) -> Option<(i64, serde_json::Value)> {
+    let due: i64 = record.header(schedule::DELIVER_AT)?.parse().ok()?;
+    let id = uuid::Uuid::parse_str(std::str::from_utf8(record.key.as_deref()?).ok()?).ok()?;
+    let time = |ms: i64| {
+        DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    };
+    Some((
+        due,
+        serde_json::json!({
+            "schedule_id": ScheduleId { partition: record.partition, id }.to_string(),
+            "event_id": record.header(fanout_core::headers::ID),
+            "event_type": record.header(fanout_core::headers::TYPE),
+            "topic": record.header(schedule::TARGET_TOPIC),
+            "key": record.header(schedule::TARGET_KEY),
+            "deliver_at": time(due),
+            "not_after": record.header_i64(schedule::NOT_AFTER).and_then(time),
+        }),
+    ))
+}
+
+impl ListArgs {
+    async fn run(self) -> anyhow::Result<()> {
+        let settings = self.kafka.connect().await?;
+        let mut config = fanout_kafka::client_config(&settings.kafka);
+        config.set("isolation.level", "read_committed");
+        let read = TopicRead::new(&self.schedule_topic).timeout(Duration::from_secs(10));
+        let (topic, before) = (self.topic.clone(), self.due_before.map(|t| t.timestamp_millis()));
+        let pending = tokio::task::spawn_blocking(move || {
+            // By (partition, id): a later tombstone removes the entry.
+            let mut pending: BTreeMap<(i32, Vec<u8>), (i64, serde_json::Value)> = BTreeMap::new();
+            read.read_blocking(&config, |record| {
+                let Some(key) = record.key.clone() else { return ControlFlow::Continue(()) };
+                let slot = (record.partition, key);
+                match record.payload {
+                    None => {
+                        pending.remove(&slot);
+                    }
+                    Some(_) => {
+                        let wanted = |(due, line): &(i64, serde_json::Value)| {
+                            topic.as_deref().is_none_or(|t| line["topic"] == t)
+                                && before.is_none_or(|b| *due < b)
+                        };
+                        match listed(&record).filter(wanted) {
+                            Some(entry) => pending.insert(slot, entry),
+                            None => pending.remove(&slot),
+                        };
+                    }
+                }
+                ControlFlow::Continue(())
+            })
+            .map(|()| pending)
+        })
+        .await
+        .context("the schedule read stopped")?
+        .with_context(|| format!("cannot read the schedule topic {}", self.schedule_topic))?;
+        let mut entries: Vec<(i64, serde_json::Value)> = pending.into_values().collect();
+        entries.sort_by_key(|(due, _)| *due);
+        for (_, line) in entries {
+            println!("{line}");
+        }
+        Ok(())
+    }
+}
+
+impl CancelArgs {
+    async fn run(self) -> anyhow::Result<()> {
+        let settings = self.kafka.connect().await?;
+        let mut config = PublisherConfig::new("fanout-cli");
+        config.kafka = settings.kafka;
+        config.schedule_topic = self.schedule_topic.clone();
+        let publisher = Publisher::new(config)?;
+        publisher.cancel(&self.schedule_id).await?;
+        publisher.close(Duration::from_secs(10)).await?;
+        println!("{}", serde_json::json!({ "schedule_id": self.schedule_id.to_string(), "cancelled": true }));
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! The scheduler's configuration: defaults < TOML file < `FANOUT_` environment, as every part of
+//! Fanout loads it.
+
+use std::time::Duration;
+
+use fanout_config::{HttpSettings, KafkaSettings};
+use serde::{Deserialize, Serialize};
+
+/// Everything `fanout-scheduler` needs; with no file at all it runs against the local stack.
+///
+/// ```
+/// let config: fanout_scheduler::SchedulerConfig = fanout_config::from_toml_str("window_secs = 60").unwrap();
+/// assert_eq!(config.topic, "_fanout_schedule");
+/// assert_eq!(config.window(), std::time::Duration::from_secs(60));
+/// assert!(fanout_config::from_toml_str::<fanout_scheduler::SchedulerConfig>("windows = 1").is_err());
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// The consumer group the instances share (they split the schedule topic's partitions).
+    pub name: String,
+    /// The schedule topic.
+    pub topic: String,
+    /// Its partitions, when the scheduler creates it (the most instances that share the work).
+    pub partitions: i32,
+    /// How far ahead entries are held in memory, in seconds; later ones stay in Kafka and are
+    /// read in as the window advances (every half window).
+    pub window_secs: u64,
+    /// The most entries one dispatch transaction carries.
+    pub max_batch: usize,
+    /// tracing's filter, e.g. `info` or `fanout_scheduler=debug`.
+    pub log: String,
+    /// `text` or `json`.
+    pub log_format: fanout_service::LogFormat,
+    /// The cluster.
+    pub kafka: KafkaSettings,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub http: HttpSettings,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            name: "fanout-scheduler".to_owned(),
+            topic: fanout_core::schedule::TOPIC.to_owned(),
+            partitions: 12,
+            window_secs: 600,
+            max_batch: 500,
+            log: "info".to_owned(),
+            log_format: Default::default(),
+            kafka: KafkaSettings::default(),
+            http: HttpSettings { listen: "127.0.0.1:9110".to_owned() },
+        }
+    }
+}
+
+impl SchedulerConfig {
+    /// The near window.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_secs)
+    }
+
+    /// Refuses values the scheduler cannot work with, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.window_secs < 10 {
+            return Err(format!("window_secs: at least 10, got {}", self.window_secs));
+        }
+        if self.partitions < 1 {
+            return Err(format!("partitions: at least 1, got {}", self.partitions));
+        }
+        if self.max_batch == 0 {
+            return Err("max_batch: at least 1".to_owned());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,32 @@
+//! `/metrics`, `/healthz` and `/readyz`.
+
+use std::sync::Arc;
+
+use axum::{extract::State, http::StatusCode, routing::get, Router};
+
+use crate::scheduler::{readiness, Shared as SharedState};
+
+/// Serves until the task is aborted.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<SharedState>) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(shared);
+    if let Err(error) = axum::serve(listener, app).await {
+        tracing::error!(%error, "the scheduler's HTTP endpoint stopped");
+    }
+}
+
+async fn metrics() -> Result<String, StatusCode> {
+    prometheus::TextEncoder::new()
+        .encode_to_string(&prometheus::gather())
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// Ready once it owns partitions and has read each of them: it delivers everything it owns.
+async fn ready(State(shared): State<Arc<SharedState>>) -> (StatusCode, String) {
+    let (owned, loaded) = readiness(&shared);
+    let status = if owned > 0 && loaded == owned { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, format!("partitions={owned} loaded={loaded}"))
+}

@@ -1,0 +1,466 @@
+//! The running scheduler: one poll thread keeps each owned partition's near window current, one
+//! task delivers what is due in Kafka transactions, one re-reads partitions as the window moves.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use fanout_core::schedule;
+use fanout_kafka::{FetchedRecord, Headers, Record, RecordProducer, TopicRead, TopicSpec};
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance},
+    error::KafkaError,
+    ClientContext, Offset, TopicPartitionList,
+};
+use tokio::sync::Notify;
+
+use crate::{
+    entry::{self, Entry, Kind, Read},
+    metrics::Metrics,
+    window::Window,
+    SchedulerConfig, SchedulerError,
+};
+
+/// How long one transaction step may take before it counts as failed.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest the dispatcher sleeps without looking again (a safety net for a lost wake-up).
+const MAX_IDLE: Duration = Duration::from_millis(500);
+
+/// Unix milliseconds now, by the wall clock: due times are wall-clock times, so this is the
+/// clock "never early" is measured against.
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Every owned partition's window.
+#[derive(Debug, Default)]
+struct Windows(HashMap<i32, Window>);
+
+/// What the poll thread, the dispatcher and the re-reader share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    windows: Mutex<Windows>,
+    /// Wakes the dispatcher: an entry earlier than the one it waits for, a partition loaded.
+    wake: Notify,
+    window: Duration,
+    metrics: Metrics,
+}
+
+impl Shared {
+    fn windows(&self) -> MutexGuard<'_, Windows> {
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies one record read live from partition `partition`.
+    fn apply(&self, partition: i32, read: Read) {
+        let mut windows = self.windows();
+        let Some(window) = windows.0.get_mut(&partition) else { return };
+        match read {
+            Read::Entry(entry) => {
+                let due = entry.due_ms();
+                let earlier = window.loaded && window.next_due().is_none_or(|next| due < next);
+                if window.offer(entry) && earlier {
+                    self.wake.notify_one();
+                }
+            }
+            Read::Tombstone(id) => window.remove(&id),
+            Read::Keyless => tracing::warn!(partition, "schedule record without a key; skipped"),
+        }
+        self.metrics.in_window.set(windows.0.values().map(Window::len).sum::<usize>() as i64);
+    }
+}
+
+/// The group consumer's context: partitions given and taken.
+struct Context {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition is how a partition's first read completes (handled in `poll`).
+        if !fanout_kafka::is_end_of_partition(&error) {
+            tracing::warn!(error = %fanout_core::report(&error), reason, "schedule consumer: librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut windows = self.shared.windows();
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                let end = now_ms() + self.shared.window.as_millis() as i64;
+                for element in partitions.elements() {
+                    windows.0.insert(element.partition(), Window::new(end));
+                }
+                tracing::info!(partitions = ?partitions_of(partitions), "schedule partitions assigned; reading them");
+            }
+            Rebalance::Revoke(partitions) => {
+                // What the dispatcher took from them and has not committed is fenced by the
+                // group generation, or committed before the new owner can read past it.
+                for element in partitions.elements() {
+                    windows.0.remove(&element.partition());
+                }
+                tracing::info!(partitions = ?partitions_of(partitions), "schedule partitions revoked");
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "schedule group rebalance failed"),
+        }
+    }
+}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<i32> {
+    list.elements().iter().map(|e| e.partition()).collect()
+}
+
+/// A scheduler that joined nothing yet: topics exist, clients are created, the HTTP port bound.
+pub struct Scheduler {
+    config: SchedulerConfig,
+    shared: Arc<Shared>,
+    consumer: Arc<BaseConsumer<Context>>,
+    producer: RecordProducer,
+    listener: tokio::net::TcpListener,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").field("name", &self.config.name).finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    /// Creates the schedule topic and its dead-letter topic when absent, the group consumer and
+    /// the transactional producer (fencing any earlier instance that crashed mid-transaction), and
+    /// binds the HTTP port.
+    pub async fn start(config: SchedulerConfig) -> Result<Self, SchedulerError> {
+        config.validate().map_err(SchedulerError::Config)?;
+        let client = fanout_kafka::client_config(&config.kafka);
+        fanout_kafka::ensure_topics(
+            &client,
+            &[
+                TopicSpec::new(&config.topic, config.partitions).with("cleanup.policy", "compact"),
+                TopicSpec::new(schedule::dead_letters(&config.topic), 1),
+            ],
+            Duration::from_secs(30),
+        )
+        .await?;
+        let shared = Arc::new(Shared {
+            windows: Mutex::default(),
+            wake: Notify::new(),
+            window: config.window(),
+            metrics: Metrics::get(),
+        });
+        let mut consumer_config = client.clone();
+        consumer_config
+            .set("group.id", &config.name)
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("topic.metadata.refresh.interval.ms", "2000");
+        // A crashed instance's partitions move on within seconds, not librdkafka's 45 s default
+        // ([kafka.properties] may still say otherwise).
+        if !config.kafka.properties.contains_key("session.timeout.ms") {
+            consumer_config.set("session.timeout.ms", "10000").set("heartbeat.interval.ms", "2000");
+        }
+        let consumer: BaseConsumer<Context> = consumer_config
+            .create_with_context(Context { shared: shared.clone() })
+            .map_err(SchedulerError::consumer("create the consumer"))?;
+        // An id of its own per instance: instances never fence each other by id; the consumer
+        // group's generation fences a commit for partitions it no longer owns.
+        let id = format!("{}-{}", config.name, uuid::Uuid::now_v7());
+        let mut producer_config = client;
+        // A crashed instance's open transaction blocks read_committed readers of its partitions
+        // until the broker aborts it: after 10 s, not the default minute.
+        if !config.kafka.properties.contains_key("transaction.timeout.ms") {
+            producer_config.set("transaction.timeout.ms", "10000");
+        }
+        let producer = RecordProducer::transactional(producer_config, &id, TRANSACTION_TIMEOUT).await?;
+        let listener = tokio::net::TcpListener::bind(&config.http.listen)
+            .await
+            .map_err(|source| SchedulerError::Http { listen: config.http.listen.clone(), source })?;
+        Ok(Self { config, shared, consumer: Arc::new(consumer), producer, listener })
+    }
+
+    /// Where `/metrics`, `/healthz` and `/readyz` listen.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Joins the group and delivers until `shutdown` completes; then finishes the transaction in
+    /// flight and leaves the group.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), SchedulerError> {
+        let Self { config, shared, consumer, producer, listener } = self;
+        consumer.subscribe(&[&config.topic]).map_err(SchedulerError::consumer("subscribe"))?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let poller = {
+            let (consumer, shared, stop) = (consumer.clone(), shared.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("fanout-scheduler-poll".into())
+                .spawn(move || poll(&consumer, &shared, &stop))
+                .map_err(SchedulerError::Thread)?
+        };
+        let http = tokio::spawn(crate::http::serve(listener, shared.clone()));
+        let rereads = tokio::spawn(reread(config.clone(), shared.clone()));
+        let dispatcher = Dispatcher {
+            shared,
+            consumer: consumer.clone(),
+            producer,
+            dead_letters: schedule::dead_letters(&config.topic),
+            topic: config.topic.clone(),
+            max_batch: config.max_batch,
+        };
+        tracing::info!(group = %config.name, topic = %config.topic, "scheduler started");
+        let result = tokio::select! {
+            result = dispatcher.run() => result,
+            () = shutdown => Ok(()),
+        };
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        rereads.abort();
+        http.abort();
+        let _ = tokio::task::spawn_blocking(move || poller.join()).await;
+        consumer.unsubscribe();
+        tracing::info!(group = %config.name, "scheduler stopped");
+        result
+    }
+}
+
+/// The poll thread: every record of the owned partitions, applied to their windows as read.
+fn poll(consumer: &BaseConsumer<Context>, shared: &Shared, stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(message)) => {
+                let record = FetchedRecord::from_message(&message);
+                let partition = record.partition;
+                shared.apply(partition, entry::read(record));
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                let mut windows = shared.windows();
+                if let Some(window) = windows.0.get_mut(&partition) {
+                    if !window.loaded {
+                        window.loaded = true;
+                        tracing::info!(partition, held = window.len(), "schedule partition read; delivering");
+                        shared.wake.notify_one();
+                    }
+                }
+            }
+            Some(Err(error)) => {
+                tracing::warn!(error = %fanout_core::report(&error), "schedule consumer error")
+            }
+        }
+    }
+}
+
+/// Re-reads each loaded partition every half window, bringing in the entries the window now
+/// reaches. The far future stays in Kafka: memory holds the near window only.
+async fn reread(config: SchedulerConfig, shared: Arc<Shared>) {
+    let mut config_read = fanout_kafka::client_config(&config.kafka);
+    config_read.set("isolation.level", "read_committed");
+    let mut ticks = tokio::time::interval(config.window() / 2);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let due: Vec<(i32, i64, i64)> = {
+            let mut windows = shared.windows();
+            let new_end = now_ms() + config.window().as_millis() as i64;
+            windows
+                .0
+                .iter_mut()
+                .filter(|(_, w)| w.loaded && !w.scanning)
+                .map(|(p, w)| (*p, w.begin_scan(new_end), new_end))
+                .collect()
+        };
+        for (partition, from, to) in due {
+            let read = TopicRead::new(&config.topic).partitions([partition]).timeout(Duration::from_secs(30));
+            let client = config_read.clone();
+            let scanned = tokio::task::spawn_blocking(move || {
+                let mut found: HashMap<String, Entry> = HashMap::new();
+                read.read_blocking(&client, |record| {
+                    match entry::read(record) {
+                        Read::Entry(entry) if (from..to).contains(&entry.due_ms()) => {
+                            found.insert(entry.id.clone(), entry);
+                        }
+                        Read::Tombstone(id) => {
+                            found.remove(&id);
+                        }
+                        _ => {}
+                    }
+                    std::ops::ControlFlow::Continue(())
+                })
+                .map(|()| found)
+            })
+            .await;
+            let mut windows = shared.windows();
+            let Some(window) = windows.0.get_mut(&partition) else { continue };
+            match scanned {
+                Ok(Ok(found)) => {
+                    let taken = window.end_scan(found.into_values());
+                    tracing::debug!(partition, taken, "schedule window advanced");
+                }
+                Ok(Err(error)) => {
+                    // The window keeps its new end: entries read live still arrive; the next
+                    // re-read brings in what this one missed, from its old end.
+                    window.end_scan(std::iter::empty());
+                    window.end_ms = from;
+                    tracing::warn!(partition, error = %fanout_core::report(&error), "re-reading a schedule partition failed; trying again next time");
+                }
+                Err(_) => {
+                    window.end_scan(std::iter::empty());
+                }
+            }
+            shared.wake.notify_one();
+        }
+    }
+}
+
+/// Delivers due entries: one Kafka transaction per batch holds their records on the target
+/// topics and their tombstones on the schedule topic, so a crash between the two is impossible.
+struct Dispatcher {
+    shared: Arc<Shared>,
+    consumer: Arc<BaseConsumer<Context>>,
+    producer: RecordProducer,
+    topic: String,
+    dead_letters: String,
+    max_batch: usize,
+}
+
+impl Dispatcher {
+    async fn run(&self) -> Result<(), SchedulerError> {
+        let mut batch: Vec<(i32, Entry)> = Vec::with_capacity(self.max_batch);
+        loop {
+            let next = self.take(&mut batch);
+            if batch.is_empty() {
+                let wait = next.map_or(MAX_IDLE, |due| {
+                    Duration::from_millis(due.saturating_sub(now_ms()).max(1) as u64).min(MAX_IDLE)
+                });
+                let _ = tokio::time::timeout(wait, self.shared.wake.notified()).await;
+                continue;
+            }
+            match self.deliver(&batch).await {
+                Ok(()) => batch.clear(),
+                Err(error) if error.is_fenced() => return Err(error.into()),
+                Err(error) => {
+                    tracing::warn!(error = %fanout_core::report(&error), entries = batch.len(), "schedule dispatch failed; aborted, trying again");
+                    let _ = self.producer.abort(TRANSACTION_TIMEOUT).await;
+                    self.restore(&mut batch);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Puts a failed batch back into the windows of the partitions still owned.
+    fn restore(&self, batch: &mut Vec<(i32, Entry)>) {
+        let mut windows = self.shared.windows();
+        for (partition, entry) in batch.drain(..) {
+            if let Some(window) = windows.0.get_mut(&partition) {
+                window.restore([entry]);
+            }
+        }
+    }
+
+    /// Takes the due entries of loaded partitions into `batch`; the earliest due time left.
+    fn take(&self, batch: &mut Vec<(i32, Entry)>) -> Option<i64> {
+        let now = now_ms();
+        let mut windows = self.shared.windows();
+        let mut taken = Vec::new();
+        let mut next: Option<i64> = None;
+        for (partition, window) in windows.0.iter_mut().filter(|(_, w)| w.loaded) {
+            if batch.len() < self.max_batch {
+                window.take_due(now, self.max_batch - batch.len(), &mut taken);
+                batch.extend(taken.drain(..).map(|entry| (*partition, entry)));
+            }
+            if let Some(due) = window.next_due() {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        self.shared.metrics.in_window.set(windows.0.values().map(Window::len).sum::<usize>() as i64);
+        next
+    }
+
+    async fn deliver(&self, batch: &[(i32, Entry)]) -> Result<(), fanout_kafka::ProduceError> {
+        let now = now_ms();
+        self.producer.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut headers = Vec::with_capacity(batch.len());
+        for (_, entry) in batch {
+            let (outcome, record_headers) = match &entry.kind {
+                Kind::Deliver { due_ms, not_after_ms: Some(limit), .. } if now > *limit => {
+                    let reason = format!("not delivered by its not_after time ({limit} ms; due {due_ms} ms)");
+                    ("expired", dead_letter_headers(entry, &reason))
+                }
+                Kind::Deliver { due_ms, .. } => ("delivered", entry::delivered_headers(entry, *due_ms)),
+                Kind::Invalid { reason } => ("invalid", dead_letter_headers(entry, reason)),
+            };
+            outcomes.push(outcome);
+            headers.push(record_headers);
+        }
+        let ids: Vec<&[u8]> = batch.iter().map(|(_, e)| e.id.as_bytes()).collect();
+        let mut records = Vec::with_capacity(batch.len() * 2);
+        for (((_, entry), outcome), headers) in batch.iter().zip(&outcomes).zip(&headers) {
+            let (topic, key) = match (&entry.kind, *outcome) {
+                (Kind::Deliver { topic, key, .. }, "delivered") => (topic.as_str(), key.as_deref()),
+                _ => (self.dead_letters.as_str(), Some(entry.id.as_bytes())),
+            };
+            records.push(Record {
+                topic,
+                partition: None,
+                key,
+                payload: entry.payload.as_deref(),
+                headers: headers.iter().map(|(n, v)| (n.as_str(), v.as_deref())).collect::<Headers>(),
+            });
+        }
+        for ((partition, _), id) in batch.iter().zip(&ids) {
+            records.push(Record {
+                topic: &self.topic,
+                partition: Some(*partition),
+                key: Some(id),
+                payload: None,
+                headers: Headers::with_capacity(0),
+            });
+        }
+        for result in self.producer.send_all(records).await {
+            result?;
+        }
+        let mut offsets = TopicPartitionList::new();
+        let owned: Vec<i32> = self.shared.windows().0.keys().copied().collect();
+        for partition in owned {
+            // The group's offsets are never used to resume (every assignment reads its partition
+            // whole); committing them in the transaction ties it to the group's generation, so a
+            // scheduler that lost its partitions cannot commit a delivery the new owner also makes.
+            let _ = offsets.add_partition_offset(&self.topic, partition, Offset::Offset(0));
+        }
+        let group = self.consumer.group_metadata().ok_or(fanout_kafka::ProduceError::Closed)?;
+        self.producer.commit(offsets, group, TRANSACTION_TIMEOUT).await?;
+        let acked = now_ms();
+        for ((_, entry), outcome) in batch.iter().zip(&outcomes) {
+            self.shared.metrics.dispatched.with_label_values(&[outcome]).inc();
+            if *outcome == "delivered" {
+                let late = (acked - entry.due_ms()).max(0) as f64 / 1000.0;
+                self.shared.metrics.lateness.observe(late);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A dead-lettered entry's headers: all it had, plus why.
+fn dead_letter_headers(entry: &Entry, reason: &str) -> Vec<(String, Option<Vec<u8>>)> {
+    tracing::error!(id = %entry.id, %reason, "schedule entry dead-lettered");
+    let mut headers = entry.headers.clone();
+    headers.push((schedule::REASON.to_owned(), Some(reason.as_bytes().to_vec())));
+    headers
+}
+
+/// Whether every owned partition was read once (the scheduler delivers all it owns), and how
+/// many it owns.
+pub(crate) fn readiness(shared: &Arc<Shared>) -> (usize, usize) {
+    let windows = shared.windows();
+    (windows.0.len(), windows.0.values().filter(|w| w.loaded).count())
+}

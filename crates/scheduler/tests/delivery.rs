@@ -1,0 +1,142 @@
+//! Scheduled events against the real broker: delivered at their time and never before, each
+//! exactly once (read `read_committed`, compared by `ce_id`), one key's events in schedule order;
+//! cancelled ones never; expired and far-future ones as documented.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use fanout_core::schedule;
+use fanout_events::{Category, PostPublished};
+use fanout_kafka::{FetchedRecord, TopicRead};
+use fanout_producer::{PublishOptions, Publisher};
+use fanout_scheduler::{Scheduler, SchedulerConfig};
+use fanout_testkit::{service::Stack, unique_name, wait_until, Kafka};
+
+fn ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn post(post_id: i64, seq: i64) -> PostPublished {
+    PostPublished {
+        post_id,
+        user_id: seq,
+        category: Category::Job,
+        city: "Berlin".into(),
+        title: format!("post {post_id} #{seq}"),
+        published_at: 1_764_000_000_000,
+    }
+}
+
+/// Every committed record of `topic` (aborted transactions' records are not).
+async fn committed(kafka: &Kafka, topic: &str) -> anyhow::Result<Vec<FetchedRecord>> {
+    let mut config = kafka.client_config();
+    config.set("isolation.level", "read_committed");
+    Ok(TopicRead::new(topic).read(&config).await?)
+}
+
+fn header<'r>(record: &'r FetchedRecord, name: &str) -> Option<&'r str> {
+    record.header(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_arrive_at_their_time_never_early_once_each_in_schedule_order() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let kafka = stack.kafka.clone();
+    let target = kafka.topic("scheduled-target", 3).await?;
+    let schedule_topic = kafka.future_topic("schedule");
+    let config = SchedulerConfig {
+        name: unique_name("scheduler"),
+        topic: schedule_topic.name().to_owned(),
+        partitions: 3,
+        window_secs: 10,
+        kafka: fanout_config::KafkaSettings { bootstrap: kafka.bootstrap().to_owned(), ..Default::default() },
+        ..SchedulerConfig::default()
+    };
+    let scheduler = Scheduler::start(config.clone()).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(scheduler.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let mut publisher_config = stack.publisher_config("scheduling-test");
+    publisher_config.schedule_topic = schedule_topic.name().to_owned();
+    let publisher = Publisher::new(publisher_config)?;
+    let to = PublishOptions::new().topic(target.name());
+    let start = SystemTime::now();
+    let mut due: HashMap<String, i64> = HashMap::new();
+    // 120 events over the next 3 s, on 20 keys; key 7's three events share one instant.
+    for n in 0..120_i64 {
+        let at = start + Duration::from_millis(500 + (n as u64 * 25));
+        let scheduled = publisher.publish_at(&post(n % 20, n), at, &to).await?;
+        due.insert(scheduled.event_id.to_string(), ms(at));
+    }
+    let instant = start + Duration::from_millis(2_000);
+    let mut same_instant = Vec::new();
+    for seq in 0..3 {
+        let scheduled = publisher.publish_at(&post(7, 1_000 + seq), instant, &to).await?;
+        due.insert(scheduled.event_id.to_string(), ms(instant));
+        same_instant.push(scheduled.event_id.to_string());
+    }
+    // In the past: at once. Beyond the 10 s window: brought in by a re-read.
+    let past = publisher.publish_at(&post(50, 0), start - Duration::from_secs(60), &to).await?;
+    due.insert(past.event_id.to_string(), ms(start - Duration::from_secs(60)));
+    let far_at = start + Duration::from_secs(13);
+    let far = publisher.publish_at(&post(51, 0), far_at, &to).await?;
+    due.insert(far.event_id.to_string(), ms(far_at));
+    // Cancelled before its time: never delivered.
+    let cancelled = publisher.publish_at(&post(52, 0), start + Duration::from_secs(4), &to).await?;
+    publisher.cancel(&cancelled.schedule_id).await?;
+    // Due long ago and not acceptable after a second ago: dead-lettered with the reason.
+    let expired = publisher
+        .publish_at(
+            &post(53, 0),
+            start - Duration::from_secs(10),
+            &to.clone().not_after(start - Duration::from_secs(1)),
+        )
+        .await?;
+
+    let expected = due.len();
+    wait_until(Duration::from_secs(60), "every scheduled event delivered", || async {
+        Ok(committed(&kafka, target.name()).await?.len() >= expected)
+    })
+    .await?;
+    // The last expected event (13 s) is due well after the cancelled one (4 s): had the cancel
+    // been lost, the cancelled event would be in by now.
+    let delivered = committed(&kafka, target.name()).await?;
+
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for record in &delivered {
+        let id = header(record, "ce_id").unwrap_or_default().to_owned();
+        *seen.entry(id.clone()).or_default() += 1;
+        let due_ms = *due.get(&id).unwrap_or_else(|| panic!("delivered an event never scheduled: {id}"));
+        let at = record.timestamp_ms.unwrap_or_default();
+        assert!(at >= due_ms, "{id} delivered {} ms early", due_ms - at);
+        assert_eq!(header(record, schedule::SCHEDULED_FOR), Some(due_ms.to_string().as_str()));
+        assert!(header(record, schedule::TARGET_TOPIC).is_none(), "control headers are stripped");
+    }
+    assert_eq!(seen.len(), expected, "every event delivered");
+    assert!(seen.values().all(|count| *count == 1), "each exactly once: {seen:?}");
+    assert!(!seen.contains_key(&cancelled.event_id.to_string()), "the cancelled event was delivered");
+    assert!(!seen.contains_key(&expired.event_id.to_string()), "the expired event was delivered");
+
+    let key7: Vec<String> = delivered
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(b"7".as_slice()))
+        .filter_map(|r| header(r, "ce_id").map(str::to_owned))
+        .filter(|id| same_instant.contains(id))
+        .collect();
+    assert_eq!(key7, same_instant, "one key's events due at one instant keep their schedule order");
+
+    let dead = committed(&kafka, &schedule::dead_letters(schedule_topic.name())).await?;
+    assert_eq!(dead.len(), 1, "the expired event is dead-lettered");
+    assert_eq!(header(&dead[0], "ce_id"), Some(expired.event_id.to_string().as_str()));
+    assert!(header(&dead[0], schedule::REASON).is_some_and(|r| r.contains("not_after")));
+
+    let _ = stop.send(());
+    running.await??;
+    kafka.delete_topic(&schedule::dead_letters(schedule_topic.name())).await?;
+    kafka.delete_groups(&[&config.name]).await?;
+    stack.stop().await
+}
