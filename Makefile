@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: demo test stack lint unit-and-integration interop leftovers-snapshot leftovers-check
+.PHONY: demo test stack lint unit-and-integration interop leftovers-snapshot leftovers-check scheduler-long
 
 # Where cargo puts what it builds.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -48,3 +48,8 @@ $(VENV)/.installed: tests/interop/requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
 	touch $@
+
+## scheduler-long: the scheduler's kill tests with 100,000 pending entries (due at 2,000 a second),
+## one at a time; about five minutes. Not part of `make test`.
+scheduler-long: stack
+	FANOUT_TEST_SCHEDULED=100000 cargo test -p fanout-scheduler --locked --test kill -- --test-threads=1

@@ -10,11 +10,11 @@ use std::{
 };
 
 use fanout_core::schedule;
-use fanout_kafka::{FetchedRecord, Headers, Record, RecordProducer, TopicRead, TopicSpec};
+use fanout_kafka::{FetchedRecord, Headers, ProduceError, Record, RecordProducer, TopicRead, TopicSpec};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance},
     error::KafkaError,
-    ClientContext, Offset, TopicPartitionList,
+    ClientConfig, ClientContext, Offset, TopicPartitionList,
 };
 use tokio::sync::Notify;
 
@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     windows: Mutex<Windows>,
     /// Wakes the dispatcher: an entry earlier than the one it waits for, a partition loaded.
     wake: Notify,
+    /// Partitions to read again whole, at once: a transaction whose outcome is unknown left
+    /// their entries either delivered or pending, and only Kafka knows which.
+    reread_now: tokio::sync::mpsc::UnboundedSender<i32>,
     window: Duration,
     metrics: Metrics,
 }
@@ -119,6 +122,8 @@ fn partitions_of(list: &TopicPartitionList) -> Vec<i32> {
 /// A scheduler that joined nothing yet: topics exist, clients are created, the HTTP port bound.
 pub struct Scheduler {
     config: SchedulerConfig,
+    producer_config: ClientConfig,
+    reread_requests: tokio::sync::mpsc::UnboundedReceiver<i32>,
     shared: Arc<Shared>,
     consumer: Arc<BaseConsumer<Context>>,
     producer: RecordProducer,
@@ -147,9 +152,11 @@ impl Scheduler {
             Duration::from_secs(30),
         )
         .await?;
+        let (reread_now, reread_requests) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             windows: Mutex::default(),
             wake: Notify::new(),
+            reread_now,
             window: config.window(),
             metrics: Metrics::get(),
         });
@@ -171,20 +178,25 @@ impl Scheduler {
         let consumer: BaseConsumer<Context> = consumer_config
             .create_with_context(Context { shared: shared.clone() })
             .map_err(SchedulerError::consumer("create the consumer"))?;
-        // An id of its own per instance: instances never fence each other by id; the consumer
-        // group's generation fences a commit for partitions it no longer owns.
-        let id = format!("{}-{}", config.name, uuid::Uuid::now_v7());
         let mut producer_config = client;
         // A crashed instance's open transaction blocks read_committed readers of its partitions
         // until the broker aborts it: after 10 s, not the default minute.
         if !config.kafka.properties.contains_key("transaction.timeout.ms") {
             producer_config.set("transaction.timeout.ms", "10000");
         }
-        let producer = RecordProducer::transactional(producer_config, &id, TRANSACTION_TIMEOUT).await?;
+        let producer = transactional_producer(&producer_config, &config.name).await?;
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .map_err(|source| SchedulerError::Http { listen: config.http.listen.clone(), source })?;
-        Ok(Self { config, shared, consumer: Arc::new(consumer), producer, listener })
+        Ok(Self {
+            config,
+            producer_config,
+            reread_requests,
+            shared,
+            consumer: Arc::new(consumer),
+            producer,
+            listener,
+        })
     }
 
     /// Where `/metrics`, `/healthz` and `/readyz` listen.
@@ -195,7 +207,7 @@ impl Scheduler {
     /// Joins the group and delivers until `shutdown` completes; then finishes the transaction in
     /// flight and leaves the group.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), SchedulerError> {
-        let Self { config, shared, consumer, producer, listener } = self;
+        let Self { config, producer_config, reread_requests, shared, consumer, producer, listener } = self;
         consumer.subscribe(&[&config.topic]).map_err(SchedulerError::consumer("subscribe"))?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let poller = {
@@ -206,11 +218,13 @@ impl Scheduler {
                 .map_err(SchedulerError::Thread)?
         };
         let http = tokio::spawn(crate::http::serve(listener, shared.clone()));
-        let rereads = tokio::spawn(reread(config.clone(), shared.clone()));
-        let dispatcher = Dispatcher {
+        let rereads = tokio::spawn(reread(config.clone(), shared.clone(), reread_requests));
+        let mut dispatcher = Dispatcher {
             shared,
             consumer: consumer.clone(),
             producer,
+            producer_config,
+            name: config.name.clone(),
             dead_letters: schedule::dead_letters(&config.topic),
             topic: config.topic.clone(),
             max_batch: config.max_batch,
@@ -220,6 +234,9 @@ impl Scheduler {
             result = dispatcher.run() => result,
             () = shutdown => Ok(()),
         };
+        if let Err(error) = &result {
+            tracing::error!(error = %fanout_core::report(error), "the scheduler stops");
+        }
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         rereads.abort();
         http.abort();
@@ -259,21 +276,33 @@ fn poll(consumer: &BaseConsumer<Context>, shared: &Shared, stop: &std::sync::ato
 
 /// Re-reads each loaded partition every half window, bringing in the entries the window now
 /// reaches. The far future stays in Kafka: memory holds the near window only.
-async fn reread(config: SchedulerConfig, shared: Arc<Shared>) {
+async fn reread(
+    config: SchedulerConfig,
+    shared: Arc<Shared>,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<i32>,
+) {
     let mut config_read = fanout_kafka::client_config(&config.kafka);
     config_read.set("isolation.level", "read_committed");
     let mut ticks = tokio::time::interval(config.window() / 2);
     ticks.tick().await;
     loop {
-        ticks.tick().await;
+        // Every half window, each partition for the window's new part; on request, one
+        // partition whole (everything due before the window's end).
+        let whole = tokio::select! {
+            _ = ticks.tick() => None,
+            Some(partition) = requests.recv() => Some(partition),
+        };
         let due: Vec<(i32, i64, i64)> = {
             let mut windows = shared.windows();
             let new_end = now_ms() + config.window().as_millis() as i64;
             windows
                 .0
                 .iter_mut()
-                .filter(|(_, w)| w.loaded && !w.scanning)
-                .map(|(p, w)| (*p, w.begin_scan(new_end), new_end))
+                .filter(|(p, w)| w.loaded && !w.scanning && whole.is_none_or(|only| only == **p))
+                .map(|(p, w)| {
+                    let old_end = w.begin_scan(new_end);
+                    (*p, if whole.is_some() { i64::MIN } else { old_end }, new_end)
+                })
                 .collect()
         };
         for (partition, from, to) in due {
@@ -325,13 +354,15 @@ struct Dispatcher {
     shared: Arc<Shared>,
     consumer: Arc<BaseConsumer<Context>>,
     producer: RecordProducer,
+    producer_config: ClientConfig,
+    name: String,
     topic: String,
     dead_letters: String,
     max_batch: usize,
 }
 
 impl Dispatcher {
-    async fn run(&self) -> Result<(), SchedulerError> {
+    async fn run(&mut self) -> Result<(), SchedulerError> {
         let mut batch: Vec<(i32, Entry)> = Vec::with_capacity(self.max_batch);
         loop {
             let next = self.take(&mut batch);
@@ -344,12 +375,37 @@ impl Dispatcher {
             }
             match self.deliver(&batch).await {
                 Ok(()) => batch.clear(),
-                Err(error) if error.is_fenced() => return Err(error.into()),
                 Err(error) => {
-                    tracing::warn!(error = %fanout_core::report(&error), entries = batch.len(), "schedule dispatch failed; aborted, trying again");
-                    let _ = self.producer.abort(TRANSACTION_TIMEOUT).await;
-                    self.restore(&mut batch);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tracing::warn!(error = %fanout_core::report(&error), entries = batch.len(), "schedule dispatch failed; aborting");
+                    let aborted =
+                        !error.is_fenced() && self.producer.abort(TRANSACTION_TIMEOUT).await.is_ok();
+                    if aborted {
+                        // Nothing of it is visible: the batch goes again.
+                        self.restore(&mut batch);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    // The producer cannot go on (a broker restart can leave it so, after a
+                    // delivery timed out), and whether its transaction committed is unknown
+                    // until the broker resolves it. A new producer takes over, and the batch's
+                    // partitions are read again whole (read_committed waits for that
+                    // resolution): what was committed has its tombstone, the rest is pending.
+                    let mut partitions: Vec<i32> = batch.drain(..).map(|(p, _)| p).collect();
+                    partitions.sort_unstable();
+                    partitions.dedup();
+                    tracing::warn!(?partitions, "schedule transaction outcome unknown; replacing the producer and reading these partitions again");
+                    for partition in partitions {
+                        let _ = self.shared.reread_now.send(partition);
+                    }
+                    loop {
+                        match transactional_producer(&self.producer_config, &self.name).await {
+                            Ok(producer) => break self.producer = producer,
+                            Err(error) => {
+                                tracing::warn!(error = %fanout_core::report(&error), "cannot start a schedule producer yet");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -448,6 +504,13 @@ impl Dispatcher {
         }
         Ok(())
     }
+}
+
+/// A transactional producer with an id of its own: instances never fence each other by id; the
+/// consumer group's generation fences a commit for partitions an instance no longer owns.
+async fn transactional_producer(config: &ClientConfig, name: &str) -> Result<RecordProducer, ProduceError> {
+    let id = format!("{name}-{}", uuid::Uuid::now_v7());
+    RecordProducer::transactional(config.clone(), &id, TRANSACTION_TIMEOUT).await
 }
 
 /// A dead-lettered entry's headers: all it had, plus why.
