@@ -29,7 +29,11 @@
 //!   transaction, with the group's offsets: a crash before the commit delivers nothing (the
 //!   entry is still there for the next reader), after it the tombstone is there too. A
 //!   scheduler that lost its partitions in a rebalance cannot commit (the group generation
-//!   fences it), and the new owner's read waits for a commit in flight (KIP-447).
+//!   fences it), and the new owner's read waits for a commit in flight (KIP-447). A transaction
+//!   that fails is aborted and its batch goes again; one whose outcome is unknown (the producer
+//!   failed for good, as after a broker restart) gets a new producer, and its partitions are
+//!   read again whole: `read_committed` waits until the broker settles the old transaction, so
+//!   what it committed keeps its tombstone and the rest is pending again.
 //! * **Never early.** An entry is taken only when the wall clock reads at least its due time,
 //!   after a restart as before it; a clock stepped back delays deliveries, never advances them.
 //!   The comparison is against this host's clock: run it with NTP, as the SDK's hosts.

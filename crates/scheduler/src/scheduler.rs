@@ -327,10 +327,18 @@ async fn reread(
             .await;
             let mut windows = shared.windows();
             let Some(window) = windows.0.get_mut(&partition) else { continue };
+            let whole = from == i64::MIN;
             match scanned {
                 Ok(Ok(found)) => {
                     let taken = window.end_scan(found.into_values());
-                    tracing::debug!(partition, taken, "schedule window advanced");
+                    window.held = false;
+                    tracing::debug!(partition, taken, whole, "schedule window advanced");
+                }
+                Ok(Err(error)) if whole => {
+                    // Still held: the entries of the unknown transaction must be settled first.
+                    window.end_scan(std::iter::empty());
+                    tracing::warn!(partition, error = %fanout_core::report(&error), "re-reading a held schedule partition failed; trying again");
+                    let _ = shared.reread_now.send(partition);
                 }
                 Ok(Err(error)) => {
                     // The window keeps its new end: entries read live still arrive; the next
@@ -341,6 +349,9 @@ async fn reread(
                 }
                 Err(_) => {
                     window.end_scan(std::iter::empty());
+                    if whole {
+                        let _ = shared.reread_now.send(partition);
+                    }
                 }
             }
             shared.wake.notify_one();
@@ -394,6 +405,14 @@ impl Dispatcher {
                     partitions.sort_unstable();
                     partitions.dedup();
                     tracing::warn!(?partitions, "schedule transaction outcome unknown; replacing the producer and reading these partitions again");
+                    {
+                        let mut windows = self.shared.windows();
+                        for partition in &partitions {
+                            if let Some(window) = windows.0.get_mut(partition) {
+                                window.held = true;
+                            }
+                        }
+                    }
                     for partition in partitions {
                         let _ = self.shared.reread_now.send(partition);
                     }
@@ -427,7 +446,7 @@ impl Dispatcher {
         let mut windows = self.shared.windows();
         let mut taken = Vec::new();
         let mut next: Option<i64> = None;
-        for (partition, window) in windows.0.iter_mut().filter(|(_, w)| w.loaded) {
+        for (partition, window) in windows.0.iter_mut().filter(|(_, w)| w.loaded && !w.held) {
             if batch.len() < self.max_batch {
                 window.take_due(now, self.max_batch - batch.len(), &mut taken);
                 batch.extend(taken.drain(..).map(|entry| (*partition, entry)));

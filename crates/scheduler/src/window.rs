@@ -18,6 +18,10 @@ pub(crate) struct Window {
     pub(crate) loaded: bool,
     /// True while a re-read of the partition runs (see [`Window::begin_scan`]).
     pub(crate) scanning: bool,
+    /// True while a transaction of unknown outcome left some of its entries either delivered or
+    /// pending: nothing of the partition is delivered until a whole re-read says which, so one
+    /// key's later entries cannot overtake them.
+    pub(crate) held: bool,
     due: BTreeMap<(i64, i64), Entry>,
     ids: HashMap<String, (i64, i64)>,
     /// Ids delivered or cancelled since the running scan began: the scan may have read them
@@ -32,6 +36,7 @@ impl Window {
             end_ms,
             loaded: false,
             scanning: false,
+            held: false,
             due: BTreeMap::new(),
             ids: HashMap::new(),
             gone_since_scan: HashSet::new(),

@@ -2,63 +2,26 @@
 //! exactly once (read `read_committed`, compared by `ce_id`), one key's events in schedule order;
 //! cancelled ones never; expired and far-future ones as documented.
 
+mod common;
+
 use std::{
     collections::HashMap,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
+use common::{committed, ms, post, InProcess};
+
 use fanout_core::schedule;
-use fanout_events::{Category, PostPublished};
-use fanout_kafka::{FetchedRecord, TopicRead};
 use fanout_producer::{PublishOptions, Publisher};
-use fanout_scheduler::{Scheduler, SchedulerConfig};
-use fanout_testkit::{service::Stack, unique_name, wait_until, Kafka};
-
-fn ms(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-fn post(post_id: i64, seq: i64) -> PostPublished {
-    PostPublished {
-        post_id,
-        user_id: seq,
-        category: Category::Job,
-        city: "Berlin".into(),
-        title: format!("post {post_id} #{seq}"),
-        published_at: 1_764_000_000_000,
-    }
-}
-
-/// Every committed record of `topic` (aborted transactions' records are not).
-async fn committed(kafka: &Kafka, topic: &str) -> anyhow::Result<Vec<FetchedRecord>> {
-    let mut config = kafka.client_config();
-    config.set("isolation.level", "read_committed");
-    Ok(TopicRead::new(topic).read(&config).await?)
-}
-
-fn header<'r>(record: &'r FetchedRecord, name: &str) -> Option<&'r str> {
-    record.header(name)
-}
+use fanout_testkit::{service::Stack, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_arrive_at_their_time_never_early_once_each_in_schedule_order() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
     let kafka = stack.kafka.clone();
     let target = kafka.topic("scheduled-target", 3).await?;
-    let schedule_topic = kafka.future_topic("schedule");
-    let config = SchedulerConfig {
-        name: unique_name("scheduler"),
-        topic: schedule_topic.name().to_owned(),
-        partitions: 3,
-        window_secs: 10,
-        kafka: fanout_config::KafkaSettings { bootstrap: kafka.bootstrap().to_owned(), ..Default::default() },
-        ..SchedulerConfig::default()
-    };
-    let scheduler = Scheduler::start(config.clone()).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(scheduler.run(async move {
-        let _ = stopped.await;
-    }));
+    let scheduler = InProcess::start(&kafka, "schedule").await?;
+    let schedule_topic = &scheduler.schedule_topic;
 
     let mut publisher_config = stack.publisher_config("scheduling-test");
     publisher_config.schedule_topic = schedule_topic.name().to_owned();
@@ -108,13 +71,13 @@ async fn events_arrive_at_their_time_never_early_once_each_in_schedule_order() -
 
     let mut seen: HashMap<String, usize> = HashMap::new();
     for record in &delivered {
-        let id = header(record, "ce_id").unwrap_or_default().to_owned();
+        let id = record.header("ce_id").unwrap_or_default().to_owned();
         *seen.entry(id.clone()).or_default() += 1;
         let due_ms = *due.get(&id).unwrap_or_else(|| panic!("delivered an event never scheduled: {id}"));
         let at = record.timestamp_ms.unwrap_or_default();
         assert!(at >= due_ms, "{id} delivered {} ms early", due_ms - at);
-        assert_eq!(header(record, schedule::SCHEDULED_FOR), Some(due_ms.to_string().as_str()));
-        assert!(header(record, schedule::TARGET_TOPIC).is_none(), "control headers are stripped");
+        assert_eq!(record.header(schedule::SCHEDULED_FOR), Some(due_ms.to_string().as_str()));
+        assert!(record.header(schedule::TARGET_TOPIC).is_none(), "control headers are stripped");
     }
     assert_eq!(seen.len(), expected, "every event delivered");
     assert!(seen.values().all(|count| *count == 1), "each exactly once: {seen:?}");
@@ -124,19 +87,16 @@ async fn events_arrive_at_their_time_never_early_once_each_in_schedule_order() -
     let key7: Vec<String> = delivered
         .iter()
         .filter(|r| r.key.as_deref() == Some(b"7".as_slice()))
-        .filter_map(|r| header(r, "ce_id").map(str::to_owned))
+        .filter_map(|r| r.header("ce_id").map(str::to_owned))
         .filter(|id| same_instant.contains(id))
         .collect();
     assert_eq!(key7, same_instant, "one key's events due at one instant keep their schedule order");
 
     let dead = committed(&kafka, &schedule::dead_letters(schedule_topic.name())).await?;
     assert_eq!(dead.len(), 1, "the expired event is dead-lettered");
-    assert_eq!(header(&dead[0], "ce_id"), Some(expired.event_id.to_string().as_str()));
-    assert!(header(&dead[0], schedule::REASON).is_some_and(|r| r.contains("not_after")));
+    assert_eq!(dead[0].header("ce_id"), Some(expired.event_id.to_string().as_str()));
+    assert!(dead[0].header(schedule::REASON).is_some_and(|r| r.contains("not_after")));
 
-    let _ = stop.send(());
-    running.await??;
-    kafka.delete_topic(&schedule::dead_letters(schedule_topic.name())).await?;
-    kafka.delete_groups(&[&config.name]).await?;
+    scheduler.stop(&kafka).await?;
     stack.stop().await
 }

@@ -4,27 +4,18 @@
 //! many (5,000 by default; `make scheduler-long` runs 100,000), due at 2,000 a second or over
 //! 10 s, whichever is longer.
 
+mod common;
+
 use std::{
     collections::HashMap,
     process::{Child, Command, Stdio},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
-use fanout_events::{Category, PostPublished};
-use fanout_kafka::{FetchedRecord, TopicRead};
+use common::{assert_exactly_once_never_early, clean_up, committed, ms, post};
 use fanout_producer::{PublishOptions, Publisher};
 use fanout_testkit::{service::Stack, unique_name, wait_until, Kafka};
 use futures::{stream, StreamExt, TryStreamExt};
-
-fn ms(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-async fn committed(kafka: &Kafka, topic: &str) -> anyhow::Result<Vec<FetchedRecord>> {
-    let mut config = kafka.client_config();
-    config.set("isolation.level", "read_committed");
-    Ok(TopicRead::new(topic).read(&config).await?)
-}
 
 fn scheduler(kafka: &Kafka, group: &str, topic: &str) -> anyhow::Result<Child> {
     Ok(Command::new(env!("CARGO_BIN_EXE_fanout-scheduler"))
@@ -61,14 +52,7 @@ async fn schedule_many(
         .map(|n| {
             let (publisher, to) = (&publisher, &to);
             let at = start + spread.mul_f64(n as f64 / count as f64);
-            let post = PostPublished {
-                post_id: (n % 500) as i64,
-                user_id: n as i64,
-                category: Category::Housing,
-                city: "Lyon".into(),
-                title: format!("scheduled {n}"),
-                published_at: 1_764_000_000_000,
-            };
+            let post = post((n % 500) as i64, n as i64);
             async move {
                 let scheduled = publisher.publish_at(&post, at, to).await?;
                 anyhow::Ok((scheduled.event_id.to_string(), ms(at)))
@@ -86,21 +70,6 @@ struct Due {
     spread: Duration,
 }
 
-/// Asserts `delivered` holds every scheduled entry once, none before its time.
-fn check(delivered: &[FetchedRecord], due: &Due) {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for record in delivered {
-        let id = record.header("ce_id").unwrap_or_default();
-        *seen.entry(id).or_default() += 1;
-        let due_ms = due.by_id[id];
-        let at = record.timestamp_ms.unwrap_or_default();
-        assert!(at >= due_ms, "{id} delivered {} ms early", due_ms - at);
-    }
-    let twice = seen.values().filter(|n| **n > 1).count();
-    assert_eq!(twice, 0, "{twice} entries delivered more than once");
-    assert_eq!(seen.len(), due.by_id.len(), "every entry delivered");
-}
-
 /// SIGTERM to this test's own child; it must exit 0 (finish its transaction, leave the group).
 async fn terminate(mut child: Child) -> anyhow::Result<()> {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
@@ -115,15 +84,6 @@ async fn terminate(mut child: Child) -> anyhow::Result<()> {
     .await?;
     anyhow::ensure!(exit.is_some_and(|status| status.success()), "exit after SIGTERM: {exit:?}");
     Ok(())
-}
-
-async fn clean_up(kafka: &Kafka, schedule_topic: &str, group: &str) -> anyhow::Result<()> {
-    kafka.delete_topic(&fanout_core::schedule::dead_letters(schedule_topic)).await?;
-    // A killed instance stays a member until its session times out (10 s).
-    wait_until(Duration::from_secs(30), "the group to empty and go", || async {
-        Ok(kafka.delete_groups(&[group]).await.is_ok())
-    })
-    .await
 }
 
 async fn topic_created(kafka: &Kafka, topic: &str) -> anyhow::Result<()> {
@@ -161,7 +121,7 @@ async fn a_killed_scheduler_loses_nothing_and_delivers_nothing_twice_or_early() 
     let delivered = committed(&kafka, target.name()).await?;
     terminate(second).await?;
     result?;
-    check(&delivered, &due);
+    assert_exactly_once_never_early(&delivered, &due.by_id);
 
     clean_up(&kafka, schedule_topic.name(), &group).await?;
     stack.stop().await
@@ -195,7 +155,7 @@ async fn two_instances_one_killed_the_survivor_delivers_everything_once() -> any
     let delivered = committed(&kafka, target.name()).await?;
     terminate(survivor).await?;
     result?;
-    check(&delivered, &due);
+    assert_exactly_once_never_early(&delivered, &due.by_id);
 
     clean_up(&kafka, schedule_topic.name(), &group).await?;
     stack.stop().await
