@@ -386,7 +386,15 @@ impl Dispatcher {
             }
             match self.deliver(&batch).await {
                 Ok(()) => batch.clear(),
-                Err(error) => {
+                Err(Failed::Refused(refused)) if self.producer.abort(TRANSACTION_TIMEOUT).await.is_ok() => {
+                    let (partition, entry) = &mut batch[refused.index];
+                    tracing::warn!(partition, id = %entry.id, reason = %refused.reason, "a scheduled event's target refused it; dead-lettering it");
+                    entry.kind =
+                        Kind::Invalid { reason: format!("the target refused it: {}", refused.reason) };
+                    self.restore(&mut batch);
+                }
+                Err(failed) => {
+                    let error = failed.into_produce_error();
                     tracing::warn!(error = %fanout_core::report(&error), entries = batch.len(), "schedule dispatch failed; aborting");
                     let aborted =
                         !error.is_fenced() && self.producer.abort(TRANSACTION_TIMEOUT).await.is_ok();
@@ -459,7 +467,7 @@ impl Dispatcher {
         next
     }
 
-    async fn deliver(&self, batch: &[(i32, Entry)]) -> Result<(), fanout_kafka::ProduceError> {
+    async fn deliver(&self, batch: &[(i32, Entry)]) -> Result<(), Failed> {
         let now = now_ms();
         self.producer.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -500,8 +508,20 @@ impl Dispatcher {
                 headers: Headers::with_capacity(0),
             });
         }
-        for result in self.producer.send_all(records).await {
-            result?;
+        let mut refused = None;
+        for (index, result) in self.producer.send_all(records).await.into_iter().enumerate() {
+            match result {
+                Ok(_) => {}
+                // A target that can never take the record (no such topic, an invalid name, too
+                // large): that entry is dead-lettered with the reason, the rest go again.
+                Err(error) if index < batch.len() && !error.is_retriable() && refused.is_none() => {
+                    refused = Some((index, error));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        if let Some((index, error)) = refused {
+            return Err(Refused { index, reason: fanout_core::report(&error), error }.into());
         }
         let mut offsets = TopicPartitionList::new();
         let owned: Vec<i32> = self.shared.windows().0.keys().copied().collect();
@@ -522,6 +542,42 @@ impl Dispatcher {
             }
         }
         Ok(())
+    }
+}
+
+/// Why a dispatch transaction did not commit.
+enum Failed {
+    /// One entry's target refused its record for good.
+    Refused(Refused),
+    /// The transaction failed.
+    Produce(ProduceError),
+}
+
+/// The first entry of a batch whose target refused it, and why.
+struct Refused {
+    index: usize,
+    reason: String,
+    error: ProduceError,
+}
+
+impl From<Refused> for Failed {
+    fn from(refused: Refused) -> Self {
+        Self::Refused(refused)
+    }
+}
+
+impl From<ProduceError> for Failed {
+    fn from(error: ProduceError) -> Self {
+        Self::Produce(error)
+    }
+}
+
+impl Failed {
+    fn into_produce_error(self) -> ProduceError {
+        match self {
+            Self::Refused(refused) => refused.error,
+            Self::Produce(error) => error,
+        }
     }
 }
 

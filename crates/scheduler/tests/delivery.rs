@@ -60,6 +60,10 @@ async fn events_arrive_at_their_time_never_early_once_each_in_schedule_order() -
         )
         .await?;
 
+    // To a topic Kafka can never have: dead-lettered with the reason, not retried forever.
+    let refused =
+        publisher.publish_at(&post(54, 0), start, &PublishOptions::new().topic("not a topic!")).await?;
+
     let expected = due.len();
     wait_until(Duration::from_secs(60), "every scheduled event delivered", || async {
         Ok(committed(&kafka, target.name()).await?.len() >= expected)
@@ -92,10 +96,18 @@ async fn events_arrive_at_their_time_never_early_once_each_in_schedule_order() -
         .collect();
     assert_eq!(key7, same_instant, "one key's events due at one instant keep their schedule order");
 
+    wait_until(Duration::from_secs(30), "the expired and the refused event dead-lettered", || async {
+        Ok(committed(&kafka, &schedule::dead_letters(schedule_topic.name())).await?.len() >= 2)
+    })
+    .await?;
     let dead = committed(&kafka, &schedule::dead_letters(schedule_topic.name())).await?;
-    assert_eq!(dead.len(), 1, "the expired event is dead-lettered");
-    assert_eq!(dead[0].header("ce_id"), Some(expired.event_id.to_string().as_str()));
-    assert!(dead[0].header(schedule::REASON).is_some_and(|r| r.contains("not_after")));
+    let reason = |id: uuid::Uuid| {
+        let id = id.to_string();
+        dead.iter().find(|r| r.header("ce_id") == Some(id.as_str())).and_then(|r| r.header(schedule::REASON))
+    };
+    assert_eq!(dead.len(), 2, "the expired and the refused event are dead-lettered: {dead:?}");
+    assert!(reason(expired.event_id).is_some_and(|r| r.contains("not_after")), "{dead:?}");
+    assert!(reason(refused.event_id).is_some_and(|r| r.contains("the target refused it")), "{dead:?}");
 
     scheduler.stop(&kafka).await?;
     stack.stop().await
