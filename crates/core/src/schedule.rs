@@ -41,6 +41,95 @@ pub fn dead_letters(topic: &str) -> String {
 /// Header on a dead-lettered entry: why it was not delivered.
 pub const REASON: &str = "fanout_schedule_reason";
 
+/// Header on a tombstone of the schedule topic: how the entry ended, an [`Outcome`] (absent on
+/// tombstones older than this header: read as [`Outcome::Cancelled`]).
+pub const OUTCOME: &str = "fanout_schedule_outcome";
+/// Header on the tombstone a reschedule writes (`Publisher::reschedule`): the schedule id the
+/// entry moved to.
+pub const RESCHEDULED_AS: &str = "fanout_rescheduled_as";
+/// The key of a dispatch marker: the first record each dispatch transaction writes to a schedule
+/// partition, listing the entries it ends (see [`marker`]). One key, so compaction keeps only a
+/// partition's latest marker.
+pub const MARKER_KEY: &str = "_fanout_dispatch";
+
+/// How a scheduled entry ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Written to its target topic.
+    Delivered,
+    /// Not delivered by its `not_after` time: dead-lettered with the reason.
+    Expired,
+    /// Unreadable or refused by its target for good: dead-lettered with the reason.
+    Invalid,
+    /// Cancelled (or rescheduled: a new entry took its place) before it was dispatched.
+    Cancelled,
+}
+
+impl Outcome {
+    /// Its name in headers, markers and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Expired => "expired",
+            Self::Invalid => "invalid",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The outcome named `name` (as [`Outcome::as_str`] writes it).
+    pub fn parse(name: &[u8]) -> Option<Self> {
+        [Self::Delivered, Self::Expired, Self::Invalid, Self::Cancelled]
+            .into_iter()
+            .find(|outcome| outcome.as_str().as_bytes() == name)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Dispatch markers: why a cancel can be told whether it came in time.
+///
+/// A dispatch transaction first writes, to each schedule partition it touches, one marker
+/// record (key [`MARKER_KEY`]) whose value lists the entries it ends, one `ID OUTCOME` line each;
+/// only then does it check that no cancel of those entries precedes the marker, and write the
+/// events and tombstones. So the partition's order decides, for readers and the scheduler alike:
+/// a cancel written before the committed marker that lists its entry took the entry back; one
+/// written after it came too late.
+///
+/// ```
+/// use fanout_core::schedule::{marker, Outcome};
+///
+/// let value = marker::encode([("a", Outcome::Delivered), ("b", Outcome::Expired)]);
+/// assert_eq!(marker::decode(&value).collect::<Vec<_>>(), [("a", Outcome::Delivered), ("b", Outcome::Expired)]);
+/// ```
+pub mod marker {
+    use super::Outcome;
+
+    /// A marker's value for these (entry id, outcome) pairs.
+    pub fn encode<'a>(ended: impl IntoIterator<Item = (&'a str, Outcome)>) -> Vec<u8> {
+        let mut value = Vec::new();
+        for (id, outcome) in ended {
+            value.extend_from_slice(id.as_bytes());
+            value.push(b' ');
+            value.extend_from_slice(outcome.as_str().as_bytes());
+            value.push(b'\n');
+        }
+        value
+    }
+
+    /// The (entry id, outcome) pairs of a marker's value; unreadable lines are skipped.
+    pub fn decode(value: &[u8]) -> impl Iterator<Item = (&str, Outcome)> {
+        value.split(|byte| *byte == b'\n').filter_map(|line| {
+            let space = line.iter().position(|byte| *byte == b' ')?;
+            let id = std::str::from_utf8(&line[..space]).ok()?;
+            Some((id, Outcome::parse(&line[space + 1..])?))
+        })
+    }
+}
+
 /// Which scheduled entry: the schedule partition it lives in and its id (the record key).
 /// Printed and parsed as `PARTITION:UUID`.
 ///
@@ -58,6 +147,21 @@ pub struct ScheduleId {
     pub partition: i32,
     /// The entry's id, its record key.
     pub id: Uuid,
+}
+
+impl ScheduleId {
+    /// When the entry was scheduled, Unix milliseconds: the SDK's ids are UUIDv7, whose first
+    /// 48 bits are that time (`None` for an id of another version).
+    ///
+    /// ```
+    /// let id = fanout_core::schedule::ScheduleId { partition: 0, id: uuid::Uuid::now_v7() };
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    /// assert!((now.as_millis() as i64 - id.scheduled_at_ms().unwrap()).abs() < 1_000);
+    /// ```
+    pub fn scheduled_at_ms(&self) -> Option<i64> {
+        let (seconds, nanos) = self.id.get_timestamp()?.to_unix();
+        Some(seconds as i64 * 1_000 + i64::from(nanos / 1_000_000))
+    }
 }
 
 impl fmt::Display for ScheduleId {

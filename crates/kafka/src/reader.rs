@@ -128,6 +128,23 @@ pub enum ReadError {
         /// The partitions that did not reach their end, in order.
         pending: Vec<i32>,
     },
+    /// A read up to an offset ([`TopicRead::until_offset`]) waited its timeout for the records
+    /// before it to become readable (a transaction stayed open, or the offset is past the log).
+    #[error(
+        "reading {topic} partition {partition} up to offset {until}: only {end} readable after {waited:?}"
+    )]
+    Unstable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset the read was to reach.
+        until: i64,
+        /// The readable end when the read gave up.
+        end: i64,
+        /// How long it waited.
+        waited: Duration,
+    },
 }
 
 fanout_core::debug_as_report!(ReadError);
@@ -146,6 +163,9 @@ pub struct TopicRead {
     topic: String,
     partitions: Option<Vec<i32>>,
     from: Option<i64>,
+    from_time: Option<i64>,
+    until: Option<i64>,
+    settled: bool,
     timeout: Duration,
 }
 
@@ -153,7 +173,15 @@ impl TopicRead {
     /// Every partition of `topic`, from its oldest retained record, waiting up to 10 s for each
     /// answer of the cluster and between two records.
     pub fn new(topic: impl Into<String>) -> Self {
-        Self { topic: topic.into(), partitions: None, from: None, timeout: Duration::from_secs(10) }
+        Self {
+            topic: topic.into(),
+            partitions: None,
+            from: None,
+            from_time: None,
+            until: None,
+            settled: false,
+            timeout: Duration::from_secs(10),
+        }
     }
 
     /// Only these partitions.
@@ -168,11 +196,59 @@ impl TopicRead {
         self
     }
 
+    /// From the first record stamped at or after `ms` (Unix milliseconds) in each partition, as
+    /// the broker's time index finds it; a partition with no such record is not read. Combined
+    /// with [`TopicRead::from_offset`], the later of the two.
+    pub fn from_timestamp(mut self, ms: i64) -> Self {
+        self.from_time = Some(ms);
+        self
+    }
+
+    /// Up to `end` (exclusive) in each partition, even if that is past the end the partition
+    /// had when the read started: the read first waits (up to the timeout) until every record
+    /// before `end` is readable. For a `read_committed` client that is until no transaction
+    /// begun before `end` is still open, so the read sees exactly what was committed before it.
+    pub fn until_offset(mut self, end: i64) -> Self {
+        self.until = Some(end);
+        self
+    }
+
+    /// Up to each partition's high watermark when the read starts, transactions still open then
+    /// included: the read waits (as [`TopicRead::until_offset`]) until they end, so a
+    /// `read_committed` client sees whatever they committed.
+    pub fn settled(mut self) -> Self {
+        self.settled = true;
+        self
+    }
+
     /// How long to wait for each answer of the cluster (metadata, end offsets) and between two
     /// records before giving up with [`ReadError::Stalled`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The first offset of `partition` stamped at or after `ms`; `None` when there is none.
+    fn offset_for_time<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        partition: i32,
+        ms: i64,
+    ) -> Result<Option<i64>, ReadError> {
+        let topic = self.topic.as_str();
+        let kafka = |source: KafkaError| ReadError::Kafka {
+            operation: "look up offsets by time",
+            topic: topic.to_owned(),
+            source,
+        };
+        let mut query = TopicPartitionList::new();
+        query.add_partition_offset(topic, partition, Offset::Offset(ms)).map_err(kafka)?;
+        let found = consumer.offsets_for_times(query, self.timeout).map_err(kafka)?;
+        let offset = found.find_partition(topic, partition).map(|element| element.offset());
+        Ok(match offset {
+            Some(Offset::Offset(offset)) => Some(offset),
+            _ => None,
+        })
     }
 
     /// Every record in range, in offset order per partition (partitions one after another).
@@ -225,14 +301,63 @@ impl TopicRead {
             None => partitions(&consumer, topic, self.timeout)?,
         };
 
+        // The high watermarks, which a read_committed client is not told.
+        let written = if self.settled {
+            let mut uncommitted = config.clone();
+            uncommitted.set("isolation.level", "read_uncommitted");
+            Some(
+                uncommitted
+                    .create_with_context::<_, BaseConsumer<EndIsNotAnError>>(EndIsNotAnError)
+                    .map_err(|source| ReadError::Client { topic: topic.to_owned(), source })?,
+            )
+        } else {
+            None
+        };
+
         // The end each partition has now: the read stops there.
         let mut ends: HashMap<i32, i64> = HashMap::new();
         let mut assignment = TopicPartitionList::new();
         for partition in partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition, self.timeout)
-                .map_err(kafka("fetch the end offsets"))?;
-            let start = self.from.map_or(low, |from| from.max(low));
+            // A read_committed client is told the last stable offset here, not the high
+            // watermark: waiting for it to reach `until` waits for open transactions to end.
+            let waiting = Instant::now();
+            let until = match &written {
+                Some(uncommitted) => Some(
+                    uncommitted
+                        .fetch_watermarks(topic, partition, self.timeout)
+                        .map_err(kafka("fetch the high watermarks"))?
+                        .1,
+                ),
+                None => self.until,
+            };
+            let (low, high) = loop {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, partition, self.timeout)
+                    .map_err(kafka("fetch the end offsets"))?;
+                match until {
+                    Some(until) if high < until => {
+                        if waiting.elapsed() > self.timeout {
+                            return Err(ReadError::Unstable {
+                                topic: topic.to_owned(),
+                                partition,
+                                until,
+                                end: high,
+                                waited: self.timeout,
+                            });
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Some(until) => break (low, until),
+                    None => break (low, high),
+                }
+            };
+            let mut start = self.from.map_or(low, |from| from.max(low));
+            if let Some(ms) = self.from_time {
+                match self.offset_for_time(&consumer, partition, ms)? {
+                    Some(offset) => start = start.max(offset),
+                    None => continue,
+                }
+            }
             if high > start {
                 ends.insert(partition, high);
                 assignment

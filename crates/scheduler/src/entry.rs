@@ -17,6 +17,10 @@ pub(crate) struct Entry {
     pub(crate) payload: Option<Vec<u8>>,
     /// Every header, control headers included (dropped when delivered).
     pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Where the check for cancels starts when it is dispatched: the partition's read position
+    /// when it was first taken for dispatch (a cancel read after that found it gone from the
+    /// window; the check finds it instead). `None` until taken.
+    pub(crate) check_from: Option<i64>,
 }
 
 /// What an entry asks for.
@@ -43,8 +47,10 @@ impl Entry {
 pub(crate) enum Read {
     /// An entry.
     Entry(Entry),
-    /// The entry `id` is gone (delivered or cancelled).
-    Tombstone(String),
+    /// The entry `id` is gone, with how it ended (`None`: a tombstone that does not say).
+    Tombstone(String, Option<schedule::Outcome>),
+    /// A dispatch marker ([`schedule::marker`]): the transaction's tombstones follow it.
+    Marker,
     /// No key: nothing can refer to it, and compaction cannot remove it; skipped.
     Keyless,
 }
@@ -52,10 +58,25 @@ pub(crate) enum Read {
 /// Reads a schedule record.
 pub(crate) fn read(record: FetchedRecord) -> Read {
     let Some(key) = record.key else { return Read::Keyless };
+    if key == schedule::MARKER_KEY.as_bytes() {
+        return Read::Marker;
+    }
     let id = String::from_utf8_lossy(&key).into_owned();
-    let Some(payload) = record.payload else { return Read::Tombstone(id) };
+    let Some(payload) = record.payload else {
+        return Read::Tombstone(
+            id,
+            header(&record.headers, schedule::OUTCOME).and_then(schedule::Outcome::parse),
+        );
+    };
     let kind = kind(&record.headers);
-    Read::Entry(Entry { id, offset: record.offset, kind, payload: Some(payload), headers: record.headers })
+    Read::Entry(Entry {
+        id,
+        offset: record.offset,
+        kind,
+        payload: Some(payload),
+        headers: record.headers,
+        check_from: None,
+    })
 }
 
 fn header<'h>(headers: &'h [(String, Option<Vec<u8>>)], name: &str) -> Option<&'h [u8]> {
@@ -158,7 +179,14 @@ mod tests {
     fn delivered_events_keep_their_headers_and_say_when_they_were_due() {
         let mut all = headers(&[("ce_id", "e1"), ("traceparent", "00-x")]);
         all.extend(headers(&[(schedule::TARGET_TOPIC, "t"), (schedule::DELIVER_AT, "5")]));
-        let entry = Entry { id: "i".into(), offset: 0, kind: kind(&all), payload: None, headers: all };
+        let entry = Entry {
+            id: "i".into(),
+            offset: 0,
+            kind: kind(&all),
+            payload: None,
+            headers: all,
+            check_from: None,
+        };
         let names: Vec<_> =
             delivered_headers(&entry, 5).into_iter().map(|(n, v)| (n, v.unwrap_or_default())).collect();
         assert_eq!(

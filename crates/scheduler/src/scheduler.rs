@@ -2,19 +2,19 @@
 //! task delivers what is due in Kafka transactions, one re-reads partitions as the window moves.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap, HashSet},
     future::Future,
     net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use fanout_core::schedule;
+use fanout_core::schedule::{self, Outcome};
 use fanout_kafka::{FetchedRecord, Headers, ProduceError, Record, RecordProducer, TopicRead, TopicSpec};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance},
     error::KafkaError,
-    ClientConfig, ClientContext, Offset, TopicPartitionList,
+    ClientConfig, ClientContext, Message, Offset, TopicPartitionList,
 };
 use tokio::sync::Notify;
 
@@ -58,10 +58,11 @@ impl Shared {
         self.windows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies one record read live from partition `partition`.
-    fn apply(&self, partition: i32, read: Read) {
+    /// Applies one record read live from partition `partition` at `offset`.
+    fn apply(&self, partition: i32, offset: i64, read: Read) {
         let mut windows = self.windows();
         let Some(window) = windows.0.get_mut(&partition) else { return };
+        window.applied_to = window.applied_to.max(offset + 1);
         match read {
             Read::Entry(entry) => {
                 let due = entry.due_ms();
@@ -70,7 +71,14 @@ impl Shared {
                     self.wake.notify_one();
                 }
             }
-            Read::Tombstone(id) => window.remove(&id),
+            Read::Tombstone(id, outcome) => {
+                // Counted when read live: a partition's first read would count old cancels again.
+                if window.loaded && outcome == Some(Outcome::Cancelled) {
+                    self.metrics.dispatched.with_label_values(&[Outcome::Cancelled.as_str()]).inc();
+                }
+                window.remove(&id);
+            }
+            Read::Marker => {}
             Read::Keyless => tracing::warn!(partition, "schedule record without a key; skipped"),
         }
         self.metrics.in_window.set(windows.0.values().map(Window::len).sum::<usize>() as i64);
@@ -127,6 +135,7 @@ pub struct Scheduler {
     shared: Arc<Shared>,
     consumer: Arc<BaseConsumer<Context>>,
     producer: RecordProducer,
+    checker: Arc<Checker>,
     listener: tokio::net::TcpListener,
 }
 
@@ -178,6 +187,8 @@ impl Scheduler {
         let consumer: BaseConsumer<Context> = consumer_config
             .create_with_context(Context { shared: shared.clone() })
             .map_err(SchedulerError::consumer("create the consumer"))?;
+        let checker = Checker::new(&client, &config.name, &config.topic)
+            .map_err(SchedulerError::consumer("create the cancel checker"))?;
         let mut producer_config = client;
         // A crashed instance's open transaction blocks read_committed readers of its partitions
         // until the broker aborts it: after 10 s, not the default minute.
@@ -195,6 +206,7 @@ impl Scheduler {
             shared,
             consumer: Arc::new(consumer),
             producer,
+            checker: Arc::new(checker),
             listener,
         })
     }
@@ -207,7 +219,8 @@ impl Scheduler {
     /// Joins the group and delivers until `shutdown` completes; then finishes the transaction in
     /// flight and leaves the group.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), SchedulerError> {
-        let Self { config, producer_config, reread_requests, shared, consumer, producer, listener } = self;
+        let Self { config, producer_config, reread_requests, shared, consumer, producer, checker, listener } =
+            self;
         consumer.subscribe(&[&config.topic]).map_err(SchedulerError::consumer("subscribe"))?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let poller = {
@@ -224,6 +237,7 @@ impl Scheduler {
             consumer: consumer.clone(),
             producer,
             producer_config,
+            checker,
             name: config.name.clone(),
             dead_letters: schedule::dead_letters(&config.topic),
             topic: config.topic.clone(),
@@ -254,8 +268,8 @@ fn poll(consumer: &BaseConsumer<Context>, shared: &Shared, stop: &std::sync::ato
             None => {}
             Some(Ok(message)) => {
                 let record = FetchedRecord::from_message(&message);
-                let partition = record.partition;
-                shared.apply(partition, entry::read(record));
+                let (partition, offset) = (record.partition, record.offset);
+                shared.apply(partition, offset, entry::read(record));
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 let mut windows = shared.windows();
@@ -306,7 +320,13 @@ async fn reread(
                 .collect()
         };
         for (partition, from, to) in due {
-            let read = TopicRead::new(&config.topic).partitions([partition]).timeout(Duration::from_secs(30));
+            let mut read =
+                TopicRead::new(&config.topic).partitions([partition]).timeout(Duration::from_secs(30));
+            if from == i64::MIN {
+                // The transaction of unknown outcome may still be open, holding the stable end
+                // before its records: read past them once the broker settled it.
+                read = read.settled();
+            }
             let client = config_read.clone();
             let scanned = tokio::task::spawn_blocking(move || {
                 let mut found: HashMap<String, Entry> = HashMap::new();
@@ -315,7 +335,7 @@ async fn reread(
                         Read::Entry(entry) if (from..to).contains(&entry.due_ms()) => {
                             found.insert(entry.id.clone(), entry);
                         }
-                        Read::Tombstone(id) => {
+                        Read::Tombstone(id, _) => {
                             found.remove(&id);
                         }
                         _ => {}
@@ -366,6 +386,7 @@ struct Dispatcher {
     consumer: Arc<BaseConsumer<Context>>,
     producer: RecordProducer,
     producer_config: ClientConfig,
+    checker: Arc<Checker>,
     name: String,
     topic: String,
     dead_letters: String,
@@ -393,11 +414,18 @@ impl Dispatcher {
                         Kind::Invalid { reason: format!("the target refused it: {}", refused.reason) };
                     self.restore(&mut batch);
                 }
+                Err(Failed::Cancelled(cancelled))
+                    if self.producer.abort(TRANSACTION_TIMEOUT).await.is_ok() =>
+                {
+                    // Their cancels came first: they stay undelivered; the rest goes again.
+                    tracing::debug!(cancelled = cancelled.len(), "entries cancelled while being dispatched");
+                    batch.retain(|(_, entry)| !cancelled.contains(&entry.id));
+                    self.restore(&mut batch);
+                }
                 Err(failed) => {
-                    let error = failed.into_produce_error();
-                    tracing::warn!(error = %fanout_core::report(&error), entries = batch.len(), "schedule dispatch failed; aborting");
-                    let aborted =
-                        !error.is_fenced() && self.producer.abort(TRANSACTION_TIMEOUT).await.is_ok();
+                    let (error, fenced) = failed.describe();
+                    tracing::warn!(%error, entries = batch.len(), "schedule dispatch failed; aborting");
+                    let aborted = !fenced && self.producer.abort(TRANSACTION_TIMEOUT).await.is_ok();
                     if aborted {
                         // Nothing of it is visible: the batch goes again.
                         self.restore(&mut batch);
@@ -469,26 +497,28 @@ impl Dispatcher {
 
     async fn deliver(&self, batch: &[(i32, Entry)]) -> Result<(), Failed> {
         let now = now_ms();
-        self.producer.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut headers = Vec::with_capacity(batch.len());
         for (_, entry) in batch {
             let (outcome, record_headers) = match &entry.kind {
                 Kind::Deliver { due_ms, not_after_ms: Some(limit), .. } if now > *limit => {
                     let reason = format!("not delivered by its not_after time ({limit} ms; due {due_ms} ms)");
-                    ("expired", dead_letter_headers(entry, &reason))
+                    (Outcome::Expired, dead_letter_headers(entry, &reason))
                 }
-                Kind::Deliver { due_ms, .. } => ("delivered", entry::delivered_headers(entry, *due_ms)),
-                Kind::Invalid { reason } => ("invalid", dead_letter_headers(entry, reason)),
+                Kind::Deliver { due_ms, .. } => {
+                    (Outcome::Delivered, entry::delivered_headers(entry, *due_ms))
+                }
+                Kind::Invalid { reason } => (Outcome::Invalid, dead_letter_headers(entry, reason)),
             };
             outcomes.push(outcome);
             headers.push(record_headers);
         }
-        let ids: Vec<&[u8]> = batch.iter().map(|(_, e)| e.id.as_bytes()).collect();
+        self.producer.begin().await?;
+        self.check_not_cancelled(batch, &outcomes).await?;
         let mut records = Vec::with_capacity(batch.len() * 2);
         for (((_, entry), outcome), headers) in batch.iter().zip(&outcomes).zip(&headers) {
-            let (topic, key) = match (&entry.kind, *outcome) {
-                (Kind::Deliver { topic, key, .. }, "delivered") => (topic.as_str(), key.as_deref()),
+            let (topic, key) = match (&entry.kind, outcome) {
+                (Kind::Deliver { topic, key, .. }, Outcome::Delivered) => (topic.as_str(), key.as_deref()),
                 _ => (self.dead_letters.as_str(), Some(entry.id.as_bytes())),
             };
             records.push(Record {
@@ -499,13 +529,13 @@ impl Dispatcher {
                 headers: headers.iter().map(|(n, v)| (n.as_str(), v.as_deref())).collect::<Headers>(),
             });
         }
-        for ((partition, _), id) in batch.iter().zip(&ids) {
+        for ((partition, entry), outcome) in batch.iter().zip(&outcomes) {
             records.push(Record {
                 topic: &self.topic,
                 partition: Some(*partition),
-                key: Some(id),
+                key: Some(entry.id.as_bytes()),
                 payload: None,
-                headers: Headers::with_capacity(0),
+                headers: Headers::with_capacity(1).add(schedule::OUTCOME, Some(outcome.as_str().as_bytes())),
             });
         }
         let mut refused = None;
@@ -531,19 +561,63 @@ impl Dispatcher {
             // scheduler that lost its partitions cannot commit a delivery the new owner also makes.
             let _ = offsets.add_partition_offset(&self.topic, partition, Offset::Offset(0));
         }
-        let group = self.consumer.group_metadata().ok_or(fanout_kafka::ProduceError::Closed)?;
+        let group = self.consumer.group_metadata().ok_or(Failed::NoGroup)?;
         self.producer.commit(offsets, group, TRANSACTION_TIMEOUT).await?;
         let acked = now_ms();
         for ((_, entry), outcome) in batch.iter().zip(&outcomes) {
-            self.shared.metrics.dispatched.with_label_values(&[outcome]).inc();
-            if *outcome == "delivered" {
+            self.shared.metrics.dispatched.with_label_values(&[outcome.as_str()]).inc();
+            if *outcome == Outcome::Delivered {
                 let late = (acked - entry.due_ms()).max(0) as f64 / 1000.0;
                 self.shared.metrics.lateness.observe(late);
             }
         }
         Ok(())
     }
+
+    /// Writes the transaction's dispatch marker to each partition of the batch (its first record
+    /// there) and checks that no cancel of the batch's entries precedes it: the partition's order
+    /// is what tells a cancel whether it came in time (see [`schedule::marker`]).
+    async fn check_not_cancelled(&self, batch: &[(i32, Entry)], outcomes: &[Outcome]) -> Result<(), Failed> {
+        // Per partition: where its check starts, and the entries the transaction ends there.
+        let mut partitions: BTreeMap<i32, (i64, Ended<'_>)> = BTreeMap::new();
+        for ((partition, entry), outcome) in batch.iter().zip(outcomes) {
+            let (from, ended) = partitions.entry(*partition).or_insert((i64::MAX, Vec::new()));
+            *from = (*from).min(entry.check_from.unwrap_or(0));
+            ended.push((entry.id.as_str(), *outcome));
+        }
+        let values: Vec<Vec<u8>> =
+            partitions.values().map(|(_, ended)| schedule::marker::encode(ended.iter().copied())).collect();
+        let markers: Vec<Record<'_>> = partitions
+            .keys()
+            .zip(&values)
+            .map(|(partition, value)| Record {
+                topic: &self.topic,
+                partition: Some(*partition),
+                key: Some(schedule::MARKER_KEY.as_bytes()),
+                payload: Some(value),
+                headers: Headers::with_capacity(0),
+            })
+            .collect();
+        let mut ranges = Vec::with_capacity(partitions.len());
+        for ((partition, (from, _)), result) in partitions.iter().zip(self.producer.send_all(markers).await) {
+            ranges.push((*partition, *from, result?.offset));
+        }
+        let wanted: HashSet<String> = batch.iter().map(|(_, entry)| entry.id.clone()).collect();
+        let checker = self.checker.clone();
+        let cancelled = tokio::task::spawn_blocking(move || checker.cancelled(&ranges, &wanted))
+            .await
+            .map_err(|_| Failed::Check("the check's thread ended".into()))?
+            .map_err(Failed::Check)?;
+        if cancelled.is_empty() {
+            Ok(())
+        } else {
+            Err(Failed::Cancelled(cancelled))
+        }
+    }
 }
+
+/// Entries a transaction ends, with how.
+type Ended<'a> = Vec<(&'a str, Outcome)>;
 
 /// Why a dispatch transaction did not commit.
 enum Failed {
@@ -551,6 +625,12 @@ enum Failed {
     Refused(Refused),
     /// The transaction failed.
     Produce(ProduceError),
+    /// Cancels of these entries precede the transaction's markers: they are not to be delivered.
+    Cancelled(HashSet<String>),
+    /// The check for cancels could not complete; why.
+    Check(String),
+    /// The consumer left its group (it is closing): no commit can be tied to a generation.
+    NoGroup,
 }
 
 /// The first entry of a batch whose target refused it, and why.
@@ -573,13 +653,122 @@ impl From<ProduceError> for Failed {
 }
 
 impl Failed {
-    fn into_produce_error(self) -> ProduceError {
+    /// What went wrong, for the log, and whether the producer was fenced (it cannot abort).
+    fn describe(&self) -> (String, bool) {
         match self {
-            Self::Refused(refused) => refused.error,
-            Self::Produce(error) => error,
+            Self::Refused(Refused { error, .. }) | Self::Produce(error) => {
+                (fanout_core::report(error), error.is_fenced())
+            }
+            Self::Cancelled(cancelled) => {
+                (format!("{} entries were cancelled, and the abort failed", cancelled.len()), false)
+            }
+            Self::Check(reason) => (format!("checking for cancels: {reason}"), false),
+            Self::NoGroup => ("the consumer has left its group: nothing can be committed".into(), false),
         }
     }
 }
+
+/// Reads, `read_committed`, the stretch of each schedule partition between what the poll thread
+/// had applied when a batch's entries were taken and the batch's marker: the cancels written
+/// there are the ones the window did not see.
+pub(crate) struct Checker {
+    consumer: BaseConsumer<Quiet>,
+    topic: String,
+}
+
+impl Checker {
+    fn new(client: &ClientConfig, name: &str, topic: &str) -> Result<Self, KafkaError> {
+        let mut config = client.clone();
+        // Assigned, never subscribed, never committed: the id only satisfies librdkafka.
+        config
+            .set("group.id", format!("{name}-check"))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10");
+        Ok(Self { consumer: config.create_with_context(Quiet)?, topic: topic.to_owned() })
+    }
+
+    /// The ids of `wanted` whose tombstone lies in `[from, to)` of its partition, for each
+    /// `(partition, from, to)`. Blocking.
+    fn cancelled(
+        &self,
+        ranges: &[(i32, i64, i64)],
+        wanted: &HashSet<String>,
+    ) -> Result<HashSet<String>, String> {
+        let started = Instant::now();
+        let late = || started.elapsed() > TRANSACTION_TIMEOUT;
+        let kafka = |what: &str, error: KafkaError| format!("{what}: {}", fanout_core::report(&error));
+        let mut open: HashMap<i32, i64> = HashMap::new();
+        let mut assignment = TopicPartitionList::new();
+        for &(partition, from, to) in ranges.iter().filter(|(_, from, to)| from < to) {
+            // `to` is this transaction's first record there, so the stable end stops at it once
+            // every earlier transaction ended; the read then sees all they committed.
+            loop {
+                let (_, stable) = self
+                    .consumer
+                    .fetch_watermarks(&self.topic, partition, TRANSACTION_TIMEOUT)
+                    .map_err(|error| kafka("fetch the stable end", error))?;
+                if stable >= to {
+                    break;
+                }
+                if late() {
+                    return Err(format!("partition {partition} stayed unstable below offset {to}"));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            open.insert(partition, to);
+            let _ = assignment.add_partition_offset(&self.topic, partition, Offset::Offset(from));
+        }
+        let mut found = HashSet::new();
+        if open.is_empty() {
+            return Ok(found);
+        }
+        self.consumer.assign(&assignment).map_err(|error| kafka("assign", error))?;
+        while !open.is_empty() {
+            match self.consumer.poll(Duration::from_millis(100)) {
+                None if late() => return Err(format!("reading partitions {:?} timed out", open.keys())),
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    open.remove(&partition);
+                }
+                Some(Err(error)) => return Err(kafka("read", error)),
+                Some(Ok(message)) => {
+                    let partition = message.partition();
+                    let Some(&to) = open.get(&partition) else { continue };
+                    if message.offset() + 1 >= to {
+                        open.remove(&partition);
+                    }
+                    if message.offset() >= to || message.payload().is_some() {
+                        continue;
+                    }
+                    if let Some(id) = message.key().and_then(|key| std::str::from_utf8(key).ok()) {
+                        if wanted.contains(id) {
+                            found.insert(id.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let _ = self.consumer.unassign();
+        Ok(found)
+    }
+}
+
+/// A client context that does not report the end of a partition (how a check completes).
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !fanout_kafka::is_end_of_partition(&error) {
+            tracing::warn!(error = %fanout_core::report(&error), reason, "schedule check: librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for Quiet {}
 
 /// A transactional producer with an id of its own: instances never fence each other by id; the
 /// consumer group's generation fences a commit for partitions an instance no longer owns.

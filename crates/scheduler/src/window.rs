@@ -22,6 +22,9 @@ pub(crate) struct Window {
     /// pending: nothing of the partition is delivered until a whole re-read says which, so one
     /// key's later entries cannot overtake them.
     pub(crate) held: bool,
+    /// The offset after the last record the poll thread applied: every cancel before it has
+    /// already taken its entry out of the window.
+    pub(crate) applied_to: i64,
     due: BTreeMap<(i64, i64), Entry>,
     ids: HashMap<String, (i64, i64)>,
     /// Ids delivered or cancelled since the running scan began: the scan may have read them
@@ -37,6 +40,7 @@ impl Window {
             loaded: false,
             scanning: false,
             held: false,
+            applied_to: 0,
             due: BTreeMap::new(),
             ids: HashMap::new(),
             gone_since_scan: HashSet::new(),
@@ -84,7 +88,8 @@ impl Window {
             if entry.key().0 > now_ms {
                 return;
             }
-            let entry = entry.remove();
+            let mut entry = entry.remove();
+            entry.check_from.get_or_insert(self.applied_to);
             self.ids.remove(&entry.id);
             if self.scanning {
                 self.gone_since_scan.insert(entry.id.clone());
@@ -139,6 +144,7 @@ mod tests {
             kind: Kind::Deliver { topic: "t".into(), key: None, due_ms, not_after_ms: None },
             payload: Some(Vec::new()),
             headers: Vec::new(),
+            check_from: None,
         }
     }
 
