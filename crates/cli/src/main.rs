@@ -28,7 +28,7 @@ enum Command {
     Publish(commands::publish::PublishArgs),
     /// Print a topic's events decoded through the registry, as JSON lines.
     Tail(commands::tail::TailArgs),
-    /// Scheduled events: list what waits, cancel an entry.
+    /// Scheduled events: list what waits, show, cancel or reschedule an entry.
     #[command(subcommand)]
     Schedule(commands::schedule::ScheduleCommand),
     /// The transactional outbox.

@@ -120,7 +120,10 @@ mod publisher_side {
     /// The transactional outbox: events enqueued in the service's own database transaction,
     /// published by `fanout outbox relay`.
     pub use fanout_producer::outbox;
-    pub use fanout_producer::{Delivery, PublishError, PublishOptions, Publisher, PublisherConfig};
+    pub use fanout_producer::{
+        CancelOutcome, Delivery, Ended, Outcome, PublishError, PublishOptions, Publisher, PublisherConfig,
+        RescheduleOutcome, ScheduleId, ScheduleState, Scheduled,
+    };
 }
 
 /// Test support against the real broker, PostgreSQL and an in-process schema registry (feature

@@ -23,8 +23,8 @@ mod schedule;
 
 pub use config::PublisherConfig;
 pub use error::PublishError;
-pub use fanout_core::schedule::ScheduleId;
+pub use fanout_core::schedule::{Outcome, ScheduleId};
 pub use fanout_kafka::{Delivered, OwnedRecord, ProduceError, ProducerConfigError, ProducerSettings};
 pub use options::PublishOptions;
 pub use publisher::{Delivery, Publisher};
-pub use schedule::Scheduled;
+pub use schedule::{CancelOutcome, Ended, RescheduleOutcome, ScheduleState, Scheduled};

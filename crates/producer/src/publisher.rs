@@ -75,6 +75,9 @@ struct Inner {
     kafka: fanout_config::KafkaSettings,
     schedule_topic: String,
     schedule_partitions: tokio::sync::OnceCell<i32>,
+    /// The transactional producer of reschedules (a cancel and its new entry commit together),
+    /// created on first use; one transaction at a time.
+    rescheduler: tokio::sync::OnceCell<tokio::sync::Mutex<RecordProducer>>,
     serde: AvroSerde,
     source: String,
     /// One encoder per event type, resolved (schema id looked up) on first use; afterwards the
@@ -101,6 +104,7 @@ impl Publisher {
                 kafka: config.kafka.clone(),
                 schedule_topic: config.schedule_topic,
                 schedule_partitions: tokio::sync::OnceCell::new(),
+                rescheduler: tokio::sync::OnceCell::new(),
                 serde,
                 source: config.source,
                 encoders: RwLock::new(HashMap::new()),
@@ -284,6 +288,32 @@ impl Publisher {
             })
             .await
             .copied()
+    }
+
+    /// A client configuration for this publisher's cluster (readers of the schedule topic).
+    pub(crate) fn client_config(&self) -> rdkafka::ClientConfig {
+        fanout_kafka::client_config(&self.inner.kafka)
+    }
+
+    /// The reschedule producer, started on first use.
+    pub(crate) async fn rescheduler(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, RecordProducer>, PublishError> {
+        let producer = self
+            .inner
+            .rescheduler
+            .get_or_try_init(|| async {
+                let mut config = self.client_config();
+                // A publisher that dies mid-reschedule holds readers of the partition back until
+                // the broker aborts its transaction: seconds, not the default minute.
+                config.set("transaction.timeout.ms", "10000");
+                let id = format!("{}-reschedule-{}", self.inner.source, uuid::Uuid::now_v7());
+                RecordProducer::transactional(config, &id, Duration::from_secs(30))
+                    .await
+                    .map(tokio::sync::Mutex::new)
+            })
+            .await?;
+        Ok(producer.lock().await)
     }
 
     /// The record producer under this publisher, for the outbox relay.

@@ -34,6 +34,14 @@
 //!   failed for good, as after a broker restart) gets a new producer, and its partitions are
 //!   read again whole: `read_committed` waits until the broker settles the old transaction, so
 //!   what it committed keeps its tombstone and the rest is pending again.
+//! * **Cancels are answered truthfully.** A dispatch transaction's first record in each schedule
+//!   partition is a marker listing the entries it ends ([`fanout_core::schedule::marker`]);
+//!   before writing anything else it reads the partition (`read_committed`) from where the
+//!   window's view ended up to its marker, and if a cancel of one of its entries is there, it
+//!   aborts and leaves that entry out. So in the partition's order a cancel either precedes the
+//!   committed marker (the entry is never delivered) or follows it (it was), and the SDK's
+//!   `cancel` reads that order back to say which. A reschedule is a cancel and its new entry in
+//!   one transaction.
 //! * **Never early.** An entry is taken only when the wall clock reads at least its due time,
 //!   after a restart as before it; a clock stepped back delays deliveries, never advances them.
 //!   The comparison is against this host's clock: run it with NTP, as the SDK's hosts.

@@ -1,4 +1,5 @@
-//! `fanout schedule list|cancel`: what waits in the schedule topic, and taking an entry back.
+//! `fanout schedule list|show|cancel|reschedule`: what waits in the schedule topic, one entry's
+//! state, and taking an entry back or moving it, each with a confirmed answer.
 
 use std::{collections::BTreeMap, ops::ControlFlow, time::Duration};
 
@@ -7,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use fanout_core::schedule::{self, ScheduleId};
 use fanout_kafka::{FetchedRecord, TopicRead};
-use fanout_producer::{Publisher, PublisherConfig};
+use fanout_producer::{CancelOutcome, Ended, Publisher, PublisherConfig, RescheduleOutcome, ScheduleState};
 
 use super::connection::KafkaArgs;
 
@@ -17,8 +18,15 @@ pub enum ScheduleCommand {
     /// One JSON line per pending entry, in due order: schedule id, event id and type, target
     /// topic and key, due time.
     List(ListArgs),
-    /// Cancels an entry by its schedule id (`PARTITION:UUID`, as `publish --at` printed it).
-    Cancel(CancelArgs),
+    /// One entry: pending (and when), or how it ended (delivered, expired, invalid, cancelled,
+    /// rescheduled as another id).
+    Show(EntryArgs),
+    /// Cancels an entry by its schedule id (`PARTITION:UUID`, as `publish --at` printed it) and
+    /// says whether it came in time (`cancelled`) or the entry had already ended.
+    Cancel(EntryArgs),
+    /// Moves a pending entry to a new time (it gets a new schedule id, printed); says so if the
+    /// entry had already ended.
+    Reschedule(RescheduleArgs),
 }
 
 /// `fanout schedule list`.
@@ -37,9 +45,9 @@ pub struct ListArgs {
     kafka: KafkaArgs,
 }
 
-/// `fanout schedule cancel`.
+/// `fanout schedule show|cancel`: one entry.
 #[derive(Debug, Args)]
-pub struct CancelArgs {
+pub struct EntryArgs {
     /// The entry.
     schedule_id: ScheduleId,
     /// The schedule topic.
@@ -49,12 +57,27 @@ pub struct CancelArgs {
     kafka: KafkaArgs,
 }
 
+/// `fanout schedule reschedule`.
+#[derive(Debug, Args)]
+pub struct RescheduleArgs {
+    #[command(flatten)]
+    entry: EntryArgs,
+    /// The new time (RFC 3339).
+    #[arg(long, value_parser = super::parse_time, conflicts_with = "after", required_unless_present = "after")]
+    at: Option<DateTime<Utc>>,
+    /// The new time, this long from now (`90s`, `10m`, `2h`).
+    #[arg(long, value_parser = super::parse_duration)]
+    after: Option<Duration>,
+}
+
 impl ScheduleCommand {
     /// Runs the subcommand.
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             Self::List(args) => args.run().await,
-            Self::Cancel(args) => args.run().await,
+            Self::Show(args) => args.show().await,
+            Self::Cancel(args) => args.cancel().await,
+            Self::Reschedule(args) => args.run().await,
         }
     }
 }
@@ -124,16 +147,85 @@ impl ListArgs {
     }
 }
 
-impl CancelArgs {
-    async fn run(self) -> anyhow::Result<()> {
+impl EntryArgs {
+    async fn publisher(&self) -> anyhow::Result<Publisher> {
         let settings = self.kafka.connect().await?;
         let mut config = PublisherConfig::new("fanout-cli");
         config.kafka = settings.kafka;
         config.schedule_topic = self.schedule_topic.clone();
-        let publisher = Publisher::new(config)?;
-        publisher.cancel(&self.schedule_id).await?;
-        publisher.close(Duration::from_secs(10)).await?;
-        println!("{}", serde_json::json!({ "schedule_id": self.schedule_id.to_string(), "cancelled": true }));
+        Ok(Publisher::new(config)?)
+    }
+
+    async fn show(self) -> anyhow::Result<()> {
+        let state = self.publisher().await?.schedule_state(&self.schedule_id).await?;
+        let mut line = serde_json::json!({ "schedule_id": self.schedule_id.to_string() });
+        match state {
+            ScheduleState::Pending { deliver_at, topic } => {
+                line["state"] = "pending".into();
+                line["deliver_at"] = rfc3339(deliver_at).into();
+                line["topic"] = topic.into();
+            }
+            ScheduleState::Ended(ended) => describe(&mut line, ended),
+            ScheduleState::Unknown => line["state"] = "unknown".into(),
+            other => line["state"] = format!("{other:?}").into(),
+        }
+        println!("{line}");
         Ok(())
     }
+
+    async fn cancel(self) -> anyhow::Result<()> {
+        let publisher = self.publisher().await?;
+        let outcome = publisher.cancel(&self.schedule_id).await?;
+        publisher.close(Duration::from_secs(10)).await?;
+        let mut line = serde_json::json!({ "schedule_id": self.schedule_id.to_string() });
+        match outcome {
+            CancelOutcome::Cancelled => line["state"] = "cancelled".into(),
+            CancelOutcome::AlreadyEnded(ended) => {
+                describe(&mut line, ended);
+                line["too_late"] = true.into();
+            }
+            CancelOutcome::Unknown => line["state"] = "unknown".into(),
+        }
+        println!("{line}");
+        Ok(())
+    }
+}
+
+impl RescheduleArgs {
+    async fn run(self) -> anyhow::Result<()> {
+        let deliver_at = match (self.at, self.after) {
+            (Some(at), _) => std::time::SystemTime::from(at),
+            (None, Some(after)) => std::time::SystemTime::now() + after,
+            (None, None) => anyhow::bail!("give the new time: --at TIME or --after DURATION"),
+        };
+        let publisher = self.entry.publisher().await?;
+        let outcome = publisher.reschedule(&self.entry.schedule_id, deliver_at).await?;
+        let mut line = serde_json::json!({ "schedule_id": self.entry.schedule_id.to_string() });
+        match outcome {
+            RescheduleOutcome::Rescheduled(scheduled) => {
+                line["state"] = "rescheduled".into();
+                line["rescheduled_as"] = scheduled.schedule_id.to_string().into();
+                line["deliver_at"] = rfc3339(scheduled.deliver_at).into();
+            }
+            RescheduleOutcome::AlreadyEnded(ended) => {
+                describe(&mut line, ended);
+                line["too_late"] = true.into();
+            }
+            RescheduleOutcome::Unknown => line["state"] = "unknown".into(),
+        }
+        println!("{line}");
+        Ok(())
+    }
+}
+
+/// An ended entry's state, and the entry it became if it was rescheduled.
+fn describe(line: &mut serde_json::Value, ended: Ended) {
+    line["state"] = ended.outcome.as_str().into();
+    if let Some(next) = ended.rescheduled_as {
+        line["rescheduled_as"] = next.to_string().into();
+    }
+}
+
+fn rfc3339(time: std::time::SystemTime) -> String {
+    DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Millis, true)
 }

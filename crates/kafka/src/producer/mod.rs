@@ -337,6 +337,11 @@ impl RecordProducer {
         .await
     }
 
+    /// Commits the transaction, which carries records only (no consumer offsets).
+    pub async fn commit_records(&self, timeout: Duration) -> Result<(), ProduceError> {
+        self.blocking("commit", move |p| p.commit_transaction(timeout)).await
+    }
+
     /// Aborts the transaction: none of its records becomes visible to `read_committed` readers.
     pub async fn abort(&self, timeout: Duration) -> Result<(), ProduceError> {
         self.blocking("abort", move |p| p.abort_transaction(timeout)).await

@@ -82,6 +82,8 @@ impl InProcess {
             topic: schedule_topic.name().to_owned(),
             partitions: 3,
             window_secs: 10,
+            // Any free port: tests run side by side.
+            http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
             kafka: fanout_config::KafkaSettings {
                 bootstrap: kafka.bootstrap().to_owned(),
                 ..Default::default()
