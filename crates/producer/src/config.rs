@@ -27,6 +27,15 @@ pub struct PublisherConfig {
     /// `topic`.
     #[serde(default = "schedule_topic")]
     pub schedule_topic: String,
+    /// How far ahead an event may be scheduled, in days (default 366: a year ahead works). A
+    /// later `deliver_at` is refused with [`crate::PublishError::BeyondHorizon`]: far more often a
+    /// unit mistake (seconds taken for milliseconds) than a plan.
+    #[serde(default = "schedule_horizon_days")]
+    pub schedule_horizon_days: u32,
+}
+
+fn schedule_horizon_days() -> u32 {
+    366
 }
 
 fn schedule_topic() -> String {
@@ -48,6 +57,7 @@ impl PublisherConfig {
             registry: Default::default(),
             producer: ProducerSettings::default(),
             schedule_topic: schedule_topic(),
+            schedule_horizon_days: schedule_horizon_days(),
         }
     }
 }

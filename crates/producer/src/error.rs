@@ -33,6 +33,15 @@ pub enum PublishError {
         #[source]
         source: Box<fanout_kafka::ReadError>,
     },
+    /// A scheduled event's `deliver_at` is further ahead than the publisher's
+    /// `schedule_horizon_days`; nothing was written.
+    #[error("deliver_at {deliver_at} is more than {horizon_days} days ahead (schedule_horizon_days)")]
+    BeyondHorizon {
+        /// The refused time, RFC 3339.
+        deliver_at: String,
+        /// The configured horizon.
+        horizon_days: u32,
+    },
     /// The registry client could not be created from the configuration.
     #[error("invalid schema registry configuration")]
     Registry(#[source] fanout_schema_registry::RegistryError),

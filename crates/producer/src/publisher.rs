@@ -74,6 +74,7 @@ struct Inner {
     /// For metadata: the schedule topic's partition count.
     kafka: fanout_config::KafkaSettings,
     schedule_topic: String,
+    schedule_horizon: Duration,
     schedule_partitions: tokio::sync::OnceCell<i32>,
     /// The transactional producer of reschedules (a cancel and its new entry commit together),
     /// created on first use; one transaction at a time.
@@ -103,6 +104,7 @@ impl Publisher {
                 raw,
                 kafka: config.kafka.clone(),
                 schedule_topic: config.schedule_topic,
+                schedule_horizon: Duration::from_secs(u64::from(config.schedule_horizon_days) * 86_400),
                 schedule_partitions: tokio::sync::OnceCell::new(),
                 rescheduler: tokio::sync::OnceCell::new(),
                 serde,
@@ -262,6 +264,18 @@ impl Publisher {
     /// The schedule topic scheduled events are written to.
     pub(crate) fn schedule_topic(&self) -> &str {
         &self.inner.schedule_topic
+    }
+
+    /// Refuses a `deliver_at` beyond the configured horizon.
+    pub(crate) fn check_horizon(&self, deliver_at: SystemTime) -> Result<(), PublishError> {
+        if deliver_at > SystemTime::now() + self.inner.schedule_horizon {
+            return Err(PublishError::BeyondHorizon {
+                deliver_at: chrono::DateTime::<chrono::Utc>::from(deliver_at)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                horizon_days: (self.inner.schedule_horizon.as_secs() / 86_400) as u32,
+            });
+        }
+        Ok(())
     }
 
     /// The schedule topic's partition count, asked of the cluster once.

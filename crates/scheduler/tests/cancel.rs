@@ -105,6 +105,15 @@ async fn cancel_and_reschedule_say_whether_they_came_in_time() -> anyhow::Result
         ScheduleState::Ended(ended(Outcome::Delivered, None))
     );
 
+    // A year ahead is fine (and costs no memory: it stays in Kafka); beyond the horizon is a
+    // mistake, refused by name.
+    let year = publisher.publish_at(&post(5, 0), now + Duration::from_secs(365 * 86_400), &to).await?;
+    assert!(matches!(publisher.schedule_state(&year.schedule_id).await?, ScheduleState::Pending { .. }));
+    assert_eq!(publisher.cancel(&year.schedule_id).await?, CancelOutcome::Cancelled);
+    let beyond = publisher.publish_at(&post(6, 0), now + Duration::from_secs(400 * 86_400), &to).await;
+    let refused = beyond.expect_err("400 days ahead is beyond the default horizon").to_string();
+    assert!(refused.contains("schedule_horizon_days"), "{refused}");
+
     // An id nobody scheduled.
     let stranger = ScheduleId { partition: 0, id: uuid::Uuid::now_v7() };
     assert_eq!(publisher.schedule_state(&stranger).await?, ScheduleState::Unknown);

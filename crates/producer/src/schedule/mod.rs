@@ -33,7 +33,8 @@ impl Publisher {
     /// Publishes `event` to be delivered at `deliver_at`, not before: it is written now (durably,
     /// as `publish` writes) to the schedule topic, and `fanout-scheduler` delivers it then, with
     /// the key, `ce_id`, headers and payload it has now, plus `fanout_scheduled_for`. A time in
-    /// the past is delivered at once. `options.not_after` bounds how late it may arrive.
+    /// the past is delivered at once. `options.not_after` bounds how late it may arrive. A time
+    /// beyond `schedule_horizon_days` is refused ([`PublishError::BeyondHorizon`]).
     ///
     /// ```no_run
     /// # async fn example(publisher: fanout_producer::Publisher, post: fanout_events::PostPublished)
@@ -50,6 +51,7 @@ impl Publisher {
         deliver_at: SystemTime,
         options: &PublishOptions,
     ) -> Result<Scheduled, PublishError> {
+        self.check_horizon(deliver_at)?;
         let record = self.encode(event, options).await?;
         let topic = self.schedule_topic();
         let partitions = self.schedule_partitions().await?;
@@ -162,6 +164,7 @@ impl Publisher {
         schedule_id: &ScheduleId,
         deliver_at: SystemTime,
     ) -> Result<RescheduleOutcome, PublishError> {
+        self.check_horizon(deliver_at)?;
         let (config, topic, id) = (self.client_config(), self.schedule_topic().to_owned(), *schedule_id);
         let (mut trace, read_to) = {
             let (config, topic) = (config.clone(), topic.clone());
