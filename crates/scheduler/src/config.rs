@@ -74,3 +74,22 @@ impl SchedulerConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_file_is_valid_and_names_every_key() {
+        let text = include_str!("../scheduler.toml");
+        let config: SchedulerConfig = fanout_config::from_toml_str(text).expect("scheduler.toml parses");
+        config.validate().expect("scheduler.toml is usable");
+        let defaults = SchedulerConfig::default();
+        assert_eq!((config.window_secs, config.partitions), (defaults.window_secs, defaults.partitions));
+        let table: toml::Table = text.parse().expect("TOML");
+        let documented = serde_json::to_value(&defaults).expect("serialises");
+        for key in documented.as_object().into_iter().flatten().map(|(key, _)| key) {
+            assert!(table.contains_key(key), "scheduler.toml does not show `{key}`");
+        }
+    }
+}
