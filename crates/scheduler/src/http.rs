@@ -24,9 +24,16 @@ async fn metrics() -> Result<String, StatusCode> {
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// Ready once it owns partitions and has read each of them: it delivers everything it owns.
+/// Ready once it joined its group and read each partition it owns: it delivers everything it
+/// owns. An instance that owns nothing (more instances than partitions) is a ready standby: it
+/// takes partitions over when another instance goes.
 async fn ready(State(shared): State<Arc<SharedState>>) -> (StatusCode, String) {
-    let (owned, loaded) = readiness(&shared);
-    let status = if owned > 0 && loaded == owned { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, format!("partitions={owned} loaded={loaded}"))
+    let (joined, owned, loaded) = readiness(&shared);
+    let status = if joined && loaded == owned { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let role = match (joined, owned) {
+        (false, _) => " joining",
+        (true, 0) => " standby",
+        _ => "",
+    };
+    (status, format!("partitions={owned} loaded={loaded}{role}"))
 }

@@ -51,6 +51,9 @@ pub(crate) struct Shared {
     reread_now: tokio::sync::mpsc::UnboundedSender<i32>,
     window: Duration,
     metrics: Metrics,
+    /// Set at the first assignment, empty or not: from then on the instance is a group member,
+    /// and one that owns nothing is a ready standby.
+    joined: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -104,6 +107,7 @@ impl ConsumerContext for Context {
         let mut windows = self.shared.windows();
         match rebalance {
             Rebalance::Assign(partitions) => {
+                self.shared.joined.store(true, std::sync::atomic::Ordering::SeqCst);
                 let end = now_ms() + self.shared.window.as_millis() as i64;
                 for element in partitions.elements() {
                     windows.0.insert(element.partition(), Window::new(end));
@@ -168,6 +172,7 @@ impl Scheduler {
             reread_now,
             window: config.window(),
             metrics: Metrics::get(),
+            joined: std::sync::atomic::AtomicBool::new(false),
         });
         let mut consumer_config = client.clone();
         consumer_config
@@ -503,12 +508,17 @@ impl Dispatcher {
             let (outcome, record_headers) = match &entry.kind {
                 Kind::Deliver { due_ms, not_after_ms: Some(limit), .. } if now > *limit => {
                     let reason = format!("not delivered by its not_after time ({limit} ms; due {due_ms} ms)");
+                    // What not_after is for: the caller chose a dead letter over a late arrival.
+                    tracing::warn!(id = %entry.id, %reason, "scheduled entry expired; dead-lettering it");
                     (Outcome::Expired, dead_letter_headers(entry, &reason))
                 }
                 Kind::Deliver { due_ms, .. } => {
                     (Outcome::Delivered, entry::delivered_headers(entry, *due_ms))
                 }
-                Kind::Invalid { reason } => (Outcome::Invalid, dead_letter_headers(entry, reason)),
+                Kind::Invalid { reason } => {
+                    tracing::error!(id = %entry.id, %reason, "schedule entry cannot be delivered; dead-lettering it");
+                    (Outcome::Invalid, dead_letter_headers(entry, reason))
+                }
             };
             outcomes.push(outcome);
             headers.push(record_headers);
@@ -779,15 +789,15 @@ async fn transactional_producer(config: &ClientConfig, name: &str) -> Result<Rec
 
 /// A dead-lettered entry's headers: all it had, plus why.
 fn dead_letter_headers(entry: &Entry, reason: &str) -> Vec<(String, Option<Vec<u8>>)> {
-    tracing::error!(id = %entry.id, %reason, "schedule entry dead-lettered");
     let mut headers = entry.headers.clone();
     headers.push((schedule::REASON.to_owned(), Some(reason.as_bytes().to_vec())));
     headers
 }
 
-/// Whether every owned partition was read once (the scheduler delivers all it owns), and how
-/// many it owns.
-pub(crate) fn readiness(shared: &Arc<Shared>) -> (usize, usize) {
+/// Whether the instance joined its group, how many partitions it owns and how many of them it
+/// has read once (it delivers all it owns when the two are equal).
+pub(crate) fn readiness(shared: &Arc<Shared>) -> (bool, usize, usize) {
+    let joined = shared.joined.load(std::sync::atomic::Ordering::SeqCst);
     let windows = shared.windows();
-    (windows.0.len(), windows.0.values().filter(|w| w.loaded).count())
+    (joined, windows.0.len(), windows.0.values().filter(|w| w.loaded).count())
 }

@@ -112,3 +112,34 @@ async fn events_arrive_at_their_time_never_early_once_each_in_schedule_order() -
     scheduler.stop(&kafka).await?;
     stack.stop().await
 }
+
+/// `/readyz`: an instance is ready once it read what it owns; one that owns nothing (more
+/// instances than partitions) is a ready standby, and takes the partition over when the owner
+/// goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_standby_is_ready_and_takes_over() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let kafka = stack.kafka.clone();
+    let owner = InProcess::start_with(&kafka, "schedule-standby", 1).await?;
+    let says = |expected: &'static str| (200_u16, expected.to_owned());
+    wait_until(Duration::from_secs(30), "the owner ready", || async {
+        Ok(owner.readyz().await? == says("partitions=1 loaded=1"))
+    })
+    .await?;
+    let standby = owner.join(&kafka).await?;
+    wait_until(Duration::from_secs(30), "the standby ready", || async {
+        Ok(standby.readyz().await? == says("partitions=0 loaded=0 standby"))
+    })
+    .await?;
+    assert_eq!(owner.readyz().await?, says("partitions=1 loaded=1"), "the owner keeps its partition");
+
+    let group = owner.config.name.clone();
+    let topic = owner.halt().await?;
+    wait_until(Duration::from_secs(30), "the standby to take the partition over", || async {
+        Ok(standby.readyz().await? == says("partitions=1 loaded=1"))
+    })
+    .await?;
+    standby.halt().await?;
+    common::clean_up(&kafka, topic.name(), &group).await?;
+    stack.stop().await
+}

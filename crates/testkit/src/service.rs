@@ -210,6 +210,13 @@ pub async fn get_json(url: &str) -> anyhow::Result<(u16, serde_json::Value)> {
     Ok((status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
 }
 
+/// GETs `url`: the status and the body as text.
+pub async fn get_text(url: &str) -> anyhow::Result<(u16, String)> {
+    let response = reqwest::get(url).await.with_context(|| format!("GET {url}"))?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await?))
+}
+
 /// POSTs `body` as JSON to `url`: the status and the answer as JSON (`Null` when it is not JSON).
 pub async fn post_json(url: &str, body: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
     let response =

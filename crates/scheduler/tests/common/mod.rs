@@ -70,17 +70,24 @@ pub fn assert_exactly_once_never_early(delivered: &[FetchedRecord], due: &HashMa
 pub struct InProcess {
     pub config: SchedulerConfig,
     pub schedule_topic: TestTopic,
+    /// Where its `/metrics`, `/healthz` and `/readyz` listen.
+    pub http: std::net::SocketAddr,
     stop: oneshot::Sender<()>,
     pub running: JoinHandle<Result<(), SchedulerError>>,
 }
 
 impl InProcess {
     pub async fn start(kafka: &Kafka, prefix: &str) -> anyhow::Result<Self> {
+        Self::start_with(kafka, prefix, 3).await
+    }
+
+    /// One with a schedule topic of `partitions` partitions.
+    pub async fn start_with(kafka: &Kafka, prefix: &str, partitions: i32) -> anyhow::Result<Self> {
         let schedule_topic = kafka.future_topic(prefix);
         let config = SchedulerConfig {
             name: unique_name(prefix),
             topic: schedule_topic.name().to_owned(),
-            partitions: 3,
+            partitions,
             window_secs: 10,
             // Any free port: tests run side by side.
             http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
@@ -90,19 +97,42 @@ impl InProcess {
             },
             ..SchedulerConfig::default()
         };
+        Self::run(config, schedule_topic).await
+    }
+
+    /// A second instance of this one's group, on its schedule topic (this one's guard deletes
+    /// the topic; the second's names a topic that never exists).
+    pub async fn join(&self, kafka: &Kafka) -> anyhow::Result<Self> {
+        Self::run(self.config.clone(), kafka.future_topic("never-created")).await
+    }
+
+    async fn run(config: SchedulerConfig, schedule_topic: TestTopic) -> anyhow::Result<Self> {
         let scheduler = Scheduler::start(config.clone()).await?;
+        let http = scheduler.http_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let running = tokio::spawn(scheduler.run(async move {
             let _ = stopped.await;
         }));
-        Ok(Self { config, schedule_topic, stop, running })
+        Ok(Self { config, schedule_topic, http, stop, running })
+    }
+
+    /// `/readyz`: its status and body.
+    pub async fn readyz(&self) -> anyhow::Result<(u16, String)> {
+        fanout_testkit::service::get_text(&format!("http://{}/readyz", self.http)).await
     }
 
     /// Stops it gracefully and deletes its dead-letter topic and group.
     pub async fn stop(self, kafka: &Kafka) -> anyhow::Result<()> {
+        let group = self.config.name.clone();
+        let topic = self.halt().await?;
+        clean_up(kafka, topic.name(), &group).await
+    }
+
+    /// Stops it gracefully; its schedule topic lives as long as the guard returned.
+    pub async fn halt(self) -> anyhow::Result<TestTopic> {
         let _ = self.stop.send(());
         self.running.await??;
-        clean_up(kafka, self.schedule_topic.name(), &self.config.name).await
+        Ok(self.schedule_topic)
     }
 }
 
