@@ -1,5 +1,6 @@
 //! The scheduler's metrics, in the process's default Prometheus registry.
 
+use fanout_core::schedule::Outcome;
 use prometheus::{
     register_histogram, register_int_counter_vec, register_int_gauge, Histogram, IntCounterVec, IntGauge,
 };
@@ -7,7 +8,7 @@ use prometheus::{
 /// Handles on the scheduler's metrics, registered once per process.
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics {
-    /// `fanout_schedule_dispatched_total{outcome}`: delivered, expired, invalid.
+    /// `fanout_schedule_dispatched_total{outcome}`: delivered, expired, invalid, cancelled.
     pub(crate) dispatched: IntCounterVec,
     /// `fanout_schedule_lateness_seconds`: due time → committed on the target topic.
     pub(crate) lateness: Histogram,
@@ -25,7 +26,8 @@ impl Metrics {
                     dispatched: register_int_counter_vec!(
                         "fanout_schedule_dispatched_total",
                         "Scheduled entries settled, by outcome: delivered, expired (past not_after, \
-                         dead-lettered), invalid (unreadable, dead-lettered).",
+                         dead-lettered), invalid (unreadable, dead-lettered), cancelled (cancels \
+                         read live, before or after the entry's delivery).",
                         &["outcome"]
                     )
                     .expect("fanout_schedule_dispatched_total registers once"),
@@ -41,8 +43,8 @@ impl Metrics {
                     )
                     .expect("fanout_scheduled_in_window registers once"),
                 };
-                for outcome in ["delivered", "expired", "invalid"] {
-                    metrics.dispatched.with_label_values(&[outcome]);
+                for outcome in [Outcome::Delivered, Outcome::Expired, Outcome::Invalid, Outcome::Cancelled] {
+                    metrics.dispatched.with_label_values(&[outcome.as_str()]);
                 }
                 metrics
             })
