@@ -197,6 +197,65 @@ pub fn partition_for(key: Option<&[u8]>, id: &Uuid, partitions: i32) -> i32 {
     (hash % partitions.max(1) as u64) as i32
 }
 
+/// Where and when a record is to be delivered: what [`entry`] writes into its routing headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The topic it is delivered to.
+    pub topic: &'a str,
+    /// The key it is delivered with (and partitioned by, in the schedule topic and the target).
+    pub key: Option<&'a [u8]>,
+    /// When to deliver it, Unix milliseconds; never before.
+    pub deliver_at_ms: i64,
+    /// The latest acceptable delivery, Unix milliseconds ([`NOT_AFTER`]).
+    pub not_after_ms: Option<i64>,
+}
+
+/// A record made a schedule entry by [`entry`]: send it to the schedule topic's
+/// `schedule_id.partition` with key `key` and these headers, its payload unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Which entry it is (give it to a cancel).
+    pub schedule_id: ScheduleId,
+    /// The record key: the schedule id's UUID as text.
+    pub key: String,
+    /// The record's own headers, in order, then the routing headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The one way a record becomes a schedule entry (the SDK's `publish_at`, a consumer's delayed
+/// retry, `fanout dlq replay --at` all use it): a fresh id, the schedule partition of the target
+/// key among `partitions`, and the record's `headers` followed by the routing headers. Routing
+/// headers the record already carries, and a [`SCHEDULED_FOR`] from an earlier delivery, are
+/// dropped: the scheduler adds its own at delivery, and two would make the record ambiguous.
+///
+/// ```
+/// use fanout_core::schedule::{self, Target};
+///
+/// let headers = vec![("ce_id".to_owned(), Some(b"e1".to_vec()))];
+/// let target = Target { topic: "orders", key: Some(b"42"), deliver_at_ms: 1_000, not_after_ms: None };
+/// let entry = schedule::entry(&target, &headers, 12);
+/// assert_eq!(entry.key, entry.schedule_id.id.to_string());
+/// assert_eq!(entry.schedule_id.partition, schedule::partition_for(Some(b"42"), &entry.schedule_id.id, 12));
+/// let names: Vec<&str> = entry.headers.iter().map(|(n, _)| n.as_str()).collect();
+/// assert_eq!(names, ["ce_id", schedule::TARGET_TOPIC, schedule::TARGET_KEY, schedule::DELIVER_AT]);
+/// ```
+pub fn entry(target: &Target<'_>, headers: &[(String, Option<Vec<u8>>)], partitions: i32) -> Entry {
+    const ROUTING: [&str; 5] = [TARGET_TOPIC, TARGET_KEY, DELIVER_AT, NOT_AFTER, SCHEDULED_FOR];
+    let id = Uuid::now_v7();
+    let partition = partition_for(target.key, &id, partitions);
+    let mut all: Vec<(String, Option<Vec<u8>>)> = Vec::with_capacity(headers.len() + 4);
+    all.extend(headers.iter().filter(|(name, _)| !ROUTING.contains(&name.as_str())).cloned());
+    all.push((TARGET_TOPIC.to_owned(), Some(target.topic.as_bytes().to_vec())));
+    if let Some(key) = target.key {
+        all.push((TARGET_KEY.to_owned(), Some(key.to_vec())));
+    }
+    all.push((DELIVER_AT.to_owned(), Some(target.deliver_at_ms.to_string().into_bytes())));
+    if let Some(not_after) = target.not_after_ms {
+        all.push((NOT_AFTER.to_owned(), Some(not_after.to_string().into_bytes())));
+    }
+    Entry { schedule_id: ScheduleId { partition, id }, key: id.to_string(), headers: all }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +268,26 @@ mod tests {
             (0..200).map(|n| partition_for(Some(n.to_string().as_bytes()), &a, 12)).collect();
         assert!(spread.len() > 8, "keys spread over the partitions: {spread:?}");
         assert!((0..50).all(|_| (0..12).contains(&partition_for(None, &Uuid::new_v4(), 12))));
+    }
+
+    #[test]
+    fn an_entry_carries_the_record_headers_once_then_its_routing() {
+        let headers = vec![
+            ("ce_id".to_owned(), Some(b"e1".to_vec())),
+            (SCHEDULED_FOR.to_owned(), Some(b"5".to_vec())),
+            (DELIVER_AT.to_owned(), Some(b"6".to_vec())),
+            ("null".to_owned(), None),
+        ];
+        let target = Target { topic: "t", key: None, deliver_at_ms: 7, not_after_ms: Some(9) };
+        let entry = entry(&target, &headers, 3);
+        let expected: Vec<(String, Option<Vec<u8>>)> = vec![
+            ("ce_id".into(), Some(b"e1".to_vec())),
+            ("null".into(), None),
+            (TARGET_TOPIC.into(), Some(b"t".to_vec())),
+            (DELIVER_AT.into(), Some(b"7".to_vec())),
+            (NOT_AFTER.into(), Some(b"9".to_vec())),
+        ];
+        assert_eq!(entry.headers, expected);
+        assert!((0..3).contains(&entry.schedule_id.partition));
     }
 }

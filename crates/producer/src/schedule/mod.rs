@@ -55,36 +55,29 @@ impl Publisher {
         let record = self.encode(event, options).await?;
         let topic = self.schedule_topic();
         let partitions = self.schedule_partitions().await?;
-        let id = Uuid::now_v7();
-        let partition = schedule::partition_for(record.key.as_deref(), &id, partitions);
         let event_id = record
             .headers
             .iter()
             .find(|(name, _)| name == headers::ID)
             .and_then(|(_, value)| std::str::from_utf8(value.as_deref()?).ok()?.parse().ok())
             .unwrap_or(Uuid::nil());
-        let due = millis(deliver_at).to_string();
-        let not_after = options.not_after.map(|limit| millis(limit).to_string());
-        let mut all: Headers = record.headers.iter().map(|(n, v)| (n.as_str(), v.as_deref())).collect();
-        all = all.add(schedule::TARGET_TOPIC, Some(record.topic.as_bytes()));
-        if let Some(key) = &record.key {
-            all = all.add(schedule::TARGET_KEY, Some(key));
-        }
-        all = all.add(schedule::DELIVER_AT, Some(due.as_bytes()));
-        if let Some(not_after) = &not_after {
-            all = all.add(schedule::NOT_AFTER, Some(not_after.as_bytes()));
-        }
-        let key = id.to_string();
+        let target = schedule::Target {
+            topic: &record.topic,
+            key: record.key.as_deref(),
+            deliver_at_ms: millis(deliver_at),
+            not_after_ms: options.not_after.map(millis),
+        };
+        let entry = schedule::entry(&target, &record.headers, partitions);
         self.raw()
             .send(Record {
                 topic,
-                partition: Some(partition),
-                key: Some(key.as_bytes()),
+                partition: Some(entry.schedule_id.partition),
+                key: Some(entry.key.as_bytes()),
                 payload: record.payload.as_deref(),
-                headers: all,
+                headers: entry.headers.iter().map(|(n, v)| (n.as_str(), v.as_deref())).collect(),
             })
             .await?;
-        Ok(Scheduled { schedule_id: ScheduleId { partition, id }, event_id, deliver_at })
+        Ok(Scheduled { schedule_id: entry.schedule_id, event_id, deliver_at })
     }
 
     /// [`Publisher::publish_at`] `delay` from now.
