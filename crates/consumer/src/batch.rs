@@ -139,7 +139,7 @@ enum Abort {
     #[error("store")]
     Store(#[from] sqlx::Error),
     #[error("kafka")]
-    Kafka(#[from] fanout_kafka::ProduceError),
+    Kafka(#[from] failure::SendError),
 }
 
 /// The batch's running verdicts, and the per-key order rules applied while walking it.

@@ -94,8 +94,13 @@ impl ConsumerBuilder {
         for binding in routes.bindings() {
             metrics.zero(&config.name, &binding.topic);
         }
-        let outbound = Outbound::new(&config.producer_client_config(), Arc::from(config.name.as_str()))
-            .map_err(ConsumerError::Producer)?;
+        let outbound = Outbound::new(
+            &config.producer_client_config(),
+            &fanout_kafka::client_config(&config.kafka),
+            &config.retry,
+            Arc::from(config.name.as_str()),
+        )
+        .map_err(ConsumerError::Producer)?;
         let shared = Arc::new(Shared::new(main_topics.iter().cloned()));
         let (inbound_tx, inbound) = tokio::sync::mpsc::unbounded_channel();
         let context = Context {

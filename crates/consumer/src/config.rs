@@ -24,6 +24,8 @@ use crate::ConsumerError;
 /// [retry]
 /// attempts = 3
 /// delays_ms = [1000, 10000, 60000]
+/// scheduler = false                 # true: the first delay is waited out in fanout-scheduler
+/// schedule_topic = "_fanout_schedule"
 /// [http]
 /// listen = "0.0.0.0:9101"
 /// ```
@@ -145,6 +147,17 @@ pub struct RetrySettings {
     /// One retry-topic tier per entry: the delay before each further attempt. Empty = no retry
     /// topic; exhausted in-process attempts dead-letter at once.
     pub delays_ms: Vec<u64>,
+    /// Wait out the first delay in `fanout-scheduler` instead of in this process. Off (the
+    /// default): a failed event goes to the retry topic at once, marked with its due time, and
+    /// waits in memory once fetched from there. On: it is written to [`Self::schedule_topic`]
+    /// instead, and the scheduler delivers it to the retry topic when it is due, durably, holding
+    /// nothing in the consumer meanwhile; later events of its key take the same way and arrive
+    /// behind it (see `failure::Outbound`). A scheduler must run on that topic. Later tiers
+    /// (an event failing again on the retry topic) wait in memory in either case, so the events
+    /// of its key behind it there keep their order.
+    pub scheduler: bool,
+    /// The schedule topic `fanout-scheduler` reads, with `scheduler = true`.
+    pub schedule_topic: String,
 }
 
 impl Default for RetrySettings {
@@ -154,6 +167,8 @@ impl Default for RetrySettings {
             initial_backoff_ms: 100,
             max_backoff_ms: 5_000,
             delays_ms: vec![1_000, 10_000, 60_000],
+            scheduler: false,
+            schedule_topic: fanout_core::schedule::TOPIC.to_owned(),
         }
     }
 }
@@ -199,6 +214,9 @@ impl ConsumerConfig {
         }
         if self.retry.attempts == 0 {
             return bad("retry.attempts", "must be at least 1 (the first attempt counts)");
+        }
+        if self.retry.scheduler && self.retry.schedule_topic.trim().is_empty() {
+            return bad("retry.schedule_topic", "must name the topic fanout-scheduler reads");
         }
         if self.store.max_connections == 0 {
             return bad("store.max_connections", "must be at least 1");
@@ -303,7 +321,13 @@ mod tests {
         assert_eq!(config.processing.key_parallelism, 4);
         assert_eq!(config.retry.delays_ms, vec![5]);
         assert_eq!(config.retry.attempts, 3);
+        assert!(!config.retry.scheduler, "off unless asked for");
+        assert_eq!(config.retry.schedule_topic, "_fanout_schedule");
         config.validate().expect("valid");
+        let text = "name = \"rewards\"\n[retry]\nscheduler = true\nschedule_topic = \"sched\"";
+        let config: ConsumerConfig = fanout_config::from_toml_str(text).expect("parses");
+        assert!(config.retry.scheduler);
+        assert_eq!(config.retry.schedule_topic, "sched");
 
         let err =
             fanout_config::from_toml_str::<ConsumerConfig>("name = \"x\"\n[processing]\nkey_paralelism = 4")
@@ -324,6 +348,11 @@ mod tests {
 
         let config = ConsumerConfig::new("bad name");
         assert!(config.validate().expect_err("refused").to_string().contains("name"));
+
+        let mut config = ConsumerConfig::new("rewards");
+        config.retry.scheduler = true;
+        config.retry.schedule_topic = String::new();
+        assert!(config.validate().expect_err("refused").to_string().contains("retry.schedule_topic"));
 
         let mut config = ConsumerConfig::new("rewards");
         config.store.dedupe_retention_hours = 0;

@@ -61,6 +61,8 @@
 //!   `<topic>.<consumer>.retry` with delay tiers, then to `<topic>.<consumer>.dlq` with the
 //!   headers in [`dlq_headers`]. While an event of a key is in the retry path, later events of
 //!   that key are held back behind it (durably: in the retry topic and `fanout_parked_keys`).
+//!   With [`RetrySettings::scheduler`] on, the first delay is waited out in `fanout-scheduler`:
+//!   the event (and the later ones of its key) go to the retry topic through the schedule topic.
 //!   Undecodable payloads are dead-lettered at once. A dead letter is read back as a
 //!   [`DeadLetter`] and redriven through the consumer's own retry topic with
 //!   [`DeadLetter::replay`] (`fanout dlq replay`): deduplicated on `ce_id`, history kept.

@@ -5,13 +5,15 @@
 
 pub(crate) mod plan;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use fanout_kafka::{ProduceError, ProducerConfigError, RecordProducer};
+use fanout_core::schedule;
+use fanout_kafka::{ProduceError, ProducerConfigError, ReadError, RecordProducer};
 use rdkafka::ClientConfig;
 
 use crate::{
+    config::RetrySettings,
     dispatch::Work,
     meta::{Origin, Record},
     routing::Binding,
@@ -141,35 +143,118 @@ pub(crate) struct Attempts<'a> {
     pub(crate) last_failure_ms: i64,
 }
 
+/// Why a retry or dead-letter record was not sent: the batch is rolled back and runs again.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    /// The broker did not acknowledge it.
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+    /// The schedule topic's partitions are unknown, so the entry has no partition to go to.
+    #[error("cannot look up the schedule topic {topic} (does fanout-scheduler run on it?)")]
+    ScheduleTopic {
+        /// `retry.schedule_topic`.
+        topic: String,
+        /// Why.
+        #[source]
+        source: ReadError,
+    },
+}
+
+/// Where delayed retries wait with `retry.scheduler` on.
+#[derive(Debug)]
+struct ScheduleTopic {
+    name: String,
+    /// Asked of the cluster at the first delayed retry, not at start-up: the scheduler (which
+    /// creates the topic) may well start after its first consumer.
+    partitions: tokio::sync::OnceCell<i32>,
+    client: ClientConfig,
+}
+
+impl ScheduleTopic {
+    async fn partitions(&self) -> Result<i32, SendError> {
+        let partitions = self.partitions.get_or_try_init(|| async {
+            let (client, topic) = (self.client.clone(), self.name.clone());
+            let looked_up = tokio::task::spawn_blocking(move || {
+                fanout_kafka::topic_partitions(&client, &topic, Duration::from_secs(10))
+            })
+            .await;
+            match looked_up {
+                Ok(Ok(partitions)) => Ok(i32::try_from(partitions.len()).unwrap_or(i32::MAX)),
+                Ok(Err(source)) => Err(SendError::ScheduleTopic { topic: self.name.clone(), source }),
+                // Only a runtime shutting down cancels the lookup: nothing is sent then.
+                Err(_) => Err(SendError::Produce(ProduceError::Closed)),
+            }
+        });
+        partitions.await.copied()
+    }
+}
+
 /// Sends a consumer's retry and dead-letter records through the platform's record producer
 /// (idempotent, `acks=all`), each with the failure headers it needs. Every send waits for the
 /// broker's acknowledgement: the caller commits the source event only after it returns `Ok`, so
 /// a record is never lost between the two topics.
+///
+/// With `retry.scheduler` on, the records that enter the retry path from a main topic are written
+/// to the schedule topic instead, as entries ([`schedule::entry`]) the scheduler delivers to the
+/// retry topic at their due time, byte for byte (plus `fanout_scheduled_for`). That write has the
+/// same guarantee as the direct one: acknowledged before the store transaction that parks the
+/// key commits. A held-back event (a later event of a key whose earlier one waits) must not
+/// reach the retry topic before that one: the scheduler delivers one key's entries in due order,
+/// and the earlier event was due `delays_ms[0]` after it left (every event enters the retry path
+/// from its main topic at the first tier), so the held-back one is due `delays_ms[0]` after
+/// *it* leaves, which is later. Consumer instances taking over one another's partitions must
+/// therefore have clocks that agree (NTP), as the scheduler already requires.
 #[derive(Clone, Debug)]
 pub(crate) struct Outbound {
     producer: RecordProducer,
     consumer: Arc<str>,
+    schedule: Option<Arc<ScheduleTopic>>,
+    /// How long a held-back event waits in the schedule: the first tier's delay.
+    hold_back_ms: i64,
 }
 
 impl Outbound {
-    pub(crate) fn new(config: &ClientConfig, consumer: Arc<str>) -> Result<Self, ProducerConfigError> {
-        Ok(Self { producer: RecordProducer::from_config(config.clone())?, consumer })
+    /// The outbound records of `consumer`, produced with `producer`; `kafka` looks up the
+    /// schedule topic when `retry.scheduler` is on.
+    pub(crate) fn new(
+        producer: &ClientConfig,
+        kafka: &ClientConfig,
+        retry: &RetrySettings,
+        consumer: Arc<str>,
+    ) -> Result<Self, ProducerConfigError> {
+        let schedule = retry.scheduler.then(|| {
+            Arc::new(ScheduleTopic {
+                name: retry.schedule_topic.clone(),
+                partitions: tokio::sync::OnceCell::new(),
+                client: kafka.clone(),
+            })
+        });
+        let first = retry.delays_ms.first().copied().unwrap_or(0);
+        Ok(Self {
+            producer: RecordProducer::from_config(producer.clone())?,
+            consumer,
+            schedule,
+            hold_back_ms: i64::try_from(first).unwrap_or(i64::MAX / 2),
+        })
     }
 
-    /// To the retry topic, due at `due_ms`, after a failed attempt.
+    /// To the retry topic, due at `due_ms`, after a failed attempt (through the scheduler, when
+    /// it is on).
     pub(crate) async fn retry(
         &self,
         binding: &Binding,
         record: &Record,
         failed: Attempts<'_>,
         due_ms: i64,
-    ) -> Result<(), ProduceError> {
+    ) -> Result<(), SendError> {
         let extra = [(headers::NOT_BEFORE, due_ms.to_string())];
-        self.send(&binding.retry_topic, record, &self.failure(failed), &extra).await
+        let headers = failure_headers(record, &self.failure(failed), &extra);
+        self.send_due(&binding.retry_topic, record, headers, due_ms).await
     }
 
-    /// To the retry topic, due at once, without an attempt of its own: an earlier event of its
-    /// key waits there, and this one queues behind it instead of overtaking it.
+    /// To the retry topic without an attempt of its own: an earlier event of its key waits in the
+    /// retry path, and this one queues behind it instead of overtaking it. Due at once on the
+    /// retry topic; through the scheduler, due the first tier's delay from now (see [`Outbound`]).
     pub(crate) async fn hold_back(
         &self,
         binding: &Binding,
@@ -177,7 +262,7 @@ impl Outbound {
         origin: Origin<'_>,
         attempts: u32,
         now_ms: i64,
-    ) -> Result<(), ProduceError> {
+    ) -> Result<(), SendError> {
         let failure = Failure {
             consumer: &self.consumer,
             origin,
@@ -186,8 +271,10 @@ impl Outbound {
             first_failure_ms: None,
             last_failure_ms: None,
         };
-        let extra = [(headers::NOT_BEFORE, now_ms.to_string()), (headers::HELD_BACK, "true".to_owned())];
-        self.send(&binding.retry_topic, record, &failure, &extra).await
+        let due_ms = if self.schedule.is_some() { now_ms.saturating_add(self.hold_back_ms) } else { now_ms };
+        let extra = [(headers::NOT_BEFORE, due_ms.to_string()), (headers::HELD_BACK, "true".to_owned())];
+        let headers = failure_headers(record, &failure, &extra);
+        self.send_due(&binding.retry_topic, record, headers, due_ms).await
     }
 
     /// To the dead-letter topic, with its whole failure history.
@@ -196,8 +283,9 @@ impl Outbound {
         binding: &Binding,
         record: &Record,
         failed: Attempts<'_>,
-    ) -> Result<(), ProduceError> {
-        self.send(&binding.dlq_topic, record, &self.failure(failed), &[]).await
+    ) -> Result<(), SendError> {
+        let headers = failure_headers(record, &self.failure(failed), &[]);
+        self.send(&binding.dlq_topic, None, record.key.as_deref(), record, &headers).await
     }
 
     fn failure<'a>(&'a self, failed: Attempts<'a>) -> Failure<'a> {
@@ -211,22 +299,42 @@ impl Outbound {
         }
     }
 
-    async fn send(
+    /// To `topic` now, or with the scheduler on, to the schedule topic as an entry delivered to
+    /// `topic` at `due_ms`.
+    async fn send_due(
         &self,
         topic: &str,
         record: &Record,
-        failure: &Failure<'_>,
-        extra: &[(&'static str, String)],
-    ) -> Result<(), ProduceError> {
-        let headers = failure_headers(record, failure, extra);
+        headers: Vec<(String, Option<Vec<u8>>)>,
+        due_ms: i64,
+    ) -> Result<(), SendError> {
+        let Some(schedule) = &self.schedule else {
+            return self.send(topic, None, record.key.as_deref(), record, &headers).await;
+        };
+        let target =
+            schedule::Target { topic, key: record.key.as_deref(), deliver_at_ms: due_ms, not_after_ms: None };
+        let entry = schedule::entry(&target, &headers, schedule.partitions().await?);
+        let partition = Some(entry.schedule_id.partition);
+        self.send(&schedule.name, partition, Some(entry.key.as_bytes()), record, &entry.headers).await
+    }
+
+    async fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        record: &Record,
+        headers: &[(String, Option<Vec<u8>>)],
+    ) -> Result<(), SendError> {
         let record = fanout_kafka::Record {
-            partition: None,
+            partition,
             topic,
-            key: record.key.as_deref(),
+            key,
             payload: record.payload.as_deref(),
             headers: headers.iter().map(|(name, value)| (name.as_str(), value.as_deref())).collect(),
         };
-        self.producer.send(record).await.map(|_| ())
+        self.producer.send(record).await?;
+        Ok(())
     }
 }
 

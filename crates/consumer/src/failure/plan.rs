@@ -5,7 +5,9 @@
 //! attempts 1–3 run in process with exponential backoff and jitter; after the third the event
 //! goes to `<topic>.<consumer>.retry` and comes back after `d1` (attempt 4), then after `d2`
 //! (attempt 5, waiting in memory on the retry topic's partition, so the events of its key behind
-//! it in the retry topic keep their order); after that it is dead-lettered.
+//! it in the retry topic keep their order); after that it is dead-lettered. With
+//! `retry.scheduler` on, the trip to the retry topic after the third attempt goes through the
+//! schedule topic, and `d1` is waited out in `fanout-scheduler` instead (see `Outbound`).
 
 use std::time::Duration;
 
@@ -67,6 +69,7 @@ mod tests {
             initial_backoff_ms: 100,
             max_backoff_ms: 350,
             delays_ms: vec![1_000, 5_000],
+            ..RetrySettings::default()
         }
     }
 
