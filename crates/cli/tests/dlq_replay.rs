@@ -3,7 +3,8 @@
 //! with the real binary; a dry run sends nothing; after the handler is fixed a replay applies the
 //! effect exactly once, and a second replay of the same dead letter is a duplicate. A dead letter
 //! that fails again returns to the dead-letter topic with its attempts extended. The list shows
-//! when each dead letter was last replayed (`-` before, never for a dry run).
+//! when each dead letter was last replayed (`-` before, never for a dry run). A replay `--at` a
+//! time goes through a scheduler running in this process and arrives then.
 
 use fanout_testkit::wait_until;
 use std::{
@@ -16,11 +17,13 @@ use std::{
 };
 
 use anyhow::{bail, ensure, Context};
+use chrono::SubsecRound;
 use fanout_consumer::{
     async_trait, Consumer, ConsumerError, EventMeta, Handler, HandlerError, RegistryDecoder,
 };
 use fanout_events::{Category, PostPublished};
 use fanout_producer::{PublishOptions, Publisher, PublisherConfig};
+use fanout_scheduler::{Scheduler, SchedulerConfig, SchedulerError};
 use fanout_testkit::{unique_name, Kafka, Postgres, Registry, TestDatabase, TestTopic};
 use serde_json::Value;
 use sqlx::{AnyPool, Row};
@@ -203,6 +206,51 @@ impl Stack {
         self.kafka.delete_consumer(self.topic.name(), &self.name).await;
         self.registry.stop().await?;
         Ok(())
+    }
+}
+
+/// `fanout-scheduler` running in this process on a schedule topic of its own.
+struct InProcessScheduler {
+    topic: TestTopic,
+    group: String,
+    stop: oneshot::Sender<()>,
+    running: JoinHandle<Result<(), SchedulerError>>,
+}
+
+impl InProcessScheduler {
+    async fn start(kafka: &Kafka) -> anyhow::Result<Self> {
+        let topic = kafka.future_topic("dlq-at-schedule");
+        let config = SchedulerConfig {
+            name: unique_name("dlq-at-scheduler"),
+            topic: topic.name().to_owned(),
+            partitions: 3,
+            window_secs: 10,
+            kafka: fanout_config::KafkaSettings {
+                bootstrap: kafka.bootstrap().to_owned(),
+                ..Default::default()
+            },
+            http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
+            ..SchedulerConfig::default()
+        };
+        let group = config.name.clone();
+        let scheduler = Scheduler::start(config).await?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(scheduler.run(async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self { topic, group, stop, running })
+    }
+
+    /// Stops it and deletes its dead-letter topic and group (the topic goes with its guard).
+    async fn stop(self, kafka: &Kafka) -> TestResult {
+        let _ = self.stop.send(());
+        self.running.await??;
+        kafka.delete_topic(&fanout_core::schedule::dead_letters(self.topic.name())).await?;
+        let group = self.group.as_str();
+        wait_until(Duration::from_secs(30), "the scheduler group gone", || async move {
+            Ok(kafka.delete_groups(&[group]).await.is_ok())
+        })
+        .await
     }
 }
 
@@ -413,6 +461,71 @@ async fn a_replayed_dead_letter_that_fails_again_returns_with_its_history() -> T
     assert_eq!(latest[0]["attempts"], 2);
 
     stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_at_a_time_goes_through_the_scheduler_and_is_applied_then() -> TestResult {
+    let stack = Stack::start("dlq-at").await?;
+    let (event_id, _) = stack.broken_event()?;
+    let key = BROKEN.to_string();
+    stack.wait_dead_letters(1).await?;
+    let scheduler = InProcessScheduler::start(&stack.kafka).await?;
+    stack.broken.store(false, Ordering::SeqCst);
+
+    let outcome = async {
+        let at = (chrono::Utc::now() + chrono::Duration::seconds(3)).trunc_subsecs(3);
+        let at_text = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let schedule_topic = scheduler.topic.name();
+        let args = ["--key", key.as_str(), "--at", at_text.as_str(), "--schedule-topic", schedule_topic];
+        let (replayed, stderr) = stack.dlq_lines("replay", &args).await?;
+        let sent_at = chrono::Utc::now();
+        ensure!(stderr.contains("matched 1, replayed 1, failed 0"), "{stderr}");
+        ensure!(stderr.contains(&format!("through {schedule_topic} at {at_text}")), "{stderr}");
+        ensure!(replayed.len() == 1, "one replay: {replayed:?}");
+        ensure!(replayed[0]["replayed_to"]["topic"] == schedule_topic, "to the schedule topic: {replayed:?}");
+        ensure!(replayed[0]["replay_scheduled_for"] == at_text.as_str(), "for {at_text}: {replayed:?}");
+        if sent_at < at {
+            ensure!(stack.effects(BROKEN).await? == 0, "applied before its time");
+        }
+
+        // The replay log records it as scheduled for that time, with its schedule entry.
+        let (listed, _) = stack.dlq_lines("list", &[]).await?;
+        ensure!(listed[0]["replay_scheduled_for"] == at_text.as_str(), "recorded for {at_text}: {listed:?}");
+        ensure!(listed[0]["replayed"].is_string(), "recorded as replayed: {listed:?}");
+        let (shown, _) = stack.dlq_lines("show", &["--registry", stack.registry.url()]).await?;
+        ensure!(
+            shown[0]["last_replay"]["schedule_id"] == replayed[0]["schedule_id"]
+                && replayed[0]["schedule_id"].is_string(),
+            "the schedule entry recorded: {shown:?}"
+        );
+        ensure!(shown[0]["last_replay"]["replayed_to"]["topic"] == schedule_topic, "{shown:?}");
+
+        // The scheduler delivers it to the retry topic at its time; applied once, then.
+        wait_until(Duration::from_secs(60), "the scheduled replay applied", || async {
+            Ok(stack.effects(BROKEN).await? == 1)
+        })
+        .await?;
+        let retry = fanout_core::topics::retry(stack.topic.name(), &stack.name);
+        let delivered = stack.kafka.read(&retry).await?;
+        let arrived = delivered
+            .iter()
+            .find(|r| r.header("ce_id") == Some(event_id.as_str()))
+            .context("the replay in the retry topic")?;
+        ensure!(
+            arrived.header_i64(fanout_core::schedule::SCHEDULED_FOR) == Some(at.timestamp_millis()),
+            "delivered by the scheduler, for {at_text}: {arrived:?}"
+        );
+        ensure!(
+            arrived.timestamp_ms.is_some_and(|t| t >= at.timestamp_millis()),
+            "delivered early: {arrived:?}"
+        );
+        ensure!(stack.effects(BROKEN).await? == 1, "applied exactly once");
+        anyhow::Ok(())
+    }
+    .await;
+    scheduler.stop(&stack.kafka).await?;
+    stack.stop().await?;
+    outcome
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,9 +15,17 @@
 //! topic with the attempts extended). Replays are never removed from the dead-letter topic; select
 //! them with the filters instead (`--since` a time after the last replay, `--event-id`).
 //!
+//! `replay --at TIME` (or `--after 10m`) replays later instead: each replay, the same record, is
+//! written to the schedule topic as an entry addressed to the retry topic
+//! ([`fanout_core::schedule::entry`], as `fanout publish --at` writes), and `fanout-scheduler`
+//! delivers it then; until then `fanout schedule list` shows it and `fanout schedule cancel`
+//! stops it. Its not-before time is the scheduled time too, so the consumer would not run it
+//! earlier even if it arrived earlier.
+//!
 //! Each replay, once acknowledged, is recorded in `<topic>.<consumer>.dlq.replays` (see
 //! [`replays`]); `list`, `show` and `replay` print the latest replay's time of each dead letter
-//! in `replayed` (null for never). A dry run records nothing.
+//! in `replayed` (null for never), and for a replay at a later time, the time it is scheduled for
+//! in `replay_scheduled_for`. A dry run records nothing.
 
 mod replays;
 
@@ -30,7 +38,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use clap::{Args, Subcommand};
 use fanout_consumer::{DeadLetter, Replay};
-use fanout_core::topics;
+use fanout_core::{schedule, topics};
 use fanout_kafka::{Delivered, ProduceError, ProducerSettings, ReadError, Record, RecordProducer, TopicRead};
 use fanout_schema_registry::AvroSerde;
 use rdkafka::ClientConfig;
@@ -47,7 +55,8 @@ pub enum DlqCommand {
     List(Selection),
     /// Like `list`, plus every header and the payload decoded through the registry.
     Show(ShowArgs),
-    /// Republish matching dead letters to the consumer's own retry topic, due at once.
+    /// Republish matching dead letters to the consumer's own retry topic, due at once (or at
+    /// `--at`/`--after`, through `fanout-scheduler`).
     Replay(ReplayArgs),
 }
 
@@ -123,6 +132,33 @@ pub struct ReplayArgs {
     /// that just recovered; a burst of redriven events should not knock it over again).
     #[arg(long, value_parser = parse_rate)]
     rate: Option<f64>,
+    /// Replay at this time (RFC 3339) instead of now: each replay is written to the schedule
+    /// topic, and `fanout-scheduler` delivers it to the retry topic then.
+    #[arg(long, value_parser = super::parse_time, conflicts_with = "after")]
+    at: Option<DateTime<Utc>>,
+    /// Replay after this long (`90s`, `10m`, `2h`) instead of now, through `fanout-scheduler`.
+    #[arg(long, value_parser = super::parse_duration)]
+    after: Option<Duration>,
+    /// The schedule topic `fanout-scheduler` reads (with `--at`/`--after`).
+    #[arg(long, default_value = schedule::TOPIC)]
+    schedule_topic: String,
+}
+
+/// A replay as it is sent: to the retry topic, or (replayed later) as a schedule entry
+/// addressed to it.
+#[derive(Debug)]
+struct Outgoing {
+    replay: Replay,
+    /// For a replay at a later time: its schedule entry, and the schedule topic it goes to.
+    entry: Option<schedule::Entry>,
+    schedule_topic: Option<String>,
+}
+
+impl Outgoing {
+    /// Where it is sent.
+    fn topic(&self) -> &str {
+        self.schedule_topic.as_deref().unwrap_or(&self.replay.topic)
+    }
 }
 
 /// A dead letter and where it is in the dead-letter topic.
@@ -222,6 +258,7 @@ impl Selection {
             "first_failure_time": rfc3339(letter.first_failure),
             "last_failure_time": rfc3339(letter.last_failure),
             "replayed": Mark::shown(found.replayed.as_ref()),
+            "replay_scheduled_for": Mark::scheduled(found.replayed.as_ref()),
         })
     }
 
@@ -352,10 +389,19 @@ impl ReplayArgs {
         let found = selection.read_async().await?;
 
         let now = Utc::now();
+        let later = match (self.at, self.after) {
+            (Some(at), _) => Some(at),
+            (None, Some(after)) => {
+                Some(now + chrono::Duration::from_std(after).context("--after is too long")?)
+            }
+            (None, None) => None,
+        }
+        .map(|at| at.trunc_subsecs(3));
         let mut replays = Vec::with_capacity(found.len());
         let mut invalid = 0usize;
         for item in &found {
-            match item.letter.replay(&selection.topic, &selection.consumer, now) {
+            // Replayed later, not before then on the retry topic either.
+            match item.letter.replay(&selection.topic, &selection.consumer, later.unwrap_or(now)) {
                 Ok(replay) => replays.push(replay),
                 Err(e) => {
                     invalid += 1;
@@ -368,22 +414,34 @@ impl ReplayArgs {
             bail!("{invalid} of {} selected dead letters cannot be replayed; nothing was sent", found.len());
         }
 
+        let via = match later {
+            Some(at) => format!(
+                " through {} at {}",
+                self.schedule_topic,
+                at.to_rfc3339_opts(SecondsFormat::Millis, true)
+            ),
+            None => String::new(),
+        };
         if self.dry_run {
             for item in &found {
                 let mut line = selection.line(item);
                 line["replay_to"] = Value::String(retry.clone());
+                if let Some(at) = later {
+                    line["replay_at"] = rfc3339(Some(at));
+                }
                 println!("{line}");
             }
             eprintln!(
-                "fanout dlq replay: matched {}, replayed 0 (dry run: {} would go to {retry})",
+                "fanout dlq replay: matched {}, replayed 0 (dry run: {} would go to {retry}{via})",
                 found.len(),
                 replays.len()
             );
             return Ok(());
         }
+        let outgoing = self.outgoing(replays, later).await?;
 
         let producer = self.producer()?;
-        if !replays.is_empty() {
+        if !outgoing.is_empty() {
             // Created before anything is sent, so a replay is never left without its record for
             // want of the topic (and a producer never auto-creates it uncompacted).
             let spec = replays::spec(&selection.replays_topic());
@@ -391,12 +449,12 @@ impl ReplayArgs {
                 .await
                 .with_context(|| format!("cannot create {}", selection.replays_topic()))?;
         }
-        let outcomes = self.send(&producer, &replays).await;
+        let outcomes = self.send(&producer, &outgoing).await;
         let mut failures = Vec::new();
         let mut replayed = Vec::new();
-        for (item, outcome) in found.iter().zip(outcomes) {
+        for ((item, sent), outcome) in found.iter().zip(&outgoing).zip(outcomes) {
             match outcome {
-                Ok(delivered) => replayed.push((item, delivered)),
+                Ok(delivered) => replayed.push((item, sent, delivered)),
                 Err(e) => failures.push(format!(
                     "{dlq} partition {} offset {}: {}",
                     item.partition,
@@ -405,11 +463,18 @@ impl ReplayArgs {
                 )),
             }
         }
-        let (marks, unrecorded) = self.record(&producer, &retry, &replayed).await?;
-        for ((item, delivered), mark) in replayed.iter().zip(&marks) {
+        let (marks, unrecorded) = self.record(&producer, &replayed, later).await?;
+        for ((item, sent, delivered), mark) in replayed.iter().zip(&marks) {
             let mut line = selection.line(item);
-            line["replayed_to"] =
-                json!({ "topic": retry, "partition": delivered.partition, "offset": delivered.offset });
+            line["replayed_to"] = json!({
+                "topic": sent.topic(),
+                "partition": delivered.partition,
+                "offset": delivered.offset,
+            });
+            if let Some(entry) = &sent.entry {
+                line["schedule_id"] = Value::String(entry.schedule_id.to_string());
+                line["replay_scheduled_for"] = rfc3339(later);
+            }
             if let Some(mark) = mark {
                 line["replayed"] = Mark::shown(Some(mark));
             }
@@ -422,7 +487,7 @@ impl ReplayArgs {
             eprintln!("fanout: replayed, but not recorded as replayed: {failure}");
         }
         eprintln!(
-            "fanout dlq replay: matched {}, replayed {}, failed {} ({dlq} -> {retry}; recorded in {})",
+            "fanout dlq replay: matched {}, replayed {}, failed {} ({dlq} -> {retry}{via}; recorded in {})",
             found.len(),
             replayed.len(),
             failures.len(),
@@ -460,12 +525,57 @@ impl ReplayArgs {
             .context("cannot create the Kafka producer")
     }
 
+    /// The replays as they are sent: as they are, or replayed `later`, each as a schedule entry
+    /// addressed to the retry topic (the schedule topic must exist: `fanout-scheduler` creates
+    /// it, and one auto-created here would be neither compacted nor read).
+    async fn outgoing(
+        &self,
+        replays: Vec<Replay>,
+        later: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<Vec<Outgoing>> {
+        // Nothing to send needs no schedule topic.
+        let Some(at) = later.filter(|_| !replays.is_empty()) else {
+            return Ok(replays
+                .into_iter()
+                .map(|replay| Outgoing { replay, entry: None, schedule_topic: None })
+                .collect());
+        };
+        let selection = &self.selection;
+        let (client, topic, timeout) =
+            (selection.client_config()?, self.schedule_topic.clone(), selection.timeout());
+        let partitions =
+            tokio::task::spawn_blocking(move || fanout_kafka::topic_partitions(&client, &topic, timeout))
+                .await
+                .context("the metadata task failed")?
+                .with_context(|| {
+                    format!(
+                "cannot replay later: the schedule topic {} is not there (is fanout-scheduler running?)",
+                self.schedule_topic
+            )
+                })?;
+        let partitions = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
+        Ok(replays
+            .into_iter()
+            .map(|replay| {
+                let target = schedule::Target {
+                    topic: &replay.topic,
+                    key: replay.key.as_deref(),
+                    deliver_at_ms: at.timestamp_millis(),
+                    not_after_ms: None,
+                };
+                let entry = schedule::entry(&target, &replay.headers, partitions);
+                Outgoing { replay, entry: Some(entry), schedule_topic: Some(self.schedule_topic.clone()) }
+            })
+            .collect())
+    }
+
     /// Sends in order (so replays of one key keep their order), at most `--rate` per second, and
-    /// waits for every acknowledgement. One result per replay: where it landed in the retry topic.
+    /// waits for every acknowledgement. One result per replay: where it landed in the retry topic
+    /// (or the schedule topic).
     async fn send(
         &self,
         producer: &RecordProducer,
-        replays: &[Replay],
+        replays: &[Outgoing],
     ) -> Vec<Result<Delivered, ProduceError>> {
         let mut pacing = self.rate.map(|rate| {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
@@ -479,16 +589,30 @@ impl ReplayArgs {
             if let Some(tick) = pacing.as_mut() {
                 tick.tick().await;
             }
-            let record = Record {
-                partition: None,
-                topic: &replay.topic,
-                key: replay.key.as_deref(),
-                payload: replay.payload.as_deref(),
-                headers: replay
-                    .headers
-                    .iter()
-                    .map(|(name, value)| (name.as_str(), value.as_deref()))
-                    .collect(),
+            let record = match &replay.entry {
+                None => Record {
+                    partition: None,
+                    topic: &replay.replay.topic,
+                    key: replay.replay.key.as_deref(),
+                    payload: replay.replay.payload.as_deref(),
+                    headers: replay
+                        .replay
+                        .headers
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.as_deref()))
+                        .collect(),
+                },
+                Some(entry) => Record {
+                    partition: Some(entry.schedule_id.partition),
+                    topic: &self.schedule_topic,
+                    key: Some(entry.key.as_bytes()),
+                    payload: replay.replay.payload.as_deref(),
+                    headers: entry
+                        .headers
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.as_deref()))
+                        .collect(),
+                },
             };
             batch.send(record, Instant::now()).await;
         }
@@ -501,25 +625,27 @@ impl ReplayArgs {
     async fn record(
         &self,
         producer: &RecordProducer,
-        retry: &str,
-        replayed: &[(&Found, Delivered)],
+        replayed: &[(&Found, &Outgoing, Delivered)],
+        later: Option<DateTime<Utc>>,
     ) -> anyhow::Result<(Vec<Option<Mark>>, Vec<String>)> {
         let topic = self.selection.replays_topic();
         // To the millisecond, as every time the command prints.
         let (run, now) = (uuid::Uuid::now_v7().to_string(), Utc::now().trunc_subsecs(3));
         let marks: Vec<Mark> = replayed
             .iter()
-            .map(|(item, delivered)| Mark {
+            .map(|(item, sent, delivered)| Mark {
                 dlq_partition: item.partition,
                 dlq_offset: item.offset,
                 ce_id: item.letter.event_id.clone(),
                 replayed_at: now,
                 replayed_to: Landed {
-                    topic: retry.to_owned(),
+                    topic: sent.topic().to_owned(),
                     partition: delivered.partition,
                     offset: delivered.offset,
                 },
                 run: run.clone(),
+                scheduled_for: sent.entry.as_ref().and(later),
+                schedule_id: sent.entry.as_ref().map(|entry| entry.schedule_id.to_string()),
             })
             .collect();
         let keys: Vec<String> = marks.iter().map(Mark::key).collect();
@@ -607,5 +733,14 @@ mod tests {
         let err = <Cli as clap::Parser>::try_parse_from(["dlq", "--consumer", "c", "--rate", "0"])
             .expect_err("refused");
         assert!(err.to_string().contains("--rate"), "{err}");
+        let err = <Cli as clap::Parser>::try_parse_from(["dlq", "--consumer", "c", "--at", "tomorrow"])
+            .expect_err("refused");
+        assert!(err.to_string().contains("--at"), "{err}");
+        let both = ["dlq", "--consumer", "c", "--at", "2026-01-02T03:04:05Z", "--after", "10m"];
+        assert!(<Cli as clap::Parser>::try_parse_from(both).is_err(), "--at or --after, not both");
+        let cli = <Cli as clap::Parser>::try_parse_from(["dlq", "--consumer", "c", "--after", "90s"])
+            .expect("valid");
+        assert_eq!(cli.replay.after, Some(Duration::from_secs(90)));
+        assert_eq!(cli.replay.schedule_topic, "_fanout_schedule");
     }
 }

@@ -26,10 +26,18 @@ pub(super) struct Mark {
     pub(super) ce_id: Option<String>,
     /// When the replay was acknowledged.
     pub(super) replayed_at: DateTime<Utc>,
-    /// Where the replay landed: the consumer's retry topic.
+    /// Where the replay landed: the consumer's retry topic, or for a replay at a later time
+    /// (`--at`/`--after`), the schedule topic.
     pub(super) replayed_to: Landed,
     /// The `fanout dlq replay` run that sent it (one id per run).
     pub(super) run: String,
+    /// For a replay at a later time: when `fanout-scheduler` delivers it to the retry topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) scheduled_for: Option<DateTime<Utc>>,
+    /// For a replay at a later time: its schedule entry (`PARTITION:UUID`, for
+    /// `fanout schedule cancel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) schedule_id: Option<String>,
 }
 
 /// A record's place in a topic.
@@ -55,6 +63,15 @@ impl Mark {
     pub(super) fn shown(mark: Option<&Mark>) -> Value {
         match mark {
             Some(mark) => json!(mark.replayed_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            None => Value::Null,
+        }
+    }
+
+    /// The `replay_scheduled_for` field of a listed dead letter: when its latest replay is (or
+    /// was) delivered, for a replay at a later time; null otherwise.
+    pub(super) fn scheduled(mark: Option<&Mark>) -> Value {
+        match mark.and_then(|mark| mark.scheduled_for) {
+            Some(at) => json!(at.to_rfc3339_opts(SecondsFormat::Millis, true)),
             None => Value::Null,
         }
     }
@@ -101,11 +118,27 @@ mod tests {
             replayed_at: DateTime::from_timestamp_millis(1_767_322_800_123).unwrap_or_default(),
             replayed_to: Landed { topic: "t.c.retry".into(), partition: 0, offset: 7 },
             run: "run-1".into(),
+            scheduled_for: None,
+            schedule_id: None,
         };
         assert_eq!(mark.key(), "2/41");
-        let parsed: Mark = serde_json::from_slice(&mark.value().expect("serializes")).expect("parses back");
+        let value = mark.value().expect("serializes");
+        let parsed: Mark = serde_json::from_slice(&value).expect("parses back");
         assert_eq!(parsed, mark);
+        assert!(!String::from_utf8_lossy(&value).contains("scheduled_for"), "absent unless scheduled");
         assert_eq!(Mark::shown(Some(&mark)), json!("2026-01-02T03:00:00.123Z"));
         assert_eq!(Mark::shown(None), Value::Null);
+        assert_eq!(Mark::scheduled(Some(&mark)), Value::Null);
+
+        let scheduled = Mark {
+            replayed_to: Landed { topic: "_fanout_schedule".into(), partition: 1, offset: 3 },
+            scheduled_for: DateTime::from_timestamp_millis(1_767_322_860_000),
+            schedule_id: Some("1:01a22a6d-bc06-748d-af7d-2a7cd629c4fc".into()),
+            ..mark
+        };
+        let parsed: Mark =
+            serde_json::from_slice(&scheduled.value().expect("serializes")).expect("parses back");
+        assert_eq!(parsed, scheduled);
+        assert_eq!(Mark::scheduled(Some(&scheduled)), json!("2026-01-02T03:01:00.000Z"));
     }
 }
