@@ -1,0 +1,13 @@
+//! Task flows: a task starts the moment every task it runs after has succeeded in the same run,
+//! not at a timetable slot guessed to be late enough.
+//!
+//! A flow file ([`Flow`]) declares the tasks, their `after` lists and how runs start. A run has
+//! a run key (for nightly jobs, the business date), so Monday's "extract done" never satisfies
+//! Tuesday's "report". The bus carries completion signals only, never the tasks' data.
+#![warn(missing_docs)]
+
+mod flow;
+mod join;
+
+pub use flow::{CronStart, Flow, FlowError, OnRerun, Start, Task};
+pub use join::{Decision, Run, Signal, TaskState};
