@@ -8,6 +8,7 @@
 
 mod flow;
 mod join;
+pub mod signals;
 
 pub use flow::{CronStart, Flow, FlowError, OnRerun, Start, Task};
 pub use join::{Decision, Run, Signal, TaskState};
