@@ -2,12 +2,14 @@
 //! engine's exactly-once comes from storing this state with its decisions in one transaction:
 //! a signal seen twice, late or out of order decides nothing twice.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::{Deserialize, Serialize};
 
 use crate::{Flow, OnRerun};
 
 /// Where one task of a run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskState {
     /// Not started: an upstream has not succeeded yet.
     Waiting,
@@ -92,6 +94,28 @@ impl Run {
     /// Every task's state, in the flow's task order.
     pub fn states(&self) -> &[TaskState] {
         &self.states
+    }
+
+    /// The run as stored: each task's state by name (so a flow file that gains or loses tasks
+    /// still reads its earlier runs), and the tasks whose next success re-runs their dependants.
+    pub fn to_stored(&self, flow: &Flow) -> StoredRun {
+        let name = |at: usize| flow.tasks[at].name.clone();
+        StoredRun {
+            states: self.states.iter().enumerate().map(|(at, state)| (name(at), *state)).collect(),
+            cascade: self.cascade.iter().enumerate().filter(|(_, c)| **c).map(|(at, _)| name(at)).collect(),
+        }
+    }
+
+    /// A stored run of `flow`: tasks it does not know wait, tasks the flow lost are dropped.
+    pub fn from_stored(flow: &Flow, stored: &StoredRun) -> Self {
+        let mut run = Self::new(flow);
+        for (at, task) in flow.tasks.iter().enumerate() {
+            if let Some(state) = stored.states.get(&task.name) {
+                run.states[at] = *state;
+            }
+            run.cascade[at] = stored.cascade.contains(&task.name);
+        }
+        run
     }
 
     /// The state of `task`.
@@ -218,6 +242,15 @@ impl Run {
             }
         }
     }
+}
+
+/// A run as the engine's state topic keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StoredRun {
+    /// Each task's state, by name.
+    pub states: BTreeMap<String, TaskState>,
+    /// Tasks whose next success re-runs their dependants.
+    pub cascade: Vec<String>,
 }
 
 fn start(task: &str, attempt: u32, delay: Duration) -> Decision {

@@ -6,9 +6,15 @@
 //! Tuesday's "report". The bus carries completion signals only, never the tasks' data.
 #![warn(missing_docs)]
 
+mod config;
+mod engine;
 mod flow;
+mod http;
 mod join;
+mod metrics;
 pub mod signals;
 
+pub use config::{EngineConfig, SignalTopics};
+pub use engine::{load_flows, Engine, EngineError};
 pub use flow::{CronStart, Flow, FlowError, OnRerun, Start, Task};
-pub use join::{Decision, Run, Signal, TaskState};
+pub use join::{Decision, Run, Signal, StoredRun, TaskState};

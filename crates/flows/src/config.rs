@@ -1,0 +1,106 @@
+//! The engine's configuration: defaults < TOML file < `FANOUT_` environment, as every part of
+//! Fanout loads it.
+
+use std::path::PathBuf;
+
+use fanout_config::{HttpSettings, KafkaSettings};
+use fanout_schema_registry::RegistrySettings;
+use serde::{Deserialize, Serialize};
+
+/// Everything `fanout-flows` needs; with no file at all it runs the flows of `flows/` against the
+/// local stack.
+///
+/// ```
+/// let config: fanout_flows::EngineConfig = fanout_config::from_toml_str("flows = \"ops/flows\"").unwrap();
+/// assert_eq!(config.flows, std::path::PathBuf::from("ops/flows"));
+/// assert_eq!(config.partitions, 12);
+/// assert!(fanout_config::from_toml_str::<fanout_flows::EngineConfig>("flow = \"x\"").is_err());
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// The consumer group the engine instances share (they split the runs by partition).
+    pub name: String,
+    /// A flow file, or a directory whose `*.toml` files are flows.
+    pub flows: PathBuf,
+    /// The signal topics' common prefix: `<prefix>.run.requested`, `<prefix>.task.started`,
+    /// `<prefix>.task.succeeded`, `<prefix>.task.failed` (the signals' own topics by default).
+    pub topic_prefix: String,
+    /// Partitions of the signal topics and the state topic, when the engine creates them. They
+    /// must be equal: a run's signals and its state share a partition number.
+    pub partitions: i32,
+    /// The compacted topic of the runs' join state (key `flow/run`).
+    pub state_topic: String,
+    /// The schedule topic a retry's backoff goes through (`fanout-scheduler`'s).
+    pub schedule_topic: String,
+    /// The most signals one transaction carries.
+    pub max_batch: usize,
+    /// tracing's filter.
+    pub log: String,
+    /// `text` or `json`.
+    pub log_format: fanout_service::LogFormat,
+    /// The cluster.
+    pub kafka: KafkaSettings,
+    /// The schema registry the signals' schemas are registered in.
+    pub registry: RegistrySettings,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub http: HttpSettings,
+}
+
+/// The signal topics of one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalTopics {
+    /// Where runs are requested (and tasks retried).
+    pub requested: String,
+    /// Where the engine starts tasks (workers read it).
+    pub started: String,
+    /// Where workers report successes.
+    pub succeeded: String,
+    /// Where workers report failures.
+    pub failed: String,
+}
+
+impl SignalTopics {
+    /// The topics under `prefix`.
+    ///
+    /// ```
+    /// use fanout_core::Event;
+    /// let topics = fanout_flows::SignalTopics::new("flow");
+    /// assert_eq!(topics.started, fanout_flows::signals::TaskStarted::TOPIC);
+    /// assert_eq!(topics.requested, fanout_flows::signals::RunRequested::TOPIC);
+    /// ```
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            requested: format!("{prefix}.run.requested"),
+            started: format!("{prefix}.task.started"),
+            succeeded: format!("{prefix}.task.succeeded"),
+            failed: format!("{prefix}.task.failed"),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The signal topics this engine reads and writes.
+    pub fn topics(&self) -> SignalTopics {
+        SignalTopics::new(&self.topic_prefix)
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            name: "fanout-flows".to_owned(),
+            flows: PathBuf::from("flows"),
+            topic_prefix: "flow".to_owned(),
+            partitions: 12,
+            state_topic: "_fanout_flows.state".to_owned(),
+            schedule_topic: fanout_core::schedule::TOPIC.to_owned(),
+            max_batch: 500,
+            log: "info".to_owned(),
+            log_format: Default::default(),
+            kafka: KafkaSettings::default(),
+            registry: RegistrySettings::default(),
+            http: HttpSettings { listen: "127.0.0.1:9111".to_owned() },
+        }
+    }
+}

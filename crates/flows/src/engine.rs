@@ -1,0 +1,702 @@
+//! The trigger engine: consumes the signals of the runs it owns and starts each dependant the
+//! moment its upstreams of the same run succeeded, exactly once per (run, task, attempt).
+//!
+//! ```text
+//!  flow.run.requested ─┐  (key flow/run; same partition count,          ┌─► flow.task.started
+//!  flow.task.succeeded ├─ range assignor: partition p of each topic ──►─┤   (workers run it)
+//!  flow.task.failed  ──┘  and of the state topic belong together)       ├─► _fanout_flows.state
+//!                                                                        │   (partition p, key flow/run)
+//!                         one Kafka transaction per batch:              └─► consumer offsets
+//! ```
+//!
+//! * **Join state lives in a compacted topic**, not a database: each run's task states are one
+//!   record keyed `flow/run`, written in the same Kafka transaction as the starts it decided and
+//!   the offsets of the signals that decided them. A crash before the commit decides nothing (the
+//!   signals are read again, against the state before them); after it, state, starts and offsets
+//!   are all there. No second system has to agree with Kafka, and the engine needs no store.
+//! * **Restore**: an instance given partition `p` reads partition `p` of the state topic whole
+//!   before it reads that partition's signals (`read_committed`): a restart or a rebalance
+//!   resumes exactly where the last commit left off.
+//! * **Exactly once per (run, task, attempt)**: [`crate::Run`] starts a task only from
+//!   `Waiting` (or a retry, with the next attempt), so duplicated, reordered or replayed signals
+//!   decide nothing twice; the transaction makes the decision and its record one.
+//! * **Retry backoff** goes through the scheduler: the `TaskStarted` of a retry is written to the
+//!   schedule topic, due after the backoff, in the same transaction.
+
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use fanout_core::schedule;
+use fanout_kafka::{OwnedRecord, ProduceError, Record, RecordProducer, TopicRead, TopicSpec};
+use fanout_producer::{PublishOptions, Publisher, PublisherConfig};
+use fanout_schema_registry::AvroSerde;
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance},
+    error::KafkaError,
+    message::{BorrowedMessage, Message},
+    ClientConfig, ClientContext, Offset, TopicPartitionList,
+};
+
+use crate::{
+    metrics::Metrics,
+    signals::{RunRequested, TaskFailed, TaskStarted, TaskSucceeded},
+    Decision, EngineConfig, Flow, Run, Signal, SignalTopics, StoredRun,
+};
+
+/// How long one transaction step may take before it counts as failed.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the engine could not start or stopped.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// A flow file could not be read or was refused.
+    #[error("cannot load the flows from {path}: {reason}")]
+    Flows {
+        /// The file or directory.
+        path: String,
+        /// Why, naming the flow and the problem.
+        reason: String,
+    },
+    /// The topics could not be created, or their partition counts differ.
+    #[error("topics: {0}")]
+    Topics(String),
+    /// A Kafka client failed.
+    #[error("the engine's Kafka client could not {operation}")]
+    Kafka {
+        /// What was attempted.
+        operation: &'static str,
+        /// Why.
+        #[source]
+        source: KafkaError,
+    },
+    /// Producing failed for good (fenced: another instance owns the work now).
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+    /// The signal encoder could not be created.
+    #[error(transparent)]
+    Publisher(#[from] fanout_producer::PublishError),
+    /// The HTTP port could not be bound.
+    #[error("cannot listen on {listen}")]
+    Http {
+        /// The configured address.
+        listen: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The processing thread could not be started or ended abnormally.
+    #[error("the engine's processing thread failed")]
+    Thread,
+}
+
+fanout_core::debug_as_report!(EngineError);
+
+fn kafka(operation: &'static str) -> impl FnOnce(KafkaError) -> EngineError {
+    move |source| EngineError::Kafka { operation, source }
+}
+
+/// Loads the flows of a file, or of every `*.toml` in a directory, by name.
+pub fn load_flows(path: &std::path::Path) -> Result<HashMap<String, Flow>, EngineError> {
+    let refused = |reason: String| EngineError::Flows { path: path.display().to_string(), reason };
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .map_err(|e| refused(e.to_string()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_owned()]
+    };
+    let mut flows = HashMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| refused(format!("{}: {e}", file.display())))?;
+        let flow = Flow::parse(&text).map_err(|e| refused(format!("{}: {e}", file.display())))?;
+        if flows.contains_key(&flow.name) {
+            return Err(refused(format!("{}: a second flow named {}", file.display(), flow.name)));
+        }
+        flows.insert(flow.name.clone(), flow);
+    }
+    if flows.is_empty() {
+        return Err(refused("no flow file (*.toml)".into()));
+    }
+    Ok(flows)
+}
+
+/// A run with its flow's name.
+type NamedRun = (String, Run);
+/// One partition's runs, by `flow/run` key.
+type Runs = HashMap<Vec<u8>, NamedRun>;
+
+/// What the processing thread and the rebalance callbacks share.
+struct Shared {
+    flows: HashMap<String, Flow>,
+    runs: Mutex<HashMap<i32, Runs>>,
+    state_topic: String,
+    read_config: ClientConfig,
+    joined: AtomicBool,
+    metrics: Metrics,
+}
+
+impl Shared {
+    fn runs(&self) -> MutexGuard<'_, HashMap<i32, Runs>> {
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads partition `partition` of the state topic whole: the runs as the last commit left them.
+    fn restore(&self, partition: i32) -> Result<Runs, fanout_kafka::ReadError> {
+        let mut runs = Runs::new();
+        TopicRead::new(&self.state_topic)
+            .partitions([partition])
+            .settled()
+            .timeout(Duration::from_secs(30))
+            .read_blocking(&self.read_config, |record| {
+                let (Some(key), Some(value)) = (record.key, record.payload) else {
+                    return std::ops::ControlFlow::Continue(());
+                };
+                match serde_json::from_slice::<StateRecord>(&value) {
+                    Ok(state) => match self.flows.get(&state.flow) {
+                        Some(flow) => {
+                            runs.insert(key, (state.flow.clone(), Run::from_stored(flow, &state.run)));
+                        }
+                        None => {
+                            tracing::warn!(flow = %state.flow, "state of a flow no longer loaded; kept aside")
+                        }
+                    },
+                    Err(error) => tracing::warn!(%error, "unreadable run state; skipped"),
+                }
+                std::ops::ControlFlow::Continue(())
+            })?;
+        Ok(runs)
+    }
+}
+
+/// A run's state record: the flow, and the run as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StateRecord {
+    flow: String,
+    run: StoredRun,
+}
+
+struct Context {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !fanout_kafka::is_end_of_partition(&error) {
+            tracing::warn!(error = %fanout_core::report(&error), reason, "flow engine consumer: librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                self.shared.joined.store(true, Ordering::SeqCst);
+                // Every input topic's partition p comes with the others' (range assignor): the
+                // state of p is restored once, before any of its signals is read.
+                let partitions: HashSet<i32> = list.elements().iter().map(|e| e.partition()).collect();
+                for partition in partitions {
+                    let started = Instant::now();
+                    match self.shared.restore(partition) {
+                        Ok(runs) => {
+                            tracing::info!(partition, runs = runs.len(), took = ?started.elapsed(), "flow runs restored");
+                            self.shared.runs().insert(partition, runs);
+                        }
+                        Err(error) => {
+                            // Without its state the partition cannot be processed correctly: the
+                            // process stops and restarts rather than deciding on a blank slate.
+                            tracing::error!(partition, error = %fanout_core::report(&error), "cannot restore flow runs; stopping");
+                            std::process::abort();
+                        }
+                    }
+                }
+            }
+            Rebalance::Revoke(list) => {
+                let mut runs = self.shared.runs();
+                for element in list.elements() {
+                    runs.remove(&element.partition());
+                }
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "flow engine rebalance failed"),
+        }
+    }
+}
+
+/// A started engine: topics exist, clients created, the HTTP port bound.
+pub struct Engine {
+    config: EngineConfig,
+    shared: Arc<Shared>,
+    consumer: BaseConsumer<Context>,
+    producer: RecordProducer,
+    publisher: Publisher,
+    serde: AvroSerde,
+    schedule_partitions: Option<i32>,
+    listener: tokio::net::TcpListener,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("name", &self.config.name).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Loads the flows, creates the signal and state topics when absent (refusing partition
+    /// counts that differ), the consumer and the transactional producer, and binds HTTP.
+    pub async fn start(config: EngineConfig) -> Result<Self, EngineError> {
+        let flows = load_flows(&config.flows)?;
+        let client = fanout_kafka::client_config(&config.kafka);
+        let topics = config.topics();
+        let inputs = [topics.requested.as_str(), topics.succeeded.as_str(), topics.failed.as_str()];
+        let mut specs: Vec<TopicSpec> =
+            inputs.iter().map(|t| TopicSpec::new(*t, config.partitions)).collect();
+        specs.push(TopicSpec::new(&topics.started, config.partitions));
+        specs.push(TopicSpec::new(&config.state_topic, config.partitions).with("cleanup.policy", "compact"));
+        fanout_kafka::ensure_topics(&client, &specs, Duration::from_secs(30))
+            .await
+            .map_err(|e| EngineError::Topics(fanout_core::report(&e)))?;
+        let mut counts = Vec::new();
+        for topic in inputs.iter().copied().chain([config.state_topic.as_str()]) {
+            let (client, name) = (client.clone(), topic.to_owned());
+            let partitions = tokio::task::spawn_blocking(move || {
+                fanout_kafka::topic_partitions(&client, &name, Duration::from_secs(10))
+            })
+            .await
+            .map_err(|_| EngineError::Thread)?
+            .map_err(|e| EngineError::Topics(fanout_core::report(&e)))?;
+            counts.push((topic.to_owned(), partitions.len()));
+        }
+        if counts.iter().any(|(_, n)| *n != counts[0].1) {
+            return Err(EngineError::Topics(format!(
+                "a run's signals and its state must share a partition number, so these topics need \
+                 equal partition counts: {counts:?}"
+            )));
+        }
+        let schedule_partitions = {
+            let (client, name) = (client.clone(), config.schedule_topic.clone());
+            tokio::task::spawn_blocking(move || {
+                fanout_kafka::topic_partitions(&client, &name, Duration::from_secs(10))
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|p| p.len() as i32)
+        };
+        if schedule_partitions.is_none() {
+            tracing::warn!(topic = %config.schedule_topic, "no schedule topic (is fanout-scheduler running?): retries start without their backoff");
+        }
+        let mut read_config = client.clone();
+        read_config.set("isolation.level", "read_committed");
+        let shared = Arc::new(Shared {
+            flows,
+            runs: Mutex::default(),
+            state_topic: config.state_topic.clone(),
+            read_config,
+            joined: AtomicBool::new(false),
+            metrics: Metrics::get(),
+        });
+        let mut consumer_config = client.clone();
+        consumer_config
+            .set("group.id", &config.name)
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range")
+            .set("fetch.wait.max.ms", "10");
+        if !config.kafka.properties.contains_key("session.timeout.ms") {
+            consumer_config.set("session.timeout.ms", "10000").set("heartbeat.interval.ms", "2000");
+        }
+        let consumer: BaseConsumer<Context> = consumer_config
+            .create_with_context(Context { shared: shared.clone() })
+            .map_err(kafka("create the consumer"))?;
+        let mut producer_config = client;
+        if !config.kafka.properties.contains_key("transaction.timeout.ms") {
+            producer_config.set("transaction.timeout.ms", "10000");
+        }
+        let id = format!("{}-{}", config.name, uuid::Uuid::now_v7());
+        let producer = RecordProducer::transactional(producer_config, &id, TRANSACTION_TIMEOUT).await?;
+        let mut publisher_config = PublisherConfig::new(&config.name);
+        publisher_config.kafka = config.kafka.clone();
+        publisher_config.registry = config.registry.clone();
+        let publisher = Publisher::new(publisher_config)?;
+        let serde = AvroSerde::from_settings(&config.registry)
+            .map_err(|e| EngineError::Topics(fanout_core::report(&e)))?;
+        let listener = tokio::net::TcpListener::bind(&config.http.listen)
+            .await
+            .map_err(|source| EngineError::Http { listen: config.http.listen.clone(), source })?;
+        Ok(Self { config, shared, consumer, producer, publisher, serde, schedule_partitions, listener })
+    }
+
+    /// Where `/metrics`, `/healthz` and `/readyz` listen.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Processes signals until `shutdown` completes; then finishes the batch in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), EngineError> {
+        let Self { config, shared, consumer, producer, publisher, serde, schedule_partitions, listener } =
+            self;
+        let topics = config.topics();
+        consumer
+            .subscribe(&[&topics.requested, &topics.succeeded, &topics.failed])
+            .map_err(kafka("subscribe"))?;
+        let http = tokio::spawn(crate::http::serve(listener, {
+            let shared = shared.clone();
+            move || shared.joined.load(Ordering::SeqCst)
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = tokio::runtime::Handle::current();
+        let mut processor = Processor {
+            shared,
+            consumer,
+            producer,
+            publisher,
+            serde,
+            schedule_topic: config.schedule_topic.clone(),
+            schedule_partitions,
+            started: PublishOptions::new().topic(&topics.started),
+            topics,
+            state_topic: config.state_topic.clone(),
+            max_batch: config.max_batch,
+        };
+        let thread_stop = stop.clone();
+        let worker = std::thread::Builder::new()
+            .name("fanout-flows".into())
+            .spawn(move || processor.run(&handle, &thread_stop))
+            .map_err(|_| EngineError::Thread)?;
+        tracing::info!(group = %config.name, "flow engine started");
+        shutdown.await;
+        stop.store(true, Ordering::SeqCst);
+        let result = tokio::task::spawn_blocking(move || worker.join()).await;
+        http.abort();
+        tracing::info!(group = %config.name, "flow engine stopped");
+        match result {
+            Ok(Ok(result)) => result,
+            _ => Err(EngineError::Thread),
+        }
+    }
+}
+
+/// The processing thread's state.
+struct Processor {
+    shared: Arc<Shared>,
+    consumer: BaseConsumer<Context>,
+    producer: RecordProducer,
+    publisher: Publisher,
+    serde: AvroSerde,
+    schedule_topic: String,
+    schedule_partitions: Option<i32>,
+    topics: SignalTopics,
+    /// Where `TaskStarted` goes.
+    started: PublishOptions,
+    state_topic: String,
+    max_batch: usize,
+}
+
+/// A record polled: its topic, partition and offset, and the signal (`None`: unreadable).
+type Polled = (String, i32, i64, Option<Read>);
+
+/// A signal read, with where it came from.
+struct Read {
+    key: Vec<u8>,
+    flow: String,
+    signal: Option<Signal>,
+    /// The signal's record time (Unix ms): a success's, for the trigger latency.
+    success_at: Option<i64>,
+}
+
+impl Processor {
+    fn run(&mut self, handle: &tokio::runtime::Handle, stop: &AtomicBool) -> Result<(), EngineError> {
+        while !stop.load(Ordering::SeqCst) {
+            let mut batch: Vec<Polled> = Vec::new();
+            let mut wait = Duration::from_millis(100);
+            while batch.len() < self.max_batch {
+                match self.consumer.poll(wait) {
+                    None => break,
+                    Some(Ok(message)) => {
+                        let read = handle.block_on(self.decode(&message));
+                        batch.push((message.topic().to_owned(), message.partition(), message.offset(), read));
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(error = %fanout_core::report(&error), "flow engine consumer error");
+                        break;
+                    }
+                }
+                wait = Duration::ZERO;
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            if let Err(error) = handle.block_on(self.process(&batch)) {
+                if error.is_fenced() {
+                    // Another instance owns these partitions now; its read starts at the last
+                    // commit, so nothing of this batch is lost.
+                    tracing::warn!(error = %fanout_core::report(&error), "flow engine fenced; dropping the batch");
+                } else {
+                    tracing::warn!(error = %fanout_core::report(&error), "flow engine transaction failed; reading the batch again");
+                }
+                self.rewind(&batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes a signal record; `None` (logged) for one that cannot be read.
+    async fn decode(&self, message: &BorrowedMessage<'_>) -> Option<Read> {
+        let (Some(payload), Some(key)) = (message.payload(), message.key()) else {
+            tracing::warn!(
+                topic = message.topic(),
+                offset = message.offset(),
+                "signal without key or payload; skipped"
+            );
+            return None;
+        };
+        let at = message.timestamp().to_millis();
+        let read = |flow: String, signal: Signal, success_at: Option<i64>| Read {
+            key: key.to_vec(),
+            flow,
+            signal: Some(signal),
+            success_at,
+        };
+        let topic = message.topic();
+        let decoded = if topic == self.topics.succeeded {
+            self.serde.decode::<TaskSucceeded>(payload).await.map(|s| {
+                read(s.flow, Signal::Succeeded { task: s.task, attempt: s.attempt.max(0) as u32 }, at)
+            })
+        } else if topic == self.topics.failed {
+            self.serde.decode::<TaskFailed>(payload).await.map(|s| {
+                read(s.flow, Signal::Failed { task: s.task, attempt: s.attempt.max(0) as u32 }, None)
+            })
+        } else {
+            self.serde.decode::<RunRequested>(payload).await.map(|r| match r.retry_task {
+                Some(task) => read(r.flow, Signal::Retry { task, cascade: r.cascade }, None),
+                None => Read { key: key.to_vec(), flow: r.flow, signal: None, success_at: None },
+            })
+        };
+        match decoded {
+            Ok(read) => Some(read),
+            Err(error) => {
+                tracing::warn!(topic = message.topic(), offset = message.offset(), error = %fanout_core::report(&error), "unreadable signal; skipped");
+                None
+            }
+        }
+    }
+
+    /// Applies a batch and commits its decisions, the runs' new state and the offsets in one
+    /// transaction; on failure the runs are put back as they were before it.
+    async fn process(&mut self, batch: &[Polled]) -> Result<(), Failure> {
+        let now = now_ms();
+        let decided = self.decide(batch, now);
+        let result = self.commit(batch, &decided, now).await;
+        if result.is_err() {
+            let mut runs = self.shared.runs();
+            for ((partition, key), earlier) in decided.before {
+                let Some(owned) = runs.get_mut(&partition) else { continue };
+                match earlier {
+                    Some(run) => owned.insert(key, run),
+                    None => owned.remove(&key),
+                };
+            }
+        }
+        result
+    }
+
+    /// Applies each signal to its run: the starts and the runs it changed.
+    fn decide(&self, batch: &[Polled], now: i64) -> Decided {
+        let mut decided = Decided::default();
+        let mut runs = self.shared.runs();
+        for (_, partition, _, read) in batch {
+            let Some(read) = read else { continue };
+            let Some(flow) = self.shared.flows.get(&read.flow) else {
+                tracing::warn!(flow = %read.flow, "signal for a flow this engine does not have; skipped");
+                continue;
+            };
+            // A partition revoked since the poll: its new owner reads it from the last commit.
+            let Some(owned) = runs.get_mut(partition) else { continue };
+            let slot = (*partition, read.key.clone());
+            decided.before.entry(slot.clone()).or_insert_with(|| owned.get(&read.key).cloned());
+            let (_, run) =
+                owned.entry(read.key.clone()).or_insert_with(|| (flow.name.clone(), Run::new(flow)));
+            let decisions = match &read.signal {
+                None => {
+                    self.shared.metrics.runs_started.inc();
+                    run.begin(flow)
+                }
+                Some(signal) => run.apply(flow, signal),
+            };
+            let run_name = run_of(&read.key, &flow.name);
+            for decision in decisions {
+                match decision {
+                    Decision::Start { task, attempt, delay } => {
+                        if let Some(at) = read.success_at {
+                            decided.triggered_at.push(at);
+                        }
+                        let started = TaskStarted {
+                            flow: flow.name.clone(),
+                            run: run_name.clone(),
+                            task,
+                            attempt: attempt as i32,
+                            started_at: now,
+                        };
+                        decided.starts.push((started, delay));
+                    }
+                    Decision::Blocked { task, upstream } => {
+                        self.shared.metrics.blocked.inc();
+                        tracing::info!(flow = %flow.name, run = %run_name, %task, %upstream, "task blocked by a failed upstream");
+                    }
+                }
+            }
+        }
+        decided
+    }
+
+    async fn commit(&self, batch: &[Polled], decided: &Decided, now: i64) -> Result<(), Failure> {
+        let mut records: Vec<(OwnedRecord, Option<i32>)> =
+            Vec::with_capacity(decided.starts.len() + decided.before.len());
+        for (started, delay) in &decided.starts {
+            let record = self.publisher.encode(started, &self.started).await?;
+            match (delay.is_zero(), self.schedule_partitions) {
+                (false, Some(partitions)) => {
+                    // A retry's backoff: the scheduler delivers the start when it is due.
+                    let target = schedule::Target {
+                        topic: &record.topic,
+                        key: record.key.as_deref(),
+                        deliver_at_ms: now + delay.as_millis() as i64,
+                        not_after_ms: None,
+                    };
+                    let entry = schedule::entry(&target, &record.headers, partitions);
+                    let scheduled = OwnedRecord {
+                        topic: self.schedule_topic.clone(),
+                        key: Some(entry.key.into_bytes()),
+                        payload: record.payload,
+                        headers: entry.headers,
+                    };
+                    records.push((scheduled, Some(entry.schedule_id.partition)));
+                }
+                _ => records.push((record, None)),
+            }
+        }
+        {
+            let runs = self.shared.runs();
+            for (partition, key) in decided.before.keys() {
+                let Some((flow_name, run)) = runs.get(partition).and_then(|owned| owned.get(key)) else {
+                    continue;
+                };
+                let Some(flow) = self.shared.flows.get(flow_name) else { continue };
+                let state = StateRecord { flow: flow_name.clone(), run: run.to_stored(flow) };
+                let value = serde_json::to_vec(&state).unwrap_or_default();
+                let record = OwnedRecord {
+                    topic: self.state_topic.clone(),
+                    key: Some(key.clone()),
+                    payload: Some(value),
+                    headers: Vec::new(),
+                };
+                records.push((record, Some(*partition)));
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+        for (topic, partition, offset, _) in batch {
+            let slot = next.entry((topic.as_str(), *partition)).or_insert(0);
+            *slot = (*slot).max(offset + 1);
+        }
+        for ((topic, partition), offset) in next {
+            let _ = offsets.add_partition_offset(topic, partition, Offset::Offset(offset));
+        }
+        self.producer.begin().await?;
+        let sent = self
+            .producer
+            .send_all(
+                records.iter().map(|(record, partition)| Record { partition: *partition, ..record.record() }),
+            )
+            .await;
+        if let Some(error) = sent.into_iter().find_map(Result::err) {
+            let _ = self.producer.abort(TRANSACTION_TIMEOUT).await;
+            return Err(error.into());
+        }
+        let Some(group) = self.consumer.group_metadata() else {
+            let _ = self.producer.abort(TRANSACTION_TIMEOUT).await;
+            return Err(Failure::NoGroup);
+        };
+        if let Err(error) = self.producer.commit(offsets, group, TRANSACTION_TIMEOUT).await {
+            if !error.is_fenced() {
+                let _ = self.producer.abort(TRANSACTION_TIMEOUT).await;
+            }
+            return Err(error.into());
+        }
+        let acked = now_ms();
+        self.shared.metrics.started.inc_by(decided.starts.len() as u64);
+        for at in &decided.triggered_at {
+            self.shared.metrics.trigger_latency.observe((acked - at).max(0) as f64 / 1000.0);
+        }
+        Ok(())
+    }
+
+    /// Puts the consumer back at the batch's first offsets, to read it again.
+    fn rewind(&self, batch: &[Polled]) -> Result<(), EngineError> {
+        let mut first: HashMap<(&str, i32), i64> = HashMap::new();
+        for (topic, partition, offset, _) in batch {
+            let slot = first.entry((topic.as_str(), *partition)).or_insert(*offset);
+            *slot = (*slot).min(*offset);
+        }
+        for ((topic, partition), offset) in first {
+            if let Err(error) =
+                self.consumer.seek(topic, partition, Offset::Offset(offset), Duration::from_secs(10))
+            {
+                // A partition given away meanwhile: its new owner reads it from the last commit.
+                tracing::debug!(topic, partition, %error, "cannot seek back");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a batch decided: the starts (with their delay), the runs it changed as they were before
+/// it, and the record times of the successes that triggered starts.
+#[derive(Default)]
+struct Decided {
+    starts: Vec<(TaskStarted, Duration)>,
+    before: HashMap<(i32, Vec<u8>), Option<NamedRun>>,
+    triggered_at: Vec<i64>,
+}
+
+/// Why a batch did not commit.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+    #[error(transparent)]
+    Encode(#[from] fanout_producer::PublishError),
+    #[error("the consumer has left its group: nothing can be committed")]
+    NoGroup,
+}
+
+impl Failure {
+    fn is_fenced(&self) -> bool {
+        matches!(self, Self::Produce(error) if error.is_fenced())
+    }
+}
+
+/// The run key of a `flow/run` record key.
+fn run_of(key: &[u8], flow: &str) -> String {
+    let key = String::from_utf8_lossy(key);
+    key.strip_prefix(flow).and_then(|rest| rest.strip_prefix('/')).unwrap_or(&key).to_owned()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
