@@ -31,6 +31,9 @@ enum Command {
     /// Scheduled events: list what waits, show, cancel or reschedule an entry.
     #[command(subcommand)]
     Schedule(commands::schedule::ScheduleCommand),
+    /// Task flows: start a run, retry a task, run the tasks the engine starts.
+    #[command(subcommand)]
+    Flow(commands::flow::FlowCommand),
     /// The transactional outbox.
     #[command(subcommand)]
     Outbox(commands::outbox::OutboxCommand),
@@ -64,6 +67,7 @@ async fn main() -> std::process::ExitCode {
         Command::Publish(args) => args.run().await,
         Command::Tail(args) => args.run().await,
         Command::Schedule(command) => command.run().await,
+        Command::Flow(command) => command.run().await,
         Command::Outbox(command) => command.run().await,
         Command::Dlq(command) => command.run().await,
         Command::New(command) => command.run().await,

@@ -13,8 +13,10 @@ mod http;
 mod join;
 mod metrics;
 pub mod signals;
+mod worker;
 
 pub use config::{EngineConfig, SignalTopics};
 pub use engine::{load_flows, Engine, EngineError};
 pub use flow::{CronStart, Flow, FlowError, OnRerun, Start, Task};
 pub use join::{Decision, Run, Signal, StoredRun, TaskState};
+pub use worker::{default_worker_name, run_worker, WorkerConfig, WorkerError};

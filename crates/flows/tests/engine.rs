@@ -8,20 +8,13 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::Context;
-use fanout_flows::{
-    signals::{RunRequested, TaskStarted, TaskSucceeded},
-    Engine, EngineConfig, SignalTopics,
-};
-use fanout_kafka::TopicRead;
+use common::{starts, InProcess};
+use fanout_flows::signals::{RunRequested, TaskSucceeded};
 use fanout_producer::{PublishOptions, Publisher};
 use fanout_schema_registry::AvroSerde;
-use fanout_testkit::{service::Stack, unique_name, wait_until, Kafka};
-use rdkafka::{
-    consumer::{BaseConsumer, Consumer},
-    Offset, TopicPartitionList,
-};
-use tokio::sync::oneshot;
+use fanout_testkit::service::Stack;
+
+mod common;
 
 const FLOW: &str = r#"
 name = "nightly"
@@ -53,71 +46,13 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Every committed `TaskStarted` on `topic`.
-async fn starts(kafka: &Kafka, topic: &str, serde: &AvroSerde) -> anyhow::Result<Vec<TaskStarted>> {
-    let mut config = kafka.client_config();
-    config.set("isolation.level", "read_committed");
-    let records = TopicRead::new(topic).timeout(Duration::from_secs(30)).read(&config).await?;
-    let mut starts = Vec::with_capacity(records.len());
-    for record in records {
-        let payload = record.payload.context("a TaskStarted without payload")?;
-        starts.push(serde.decode::<TaskStarted>(&payload).await?);
-    }
-    Ok(starts)
-}
-
-/// True once the engine's group has committed every input signal up to the topics' ends.
-fn caught_up(kafka: &Kafka, group: &str, topics: &SignalTopics) -> anyhow::Result<bool> {
-    let mut config = kafka.client_config();
-    config.set("group.id", group).set("isolation.level", "read_committed");
-    let consumer: BaseConsumer = config.create()?;
-    let mut wanted = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for topic in [&topics.requested, &topics.succeeded] {
-        for partition in 0..3 {
-            let (_, end) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
-            ends.insert((topic.clone(), partition), end);
-            wanted.add_partition(topic, partition);
-        }
-    }
-    let committed = consumer.committed_offsets(wanted, Duration::from_secs(10))?;
-    Ok(committed.elements().iter().all(|e| {
-        let end = ends[&(e.topic().to_owned(), e.partition())];
-        end == 0 || matches!(e.offset(), Offset::Offset(at) if at >= end)
-    }))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_task_of_every_run_starts_once_after_its_upstreams_despite_duplicates_and_reordering(
 ) -> anyhow::Result<()> {
     let stack = Stack::start().await?;
     let kafka = stack.kafka.clone();
-    let dir = tempfile::tempdir()?;
-    let flows = dir.path().join("nightly.toml");
-    std::fs::write(&flows, FLOW)?;
-    let prefix = unique_name("flows");
-    let config = EngineConfig {
-        name: unique_name("flow-engine"),
-        flows,
-        topic_prefix: prefix.clone(),
-        partitions: 3,
-        state_topic: unique_name("flow-state"),
-        schedule_topic: unique_name("no-scheduler"),
-        kafka: fanout_config::KafkaSettings { bootstrap: kafka.bootstrap().to_owned(), ..Default::default() },
-        registry: fanout_schema_registry::RegistrySettings {
-            urls: vec![stack.registry_url().to_owned()],
-            ..Default::default()
-        },
-        http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
-        ..EngineConfig::default()
-    };
-    let topics = config.topics();
-    let engine = Engine::start(config.clone()).await?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn(engine.run(async move {
-        let _ = stopped.await;
-    }));
-
+    let engine = InProcess::start(&stack, FLOW).await?;
+    let topics = engine.config.topics();
     let publisher = Publisher::new(stack.publisher_config("flow-test-worker"))?;
     let serde = AvroSerde::from_urls(&[stack.registry_url()])?;
     let runs: Vec<String> = (1..=30).map(|day| format!("2026-11-{day:02}")).collect();
@@ -181,10 +116,7 @@ async fn every_task_of_every_run_starts_once_after_its_upstreams_despite_duplica
             tokio::time::sleep(Duration::from_millis(50)).await; // the next look, not a sync
         }
     }
-    wait_until(Duration::from_secs(60), "the engine to process every signal", || async {
-        caught_up(&kafka, &config.name, &topics)
-    })
-    .await?;
+    engine.wait_caught_up(&kafka).await?;
 
     let seen = starts(&kafka, &topics.started, &serde).await?;
     let mut once: HashMap<(String, String), usize> = HashMap::new();
@@ -213,15 +145,6 @@ async fn every_task_of_every_run_starts_once_after_its_upstreams_despite_duplica
         }
     }
 
-    let _ = stop.send(());
-    running.await??;
-    let names = [&topics.requested, &topics.started, &topics.succeeded, &topics.failed, &config.state_topic];
-    for name in names {
-        kafka.delete_topic(name).await?;
-    }
-    wait_until(Duration::from_secs(30), "the engine group to go", || async {
-        Ok(kafka.delete_groups(&[&config.name]).await.is_ok())
-    })
-    .await?;
+    engine.stop(&kafka).await?;
     stack.stop().await
 }

@@ -2,6 +2,7 @@
 
 pub mod connection;
 pub mod dlq;
+pub mod flow;
 pub mod new;
 pub mod outbox;
 pub mod publish;

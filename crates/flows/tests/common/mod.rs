@@ -1,0 +1,116 @@
+//! What the flow tests share: an engine in process on topics of its own, committed reads, the
+//! wait for the engine to have processed every signal, clean-up.
+#![allow(dead_code)]
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::Context;
+use fanout_flows::{signals::TaskStarted, Engine, EngineConfig, EngineError};
+use fanout_kafka::TopicRead;
+use fanout_schema_registry::AvroSerde;
+use fanout_testkit::{service::Stack, unique_name, wait_until, Kafka};
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    Offset, TopicPartitionList,
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// Every committed `TaskStarted` on `topic`.
+pub async fn starts(kafka: &Kafka, topic: &str, serde: &AvroSerde) -> anyhow::Result<Vec<TaskStarted>> {
+    let mut config = kafka.client_config();
+    config.set("isolation.level", "read_committed");
+    let records = TopicRead::new(topic).timeout(Duration::from_secs(30)).read(&config).await?;
+    let mut starts = Vec::with_capacity(records.len());
+    for record in records {
+        let payload = record.payload.context("a TaskStarted without payload")?;
+        starts.push(serde.decode::<TaskStarted>(&payload).await?);
+    }
+    Ok(starts)
+}
+
+/// An engine running in this process on signal and state topics of its own (3 partitions),
+/// with the flow file `flow` written to a temporary directory.
+pub struct InProcess {
+    pub config: EngineConfig,
+    _dir: tempfile::TempDir,
+    stop: oneshot::Sender<()>,
+    running: JoinHandle<Result<(), EngineError>>,
+}
+
+impl InProcess {
+    pub async fn start(stack: &Stack, flow: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let flows = dir.path().join("flow.toml");
+        std::fs::write(&flows, flow)?;
+        let config = EngineConfig {
+            name: unique_name("flow-engine"),
+            flows,
+            topic_prefix: unique_name("flows"),
+            partitions: 3,
+            state_topic: unique_name("flow-state"),
+            schedule_topic: unique_name("no-scheduler"),
+            kafka: fanout_config::KafkaSettings {
+                bootstrap: stack.kafka.bootstrap().to_owned(),
+                ..Default::default()
+            },
+            registry: fanout_schema_registry::RegistrySettings {
+                urls: vec![stack.registry_url().to_owned()],
+                ..Default::default()
+            },
+            http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start(config.clone()).await?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(engine.run(async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self { config, _dir: dir, stop, running })
+    }
+
+    /// Waits until the engine has committed every signal written so far.
+    pub async fn wait_caught_up(&self, kafka: &Kafka) -> anyhow::Result<()> {
+        wait_until(Duration::from_secs(60), "the engine to process every signal", || async {
+            caught_up(kafka, &self.config)
+        })
+        .await
+    }
+
+    /// Stops it and deletes its topics and group.
+    pub async fn stop(self, kafka: &Kafka) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.running.await??;
+        let topics = self.config.topics();
+        for name in
+            [&topics.requested, &topics.started, &topics.succeeded, &topics.failed, &self.config.state_topic]
+        {
+            kafka.delete_topic(name).await?;
+        }
+        wait_until(Duration::from_secs(30), "the engine group to go", || async {
+            Ok(kafka.delete_groups(&[&self.config.name]).await.is_ok())
+        })
+        .await
+    }
+}
+
+/// True once the engine's group has committed every input signal up to the topics' ends.
+fn caught_up(kafka: &Kafka, engine: &EngineConfig) -> anyhow::Result<bool> {
+    let (group, topics) = (&engine.name, engine.topics());
+    let mut config = kafka.client_config();
+    config.set("group.id", group).set("isolation.level", "read_committed");
+    let consumer: BaseConsumer = config.create()?;
+    let mut wanted = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for topic in [&topics.requested, &topics.succeeded, &topics.failed] {
+        for partition in 0..3 {
+            let (_, end) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+            ends.insert((topic.clone(), partition), end);
+            wanted.add_partition(topic, partition);
+        }
+    }
+    let committed = consumer.committed_offsets(wanted, Duration::from_secs(10))?;
+    Ok(committed.elements().iter().all(|e| {
+        let end = ends[&(e.topic().to_owned(), e.partition())];
+        end == 0 || matches!(e.offset(), Offset::Offset(at) if at >= end)
+    }))
+}
