@@ -3,13 +3,10 @@
 //! its upstreams of the same run succeeded, although a third of the successes are reported twice
 //! and each batch of them in reverse order.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{collections::HashMap, time::Duration};
 
-use common::{starts, InProcess};
-use fanout_flows::signals::{RunRequested, TaskSucceeded};
+use common::{starts, InProcess, TestWorkers};
+use fanout_flows::signals::RunRequested;
 use fanout_producer::{PublishOptions, Publisher};
 use fanout_schema_registry::AvroSerde;
 use fanout_testkit::service::Stack;
@@ -42,10 +39,6 @@ after = ["join"]
 command = ["true"]
 "#;
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_task_of_every_run_starts_once_after_its_upstreams_despite_duplicates_and_reordering(
 ) -> anyhow::Result<()> {
@@ -73,51 +66,11 @@ async fn every_task_of_every_run_starts_once_after_its_upstreams_despite_duplica
 
     // The workers: every start seen is reported a success; a third of them twice, each batch in
     // reverse order.
-    let succeeded = PublishOptions::new().topic(&topics.succeeded);
-    let mut reported: HashSet<(String, String, i32)> = HashSet::new();
-    let mut finished_at: HashMap<(String, String), i64> = HashMap::new();
-    let expected = runs.len() * 6;
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    for round in 0.. {
-        let seen = starts(&kafka, &topics.started, &serde).await?;
-        if seen.len() >= expected {
-            break;
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "only {} of {expected} tasks started within 90 s",
-            seen.len()
-        );
-        let mut batch = Vec::new();
-        for start in &seen {
-            if reported.insert((start.run.clone(), start.task.clone(), start.attempt)) {
-                let at = now_ms();
-                finished_at.insert((start.run.clone(), start.task.clone()), at);
-                batch.push(TaskSucceeded {
-                    flow: start.flow.clone(),
-                    run: start.run.clone(),
-                    task: start.task.clone(),
-                    attempt: start.attempt,
-                    started_at: at,
-                    finished_at: at,
-                    worker: "test".into(),
-                    output: None,
-                });
-            }
-        }
-        batch.reverse();
-        for (n, success) in batch.iter().enumerate() {
-            publisher.publish_with(success, &succeeded).await?;
-            if (n + round) % 3 == 0 {
-                publisher.publish_with(success, &succeeded).await?;
-            }
-        }
-        if batch.is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await; // the next look, not a sync
-        }
-    }
+    let mut workers = TestWorkers::new(&stack, &topics)?;
+    workers.answer_until(runs.len() * 6, Duration::from_secs(90), true).await?;
     engine.wait_caught_up(&kafka).await?;
 
+    let expected = runs.len() * 6;
     let seen = starts(&kafka, &topics.started, &serde).await?;
     let mut once: HashMap<(String, String), usize> = HashMap::new();
     for start in &seen {
@@ -134,7 +87,7 @@ async fn every_task_of_every_run_starts_once_after_its_upstreams_despite_duplica
     ]);
     for start in &seen {
         for upstream in upstreams.get(start.task.as_str()).copied().unwrap_or_default() {
-            let done = finished_at[&(start.run.clone(), (*upstream).to_owned())];
+            let done = workers.finished_at[&(start.run.clone(), (*upstream).to_owned())];
             assert!(
                 start.started_at >= done,
                 "{} of {} started {} ms before its upstream {upstream} succeeded",

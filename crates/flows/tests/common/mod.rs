@@ -2,11 +2,18 @@
 //! wait for the engine to have processed every signal, clean-up.
 #![allow(dead_code)]
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::Context;
-use fanout_flows::{signals::TaskStarted, Engine, EngineConfig, EngineError};
+use fanout_flows::{
+    signals::{TaskStarted, TaskSucceeded},
+    Engine, EngineConfig, EngineError, SignalTopics,
+};
 use fanout_kafka::TopicRead;
+use fanout_producer::{PublishOptions, Publisher};
 use fanout_schema_registry::AvroSerde;
 use fanout_testkit::{service::Stack, unique_name, wait_until, Kafka};
 use rdkafka::{
@@ -76,6 +83,14 @@ impl InProcess {
         .await
     }
 
+    /// Stops the engine but keeps its topics, flow file and names, for an engine run otherwise.
+    pub async fn pause(self) -> anyhow::Result<Self> {
+        let _ = self.stop.send(());
+        self.running.await??;
+        let (stop, _) = oneshot::channel::<()>();
+        Ok(Self { config: self.config, _dir: self._dir, stop, running: tokio::spawn(async { Ok(()) }) })
+    }
+
     /// Stops it and deletes its topics and group.
     pub async fn stop(self, kafka: &Kafka) -> anyhow::Result<()> {
         let _ = self.stop.send(());
@@ -113,4 +128,88 @@ fn caught_up(kafka: &Kafka, engine: &EngineConfig) -> anyhow::Result<bool> {
         let end = ends[&(e.topic().to_owned(), e.partition())];
         end == 0 || matches!(e.offset(), Offset::Offset(at) if at >= end)
     }))
+}
+
+/// The test's workers: they answer every start seen with a success.
+pub struct TestWorkers {
+    kafka: Kafka,
+    serde: AvroSerde,
+    publisher: Publisher,
+    topics: SignalTopics,
+    reported: HashSet<(String, String, i32)>,
+    /// When each (run, task)'s success was reported, Unix ms.
+    pub finished_at: HashMap<(String, String), i64>,
+}
+
+impl TestWorkers {
+    pub fn new(stack: &Stack, topics: &SignalTopics) -> anyhow::Result<Self> {
+        Ok(Self {
+            kafka: stack.kafka.clone(),
+            serde: AvroSerde::from_urls(&[stack.registry_url()])?,
+            publisher: Publisher::new(stack.publisher_config("flow-test-worker"))?,
+            topics: topics.clone(),
+            reported: HashSet::new(),
+            finished_at: HashMap::new(),
+        })
+    }
+
+    /// One look: reports a success for every start not answered yet (a third of them twice and
+    /// each batch in reverse order when `unruly`); how many starts there are.
+    pub async fn answer(&mut self, round: usize, unruly: bool) -> anyhow::Result<usize> {
+        let seen = starts(&self.kafka, &self.topics.started, &self.serde).await?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let mut batch = Vec::new();
+        for start in &seen {
+            if self.reported.insert((start.run.clone(), start.task.clone(), start.attempt)) {
+                self.finished_at.insert((start.run.clone(), start.task.clone()), now);
+                batch.push(TaskSucceeded {
+                    flow: start.flow.clone(),
+                    run: start.run.clone(),
+                    task: start.task.clone(),
+                    attempt: start.attempt,
+                    started_at: now,
+                    finished_at: now,
+                    worker: "test".into(),
+                    output: None,
+                });
+            }
+        }
+        if unruly {
+            batch.reverse();
+            let twice: Vec<TaskSucceeded> = batch
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| (n + round).is_multiple_of(3))
+                .map(|(_, s)| s.clone())
+                .collect();
+            batch.extend(twice);
+        }
+        let succeeded = PublishOptions::new().topic(&self.topics.succeeded);
+        for sent in self.publisher.publish_all(&batch, &succeeded).await {
+            sent?;
+        }
+        Ok(seen.len())
+    }
+
+    /// Answers until `expected` starts were seen, or fails after `limit`.
+    pub async fn answer_until(
+        &mut self,
+        expected: usize,
+        limit: Duration,
+        unruly: bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        for round in 0.. {
+            let seen = self.answer(round, unruly).await?;
+            if seen >= expected {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "only {seen} of {expected} tasks started within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await; // the next look, not a sync
+        }
+        Ok(())
+    }
 }
