@@ -48,7 +48,7 @@ use rdkafka::{
 use crate::{
     metrics::Metrics,
     signals::{RunRequested, TaskFailed, TaskStarted, TaskSucceeded},
-    Decision, EngineConfig, Flow, Run, Signal, SignalTopics, StoredRun,
+    CronStart, Decision, EngineConfig, Flow, Run, Signal, SignalTopics, Start, StoredRun,
 };
 
 /// How long one transaction step may take before it counts as failed.
@@ -351,9 +351,33 @@ impl Engine {
         let Self { config, shared, consumer, producer, publisher, serde, schedule_partitions, listener } =
             self;
         let topics = config.topics();
-        consumer
-            .subscribe(&[&topics.requested, &topics.succeeded, &topics.failed])
-            .map_err(kafka("subscribe"))?;
+        // A flow started by a topic: each of its records requests the run named by its key.
+        let triggers: HashMap<String, String> = shared
+            .flows
+            .values()
+            .filter_map(|flow| match &flow.start {
+                Start::Topic(topic) => Some((topic.clone(), flow.name.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut subscribed =
+            vec![topics.requested.as_str(), topics.succeeded.as_str(), topics.failed.as_str()];
+        subscribed.extend(triggers.keys().map(String::as_str));
+        consumer.subscribe(&subscribed).map_err(kafka("subscribe"))?;
+        let requested = PublishOptions::new().topic(&topics.requested);
+        let crons: Vec<_> = shared
+            .flows
+            .values()
+            .filter_map(|flow| match &flow.start {
+                Start::Cron(cron) => Some(tokio::spawn(fire(
+                    flow.name.clone(),
+                    (**cron).clone(),
+                    publisher.clone(),
+                    requested.clone(),
+                ))),
+                _ => None,
+            })
+            .collect();
         let http = tokio::spawn(crate::http::serve(listener, {
             let shared = shared.clone();
             move || shared.joined.load(Ordering::SeqCst)
@@ -369,6 +393,8 @@ impl Engine {
             schedule_topic: config.schedule_topic.clone(),
             schedule_partitions,
             started: PublishOptions::new().topic(&topics.started),
+            requested,
+            triggers,
             topics,
             state_topic: config.state_topic.clone(),
             max_batch: config.max_batch,
@@ -383,6 +409,9 @@ impl Engine {
         stop.store(true, Ordering::SeqCst);
         let result = tokio::task::spawn_blocking(move || worker.join()).await;
         http.abort();
+        for cron in crons {
+            cron.abort();
+        }
         tracing::info!(group = %config.name, "flow engine stopped");
         match result {
             Ok(Ok(result)) => result,
@@ -403,6 +432,10 @@ struct Processor {
     topics: SignalTopics,
     /// Where `TaskStarted` goes.
     started: PublishOptions,
+    /// Where run requests go (a trigger topic's records are forwarded there).
+    requested: PublishOptions,
+    /// Trigger topics, and the flow each starts.
+    triggers: HashMap<String, String>,
     state_topic: String,
     max_batch: usize,
 }
@@ -417,6 +450,9 @@ struct Read {
     signal: Option<Signal>,
     /// The signal's record time (Unix ms): a success's, for the trigger latency.
     success_at: Option<i64>,
+    /// A trigger topic's record: forwarded as a run request (its key is the run key), since the
+    /// run's state lives in the partition of the request topic its key maps to.
+    forward: bool,
 }
 
 impl Processor {
@@ -465,12 +501,22 @@ impl Processor {
             );
             return None;
         };
+        if let Some(flow) = self.triggers.get(message.topic()) {
+            return Some(Read {
+                key: key.to_vec(),
+                flow: flow.clone(),
+                signal: None,
+                success_at: None,
+                forward: true,
+            });
+        }
         let at = message.timestamp().to_millis();
         let read = |flow: String, signal: Signal, success_at: Option<i64>| Read {
             key: key.to_vec(),
             flow,
             signal: Some(signal),
             success_at,
+            forward: false,
         };
         let topic = message.topic();
         let decoded = if topic == self.topics.succeeded {
@@ -484,7 +530,9 @@ impl Processor {
         } else {
             self.serde.decode::<RunRequested>(payload).await.map(|r| match r.retry_task {
                 Some(task) => read(r.flow, Signal::Retry { task, cascade: r.cascade }, None),
-                None => Read { key: key.to_vec(), flow: r.flow, signal: None, success_at: None },
+                None => {
+                    Read { key: key.to_vec(), flow: r.flow, signal: None, success_at: None, forward: false }
+                }
             })
         };
         match decoded {
@@ -519,12 +567,22 @@ impl Processor {
     fn decide(&self, batch: &[Polled], now: i64) -> Decided {
         let mut decided = Decided::default();
         let mut runs = self.shared.runs();
-        for (_, partition, _, read) in batch {
+        for (topic, partition, _, read) in batch {
             let Some(read) = read else { continue };
             let Some(flow) = self.shared.flows.get(&read.flow) else {
                 tracing::warn!(flow = %read.flow, "signal for a flow this engine does not have; skipped");
                 continue;
             };
+            if read.forward {
+                decided.forwards.push(RunRequested {
+                    flow: flow.name.clone(),
+                    run: String::from_utf8_lossy(&read.key).into_owned(),
+                    retry_task: None,
+                    cascade: false,
+                    requested_by: format!("topic {topic}"),
+                });
+                continue;
+            }
             // A partition revoked since the poll: its new owner reads it from the last commit.
             let Some(owned) = runs.get_mut(partition) else { continue };
             let slot = (*partition, read.key.clone());
@@ -589,6 +647,9 @@ impl Processor {
                 }
                 _ => records.push((record, None)),
             }
+        }
+        for request in &decided.forwards {
+            records.push((self.publisher.encode(request, &self.requested).await?, None));
         }
         {
             let runs = self.shared.runs();
@@ -670,6 +731,7 @@ impl Processor {
 #[derive(Default)]
 struct Decided {
     starts: Vec<(TaskStarted, Duration)>,
+    forwards: Vec<RunRequested>,
     before: HashMap<(i32, Vec<u8>), Option<NamedRun>>,
     triggered_at: Vec<i64>,
 }
@@ -699,4 +761,29 @@ fn run_of(key: &[u8], flow: &str) -> String {
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Requests a run of `flow` at each firing of `cron`, named by its local date. Every instance
+/// fires: the requests of one firing name one run, which starts once.
+async fn fire(flow: String, cron: CronStart, publisher: Publisher, requested: PublishOptions) {
+    let mut after = chrono::Utc::now();
+    loop {
+        let Some((at, run)) = cron.next_after(after) else { return };
+        let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        after = at;
+        let request = RunRequested {
+            flow: flow.clone(),
+            run: run.clone(),
+            retry_task: None,
+            cascade: false,
+            requested_by: "cron".into(),
+        };
+        match publisher.publish_with(&request, &requested).await {
+            Ok(_) => tracing::info!(%flow, %run, "cron fired: run requested"),
+            Err(error) => {
+                tracing::error!(%flow, %run, error = %fanout_core::report(&error), "cron fired but the run request failed")
+            }
+        }
+    }
 }

@@ -78,7 +78,7 @@ impl InProcess {
     /// Waits until the engine has committed every signal written so far.
     pub async fn wait_caught_up(&self, kafka: &Kafka) -> anyhow::Result<()> {
         wait_until(Duration::from_secs(60), "the engine to process every signal", || async {
-            caught_up(kafka, &self.config)
+            caught_up(kafka, &self.config).await
         })
         .await
     }
@@ -109,25 +109,42 @@ impl InProcess {
 }
 
 /// True once the engine's group has committed every input signal up to the topics' ends.
-fn caught_up(kafka: &Kafka, engine: &EngineConfig) -> anyhow::Result<bool> {
+async fn caught_up(kafka: &Kafka, engine: &EngineConfig) -> anyhow::Result<bool> {
     let (group, topics) = (&engine.name, engine.topics());
     let mut config = kafka.client_config();
     config.set("group.id", group).set("isolation.level", "read_committed");
     let consumer: BaseConsumer = config.create()?;
     let mut wanted = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for topic in [&topics.requested, &topics.succeeded, &topics.failed] {
-        for partition in 0..3 {
-            let (_, end) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
-            ends.insert((topic.clone(), partition), end);
+    // The signal topics, and the topics that start a flow.
+    let flows = fanout_flows::load_flows(&engine.flows)?;
+    let triggers = flows.values().filter_map(|flow| match &flow.start {
+        fanout_flows::Start::Topic(topic) => Some(topic.clone()),
+        _ => None,
+    });
+    let names: Vec<String> = [topics.requested.clone(), topics.succeeded.clone(), topics.failed.clone()]
+        .into_iter()
+        .chain(triggers)
+        .collect();
+    for topic in &names {
+        for partition in fanout_kafka::topic_partitions(&config, topic, Duration::from_secs(10))? {
             wanted.add_partition(topic, partition);
         }
     }
     let committed = consumer.committed_offsets(wanted, Duration::from_secs(10))?;
-    Ok(committed.elements().iter().all(|e| {
-        let end = ends[&(e.topic().to_owned(), e.partition())];
-        end == 0 || matches!(e.offset(), Offset::Offset(at) if at >= end)
-    }))
+    // Past the committed offset there may be transaction markers, never a record.
+    for element in committed.elements() {
+        let from = match element.offset() {
+            Offset::Offset(at) => at,
+            _ => 0,
+        };
+        let read = TopicRead::new(element.topic()).partitions([element.partition()]).from_offset(from);
+        let mut read_config = kafka.client_config();
+        read_config.set("isolation.level", "read_committed");
+        if !read.read(&read_config).await?.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The test's workers: they answer every start seen with a success.
