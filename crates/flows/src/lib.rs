@@ -12,6 +12,7 @@ mod flow;
 mod http;
 mod join;
 mod metrics;
+mod show;
 pub mod signals;
 mod worker;
 
@@ -19,4 +20,5 @@ pub use config::{EngineConfig, SignalTopics};
 pub use engine::{load_flows, Engine, EngineError};
 pub use flow::{CronStart, Flow, FlowError, OnRerun, Start, Task};
 pub use join::{Decision, Run, Signal, StoredRun, TaskState};
+pub use show::{RunReport, TaskTiming};
 pub use worker::{default_worker_name, run_worker, WorkerConfig, WorkerError};

@@ -20,6 +20,9 @@ pub enum FlowCommand {
     /// Runs one task of a run again: after a failure, its blocked dependants wait for it again;
     /// with `--cascade`, its dependants run again after it.
     Retry(RetryArgs),
+    /// One run as a text Gantt chart: each task's wait and run, the critical path, and when
+    /// the run would have finished on a cron timetable.
+    Show(ShowArgs),
     /// Runs the tasks the engine starts (any number of workers share the work), reporting each
     /// one's success, or its failure with the exit status and the tail of stderr.
     Worker(WorkerArgs),
@@ -65,6 +68,24 @@ pub struct RetryArgs {
     topics: Topics,
 }
 
+/// `fanout flow show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The flow's name.
+    flow: String,
+    /// The run key.
+    #[arg(long)]
+    run: String,
+    /// A flow file, or a directory of them (the engine's).
+    #[arg(long, default_value = "flows")]
+    flows: PathBuf,
+    /// The chart's width in columns.
+    #[arg(long, default_value_t = 60)]
+    width: usize,
+    #[command(flatten)]
+    topics: Topics,
+}
+
 /// `fanout flow worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -89,6 +110,7 @@ impl FlowCommand {
             Self::Retry(args) => {
                 request(&args.topics, &args.flow, &args.run, Some(args.task), args.cascade).await
             }
+            Self::Show(args) => args.run().await,
             Self::Worker(args) => args.run().await,
         }
     }
@@ -141,5 +163,52 @@ impl WorkerArgs {
         fanout_flows::run_worker(config, fanout_service::shutdown_signal())
             .await
             .context("the worker stopped")
+    }
+}
+
+impl ShowArgs {
+    async fn run(self) -> anyhow::Result<()> {
+        let flows = fanout_flows::load_flows(&self.flows)?;
+        let flow = flows.get(&self.flow).with_context(|| {
+            let mut known: Vec<&str> = flows.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            format!("no flow {} in {} (flows: {})", self.flow, self.flows.display(), known.join(", "))
+        })?;
+        let settings = self.topics.connection.connect().await?;
+        let serde = fanout_schema_registry::AvroSerde::from_settings(&settings.registry)?;
+        let mut config = fanout_kafka::client_config(&settings.kafka);
+        config.set("isolation.level", "read_committed");
+        let topics = SignalTopics::new(&self.topics.topic_prefix);
+        let key = fanout_flows::signals::run_key(&self.flow, &self.run);
+        let read = |topic: String| {
+            let (config, key) = (config.clone(), key.clone());
+            async move {
+                let records = fanout_kafka::TopicRead::new(&topic)
+                    .read(&config)
+                    .await
+                    .with_context(|| format!("cannot read {topic}"))?;
+                let ours: Vec<Vec<u8>> = records
+                    .into_iter()
+                    .filter(|r| r.key.as_deref() == Some(key.as_slice()))
+                    .filter_map(|r| r.payload)
+                    .collect();
+                anyhow::Ok(ours)
+            }
+        };
+        let mut started = Vec::new();
+        for payload in read(topics.started.clone()).await? {
+            started.push(serde.decode::<fanout_flows::signals::TaskStarted>(&payload).await?);
+        }
+        let mut succeeded = Vec::new();
+        for payload in read(topics.succeeded.clone()).await? {
+            succeeded.push(serde.decode::<fanout_flows::signals::TaskSucceeded>(&payload).await?);
+        }
+        let mut failed = Vec::new();
+        for payload in read(topics.failed.clone()).await? {
+            failed.push(serde.decode::<fanout_flows::signals::TaskFailed>(&payload).await?);
+        }
+        let report = fanout_flows::RunReport::new(flow, &self.run, &started, &succeeded, &failed);
+        print!("{}", report.render(flow, self.width));
+        Ok(())
     }
 }
