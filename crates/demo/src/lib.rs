@@ -9,6 +9,7 @@
 //! `--keep` is given. The terminal shows the demo's progress and summary only; every log line
 //! (services, registry, librdkafka) goes to a file the demo names (`--log-dir`).
 
+mod flows;
 mod log;
 mod publish;
 mod report;
@@ -35,6 +36,10 @@ use workload::Workload;
 /// published through the SDK, and a checked summary.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
+    /// One scenario: `fanout` (the post-published services) or `flows` (the nightly jobs as a
+    /// task flow). Without it, every scenario runs in turn.
+    #[arg(value_enum)]
+    scenario: Option<Scenario>,
     /// Distinct events to publish (about 5% more are re-sent duplicates, plus one poison record).
     #[arg(long, default_value_t = 2_000)]
     events: usize,
@@ -64,6 +69,15 @@ pub struct DemoArgs {
     log_dir: Option<PathBuf>,
 }
 
+/// The demo's scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Fan-out: one event, three independent consumers, each effect exactly once.
+    Fanout,
+    /// Task flows: each task starts the moment its upstreams of the run are done.
+    Flows,
+}
+
 /// Beans a JOB post earns and credits a HOUSING post grants: the services' defaults, which the
 /// demo leaves in place, so its check also guards those defaults.
 const BEANS_PER_JOB: i64 = 10;
@@ -80,7 +94,6 @@ impl DemoArgs {
         }
         let run = uuid::Uuid::now_v7().simple().to_string();
         let run = &run[run.len() - 8..];
-        let topic = format!("{}.demo-{run}", fanout_events::topics::POST_PUBLISHED);
         let log_file = self
             .log_dir
             .clone()
@@ -88,6 +101,40 @@ impl DemoArgs {
             .join(format!("demo-{}-{run}.log", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
         log::to_file(&log_file)?;
         let seed = self.seed.unwrap_or_else(|| u64::from_str_radix(run, 16).unwrap_or(42));
+        let all = self.scenario.is_none();
+        if all || self.scenario == Some(Scenario::Fanout) {
+            self.run_fanout(run, seed, &log_file).await?;
+        }
+        if all || self.scenario == Some(Scenario::Flows) {
+            if all {
+                println!();
+            }
+            self.run_flows(run, seed, &log_file).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_flows(&self, run: &str, seed: u64, log_file: &Path) -> anyhow::Result<()> {
+        let workdir = std::env::temp_dir().join(format!("fanout-demo-flows-{run}"));
+        std::fs::create_dir_all(&workdir).with_context(|| format!("cannot create {}", workdir.display()))?;
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let registry = RegistryServer::start(RegistryConfig::new(&self.bootstrap, listen))
+            .await
+            .context("starting the built-in schema registry")?;
+        let outcome = flows::run(&self.bootstrap, &registry.url(), run, seed, &workdir).await;
+        registry.shutdown().await.context("stopping the registry")?;
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&workdir);
+        }
+        if outcome.is_err() {
+            println!("{}", log_line(log_file));
+        }
+        outcome
+    }
+
+    async fn run_fanout(&self, run: &str, seed: u64, log_file: &Path) -> anyhow::Result<()> {
+        let topic = format!("{}.demo-{run}", fanout_events::topics::POST_PUBLISHED);
+        let log_file = log_file.to_owned();
         let workdir = std::env::temp_dir().join(format!("fanout-demo-{run}"));
         std::fs::create_dir_all(&workdir).with_context(|| format!("cannot create {}", workdir.display()))?;
 
