@@ -113,7 +113,14 @@ async fn a_run_started_from_the_command_line_is_shown_with_its_critical_path() -
     worker.await??;
     let _ = stop_engine.send(());
     engine.await??;
-    for name in [&topics.requested, &topics.started, &topics.succeeded, &topics.failed, &config.state_topic] {
+    for name in [
+        &topics.requested,
+        &topics.started,
+        &topics.succeeded,
+        &topics.failed,
+        &topics.late,
+        &config.state_topic,
+    ] {
         kafka.delete_topic(name).await?;
     }
     wait_until(Duration::from_secs(30), "the groups to go", || async {

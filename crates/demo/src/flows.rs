@@ -216,6 +216,7 @@ async fn cleanup(bootstrap: &str, config: &EngineConfig, topics: &SignalTopics, 
         topics.started.as_str(),
         topics.succeeded.as_str(),
         topics.failed.as_str(),
+        topics.late.as_str(),
         config.state_topic.as_str(),
     ];
     if let Ok(Err(e)) =

@@ -24,7 +24,8 @@ pub struct EngineConfig {
     /// A flow file, or a directory whose `*.toml` files are flows.
     pub flows: PathBuf,
     /// The signal topics' common prefix: `<prefix>.run.requested`, `<prefix>.task.started`,
-    /// `<prefix>.task.succeeded`, `<prefix>.task.failed` (the signals' own topics by default).
+    /// `<prefix>.task.succeeded`, `<prefix>.task.failed`, `<prefix>.task.late` (the signals' own
+    /// topics by default).
     pub topic_prefix: String,
     /// Partitions of the signal topics and the state topic, when the engine creates them. They
     /// must be equal: a run's signals and its state share a partition number.
@@ -58,6 +59,8 @@ pub struct SignalTopics {
     pub succeeded: String,
     /// Where workers report failures.
     pub failed: String,
+    /// Where `fanout-scheduler` delivers the alarm of a task not finished in time.
+    pub late: String,
 }
 
 impl SignalTopics {
@@ -75,6 +78,7 @@ impl SignalTopics {
             started: format!("{prefix}.task.started"),
             succeeded: format!("{prefix}.task.succeeded"),
             failed: format!("{prefix}.task.failed"),
+            late: format!("{prefix}.task.late"),
         }
     }
 }

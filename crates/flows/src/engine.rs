@@ -47,7 +47,7 @@ use rdkafka::{
 
 use crate::{
     metrics::Metrics,
-    signals::{RunRequested, TaskFailed, TaskStarted, TaskSucceeded},
+    signals::{RunRequested, TaskFailed, TaskLate, TaskStarted, TaskSucceeded},
     CronStart, Decision, EngineConfig, Flow, Run, Signal, SignalTopics, Start, StoredRun,
 };
 
@@ -264,6 +264,7 @@ impl Engine {
         let mut specs: Vec<TopicSpec> =
             inputs.iter().map(|t| TopicSpec::new(*t, config.partitions)).collect();
         specs.push(TopicSpec::new(&topics.started, config.partitions));
+        specs.push(TopicSpec::new(&topics.late, config.partitions));
         specs.push(TopicSpec::new(&config.state_topic, config.partitions).with("cleanup.policy", "compact"));
         fanout_kafka::ensure_topics(&client, &specs, Duration::from_secs(30))
             .await
@@ -393,6 +394,7 @@ impl Engine {
             schedule_topic: config.schedule_topic.clone(),
             schedule_partitions,
             started: PublishOptions::new().topic(&topics.started),
+            late: PublishOptions::new().topic(&topics.late),
             requested,
             triggers,
             topics,
@@ -434,6 +436,8 @@ struct Processor {
     started: PublishOptions,
     /// Where run requests go (a trigger topic's records are forwarded there).
     requested: PublishOptions,
+    /// Where the scheduler delivers "late" alarms.
+    late: PublishOptions,
     /// Trigger topics, and the flow each starts.
     triggers: HashMap<String, String>,
     state_topic: String,
@@ -594,7 +598,22 @@ impl Processor {
                     self.shared.metrics.runs_started.inc();
                     run.begin(flow)
                 }
-                Some(signal) => run.apply(flow, signal),
+                Some(signal) => {
+                    let task = match signal {
+                        Signal::Succeeded { task, .. }
+                        | Signal::Failed { task, .. }
+                        | Signal::Retry { task, .. } => task,
+                    };
+                    let before = run.state(flow, task);
+                    let decisions = run.apply(flow, signal);
+                    // It finished (or runs again): its pending alarm is called off.
+                    if run.state(flow, task) != before {
+                        if let Some(alarm) = run.late.remove(task) {
+                            decided.cancels.push(alarm);
+                        }
+                    }
+                    decisions
+                }
             };
             let run_name = run_of(&read.key, &flow.name);
             for decision in decisions {
@@ -603,6 +622,10 @@ impl Processor {
                         if let Some(at) = read.success_at {
                             decided.triggered_at.push(at);
                         }
+                        if let Some(alarm) = run.late.remove(&task) {
+                            decided.cancels.push(alarm);
+                        }
+                        let expect_within = flow.task(&task).and_then(|t| t.expect_within);
                         let started = TaskStarted {
                             flow: flow.name.clone(),
                             run: run_name.clone(),
@@ -610,7 +633,7 @@ impl Processor {
                             attempt: attempt as i32,
                             started_at: now,
                         };
-                        decided.starts.push((started, delay));
+                        decided.starts.push(Starting { started, delay, expect_within, slot: slot.clone() });
                     }
                     Decision::Blocked { task, upstream } => {
                         self.shared.metrics.blocked.inc();
@@ -625,8 +648,38 @@ impl Processor {
     async fn commit(&self, batch: &[Polled], decided: &Decided, now: i64) -> Result<(), Failure> {
         let mut records: Vec<(OwnedRecord, Option<i32>)> =
             Vec::with_capacity(decided.starts.len() + decided.before.len());
-        for (started, delay) in &decided.starts {
+        let mut alarms: Vec<(RunSlot, String, String)> = Vec::new();
+        for Starting { started, delay, expect_within, slot } in &decided.starts {
             let record = self.publisher.encode(started, &self.started).await?;
+            if let (Some(within), Some(partitions)) = (expect_within, self.schedule_partitions) {
+                // The "late" alarm: the scheduler sends it when the task should have finished,
+                // unless a later transaction of this engine cancels it first.
+                let begins = now + delay.as_millis() as i64;
+                let late = TaskLate {
+                    flow: started.flow.clone(),
+                    run: started.run.clone(),
+                    task: started.task.clone(),
+                    attempt: started.attempt,
+                    started_at: begins,
+                    expected_by: begins + within.as_millis() as i64,
+                };
+                let alarm = self.publisher.encode(&late, &self.late).await?;
+                let target = schedule::Target {
+                    topic: &alarm.topic,
+                    key: alarm.key.as_deref(),
+                    deliver_at_ms: late.expected_by,
+                    not_after_ms: None,
+                };
+                let entry = schedule::entry(&target, &alarm.headers, partitions);
+                alarms.push((slot.clone(), started.task.clone(), entry.schedule_id.to_string()));
+                let scheduled = OwnedRecord {
+                    topic: self.schedule_topic.clone(),
+                    key: Some(entry.key.into_bytes()),
+                    payload: alarm.payload,
+                    headers: entry.headers,
+                };
+                records.push((scheduled, Some(entry.schedule_id.partition)));
+            }
             match (delay.is_zero(), self.schedule_partitions) {
                 (false, Some(partitions)) => {
                     // A retry's backoff: the scheduler delivers the start when it is due.
@@ -650,6 +703,27 @@ impl Processor {
         }
         for request in &decided.forwards {
             records.push((self.publisher.encode(request, &self.requested).await?, None));
+        }
+        for alarm in &decided.cancels {
+            let Ok(id) = alarm.parse::<schedule::ScheduleId>() else { continue };
+            let cancel = OwnedRecord {
+                topic: self.schedule_topic.clone(),
+                key: Some(id.id.to_string().into_bytes()),
+                payload: None,
+                headers: vec![(
+                    schedule::OUTCOME.to_owned(),
+                    Some(schedule::Outcome::Cancelled.as_str().as_bytes().to_vec()),
+                )],
+            };
+            records.push((cancel, Some(id.partition)));
+        }
+        {
+            let mut runs = self.shared.runs();
+            for ((partition, key), task, alarm) in alarms {
+                if let Some((_, run)) = runs.get_mut(&partition).and_then(|owned| owned.get_mut(&key)) {
+                    run.late.insert(task, alarm);
+                }
+            }
         }
         {
             let runs = self.shared.runs();
@@ -726,13 +800,27 @@ impl Processor {
     }
 }
 
-/// What a batch decided: the starts (with their delay), the runs it changed as they were before
-/// it, and the record times of the successes that triggered starts.
+/// A run's place: its state partition and key.
+type RunSlot = (i32, Vec<u8>);
+
+/// A start decided: the signal, its delay, and the alarm it sets.
+struct Starting {
+    started: TaskStarted,
+    delay: Duration,
+    expect_within: Option<Duration>,
+    slot: RunSlot,
+}
+
+/// What a batch decided: the starts, the alarms called off, the run requests forwarded, the runs
+/// it changed as they were before it, and the record times of the successes that triggered
+/// starts.
 #[derive(Default)]
 struct Decided {
-    starts: Vec<(TaskStarted, Duration)>,
+    starts: Vec<Starting>,
+    /// Schedule ids of "late" alarms to call off.
+    cancels: Vec<String>,
     forwards: Vec<RunRequested>,
-    before: HashMap<(i32, Vec<u8>), Option<NamedRun>>,
+    before: HashMap<RunSlot, Option<NamedRun>>,
     triggered_at: Vec<i64>,
 }
 

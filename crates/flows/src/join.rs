@@ -78,17 +78,28 @@ pub struct Run {
     states: Vec<TaskState>,
     /// Per task: its dependants run again after its next success (a cascading retry).
     cascade: Vec<bool>,
+    /// The engine's pending "late" alarms, by task: the schedule id of each (cancelled when the
+    /// task finishes first).
+    pub late: BTreeMap<String, String>,
 }
 
 impl Run {
     /// A run of `flow` before it starts: every task waiting.
     pub fn new(flow: &Flow) -> Self {
-        Self { states: vec![TaskState::Waiting; flow.tasks.len()], cascade: vec![false; flow.tasks.len()] }
+        Self {
+            states: vec![TaskState::Waiting; flow.tasks.len()],
+            cascade: vec![false; flow.tasks.len()],
+            late: BTreeMap::new(),
+        }
     }
 
     /// Rebuilds a run from stored states (task order), as [`Run::states`] gave them.
     pub fn from_states(flow: &Flow, states: Vec<TaskState>) -> Option<Self> {
-        (states.len() == flow.tasks.len()).then(|| Self { cascade: vec![false; states.len()], states })
+        (states.len() == flow.tasks.len()).then(|| Self {
+            cascade: vec![false; states.len()],
+            states,
+            late: BTreeMap::new(),
+        })
     }
 
     /// Every task's state, in the flow's task order.
@@ -103,6 +114,7 @@ impl Run {
         StoredRun {
             states: self.states.iter().enumerate().map(|(at, state)| (name(at), *state)).collect(),
             cascade: self.cascade.iter().enumerate().filter(|(_, c)| **c).map(|(at, _)| name(at)).collect(),
+            late: self.late.clone(),
         }
     }
 
@@ -115,6 +127,7 @@ impl Run {
             }
             run.cascade[at] = stored.cascade.contains(&task.name);
         }
+        run.late = stored.late.clone();
         run
     }
 
@@ -251,6 +264,9 @@ pub struct StoredRun {
     pub states: BTreeMap<String, TaskState>,
     /// Tasks whose next success re-runs their dependants.
     pub cascade: Vec<String>,
+    /// The pending "late" alarms' schedule ids, by task.
+    #[serde(default)]
+    pub late: BTreeMap<String, String>,
 }
 
 fn start(task: &str, attempt: u32, delay: Duration) -> Decision {

@@ -103,6 +103,24 @@ pub struct TaskFailed {
 }
 signal!(TaskFailed, "flow.task.failed", "flow.task.failed", "task_failed.avsc");
 
+/// A started task did not finish by the time it was expected to (`schemas/flows/task_late.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLate {
+    /// The flow.
+    pub flow: String,
+    /// The run key.
+    pub run: String,
+    /// The task.
+    pub task: String,
+    /// Which attempt.
+    pub attempt: i32,
+    /// When the engine started it, Unix ms.
+    pub started_at: i64,
+    /// When it should have finished, Unix ms.
+    pub expected_by: i64,
+}
+signal!(TaskLate, "flow.task.late", "flow.task.late", "task_late.avsc");
+
 /// Start a run, or run one of its tasks again (`schemas/flows/run_requested.avsc`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRequested {
@@ -177,6 +195,14 @@ mod tests {
             exit_status: None,
             reason: "killed at its timeout (1h)".into(),
             stderr_tail: "…".into(),
+        });
+        matches_its_schema(TaskLate {
+            flow: "nightly".into(),
+            run: "2026-11-30".into(),
+            task: "join".into(),
+            attempt: 1,
+            started_at: 5,
+            expected_by: 9,
         });
         matches_its_schema(RunRequested {
             flow,

@@ -46,6 +46,11 @@ pub struct InProcess {
 
 impl InProcess {
     pub async fn start(stack: &Stack, flow: &str) -> anyhow::Result<Self> {
+        Self::start_with(stack, flow, &unique_name("no-scheduler")).await
+    }
+
+    /// One whose retries and alarms go through the schedule topic `schedule_topic`.
+    pub async fn start_with(stack: &Stack, flow: &str, schedule_topic: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let flows = dir.path().join("flow.toml");
         std::fs::write(&flows, flow)?;
@@ -55,7 +60,7 @@ impl InProcess {
             topic_prefix: unique_name("flows"),
             partitions: 3,
             state_topic: unique_name("flow-state"),
-            schedule_topic: unique_name("no-scheduler"),
+            schedule_topic: schedule_topic.to_owned(),
             kafka: fanout_config::KafkaSettings {
                 bootstrap: stack.kafka.bootstrap().to_owned(),
                 ..Default::default()
@@ -96,8 +101,9 @@ impl InProcess {
         let _ = self.stop.send(());
         self.running.await??;
         let topics = self.config.topics();
+        let state = &self.config.state_topic;
         for name in
-            [&topics.requested, &topics.started, &topics.succeeded, &topics.failed, &self.config.state_topic]
+            [&topics.requested, &topics.started, &topics.succeeded, &topics.failed, &topics.late, state]
         {
             kafka.delete_topic(name).await?;
         }

@@ -1,0 +1,140 @@
+//! `TaskLate`: a task not finished by its `expect_within` raises its alarm through the scheduler,
+//! while it still runs; one that finishes in time raises none (the engine cancels the alarm in
+//! the transaction that records the finish).
+
+mod common;
+
+use std::time::Duration;
+
+use common::InProcess;
+use fanout_flows::{
+    signals::{RunRequested, TaskLate},
+    WorkerConfig,
+};
+use fanout_kafka::TopicRead;
+use fanout_producer::{PublishOptions, Publisher};
+use fanout_scheduler::{Scheduler, SchedulerConfig};
+use fanout_schema_registry::AvroSerde;
+use fanout_testkit::{service::Stack, unique_name, wait_until};
+
+const FLOW: &str = r#"
+name = "deadlines"
+[[tasks]]
+name = "quick"
+command = ["true"]
+expect_within = "2s"
+[[tasks]]
+name = "slow"
+after = ["quick"]
+command = ["sh", "-c", "sleep 4"]
+expect_within = "1s"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_past_its_expected_time_raises_its_alarm_and_one_in_time_none() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let kafka = stack.kafka.clone();
+    let schedule_topic = kafka.future_topic("flow-schedule");
+    let scheduler_config = SchedulerConfig {
+        name: unique_name("flow-scheduler"),
+        topic: schedule_topic.name().to_owned(),
+        partitions: 3,
+        window_secs: 10,
+        http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
+        kafka: fanout_config::KafkaSettings { bootstrap: kafka.bootstrap().to_owned(), ..Default::default() },
+        ..SchedulerConfig::default()
+    };
+    let scheduler = Scheduler::start(scheduler_config.clone()).await?;
+    let (stop_scheduler, scheduler_stopped) = tokio::sync::oneshot::channel::<()>();
+    let scheduler = tokio::spawn(scheduler.run(async move {
+        let _ = scheduler_stopped.await;
+    }));
+    let engine = InProcess::start_with(&stack, FLOW, schedule_topic.name()).await?;
+    let topics = engine.config.topics();
+    let workers = unique_name("flow-workers");
+    let worker = WorkerConfig {
+        group: workers.clone(),
+        flows: fanout_flows::load_flows(&engine.config.flows)?,
+        topics: topics.clone(),
+        concurrency: 2,
+        worker: "late-test".into(),
+        kafka: engine.config.kafka.clone(),
+        registry: engine.config.registry.clone(),
+    };
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(fanout_flows::run_worker(worker, async move {
+        let _ = worker_stopped.await;
+    }));
+
+    let publisher = Publisher::new(stack.publisher_config("late-test"))?;
+    let request = RunRequested {
+        flow: "deadlines".into(),
+        run: "2026-11-30".into(),
+        retry_task: None,
+        cascade: false,
+        requested_by: "test".into(),
+    };
+    publisher.publish_with(&request, &PublishOptions::new().topic(&topics.requested)).await?;
+
+    let serde = AvroSerde::from_urls(&[stack.registry_url()])?;
+    let mut read = kafka.client_config();
+    read.set("isolation.level", "read_committed");
+    wait_until(Duration::from_secs(30), "slow's alarm", || async {
+        Ok(!TopicRead::new(&topics.late).read(&read).await?.is_empty())
+    })
+    .await?;
+    // The alarm came while slow still ran: its success is not in yet.
+    let successes = TopicRead::new(&topics.succeeded).read(&read).await?.len();
+    assert_eq!(successes, 1, "only quick had succeeded when slow's alarm came");
+    wait_until(Duration::from_secs(30), "slow to finish", || async {
+        Ok(TopicRead::new(&topics.succeeded).read(&read).await?.len() >= 2)
+    })
+    .await?;
+    engine.wait_caught_up(&kafka).await?;
+    // quick's alarm: in the schedule topic, cancelled by the transaction that recorded quick's
+    // success, and listed by no dispatch marker — so never to be delivered.
+    let schedule = TopicRead::new(schedule_topic.name()).read(&read).await?;
+    let mut quick_alarm = None;
+    for record in schedule.iter().filter(|r| r.header(fanout_core::schedule::DELIVER_AT).is_some()) {
+        let alarm = serde.decode::<TaskLate>(record.payload.as_deref().unwrap_or_default()).await?;
+        if alarm.task == "quick" {
+            quick_alarm = record.key.clone();
+        }
+    }
+    let quick_alarm = quick_alarm.expect("quick's alarm was scheduled");
+    let cancelled = schedule.iter().any(|r| {
+        r.key.as_ref() == Some(&quick_alarm)
+            && r.payload.is_none()
+            && r.header(fanout_core::schedule::OUTCOME) == Some("cancelled")
+    });
+    assert!(cancelled, "quick's alarm was cancelled");
+    let id = String::from_utf8_lossy(&quick_alarm).into_owned();
+    let dispatched = schedule
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(fanout_core::schedule::MARKER_KEY.as_bytes()))
+        .any(|r| {
+            fanout_core::schedule::marker::decode(r.payload.as_deref().unwrap_or_default())
+                .any(|(listed, _)| listed == id)
+        });
+    assert!(!dispatched, "quick's alarm was dispatched");
+    let mut alarms = Vec::new();
+    for record in TopicRead::new(&topics.late).read(&read).await? {
+        alarms.push(serde.decode::<TaskLate>(&record.payload.unwrap_or_default()).await?);
+    }
+    assert_eq!(alarms.len(), 1, "one alarm, slow's: {alarms:?}");
+    let alarm = &alarms[0];
+    assert_eq!((alarm.task.as_str(), alarm.attempt), ("slow", 1));
+    assert_eq!(alarm.expected_by - alarm.started_at, 1_000);
+
+    let _ = stop_worker.send(());
+    worker.await??;
+    engine.stop(&kafka).await?;
+    let _ = stop_scheduler.send(());
+    scheduler.await??;
+    kafka.delete_topic(&fanout_core::schedule::dead_letters(schedule_topic.name())).await?;
+    wait_until(Duration::from_secs(30), "the groups to go", || async {
+        Ok(kafka.delete_groups(&[&workers, &scheduler_config.name]).await.is_ok())
+    })
+    .await?;
+    stack.stop().await
+}
