@@ -108,3 +108,20 @@ impl Default for EngineConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_file_is_valid_and_names_every_key() {
+        let text = include_str!("../flows.toml");
+        let config: EngineConfig = fanout_config::from_toml_str(text).expect("flows.toml parses");
+        assert_eq!(config.topics(), SignalTopics::new("flow"));
+        let table: toml::Table = text.parse().expect("TOML");
+        let documented = serde_json::to_value(EngineConfig::default()).expect("serialises");
+        for key in documented.as_object().into_iter().flatten().map(|(key, _)| key) {
+            assert!(table.contains_key(key), "flows.toml does not show `{key}`");
+        }
+    }
+}
