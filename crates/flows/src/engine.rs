@@ -397,6 +397,7 @@ impl Engine {
             late: PublishOptions::new().topic(&topics.late),
             requested,
             triggers,
+            history: History::default(),
             topics,
             state_topic: config.state_topic.clone(),
             max_batch: config.max_batch,
@@ -440,6 +441,8 @@ struct Processor {
     late: PublishOptions,
     /// Trigger topics, and the flow each starts.
     triggers: HashMap<String, String>,
+    /// The tasks' recent run times, for deadlines nobody declared.
+    history: History,
     state_topic: String,
     max_batch: usize,
 }
@@ -454,6 +457,8 @@ struct Read {
     signal: Option<Signal>,
     /// The signal's record time (Unix ms): a success's, for the trigger latency.
     success_at: Option<i64>,
+    /// A success's run time (the worker's start to finish), for the task's history.
+    took_ms: Option<i64>,
     /// A trigger topic's record: forwarded as a run request (its key is the run key), since the
     /// run's state lives in the partition of the request topic its key maps to.
     forward: bool,
@@ -511,32 +516,40 @@ impl Processor {
                 flow: flow.clone(),
                 signal: None,
                 success_at: None,
+                took_ms: None,
                 forward: true,
             });
         }
         let at = message.timestamp().to_millis();
-        let read = |flow: String, signal: Signal, success_at: Option<i64>| Read {
+        let read = |flow: String, signal: Signal, success_at: Option<i64>, took_ms: Option<i64>| Read {
             key: key.to_vec(),
             flow,
             signal: Some(signal),
             success_at,
+            took_ms,
             forward: false,
         };
         let topic = message.topic();
         let decoded = if topic == self.topics.succeeded {
             self.serde.decode::<TaskSucceeded>(payload).await.map(|s| {
-                read(s.flow, Signal::Succeeded { task: s.task, attempt: s.attempt.max(0) as u32 }, at)
+                let took = Some(s.finished_at - s.started_at);
+                read(s.flow, Signal::Succeeded { task: s.task, attempt: s.attempt.max(0) as u32 }, at, took)
             })
         } else if topic == self.topics.failed {
             self.serde.decode::<TaskFailed>(payload).await.map(|s| {
-                read(s.flow, Signal::Failed { task: s.task, attempt: s.attempt.max(0) as u32 }, None)
+                read(s.flow, Signal::Failed { task: s.task, attempt: s.attempt.max(0) as u32 }, None, None)
             })
         } else {
             self.serde.decode::<RunRequested>(payload).await.map(|r| match r.retry_task {
-                Some(task) => read(r.flow, Signal::Retry { task, cascade: r.cascade }, None),
-                None => {
-                    Read { key: key.to_vec(), flow: r.flow, signal: None, success_at: None, forward: false }
-                }
+                Some(task) => read(r.flow, Signal::Retry { task, cascade: r.cascade }, None, None),
+                None => Read {
+                    key: key.to_vec(),
+                    flow: r.flow,
+                    signal: None,
+                    success_at: None,
+                    took_ms: None,
+                    forward: false,
+                },
             })
         };
         match decoded {
@@ -568,7 +581,7 @@ impl Processor {
     }
 
     /// Applies each signal to its run: the starts and the runs it changed.
-    fn decide(&self, batch: &[Polled], now: i64) -> Decided {
+    fn decide(&mut self, batch: &[Polled], now: i64) -> Decided {
         let mut decided = Decided::default();
         let mut runs = self.shared.runs();
         for (topic, partition, _, read) in batch {
@@ -577,6 +590,9 @@ impl Processor {
                 tracing::warn!(flow = %read.flow, "signal for a flow this engine does not have; skipped");
                 continue;
             };
+            if let (Some(took), Some(Signal::Succeeded { task, .. })) = (read.took_ms, &read.signal) {
+                self.history.record(&flow.name, task, took);
+            }
             if read.forward {
                 decided.forwards.push(RunRequested {
                     flow: flow.name.clone(),
@@ -625,7 +641,11 @@ impl Processor {
                         if let Some(alarm) = run.late.remove(&task) {
                             decided.cancels.push(alarm);
                         }
-                        let expect_within = flow.task(&task).and_then(|t| t.expect_within);
+                        // Declared, or learned: the p95 of the task's earlier run times.
+                        let expect_within = flow
+                            .task(&task)
+                            .and_then(|t| t.expect_within)
+                            .or_else(|| self.history.p95(&flow.name, &task));
                         let started = TaskStarted {
                             flow: flow.name.clone(),
                             run: run_name.clone(),
@@ -873,5 +893,55 @@ async fn fire(flow: String, cron: CronStart, publisher: Publisher, requested: Pu
                 tracing::error!(%flow, %run, error = %fanout_core::report(&error), "cron fired but the run request failed")
             }
         }
+    }
+}
+
+/// Each task's recent run times (the last [`History::KEPT`] successes this instance saw): the
+/// p95 is its deadline when the flow declares no `expect_within`. Kept in memory: after a restart
+/// deadlines come back as runs complete.
+#[derive(Debug, Default)]
+struct History(HashMap<(String, String), std::collections::VecDeque<i64>>);
+
+impl History {
+    const KEPT: usize = 100;
+    /// Fewer successes than this say too little to alarm on.
+    const ENOUGH: usize = 5;
+
+    fn record(&mut self, flow: &str, task: &str, took_ms: i64) {
+        let times = self.0.entry((flow.to_owned(), task.to_owned())).or_default();
+        if times.len() == Self::KEPT {
+            times.pop_front();
+        }
+        times.push_back(took_ms.max(0));
+    }
+
+    fn p95(&self, flow: &str, task: &str) -> Option<Duration> {
+        let times = self.0.get(&(flow.to_owned(), task.to_owned()))?;
+        if times.len() < Self::ENOUGH {
+            return None;
+        }
+        let mut sorted: Vec<i64> = times.iter().copied().collect();
+        sorted.sort_unstable();
+        let at = ((sorted.len() as f64 * 0.95).ceil() as usize).clamp(1, sorted.len()) - 1;
+        Some(Duration::from_millis(sorted[at] as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_is_learned_from_enough_history() {
+        let mut history = History::default();
+        for took in [100, 200, 300, 400] {
+            history.record("f", "t", took);
+        }
+        assert_eq!(history.p95("f", "t"), None, "four runs say too little");
+        for took in 500..=600 {
+            history.record("f", "t", took);
+        }
+        assert_eq!(history.p95("f", "t"), Some(Duration::from_millis(595)), "the last 100 runs' p95");
+        assert_eq!(history.p95("f", "other"), None);
     }
 }
