@@ -6,11 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::InProcess;
-use fanout_flows::{
-    signals::{RunRequested, TaskLate},
-    WorkerConfig,
-};
+use common::{InProcess, InProcessWorker};
+use fanout_flows::signals::{RunRequested, TaskLate};
 use fanout_kafka::TopicRead;
 use fanout_producer::{PublishOptions, Publisher};
 use fanout_scheduler::{Scheduler, SchedulerConfig};
@@ -51,20 +48,7 @@ async fn a_task_past_its_expected_time_raises_its_alarm_and_one_in_time_none() -
     }));
     let engine = InProcess::start_with(&stack, FLOW, schedule_topic.name()).await?;
     let topics = engine.config.topics();
-    let workers = unique_name("flow-workers");
-    let worker = WorkerConfig {
-        group: workers.clone(),
-        flows: fanout_flows::load_flows(&engine.config.flows)?,
-        topics: topics.clone(),
-        concurrency: 2,
-        worker: "late-test".into(),
-        kafka: engine.config.kafka.clone(),
-        registry: engine.config.registry.clone(),
-    };
-    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(fanout_flows::run_worker(worker, async move {
-        let _ = worker_stopped.await;
-    }));
+    let worker = InProcessWorker::start(&engine, 2)?;
 
     let publisher = Publisher::new(stack.publisher_config("late-test"))?;
     let request = RunRequested {
@@ -126,14 +110,13 @@ async fn a_task_past_its_expected_time_raises_its_alarm_and_one_in_time_none() -
     assert_eq!((alarm.task.as_str(), alarm.attempt), ("slow", 1));
     assert_eq!(alarm.expected_by - alarm.started_at, 1_000);
 
-    let _ = stop_worker.send(());
-    worker.await??;
+    worker.stop(&kafka).await?;
     engine.stop(&kafka).await?;
     let _ = stop_scheduler.send(());
     scheduler.await??;
     kafka.delete_topic(&fanout_core::schedule::dead_letters(schedule_topic.name())).await?;
     wait_until(Duration::from_secs(30), "the groups to go", || async {
-        Ok(kafka.delete_groups(&[&workers, &scheduler_config.name]).await.is_ok())
+        Ok(kafka.delete_groups(&[&scheduler_config.name]).await.is_ok())
     })
     .await?;
     stack.stop().await

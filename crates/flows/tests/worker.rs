@@ -6,12 +6,12 @@ mod common;
 
 use std::{path::Path, time::Duration};
 
-use common::InProcess;
-use fanout_flows::{signals::RunRequested, signals::TaskFailed, WorkerConfig};
+use common::{InProcess, InProcessWorker};
+use fanout_flows::signals::{RunRequested, TaskFailed};
 use fanout_kafka::TopicRead;
 use fanout_producer::{PublishOptions, Publisher};
 use fanout_schema_registry::AvroSerde;
-use fanout_testkit::{service::Stack, unique_name, wait_until};
+use fanout_testkit::{service::Stack, wait_until};
 
 /// `prepare` takes a second; `report` runs after it; `flaky` fails until the file `fixed`
 /// exists; `after-flaky` runs after it.
@@ -51,20 +51,7 @@ async fn workers_run_the_commands_failures_block_and_a_retry_resumes() -> anyhow
     let engine = InProcess::start(&stack, &flow(out.path())).await?;
     let topics = engine.config.topics();
 
-    let group = unique_name("flow-workers");
-    let worker = WorkerConfig {
-        group: group.clone(),
-        flows: fanout_flows::load_flows(&engine.config.flows)?,
-        topics: topics.clone(),
-        concurrency: 4,
-        worker: "test-worker".into(),
-        kafka: engine.config.kafka.clone(),
-        registry: engine.config.registry.clone(),
-    };
-    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(fanout_flows::run_worker(worker, async move {
-        let _ = worker_stopped.await;
-    }));
+    let worker = InProcessWorker::start(&engine, 4)?;
 
     let publisher = Publisher::new(stack.publisher_config("flow-test"))?;
     let requested = PublishOptions::new().topic(&topics.requested);
@@ -114,12 +101,7 @@ async fn workers_run_the_commands_failures_block_and_a_retry_resumes() -> anyhow
     .await?;
     assert!(file("flaky").exists());
 
-    let _ = stop_worker.send(());
-    worker.await??;
-    wait_until(Duration::from_secs(30), "the worker group to go", || async {
-        Ok(kafka.delete_groups(&[&group]).await.is_ok())
-    })
-    .await?;
+    worker.stop(&kafka).await?;
     engine.stop(&kafka).await?;
     stack.stop().await
 }

@@ -236,3 +236,40 @@ impl TestWorkers {
         Ok(())
     }
 }
+
+/// A worker running in this process for an engine's flows, in a group of its own.
+pub struct InProcessWorker {
+    pub group: String,
+    stop: oneshot::Sender<()>,
+    running: JoinHandle<Result<(), fanout_flows::WorkerError>>,
+}
+
+impl InProcessWorker {
+    pub fn start(engine: &InProcess, concurrency: usize) -> anyhow::Result<Self> {
+        let group = unique_name("flow-workers");
+        let config = fanout_flows::WorkerConfig {
+            group: group.clone(),
+            flows: fanout_flows::load_flows(&engine.config.flows)?,
+            topics: engine.config.topics(),
+            concurrency,
+            worker: "test-worker".into(),
+            kafka: engine.config.kafka.clone(),
+            registry: engine.config.registry.clone(),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(fanout_flows::run_worker(config, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self { group, stop, running })
+    }
+
+    /// Stops it (its tasks finish first) and deletes its group.
+    pub async fn stop(self, kafka: &Kafka) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.running.await??;
+        wait_until(Duration::from_secs(30), "the worker group to go", || async {
+            Ok(kafka.delete_groups(&[&self.group]).await.is_ok())
+        })
+        .await
+    }
+}
