@@ -118,6 +118,23 @@ impl RunReport {
         Some((next - finished).max(0))
     }
 
+    /// The failed task that keeps `task` from starting, if any: a task that never started
+    /// whose upstream (or an upstream's upstream) failed.
+    pub fn blocked_by(&self, flow: &Flow, task: &str) -> Option<String> {
+        let timing = self.tasks.iter().find(|t| t.task == task)?;
+        if timing.started.is_some() {
+            return None;
+        }
+        flow.task(task)?.after.iter().find_map(|up| {
+            let upstream = self.tasks.iter().find(|t| &t.task == up)?;
+            if upstream.failed.is_some() {
+                Some(up.clone())
+            } else {
+                self.blocked_by(flow, up)
+            }
+        })
+    }
+
     /// When the run began (its first start) and ended (its last finish), if it did.
     pub fn span(&self) -> Option<(i64, i64)> {
         let begin = self.tasks.iter().filter_map(|t| t.started).min()?;
@@ -197,7 +214,11 @@ impl RunReport {
                 seconds(wait),
                 seconds(run),
                 seconds(self.slack(flow, &timing.task)),
-                timing.failed.as_deref().map(|r| format!("  FAILED: {r}")).unwrap_or_default()
+                match (&timing.failed, self.blocked_by(flow, &timing.task)) {
+                    (Some(reason), _) => format!("  FAILED: {reason}"),
+                    (None, Some(upstream)) => format!("  blocked: {upstream} failed"),
+                    (None, None) => String::new(),
+                }
             );
         }
         let _ = writeln!(out, "finished in {:.1}s; critical path: {}", span / 1000.0, critical.join(" -> "));
@@ -295,6 +316,9 @@ mod tests {
         let report = RunReport::new(&flow, "r", &starts, &[succeeded("a", 1, 2)], &[failed]);
         let a = &report.tasks[0];
         assert_eq!((a.attempt, a.started, a.finished), (2, Some(50), Some(200)), "the latest attempt counts");
-        assert!(report.render(&flow, 20).contains("FAILED: exited with 3"));
+        let chart = report.render(&flow, 20);
+        assert!(chart.contains("FAILED: exited with 3"), "{chart}");
+        assert_eq!(report.blocked_by(&flow, "c"), Some("a".to_owned()));
+        assert!(chart.contains("blocked: a failed"), "{chart}");
     }
 }
