@@ -110,6 +110,10 @@ fn every_dashboard_query_uses_exported_metrics_and_labels() -> anyhow::Result<()
         "fanout_consumer_lag",
         "fanout_end_to_end_latency_seconds",
         "fanout_produced_total",
+        "fanout_scheduled_pending",
+        "fanout_schedule_dispatched_total",
+        "fanout_schedule_lateness_seconds",
+        "fanout_scheduled_in_window",
     ] {
         assert!(queried.contains(required), "the dashboard shows nothing of {required}");
     }

@@ -3,6 +3,7 @@
 
 use fanout_core::schedule;
 use fanout_kafka::FetchedRecord;
+use rdkafka::message::{Headers as _, Message};
 
 /// One scheduled event, as the SDK wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +78,27 @@ pub(crate) fn read(record: FetchedRecord) -> Read {
         headers: record.headers,
         check_from: None,
     })
+}
+
+/// The due time of the deliverable entry `message` holds, read from its headers without copying
+/// anything; `None` for a tombstone, a marker, a keyless record or an entry that [`read`] would refuse
+/// (those must be read whole: they are dead-lettered at once, whatever their time). Lets the
+/// readers skip entries beyond the window at the cost of a header scan.
+pub(crate) fn deliverable_due<M: Message>(message: &M) -> Option<i64> {
+    if message.key()? == schedule::MARKER_KEY.as_bytes() {
+        return None;
+    }
+    message.payload()?;
+    let headers = message.headers()?;
+    // The last of a name wins, as in `read`.
+    let last = |name: &str| headers.iter().filter(|h| h.key == name).last().map(|h| h.value);
+    std::str::from_utf8(last(schedule::TARGET_TOPIC)??).ok()?;
+    let number = |raw: &[u8]| std::str::from_utf8(raw).ok().and_then(|text| text.trim().parse::<i64>().ok());
+    let due = number(last(schedule::DELIVER_AT)??)?;
+    match last(schedule::NOT_AFTER) {
+        None | Some(None) => Some(due),
+        Some(Some(raw)) => number(raw).map(|_| due),
+    }
 }
 
 fn header<'h>(headers: &'h [(String, Option<Vec<u8>>)], name: &str) -> Option<&'h [u8]> {
@@ -173,6 +195,42 @@ mod tests {
                 other => panic!("{other:?} for {headers:?}"),
             }
         }
+    }
+
+    #[test]
+    fn only_deliverable_entries_are_skipped_by_their_time_alone() {
+        use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+        let message = |pairs: &[(&str, &str)], payload: Option<&[u8]>| {
+            let headers = pairs.iter().fold(OwnedHeaders::new(), |all, (key, value)| {
+                all.insert(Header { key, value: Some(value.as_bytes()) })
+            });
+            OwnedMessage::new(
+                payload.map(<[u8]>::to_vec),
+                Some(b"id".to_vec()),
+                "s".into(),
+                Timestamp::NotAvailable,
+                0,
+                0,
+                Some(headers),
+            )
+        };
+        let cases: [&[(&str, &str)]; 6] = [
+            &[(schedule::TARGET_TOPIC, "t"), (schedule::DELIVER_AT, "5")],
+            &[(schedule::TARGET_TOPIC, "t"), (schedule::DELIVER_AT, "5"), (schedule::NOT_AFTER, "9")],
+            &[(schedule::TARGET_TOPIC, "t"), (schedule::DELIVER_AT, "5"), (schedule::NOT_AFTER, "x")],
+            &[(schedule::DELIVER_AT, "5")],
+            &[(schedule::TARGET_TOPIC, "t"), (schedule::DELIVER_AT, "soon")],
+            &[(schedule::TARGET_TOPIC, "t"), (schedule::DELIVER_AT, "1"), (schedule::DELIVER_AT, "7")],
+        ];
+        for pairs in cases {
+            let peeked = deliverable_due(&message(pairs, Some(b"p")));
+            let read = match kind(&headers(pairs)) {
+                Kind::Deliver { due_ms, .. } => Some(due_ms),
+                Kind::Invalid { .. } => None,
+            };
+            assert_eq!(peeked, read, "{pairs:?}");
+        }
+        assert_eq!(deliverable_due(&message(cases[0], None)), None, "a tombstone");
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<SharedS
     }
 }
 
-async fn metrics() -> Result<String, StatusCode> {
+async fn metrics(State(shared): State<Arc<SharedState>>) -> Result<String, StatusCode> {
+    shared.refresh_gauges();
     prometheus::TextEncoder::new()
         .encode_to_string(&prometheus::gather())
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)

@@ -2,8 +2,11 @@
 
 use fanout_core::schedule::Outcome;
 use prometheus::{
-    register_histogram, register_int_counter_vec, register_int_gauge, Histogram, IntCounterVec, IntGauge,
+    register_histogram, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Histogram,
+    IntCounterVec, IntGauge,
 };
+
+use crate::window::BUCKETS;
 
 /// Handles on the scheduler's metrics, registered once per process.
 #[derive(Debug, Clone)]
@@ -14,6 +17,8 @@ pub(crate) struct Metrics {
     pub(crate) lateness: Histogram,
     /// `fanout_scheduled_in_window`: entries held in memory (due within the near window).
     pub(crate) in_window: IntGauge,
+    /// `fanout_scheduled_pending{bucket}`, in the order of [`BUCKETS`].
+    pub(crate) pending: [IntGauge; BUCKETS.len()],
 }
 
 impl Metrics {
@@ -22,6 +27,15 @@ impl Metrics {
         METRICS
             .get_or_init(|| {
                 // Registration fails only on a name clash inside this process: a bug in Fanout.
+                let pending = register_int_gauge_vec!(
+                    "fanout_scheduled_pending",
+                    "Scheduled entries of the owned partitions not delivered yet, by when they are due: \
+                     overdue (time passed), 1m, 10m, 1h, 1d (due within that much from now), later. Counted \
+                     by every whole read of a partition and kept current by what is read live; an entry \
+                     cancelled while beyond the window counts until compaction removes it.",
+                    &["bucket"]
+                )
+                .expect("fanout_scheduled_pending registers once");
                 let metrics = Self {
                     dispatched: register_int_counter_vec!(
                         "fanout_schedule_dispatched_total",
@@ -42,6 +56,7 @@ impl Metrics {
                         "Scheduled entries held in memory: those due within the near window."
                     )
                     .expect("fanout_scheduled_in_window registers once"),
+                    pending: BUCKETS.map(|bucket| pending.with_label_values(&[bucket])),
                 };
                 for outcome in [Outcome::Delivered, Outcome::Expired, Outcome::Invalid, Outcome::Cancelled] {
                     metrics.dispatched.with_label_values(&[outcome.as_str()]);

@@ -10,10 +10,11 @@ use std::{
 };
 
 use fanout_core::schedule::{self, Outcome};
-use fanout_kafka::{FetchedRecord, Headers, ProduceError, Record, RecordProducer, TopicRead, TopicSpec};
+use fanout_kafka::{FetchedRecord, Headers, ProduceError, Record, RecordProducer, TopicSpec};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance},
     error::KafkaError,
+    message::BorrowedMessage,
     ClientConfig, ClientContext, Message, Offset, TopicPartitionList,
 };
 use tokio::sync::Notify;
@@ -21,7 +22,7 @@ use tokio::sync::Notify;
 use crate::{
     entry::{self, Entry, Kind, Read},
     metrics::Metrics,
-    window::Window,
+    window::{self, Window},
     SchedulerConfig, SchedulerError,
 };
 
@@ -61,11 +62,25 @@ impl Shared {
         self.windows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies one record read live from partition `partition` at `offset`.
-    fn apply(&self, partition: i32, offset: i64, read: Read) {
+    /// Applies one record read by the group consumer (the first whole read of a partition, then
+    /// live). An entry beyond the window is only counted, from its headers: most of a
+    /// partition's first read is such entries, and copying them would cost more than the read.
+    fn apply_message(&self, message: &BorrowedMessage<'_>) {
+        let (partition, offset) = (message.partition(), message.offset());
+        let due = entry::deliverable_due(message);
         let mut windows = self.windows();
         let Some(window) = windows.0.get_mut(&partition) else { return };
         window.applied_to = window.applied_to.max(offset + 1);
+        if let Some(due) = due.filter(|due| *due >= window.end_ms) {
+            window.count_beyond(offset, due);
+            return;
+        }
+        // Held (or a tombstone, a marker, an entry to dead-letter): read whole.
+        self.apply(window, partition, entry::read(FetchedRecord::from_message(message)));
+    }
+
+    /// Applies one record of partition `partition`, read whole.
+    fn apply(&self, window: &mut Window, partition: i32, read: Read) {
         match read {
             Read::Entry(entry) => {
                 let due = entry.due_ms();
@@ -84,7 +99,24 @@ impl Shared {
             Read::Marker => {}
             Read::Keyless => tracing::warn!(partition, "schedule record without a key; skipped"),
         }
-        self.metrics.in_window.set(windows.0.values().map(Window::len).sum::<usize>() as i64);
+    }
+
+    /// Sets the gauges that describe the windows (`fanout_scheduled_in_window`,
+    /// `fanout_scheduled_pending`), at scrape time: nothing per record.
+    pub(crate) fn refresh_gauges(&self) {
+        let now = now_ms();
+        let mut pending = [0; window::BUCKETS.len()];
+        let held = {
+            let windows = self.windows();
+            for window in windows.0.values() {
+                window.count_pending(now, &mut pending);
+            }
+            windows.0.values().map(Window::len).sum::<usize>()
+        };
+        self.metrics.in_window.set(held as i64);
+        for (gauge, count) in self.metrics.pending.iter().zip(pending) {
+            gauge.set(count);
+        }
     }
 }
 
@@ -141,6 +173,7 @@ pub struct Scheduler {
     producer: RecordProducer,
     checker: Arc<Checker>,
     listener: tokio::net::TcpListener,
+    scanner: Scanner,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -175,6 +208,7 @@ impl Scheduler {
             joined: std::sync::atomic::AtomicBool::new(false),
         });
         let mut consumer_config = client.clone();
+        limit_prefetch(&mut consumer_config, &config);
         consumer_config
             .set("group.id", &config.name)
             .set("isolation.level", "read_committed")
@@ -200,7 +234,13 @@ impl Scheduler {
         if !config.kafka.properties.contains_key("transaction.timeout.ms") {
             producer_config.set("transaction.timeout.ms", "10000");
         }
+        if !config.kafka.properties.contains_key("linger.ms") {
+            // A dispatch hands over its whole batch at once and waits for it: lingering would
+            // only add to every delivery's lateness.
+            producer_config.set("linger.ms", "0");
+        }
         let producer = transactional_producer(&producer_config, &config.name).await?;
+        let scanner = Scanner::new(&config).map_err(SchedulerError::consumer("create the re-reader"))?;
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .map_err(|source| SchedulerError::Http { listen: config.http.listen.clone(), source })?;
@@ -213,6 +253,7 @@ impl Scheduler {
             producer,
             checker: Arc::new(checker),
             listener,
+            scanner,
         })
     }
 
@@ -224,8 +265,17 @@ impl Scheduler {
     /// Joins the group and delivers until `shutdown` completes; then finishes the transaction in
     /// flight and leaves the group.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), SchedulerError> {
-        let Self { config, producer_config, reread_requests, shared, consumer, producer, checker, listener } =
-            self;
+        let Self {
+            config,
+            producer_config,
+            reread_requests,
+            shared,
+            consumer,
+            producer,
+            checker,
+            listener,
+            scanner,
+        } = self;
         consumer.subscribe(&[&config.topic]).map_err(SchedulerError::consumer("subscribe"))?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let poller = {
@@ -236,7 +286,8 @@ impl Scheduler {
                 .map_err(SchedulerError::Thread)?
         };
         let http = tokio::spawn(crate::http::serve(listener, shared.clone()));
-        let rereads = tokio::spawn(reread(config.clone(), shared.clone(), reread_requests));
+        let rereads =
+            tokio::spawn(reread(config.clone(), shared.clone(), reread_requests, Arc::new(scanner)));
         let mut dispatcher = Dispatcher {
             shared,
             consumer: consumer.clone(),
@@ -271,11 +322,7 @@ fn poll(consumer: &BaseConsumer<Context>, shared: &Shared, stop: &std::sync::ato
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
-            Some(Ok(message)) => {
-                let record = FetchedRecord::from_message(&message);
-                let (partition, offset) = (record.partition, record.offset);
-                shared.apply(partition, offset, entry::read(record));
-            }
+            Some(Ok(message)) => shared.apply_message(&message),
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 let mut windows = shared.windows();
                 if let Some(window) = windows.0.get_mut(&partition) {
@@ -299,9 +346,8 @@ async fn reread(
     config: SchedulerConfig,
     shared: Arc<Shared>,
     mut requests: tokio::sync::mpsc::UnboundedReceiver<i32>,
+    scanner: Arc<Scanner>,
 ) {
-    let mut config_read = fanout_kafka::client_config(&config.kafka);
-    config_read.set("isolation.level", "read_committed");
     let mut ticks = tokio::time::interval(config.window() / 2);
     ticks.tick().await;
     loop {
@@ -325,39 +371,44 @@ async fn reread(
                 .collect()
         };
         for (partition, from, to) in due {
-            let mut read =
-                TopicRead::new(&config.topic).partitions([partition]).timeout(Duration::from_secs(30));
-            if from == i64::MIN {
-                // The transaction of unknown outcome may still be open, holding the stable end
-                // before its records: read past them once the broker settled it.
-                read = read.settled();
-            }
-            let client = config_read.clone();
+            let began = std::time::Instant::now();
+            let scanner = scanner.clone();
             let scanned = tokio::task::spawn_blocking(move || {
                 let mut found: HashMap<String, Entry> = HashMap::new();
-                read.read_blocking(&client, |record| {
-                    match entry::read(record) {
-                        Read::Entry(entry) if (from..to).contains(&entry.due_ms()) => {
-                            found.insert(entry.id.clone(), entry);
+                let mut beyond: BTreeMap<i64, u32> = BTreeMap::new();
+                // A whole read follows a transaction of unknown outcome, which may still be
+                // open: it reads past that transaction's records once the broker settled it.
+                scanner
+                    .scan(partition, from == i64::MIN, |message| {
+                        // Most entries are outside the window's new part: judged by their headers,
+                        // counted when beyond it, never copied.
+                        match entry::deliverable_due(message) {
+                            Some(due) if due >= to => *beyond.entry(window::minute(due)).or_default() += 1,
+                            Some(due) if due < from => {}
+                            _ => match entry::read(FetchedRecord::from_message(message)) {
+                                Read::Entry(entry) if (from..to).contains(&entry.due_ms()) => {
+                                    found.insert(entry.id.clone(), entry);
+                                }
+                                Read::Tombstone(id, _) => {
+                                    found.remove(&id);
+                                }
+                                _ => {}
+                            },
                         }
-                        Read::Tombstone(id, _) => {
-                            found.remove(&id);
-                        }
-                        _ => {}
-                    }
-                    std::ops::ControlFlow::Continue(())
-                })
-                .map(|()| found)
+                    })
+                    .map(|read_to| (found, beyond, read_to))
             })
             .await;
             let mut windows = shared.windows();
             let Some(window) = windows.0.get_mut(&partition) else { continue };
             let whole = from == i64::MIN;
             match scanned {
-                Ok(Ok(found)) => {
+                Ok(Ok((found, beyond, read_to))) => {
+                    window.recount_beyond(beyond, read_to);
                     let taken = window.end_scan(found.into_values());
                     window.held = false;
-                    tracing::debug!(partition, taken, whole, "schedule window advanced");
+                    let elapsed_ms = began.elapsed().as_millis() as u64;
+                    tracing::debug!(partition, taken, whole, read_to, elapsed_ms, "schedule window advanced");
                 }
                 Ok(Err(error)) if whole => {
                     // Still held: the entries of the unknown transaction must be settled first.
@@ -380,6 +431,145 @@ async fn reread(
                 }
             }
             shared.wake.notify_one();
+        }
+    }
+}
+
+/// Reads one partition at a time whole, for the re-reads: one consumer for the scheduler's life
+/// (a consumer per read made every read's buffers new allocations, which the allocator kept:
+/// RSS grew by about 90 MiB over a few re-reads of a million entries).
+struct Scanner {
+    consumer: BaseConsumer<Quiet>,
+    /// A `read_uncommitted` client, only for the high watermarks (a `read_committed` one is told
+    /// the last stable offset instead).
+    uncommitted: BaseConsumer<Quiet>,
+    topic: String,
+    /// The longest wait for the cluster, and between two records.
+    timeout: Duration,
+}
+
+/// Why a re-read did not complete.
+#[derive(Debug, thiserror::Error)]
+enum ScanError {
+    #[error("reading schedule partition {partition} failed")]
+    Kafka {
+        partition: i32,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("schedule partition {partition}: no record for {waited:?} before its end")]
+    Stalled { partition: i32, waited: Duration },
+    #[error("schedule partition {partition}: transactions still open after {waited:?}")]
+    Unsettled { partition: i32, waited: Duration },
+}
+
+impl Scanner {
+    fn new(config: &SchedulerConfig) -> Result<Self, KafkaError> {
+        let mut client = fanout_kafka::client_config(&config.kafka);
+        limit_prefetch(&mut client, config);
+        // Assigned, never subscribed, never committed: the id only satisfies librdkafka.
+        client
+            .set("group.id", format!("{}-reread", config.name))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true");
+        let mut uncommitted = client.clone();
+        uncommitted.set("isolation.level", "read_uncommitted");
+        Ok(Self {
+            consumer: client.create_with_context(Quiet)?,
+            uncommitted: uncommitted.create_with_context(Quiet)?,
+            topic: config.topic.clone(),
+            timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// Hands every committed record of `partition` up to its end now to `each`, uncopied;
+    /// returns the last offset read (-1: none). `settled`: up to the high watermark, waiting
+    /// for the transactions open now to end (else up to the last stable offset).
+    fn scan(
+        &self,
+        partition: i32,
+        settled: bool,
+        mut each: impl FnMut(&BorrowedMessage<'_>),
+    ) -> Result<i64, ScanError> {
+        let kafka = |source| ScanError::Kafka { partition, source };
+        let until = match settled {
+            true => Some(
+                self.uncommitted.fetch_watermarks(&self.topic, partition, self.timeout).map_err(kafka)?.1,
+            ),
+            false => None,
+        };
+        let waiting = std::time::Instant::now();
+        let (low, high) = loop {
+            let (low, high) =
+                self.consumer.fetch_watermarks(&self.topic, partition, self.timeout).map_err(kafka)?;
+            match until {
+                Some(until) if high < until => {
+                    if waiting.elapsed() > self.timeout {
+                        return Err(ScanError::Unsettled { partition, waited: self.timeout });
+                    }
+                    // The broker ends a dead producer's transaction within transaction.timeout.ms.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Some(until) => break (low, until),
+                None => break (low, high),
+            }
+        };
+        if high <= low {
+            return Ok(-1);
+        }
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&self.topic, partition, Offset::Offset(low)).map_err(kafka)?;
+        self.consumer.assign(&assignment).map_err(kafka)?;
+        let mut read_to = -1;
+        let mut progress = std::time::Instant::now();
+        let result = loop {
+            match self.consumer.poll(Duration::from_millis(100)) {
+                None if progress.elapsed() > self.timeout => {
+                    break Err(ScanError::Stalled { partition, waited: self.timeout })
+                }
+                None => {}
+                // The end: of the records, or (read_committed) of what is settled.
+                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break Ok(read_to),
+                Some(Err(error)) if fanout_kafka::is_end_of_partition(&error) => {}
+                Some(Err(error)) => break Err(kafka(error)),
+                Some(Ok(message)) if message.partition() != partition => {}
+                // Written after the read began: the live consumer has it.
+                Some(Ok(message)) if message.offset() >= high => break Ok(read_to),
+                Some(Ok(message)) => {
+                    progress = std::time::Instant::now();
+                    read_to = message.offset();
+                    each(&message);
+                    if read_to + 1 >= high {
+                        break Ok(read_to);
+                    }
+                }
+            }
+        };
+        // The next scan assigns anew; a failed unassign only leaves this one's prefetch behind.
+        let _ = self.consumer.unassign();
+        result
+    }
+}
+
+/// Bounds what librdkafka fetches ahead of the poll (unless `[kafka.properties]` says
+/// otherwise). Its defaults (100,000 records per partition, 64 MiB of payloads, 50 MiB per
+/// fetch) made a whole read of a million entries cost over 200 MiB: the limits count payload
+/// bytes, and an entry's headers are several times its payload. Small fetches keep the reads as
+/// fast (the poll thread applies records faster than the broker serves them).
+fn limit_prefetch(client: &mut ClientConfig, config: &SchedulerConfig) {
+    for (key, value) in [
+        ("queued.min.messages", "2000"),
+        ("queued.max.messages.kbytes", "2048"),
+        ("fetch.max.bytes", "2097152"),
+        ("max.partition.fetch.bytes", "524288"),
+        // A full queue postpones the partition's next fetch by this (1 s by default): with a
+        // bounded queue, that default would make a whole read mostly waiting.
+        ("fetch.queue.backoff.ms", "10"),
+    ] {
+        if !config.kafka.properties.contains_key(key) {
+            client.set(key, value);
         }
     }
 }

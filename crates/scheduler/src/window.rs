@@ -27,6 +27,14 @@ pub(crate) struct Window {
     pub(crate) applied_to: i64,
     due: BTreeMap<(i64, i64), Entry>,
     ids: HashMap<String, (i64, i64)>,
+    /// The entries held, counted by due second (for `fanout_scheduled_pending`).
+    held_by_second: BTreeMap<i64, u32>,
+    /// Entries due at or after `end_ms` (left in Kafka), counted by due minute: recounted by
+    /// every whole read, plus those read live since.
+    beyond_by_minute: BTreeMap<i64, u32>,
+    /// Entries beyond the window read live while a scan runs, with their offsets: the scan's
+    /// count replaces `beyond_by_minute`, and those it did not reach are added back.
+    beyond_since_scan: Vec<(i64, i64)>,
     /// Ids delivered or cancelled since the running scan began: the scan may have read them
     /// before their tombstone existed, and must not bring them back.
     gone_since_scan: HashSet<String>,
@@ -43,6 +51,9 @@ impl Window {
             applied_to: 0,
             due: BTreeMap::new(),
             ids: HashMap::new(),
+            held_by_second: BTreeMap::new(),
+            beyond_by_minute: BTreeMap::new(),
+            beyond_since_scan: Vec::new(),
             gone_since_scan: HashSet::new(),
         }
     }
@@ -63,13 +74,60 @@ impl Window {
         let slot = (entry.due_ms(), entry.offset);
         self.ids.insert(entry.id.clone(), slot);
         self.due.insert(slot, entry);
+        *self.held_by_second.entry(second(slot.0)).or_default() += 1;
         true
+    }
+
+    /// Counts an entry read at `offset`, due at `due_ms` at or after the window's end, which
+    /// stays in Kafka.
+    pub(crate) fn count_beyond(&mut self, offset: i64, due_ms: i64) {
+        *self.beyond_by_minute.entry(minute(due_ms)).or_default() += 1;
+        if self.scanning {
+            self.beyond_since_scan.push((offset, due_ms));
+        }
+    }
+
+    /// A whole read of the partition up to offset `read_to` counted `beyond` (entries due at or
+    /// after the window's end, by [`minute`]): it replaces the count, plus the entries read
+    /// live after the scan's end.
+    pub(crate) fn recount_beyond(&mut self, beyond: BTreeMap<i64, u32>, read_to: i64) {
+        self.beyond_by_minute = beyond;
+        for (offset, due_ms) in std::mem::take(&mut self.beyond_since_scan) {
+            if offset > read_to && due_ms >= self.end_ms {
+                *self.beyond_by_minute.entry(minute(due_ms)).or_default() += 1;
+            }
+        }
+    }
+
+    /// Adds this partition's pending entries to `counts`, by [`bucket`] relative to `now_ms`.
+    /// Held entries count by the end of their due second, those beyond the window by the start
+    /// of their due minute.
+    pub(crate) fn count_pending(&self, now_ms: i64, counts: &mut [i64; BUCKETS.len()]) {
+        for (second, n) in &self.held_by_second {
+            counts[bucket(second.saturating_add(1).saturating_mul(1_000).saturating_sub(now_ms))] +=
+                i64::from(*n);
+        }
+        for (minute, n) in &self.beyond_by_minute {
+            counts[bucket(minute.saturating_mul(60_000).saturating_sub(now_ms))] += i64::from(*n);
+        }
+    }
+
+    fn uncount(&mut self, due_ms: i64) {
+        if let std::collections::btree_map::Entry::Occupied(mut slot) =
+            self.held_by_second.entry(second(due_ms))
+        {
+            *slot.get_mut() -= 1;
+            if *slot.get() == 0 {
+                slot.remove();
+            }
+        }
     }
 
     /// The entry `id` is gone (its tombstone was read): drops it if held.
     pub(crate) fn remove(&mut self, id: &str) {
         if let Some(slot) = self.ids.remove(id) {
             self.due.remove(&slot);
+            self.uncount(slot.0);
         }
         if self.scanning {
             self.gone_since_scan.insert(id.to_owned());
@@ -88,8 +146,10 @@ impl Window {
             if entry.key().0 > now_ms {
                 return;
             }
+            let due_ms = entry.key().0;
             let mut entry = entry.remove();
             entry.check_from.get_or_insert(self.applied_to);
+            self.uncount(due_ms);
             self.ids.remove(&entry.id);
             if self.scanning {
                 self.gone_since_scan.insert(entry.id.clone());
@@ -128,8 +188,34 @@ impl Window {
         }
         self.scanning = false;
         self.gone_since_scan.clear();
+        self.beyond_since_scan.clear();
         taken
     }
+}
+
+/// `fanout_scheduled_pending`'s buckets, by how far ahead an entry is due: overdue (its time
+/// has passed), within a minute, ten minutes, an hour, a day, or later.
+pub(crate) const BUCKETS: [&str; 6] = ["overdue", "1m", "10m", "1h", "1d", "later"];
+
+/// The bucket of an entry due `ahead_ms` from now.
+pub(crate) fn bucket(ahead_ms: i64) -> usize {
+    match ahead_ms {
+        ..=0 => 0,
+        1..=60_000 => 1,
+        60_001..=600_000 => 2,
+        600_001..=3_600_000 => 3,
+        3_600_001..=86_400_000 => 4,
+        _ => 5,
+    }
+}
+
+fn second(due_ms: i64) -> i64 {
+    due_ms.div_euclid(1_000)
+}
+
+/// The minute slot entries beyond the window are counted in.
+pub(crate) fn minute(due_ms: i64) -> i64 {
+    due_ms.div_euclid(60_000)
 }
 
 #[cfg(test)]
@@ -164,6 +250,37 @@ mod tests {
         window.remove("c");
         window.take_due(10_000, 10, &mut out);
         assert_eq!(out.len(), 2, "a cancelled entry is never delivered");
+    }
+
+    #[test]
+    fn pending_entries_are_counted_by_how_far_ahead_they_are_due() {
+        let now = 1_000_000_000;
+        let mut window = Window::new(now + 10_000);
+        assert!(window.offer(entry("past", 1, now - 5_000)));
+        assert!(window.offer(entry("soon", 2, now + 5_000)));
+        assert!(window.offer(entry("cancelled", 3, now + 6_000)));
+        window.remove("cancelled");
+        window.count_beyond(4, now + 30 * 60_000);
+        window.count_beyond(5, now + 5 * 3_600_000);
+        window.count_beyond(6, now + 3 * 86_400_000);
+        let mut counts = [0; BUCKETS.len()];
+        window.count_pending(now, &mut counts);
+        assert_eq!(counts, [1, 1, 0, 1, 1, 1]);
+        let mut taken = Vec::new();
+        window.take_due(now, 10, &mut taken);
+        let mut counts = [0; BUCKETS.len()];
+        window.count_pending(now, &mut counts);
+        assert_eq!(counts, [0, 1, 0, 1, 1, 1], "a delivery in flight is not pending");
+
+        // A scan recounts what lies beyond; what it did not reach (read live after its end) stays.
+        window.begin_scan(now + 20_000);
+        window.count_beyond(7, now + 2 * 86_400_000);
+        window.count_beyond(9, now + 2 * 86_400_000);
+        window.recount_beyond(BTreeMap::from([(minute(now + 90 * 60_000), 3)]), 8);
+        window.end_scan(std::iter::empty());
+        let mut counts = [0; BUCKETS.len()];
+        window.count_pending(now, &mut counts);
+        assert_eq!(counts, [0, 1, 0, 0, 3, 1]);
     }
 
     #[test]
