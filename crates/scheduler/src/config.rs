@@ -19,6 +19,15 @@ use serde::{Deserialize, Serialize};
 pub struct SchedulerConfig {
     /// The consumer group the instances share (they split the schedule topic's partitions).
     pub name: String,
+    /// This instance's fixed identity in the group (Kafka's static membership,
+    /// `group.instance.id`), unique among the running instances, e.g. the pod's name in a
+    /// StatefulSet. A restarted instance then takes its old place at once (no rebalance, no
+    /// waiting out the dead process's `session.timeout.ms`), and its transactional producer
+    /// (`<name>-<instance_id>`) aborts the dead process's open transaction at once instead of
+    /// readers waiting out `transaction.timeout.ms`. An instance that stops for good keeps its
+    /// partitions until its session expires. Unset: a dynamic member, as any consumer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
     /// The schedule topic.
     pub topic: String,
     /// Its partitions, when the scheduler creates it (the most instances that share the work).
@@ -42,6 +51,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
             name: "fanout-scheduler".to_owned(),
+            instance_id: None,
             topic: fanout_core::schedule::TOPIC.to_owned(),
             partitions: 12,
             window_secs: 600,
@@ -67,6 +77,9 @@ impl SchedulerConfig {
         }
         if self.partitions < 1 {
             return Err(format!("partitions: at least 1, got {}", self.partitions));
+        }
+        if self.instance_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+            return Err("instance_id: empty; leave it out for a dynamic member".to_owned());
         }
         if self.max_batch == 0 {
             return Err("max_batch: at least 1".to_owned());

@@ -209,6 +209,9 @@ impl Scheduler {
         });
         let mut consumer_config = client.clone();
         limit_prefetch(&mut consumer_config, &config);
+        if let Some(instance) = &config.instance_id {
+            consumer_config.set("group.instance.id", instance);
+        }
         consumer_config
             .set("group.id", &config.name)
             .set("isolation.level", "read_committed")
@@ -238,6 +241,12 @@ impl Scheduler {
             // A dispatch hands over its whole batch at once and waits for it: lingering would
             // only add to every delivery's lateness.
             producer_config.set("linger.ms", "0");
+        }
+        if let Some(instance) = &config.instance_id {
+            // The same id after a restart: its first `init_transactions` aborts the dead
+            // process's open transaction, which would hold back every read_committed read of
+            // its partitions (this instance's first read included) until it timed out.
+            producer_config.set("transactional.id", format!("{}-{instance}", config.name));
         }
         let producer = transactional_producer(&producer_config, &config.name).await?;
         let scanner = Scanner::new(&config).map_err(SchedulerError::consumer("create the re-reader"))?;
@@ -970,10 +979,14 @@ impl ClientContext for Quiet {
 
 impl ConsumerContext for Quiet {}
 
-/// A transactional producer with an id of its own: instances never fence each other by id; the
-/// consumer group's generation fences a commit for partitions an instance no longer owns.
+/// A transactional producer with an id of its own: instances never fence each other by id (an
+/// `instance_id` fences only its own predecessor); the consumer group's generation fences a
+/// commit for partitions an instance no longer owns.
 async fn transactional_producer(config: &ClientConfig, name: &str) -> Result<RecordProducer, ProduceError> {
-    let id = format!("{name}-{}", uuid::Uuid::now_v7());
+    // A fixed id (`instance_id`) comes in the config; else a fresh one each time.
+    let id = config
+        .get("transactional.id")
+        .map_or_else(|| format!("{name}-{}", uuid::Uuid::now_v7()), str::to_owned);
     RecordProducer::transactional(config.clone(), &id, TRANSACTION_TIMEOUT).await
 }
 

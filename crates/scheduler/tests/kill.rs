@@ -2,14 +2,15 @@
 //! instances, one killed, the survivor taking its partitions: every entry delivered exactly once
 //! (read `read_committed`, compared by `ce_id`), none early. `FANOUT_TEST_SCHEDULED` sets how
 //! many (5,000 by default; `make scheduler-long` runs 100,000), due at 2,000 a second or over
-//! 10 s, whichever is longer.
+//! 10 s, whichever is longer. With an `instance_id`, the restarted process delivers again sooner
+//! than the dead member's session could expire.
 
 mod common;
 
 use std::{
     collections::HashMap,
     process::{Child, Command, Stdio},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use common::{assert_exactly_once_never_early, clean_up, committed, ms, post};
@@ -18,7 +19,16 @@ use fanout_testkit::{service::Stack, unique_name, wait_until, Kafka};
 use futures::{stream, StreamExt, TryStreamExt};
 
 fn scheduler(kafka: &Kafka, group: &str, topic: &str) -> anyhow::Result<Child> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_fanout-scheduler"))
+    scheduler_as(kafka, group, topic, None)
+}
+
+/// A scheduler process, with a fixed `instance_id` when given.
+fn scheduler_as(kafka: &Kafka, group: &str, topic: &str, instance: Option<&str>) -> anyhow::Result<Child> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fanout-scheduler"));
+    if let Some(instance) = instance {
+        command.env("FANOUT_INSTANCE_ID", instance);
+    }
+    Ok(command
         .env("FANOUT_NAME", group)
         .env("FANOUT_TOPIC", topic)
         .env("FANOUT_PARTITIONS", "3")
@@ -155,6 +165,61 @@ async fn two_instances_one_killed_the_survivor_delivers_everything_once() -> any
     let delivered = committed(&kafka, target.name()).await?;
     terminate(survivor).await?;
     result?;
+    assert_exactly_once_never_early(&delivered, &due.by_id);
+
+    clean_up(&kafka, schedule_topic.name(), &group).await?;
+    stack.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_instance_with_an_instance_id_is_replaced_at_once() -> anyhow::Result<()> {
+    let count = count();
+    let stack = Stack::start().await?;
+    let kafka = stack.kafka.clone();
+    let target = kafka.topic("scheduled-static", 3).await?;
+    let schedule_topic = kafka.future_topic("schedule-static");
+    let group = unique_name("scheduler-static");
+    let instance = Some("instance-0");
+    let mut first = scheduler_as(&kafka, &group, schedule_topic.name(), instance)?;
+    topic_created(&kafka, schedule_topic.name()).await?;
+    let due = schedule_many(&stack, schedule_topic.name(), target.name(), count).await?;
+
+    wait_until(due.spread + Duration::from_secs(60), "a quarter delivered before the kill", || async {
+        Ok(committed(&kafka, target.name()).await?.len() >= count / 4)
+    })
+    .await?;
+    first.kill()?;
+    first.wait()?;
+    let (killed, killed_ms) = (Instant::now(), ms(SystemTime::now()));
+    let second = scheduler_as(&kafka, &group, schedule_topic.name(), instance)?;
+    // Only the new process can have sent a record after the kill (the record's time is when it
+    // was produced).
+    let resumed = wait_until(Duration::from_secs(30), "a delivery by the restarted instance", || async {
+        let delivered = committed(&kafka, target.name()).await?;
+        Ok(delivered.iter().any(|r| r.timestamp_ms.is_some_and(|at| at > killed_ms)))
+    })
+    .await;
+    let resumed_after = killed.elapsed();
+    let result = match resumed {
+        Ok(()) => {
+            wait_until(
+                due.spread + Duration::from_secs(120),
+                "every entry delivered after the restart",
+                || async { Ok(committed(&kafka, target.name()).await?.len() >= count) },
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    let delivered = committed(&kafka, target.name()).await?;
+    terminate(second).await?;
+    result?;
+    // A dynamic member's successor waits out the dead member's session (10 s) and its open
+    // transaction (10 s); the static one takes its place and aborts that transaction at once.
+    assert!(
+        resumed_after < Duration::from_secs(8),
+        "the restarted instance delivered again only {resumed_after:?} after the kill"
+    );
     assert_exactly_once_never_early(&delivered, &due.by_id);
 
     clean_up(&kafka, schedule_topic.name(), &group).await?;
