@@ -148,6 +148,25 @@ impl Env {
         }
     }
 
+    /// Registers a topic created elsewhere (by the scenario itself, or by a child process such as
+    /// the scheduler's dead-letter topic) for clean-up.
+    pub fn adopt_topic(&self, name: &str) {
+        lock(&self.topics).push(name.to_owned());
+    }
+
+    /// Deletes the consumer group `name` now; true when it is gone or never existed (a group
+    /// with a live or not yet expired member cannot be deleted).
+    pub async fn delete_group_now(&self, name: &str) -> bool {
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        match self.admin.delete_groups(&[name], &options).await {
+            Ok(results) => results.iter().all(|result| match result {
+                Ok(_) => true,
+                Err((_, code)) => *code == RDKafkaErrorCode::GroupIdNotFound,
+            }),
+            Err(_) => false,
+        }
+    }
+
     /// Deletes one topic at once (with anything else pending clean-up).
     pub async fn delete_topic_now(&self, name: &str) {
         lock(&self.topics).push(name.to_owned());

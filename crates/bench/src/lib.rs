@@ -15,6 +15,7 @@ mod peer;
 mod produce;
 mod report;
 mod scaling;
+mod schedule;
 mod serde;
 
 use std::{
@@ -82,6 +83,9 @@ pub enum Scenario {
     Latency,
     /// 6: consume rate over 1, 2, 4 partitions, key parallelism on and off.
     Scaling,
+    /// 7: delayed delivery: `fanout-scheduler`'s lateness, memory and recovery with a million
+    /// entries pending, beside a raw produce → consume pair.
+    Schedule,
 }
 
 /// How much each scenario does; `--quick` and full differ only here.
@@ -128,6 +132,16 @@ pub struct Plan {
     pub scaling_reps: usize,
     /// Records of the Kafka tools' perf test.
     pub perf_test_records: usize,
+    /// Entries pending in the schedule topic (due over the next day) during the schedule runs.
+    pub schedule_pending: usize,
+    /// Measured entries coming due per second.
+    pub schedule_rate: f64,
+    /// Duration of each side's lateness run.
+    pub schedule_duration: Duration,
+    /// Repetitions of the lateness runs.
+    pub schedule_reps: usize,
+    /// The scheduler's `window_secs` (it re-reads every partition every half window).
+    pub schedule_window_secs: u64,
 }
 
 impl Plan {
@@ -156,6 +170,11 @@ impl Plan {
                 scaling_cap: Duration::from_millis(500),
                 scaling_reps: 1,
                 perf_test_records: 30_000,
+                schedule_pending: 50_000,
+                schedule_rate: 2_000.0,
+                schedule_duration: Duration::from_secs(4),
+                schedule_reps: reps.unwrap_or(1),
+                schedule_window_secs: 60,
             }
         } else {
             Self {
@@ -179,6 +198,13 @@ impl Plan {
                 scaling_cap: Duration::from_secs(10),
                 scaling_reps: 3,
                 perf_test_records: 300_000,
+                schedule_pending: 1_000_000,
+                schedule_rate: 2_000.0,
+                schedule_duration: Duration::from_secs(40),
+                schedule_reps: reps.unwrap_or(3),
+                // Every run then spans at least one re-read of the million entries (every 30 s);
+                // the default window (600 s) re-reads ten times less often.
+                schedule_window_secs: 60,
             }
         }
     }
@@ -280,7 +306,7 @@ impl BenchArgs {
             report.note(
                 "quick mode: every run is short (consume runs stop 0.5 s after their first event, before the \
                  runtime's steady state; batch sizes 50 and 1,000 only; latency runs last 1 s per rate and side, \
-                 1k and 5k/s only; scaling covers 1 and 4 partitions) and repetitions are few; the figures are indicative, the full run's count",
+                 1k and 5k/s only; scaling covers 1 and 4 partitions; schedule has 50,000 entries pending, not a million, and runs 4 s per side) and repetitions are few; the figures are indicative, the full run's count",
             );
         }
         context::machine(report);
@@ -302,6 +328,7 @@ impl BenchArgs {
             (Scenario::Consume, "2 consume"),
             (Scenario::Latency, "4 latency and 5 CPU"),
             (Scenario::Scaling, "6 scaling"),
+            (Scenario::Schedule, "7 schedule"),
         ];
         for (scenario, title) in scenarios.into_iter().filter(|(s, _)| wanted(*s)) {
             println!("\n== {title} ==");
@@ -312,6 +339,7 @@ impl BenchArgs {
                 Scenario::Serde => serde::run(env, plan, python.as_deref(), report).await,
                 Scenario::Latency => latency::run(env, plan, report, charts).await,
                 Scenario::Scaling => scaling::run(env, plan, report).await,
+                Scenario::Schedule => schedule::run(env, plan, report).await,
             };
             // Topics go even when the scenario failed.
             env.cleanup().await;

@@ -117,6 +117,12 @@ pub enum Unit {
     Micros,
     /// A plain count (events).
     Count,
+    /// Milliseconds.
+    Millis,
+    /// Seconds.
+    Seconds,
+    /// Mebibytes (memory).
+    MiB,
 }
 
 impl Unit {
@@ -126,6 +132,8 @@ impl Unit {
             Self::Micros if value < 100.0 => format!("{value:.1}"),
             Self::Micros => group(value),
             Self::Count => group(value),
+            Self::Millis | Self::Seconds if value < 100.0 => format!("{value:.1}"),
+            Self::Millis | Self::Seconds | Self::MiB => group(value),
         }
     }
 
@@ -134,6 +142,9 @@ impl Unit {
             Self::PerSecond => "/s",
             Self::Micros => " µs",
             Self::Count => "",
+            Self::Millis => " ms",
+            Self::Seconds => " s",
+            Self::MiB => " MiB",
         }
     }
 }
@@ -225,6 +236,48 @@ impl Comparison {
     }
 }
 
+/// A figure the issue bounds on its own (a latency, a memory size, a recovery time), with the
+/// peer's beside it when there is one: the ratio is printed for reading, the verdict is on the
+/// bound.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    /// Scenario number and name, e.g. `7 schedule`.
+    pub scenario: String,
+    /// What is measured.
+    pub metric: String,
+    /// The Fanout side, named.
+    pub fanout: (String, Samples),
+    /// The peer side, when there is one.
+    pub peer: Option<(String, Samples)>,
+    /// The unit both sides are in.
+    pub unit: Unit,
+    /// The most the Fanout side's median may be, when the issue bounds it.
+    pub ceiling: Option<f64>,
+}
+
+impl Limit {
+    fn cells(&self) -> [String; 6] {
+        let (peer_name, peer_spread, ratios) = match &self.peer {
+            Some((name, samples)) => {
+                (name.clone(), spread(self.unit, samples), ratio_text(&self.fanout.1.ratios(samples)))
+            }
+            None => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+        };
+        let verdict = match self.ceiling {
+            Some(ceiling) => {
+                let describe = format!("≤ {}{}", self.unit.number(ceiling), self.unit.suffix());
+                verdict(Target::AtMost(ceiling), self.fanout.1.median(), &describe)
+            }
+            None => "-".to_owned(),
+        };
+        [self.fanout.0.clone(), spread(self.unit, &self.fanout.1), peer_name, peer_spread, ratios, verdict]
+    }
+
+    fn missed(&self) -> bool {
+        self.ceiling.is_some_and(|c| !Target::AtMost(c).met(self.fanout.1.median()))
+    }
+}
+
 /// "met (≥ 0.6×, +12%)" or "MISSED (≥ 0.6×, short by 40%)" for `value` against `target`.
 fn verdict(target: Target, value: f64, describe: &str) -> String {
     if target.met(value) {
@@ -241,6 +294,7 @@ fn verdict(target: Target, value: f64, describe: &str) -> String {
 pub struct Report {
     context: Vec<(String, String)>,
     comparisons: Vec<Comparison>,
+    limits: Vec<Limit>,
     notes: Vec<String>,
 }
 
@@ -275,6 +329,16 @@ impl Report {
         self.comparisons.push(comparison);
     }
 
+    /// Records (and prints) one bounded figure.
+    pub fn limit(&mut self, limit: Limit) {
+        let [name, value, peer, peer_value, ratios, verdict] = limit.cells();
+        println!(
+            "  {:<34} {:<22} {:<34} vs {:<24} {:<34} ratio {:<20} {}",
+            limit.metric, name, value, peer, peer_value, ratios, verdict
+        );
+        self.limits.push(limit);
+    }
+
     /// The summary as a Markdown table (the form BENCHMARKS.md takes it in).
     pub fn markdown(&self) -> String {
         let mut out = String::new();
@@ -297,6 +361,14 @@ impl Report {
                 c.verdict()
             );
         }
+        for limit in &self.limits {
+            let [name, value, peer, peer_value, ratios, verdict] = limit.cells();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {name} | {value} | {peer} | {peer_value} | {ratios} | {verdict} |",
+                limit.scenario, limit.metric
+            );
+        }
         if !self.context.is_empty() {
             let _ = writeln!(out, "\nContext:\n");
             for (key, value) in &self.context {
@@ -314,7 +386,8 @@ impl Report {
 
     /// Comparisons whose target was missed.
     pub fn missed(&self) -> usize {
-        self.comparisons.iter().map(Comparison::missed).sum()
+        self.comparisons.iter().map(Comparison::missed).sum::<usize>()
+            + self.limits.iter().filter(|l| l.missed()).count()
     }
 }
 
@@ -359,5 +432,28 @@ mod tests {
         assert_eq!(group(1234567.0), "1,234,567");
         assert_eq!(group(12.0), "12");
         assert_eq!(ratio(295.0 / 0.0), "n/a");
+    }
+
+    #[test]
+    fn a_bounded_figure_is_judged_on_its_own_value() {
+        let limit = Limit {
+            scenario: "7".into(),
+            metric: "p99".into(),
+            fanout: ("scheduler".into(), samples(&[120.0])),
+            peer: Some(("raw".into(), samples(&[10.0]))),
+            unit: Unit::Millis,
+            ceiling: Some(100.0),
+        };
+        let [_, value, _, _, ratios, verdict] = limit.cells();
+        assert_eq!(value, "120 ms");
+        assert_eq!(ratios, "12.00×");
+        assert_eq!(verdict, "MISSED (≤ 100 ms, short by 17%)");
+        let mut report = Report::default();
+        report.limit(limit.clone());
+        report.limit(Limit { fanout: ("scheduler".into(), samples(&[80.0])), ..limit });
+        assert_eq!(report.missed(), 1);
+        assert!(report
+            .markdown()
+            .contains("| 7 | p99 | scheduler | 80.0 ms | raw | 10.0 ms | 8.00× | met (≤ 100 ms, +25%) |"));
     }
 }
