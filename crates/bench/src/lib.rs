@@ -32,7 +32,8 @@ use self::{charts::ChartData, env::Env, report::Report};
 /// the same run, with the ratio and its target.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// A short run (under a minute): fewer events and repetitions, every ratio still printed.
+    /// A short run (under a minute without `schedule`, which adds half a minute): fewer events
+    /// and repetitions, every ratio still printed.
     #[arg(long)]
     quick: bool,
     /// Only these scenarios (comma-separated). Context (machine, Kafka, perf test) always runs.
