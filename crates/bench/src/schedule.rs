@@ -25,7 +25,8 @@
 //! whose parked fetch is not woken then sees it up to that long later (the consumer runtime's
 //! 100 ms added about 30 ms to the scheduler's p99 in a quick run). `BENCH_SCHEDULER_LOG` sets
 //! the child's log filter (`warn` by default) for profiling; its log is kept in the temporary
-//! directory and named in the notes.
+//! directory and named in the notes. `BENCH_SCHEDULER_INSTANCE=none` runs it without an
+//! `instance_id` (a dynamic member), to compare recovery.
 
 use std::{
     io::{Read as _, Write as _},
@@ -551,12 +552,19 @@ impl Launch {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let http = SocketAddr::from(([127, 0, 0, 1], port));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        // `BENCH_SCHEDULER_INSTANCE=none`: a dynamic member, to compare its recovery.
+        match std::env::var("BENCH_SCHEDULER_INSTANCE").as_deref() {
+            Ok("none") => {}
+            _ => {
+                command.env("FANOUT_INSTANCE_ID", INSTANCE);
+            }
+        }
+        let child = command
             .env("FANOUT_NAME", &self.group)
             .env("FANOUT_TOPIC", &self.topic)
             .env("FANOUT_PARTITIONS", PARTITIONS.to_string())
             .env("FANOUT_WINDOW_SECS", self.window_secs.to_string())
-            .env("FANOUT_INSTANCE_ID", INSTANCE)
             .env("FANOUT_KAFKA__BOOTSTRAP", &self.bootstrap)
             .env("FANOUT_HTTP__LISTEN", http.to_string())
             // `BENCH_SCHEDULER_LOG=info` (or a tracing filter) when profiling the scheduler.
