@@ -37,7 +37,7 @@ use std::{
 use fanout_core::schedule;
 use fanout_kafka::{OwnedRecord, ProduceError, Record, RecordProducer, TopicRead, TopicSpec};
 use fanout_producer::{PublishOptions, Publisher, PublisherConfig};
-use fanout_schema_registry::AvroSerde;
+use fanout_schema_registry::{AvroSerde, SerdeError};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance},
     error::KafkaError,
@@ -143,8 +143,14 @@ struct Shared {
     flows: HashMap<String, Flow>,
     runs: Mutex<HashMap<i32, Runs>>,
     state_topic: String,
+    /// The topics whose partitions carry runs (not the trigger topics).
+    signal_topics: [String; 3],
     read_config: ClientConfig,
+    /// Set once the instance is a member with its partitions' runs restored.
     joined: AtomicBool,
+    /// Bumped at every assignment change: a batch gathered across one is dropped, since its
+    /// records may belong to partitions given away (or be delivered again).
+    generation: std::sync::atomic::AtomicU64,
     metrics: Metrics,
 }
 
@@ -170,7 +176,7 @@ impl Shared {
                             runs.insert(key, (state.flow.clone(), Run::from_stored(flow, &state.run)));
                         }
                         None => {
-                            tracing::warn!(flow = %state.flow, "state of a flow no longer loaded; kept aside")
+                            tracing::warn!(flow = %state.flow, "state of a flow no longer loaded; skipped (it stays in the state topic)")
                         }
                     },
                     Err(error) => tracing::warn!(%error, "unreadable run state; skipped"),
@@ -204,10 +210,16 @@ impl ConsumerContext for Context {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
-                self.shared.joined.store(true, Ordering::SeqCst);
-                // Every input topic's partition p comes with the others' (range assignor): the
-                // state of p is restored once, before any of its signals is read.
-                let partitions: HashSet<i32> = list.elements().iter().map(|e| e.partition()).collect();
+                self.shared.generation.fetch_add(1, Ordering::SeqCst);
+                // Every signal topic's partition p comes with the others' (range assignor): the
+                // state of p is restored once, before any of its signals is read. Trigger topics'
+                // partitions carry no runs.
+                let partitions: HashSet<i32> = list
+                    .elements()
+                    .iter()
+                    .filter(|e| self.shared.signal_topics.iter().any(|t| t == e.topic()))
+                    .map(|e| e.partition())
+                    .collect();
                 for partition in partitions {
                     let started = Instant::now();
                     match self.shared.restore(partition) {
@@ -223,8 +235,10 @@ impl ConsumerContext for Context {
                         }
                     }
                 }
+                self.shared.joined.store(true, Ordering::SeqCst);
             }
             Rebalance::Revoke(list) => {
+                self.shared.generation.fetch_add(1, Ordering::SeqCst);
                 let mut runs = self.shared.runs();
                 for element in list.elements() {
                     runs.remove(&element.partition());
@@ -260,6 +274,23 @@ impl Engine {
         let flows = load_flows(&config.flows)?;
         let client = fanout_kafka::client_config(&config.kafka);
         let topics = config.topics();
+        let mut triggers: HashMap<&str, &str> = HashMap::new();
+        for flow in flows.values() {
+            let Start::Topic(topic) = &flow.start else { continue };
+            let refused =
+                |reason: String| EngineError::Flows { path: config.flows.display().to_string(), reason };
+            if [&topics.requested, &topics.started, &topics.succeeded, &topics.failed, &topics.late]
+                .contains(&topic)
+            {
+                return Err(refused(format!(
+                    "flow {} starts on {topic}, one of the engine's own signal topics",
+                    flow.name
+                )));
+            }
+            if let Some(other) = triggers.insert(topic, &flow.name) {
+                return Err(refused(format!("flows {other} and {} both start on topic {topic}", flow.name)));
+            }
+        }
         let inputs = [topics.requested.as_str(), topics.succeeded.as_str(), topics.failed.as_str()];
         let mut specs: Vec<TopicSpec> =
             inputs.iter().map(|t| TopicSpec::new(*t, config.partitions)).collect();
@@ -305,8 +336,10 @@ impl Engine {
             flows,
             runs: Mutex::default(),
             state_topic: config.state_topic.clone(),
+            signal_topics: [topics.requested.clone(), topics.succeeded.clone(), topics.failed.clone()],
             read_config,
             joined: AtomicBool::new(false),
+            generation: std::sync::atomic::AtomicU64::new(0),
             metrics: Metrics::get(),
         });
         let mut consumer_config = client.clone();
@@ -403,12 +436,22 @@ impl Engine {
             max_batch: config.max_batch,
         };
         let thread_stop = stop.clone();
+        let (ended, thread_ended) = tokio::sync::oneshot::channel::<()>();
         let worker = std::thread::Builder::new()
             .name("fanout-flows".into())
-            .spawn(move || processor.run(&handle, &thread_stop))
+            .spawn(move || {
+                let result = processor.run(&handle, &thread_stop);
+                let _ = ended.send(());
+                result
+            })
             .map_err(|_| EngineError::Thread)?;
         tracing::info!(group = %config.name, "flow engine started");
-        shutdown.await;
+        // Until asked to stop, or until the processing thread stops by itself (an error it
+        // cannot recover from): then the engine stops too, instead of looking alive.
+        tokio::select! {
+            () = shutdown => {}
+            _ = thread_ended => {}
+        }
         stop.store(true, Ordering::SeqCst);
         let result = tokio::task::spawn_blocking(move || worker.join()).await;
         http.abort();
@@ -466,15 +509,28 @@ struct Read {
 
 impl Processor {
     fn run(&mut self, handle: &tokio::runtime::Handle, stop: &AtomicBool) -> Result<(), EngineError> {
+        let mut failures = 0u32;
         while !stop.load(Ordering::SeqCst) {
             let mut batch: Vec<Polled> = Vec::new();
+            // The assignment generation each record was polled under.
+            let mut generations: Vec<u64> = Vec::new();
             let mut wait = Duration::from_millis(100);
-            while batch.len() < self.max_batch {
+            let mut unreadable = None;
+            while batch.len() < self.max_batch.max(1) {
                 match self.consumer.poll(wait) {
                     None => break,
                     Some(Ok(message)) => {
-                        let read = handle.block_on(self.decode(&message));
-                        batch.push((message.topic().to_owned(), message.partition(), message.offset(), read));
+                        generations.push(self.shared.generation.load(Ordering::SeqCst));
+                        let position = (message.topic().to_owned(), message.partition(), message.offset());
+                        match handle.block_on(self.decode(&message)) {
+                            Ok(read) => batch.push((position.0, position.1, position.2, read)),
+                            Err(error) => {
+                                // The registry is unavailable: this record and what follows wait.
+                                batch.push((position.0, position.1, position.2, None));
+                                unreadable = Some(error);
+                                break;
+                            }
+                        }
                     }
                     Some(Err(error)) => {
                         tracing::warn!(error = %fanout_core::report(&error), "flow engine consumer error");
@@ -486,39 +542,68 @@ impl Processor {
             if batch.is_empty() {
                 continue;
             }
-            if let Err(error) = handle.block_on(self.process(&batch)) {
-                if error.is_fenced() {
-                    // Another instance owns these partitions now; its read starts at the last
-                    // commit, so nothing of this batch is lost.
-                    tracing::warn!(error = %fanout_core::report(&error), "flow engine fenced; dropping the batch");
-                } else {
-                    tracing::warn!(error = %fanout_core::report(&error), "flow engine transaction failed; reading the batch again");
+            let latest = generations.last().copied().unwrap_or_default();
+            if generations.first().is_some_and(|first| *first != latest) {
+                // The assignment changed while the batch was gathered (the rebalance callback
+                // runs inside poll): records polled before it belong to partitions given away,
+                // or to partitions given back, whose reading restarted at the last commit and
+                // brings them again. Only the records polled since are this batch's.
+                let before = batch.len();
+                let mut kept = generations.iter().map(|g| *g == latest);
+                batch.retain(|_| kept.next().unwrap_or(false));
+                tracing::debug!(dropped = before - batch.len(), "assignment changed mid-batch");
+                if batch.is_empty() {
+                    continue;
                 }
+            }
+            if let Some(error) = unreadable {
+                tracing::warn!(error = %fanout_core::report(&error), "the registry is unavailable; the signals wait");
                 self.rewind(&batch)?;
+                std::thread::sleep(backoff(&mut failures));
+                continue;
+            }
+            match handle.block_on(self.process(&batch)) {
+                Ok(()) => failures = 0,
+                Err(Failure::Fatal(error)) => {
+                    // A commit that failed may still have committed: only the state topic says
+                    // which, so the process stops and its restart restores from there.
+                    tracing::error!(error = %fanout_core::report(&error), "flow engine transaction outcome unknown; stopping");
+                    return Err(EngineError::Produce(error));
+                }
+                Err(Failure::Produce(error)) if error.is_fenced() => {
+                    tracing::error!(error = %fanout_core::report(&error), "flow engine fenced; stopping");
+                    return Err(EngineError::Produce(error));
+                }
+                Err(error) => {
+                    tracing::warn!(error = %fanout_core::report(&error), "flow engine transaction failed; reading the batch again");
+                    self.rewind(&batch)?;
+                    std::thread::sleep(backoff(&mut failures));
+                }
             }
         }
         Ok(())
     }
 
-    /// Decodes a signal record; `None` (logged) for one that cannot be read.
-    async fn decode(&self, message: &BorrowedMessage<'_>) -> Option<Read> {
+    /// Decodes a signal record: `Ok(None)` (logged) for one that can never be read (it is
+    /// skipped), `Err` while the registry cannot be asked (it is read again later).
+    async fn decode(&self, message: &BorrowedMessage<'_>) -> Result<Option<Read>, SerdeError> {
         let (Some(payload), Some(key)) = (message.payload(), message.key()) else {
             tracing::warn!(
                 topic = message.topic(),
                 offset = message.offset(),
                 "signal without key or payload; skipped"
             );
-            return None;
+            return Ok(None);
         };
         if let Some(flow) = self.triggers.get(message.topic()) {
-            return Some(Read {
+            return Ok(Some(Read {
                 key: key.to_vec(),
                 flow: flow.clone(),
                 signal: None,
                 success_at: None,
                 took_ms: None,
                 forward: true,
-            });
+            }));
         }
         let at = message.timestamp().to_millis();
         let read = |flow: String, signal: Signal, success_at: Option<i64>, took_ms: Option<i64>| Read {
@@ -530,33 +615,47 @@ impl Processor {
             forward: false,
         };
         let topic = message.topic();
+        // A signal whose key is not its run's would put its run's state in another partition.
+        let keyed = |flow: &str, run: &str| crate::signals::run_key(flow, run) == key;
         let decoded = if topic == self.topics.succeeded {
             self.serde.decode::<TaskSucceeded>(payload).await.map(|s| {
-                let took = Some(s.finished_at - s.started_at);
-                read(s.flow, Signal::Succeeded { task: s.task, attempt: s.attempt.max(0) as u32 }, at, took)
+                let took = Some(s.finished_at.saturating_sub(s.started_at));
+                let ok = keyed(&s.flow, &s.run);
+                let signal = Signal::Succeeded { task: s.task, attempt: s.attempt.max(0) as u32 };
+                ok.then(|| read(s.flow, signal, at, took))
             })
         } else if topic == self.topics.failed {
             self.serde.decode::<TaskFailed>(payload).await.map(|s| {
-                read(s.flow, Signal::Failed { task: s.task, attempt: s.attempt.max(0) as u32 }, None, None)
+                let ok = keyed(&s.flow, &s.run);
+                let signal = Signal::Failed { task: s.task, attempt: s.attempt.max(0) as u32 };
+                ok.then(|| read(s.flow, signal, None, None))
             })
         } else {
-            self.serde.decode::<RunRequested>(payload).await.map(|r| match r.retry_task {
-                Some(task) => read(r.flow, Signal::Retry { task, cascade: r.cascade }, None, None),
-                None => Read {
-                    key: key.to_vec(),
-                    flow: r.flow,
-                    signal: None,
-                    success_at: None,
-                    took_ms: None,
-                    forward: false,
-                },
+            self.serde.decode::<RunRequested>(payload).await.map(|r| {
+                let ok = keyed(&r.flow, &r.run);
+                ok.then(|| match r.retry_task {
+                    Some(task) => read(r.flow, Signal::Retry { task, cascade: r.cascade }, None, None),
+                    None => Read {
+                        key: key.to_vec(),
+                        flow: r.flow,
+                        signal: None,
+                        success_at: None,
+                        took_ms: None,
+                        forward: false,
+                    },
+                })
             })
         };
         match decoded {
-            Ok(read) => Some(read),
+            Ok(Some(read)) => Ok(Some(read)),
+            Ok(None) => {
+                tracing::warn!(topic, offset = message.offset(), key = %String::from_utf8_lossy(key), "signal keyed otherwise than flow/run; skipped");
+                Ok(None)
+            }
+            Err(error) if error.is_transient() => Err(error),
             Err(error) => {
-                tracing::warn!(topic = message.topic(), offset = message.offset(), error = %fanout_core::report(&error), "unreadable signal; skipped");
-                None
+                tracing::error!(topic, offset = message.offset(), error = %fanout_core::report(&error), "unreadable signal; skipped");
+                Ok(None)
             }
         }
     }
@@ -605,6 +704,10 @@ impl Processor {
             }
             // A partition revoked since the poll: its new owner reads it from the last commit.
             let Some(owned) = runs.get_mut(partition) else { continue };
+            if owned.get(&read.key).is_some_and(|(stored, _)| *stored != flow.name) {
+                tracing::warn!(flow = %flow.name, key = %String::from_utf8_lossy(&read.key), "signal for a run of another flow; skipped");
+                continue;
+            }
             let slot = (*partition, read.key.clone());
             decided.before.entry(slot.clone()).or_insert_with(|| owned.get(&read.key).cloned());
             let (_, run) =
@@ -779,19 +882,21 @@ impl Processor {
                 records.iter().map(|(record, partition)| Record { partition: *partition, ..record.record() }),
             )
             .await;
-        if let Some(error) = sent.into_iter().find_map(Result::err) {
-            let _ = self.producer.abort(TRANSACTION_TIMEOUT).await;
-            return Err(error.into());
-        }
-        let Some(group) = self.consumer.group_metadata() else {
-            let _ = self.producer.abort(TRANSACTION_TIMEOUT).await;
-            return Err(Failure::NoGroup);
+        let failed = match (sent.into_iter().find_map(Result::err), self.consumer.group_metadata()) {
+            (Some(error), _) => Some(Failure::Produce(error)),
+            (None, None) => Some(Failure::NoGroup),
+            (None, Some(group)) => match self.producer.commit(offsets, group, TRANSACTION_TIMEOUT).await {
+                Ok(()) => None,
+                // Committed or not, only the broker knows: never aborted, never replayed here.
+                Err(error) => return Err(Failure::Fatal(error)),
+            },
         };
-        if let Err(error) = self.producer.commit(offsets, group, TRANSACTION_TIMEOUT).await {
-            if !error.is_fenced() {
-                let _ = self.producer.abort(TRANSACTION_TIMEOUT).await;
+        if let Some(failed) = failed {
+            if let Err(error) = self.producer.abort(TRANSACTION_TIMEOUT).await {
+                tracing::error!(error = %fanout_core::report(&error), "aborting the flow engine's transaction failed");
+                return Err(Failure::Fatal(error));
             }
-            return Err(error.into());
+            return Err(failed);
         }
         let acked = now_ms();
         self.shared.metrics.started.inc_by(decided.starts.len() as u64);
@@ -809,15 +914,20 @@ impl Processor {
             *slot = (*slot).min(*offset);
         }
         for ((topic, partition), offset) in first {
-            if let Err(error) =
-                self.consumer.seek(topic, partition, Offset::Offset(offset), Duration::from_secs(10))
-            {
-                // A partition given away meanwhile: its new owner reads it from the last commit.
-                tracing::debug!(topic, partition, %error, "cannot seek back");
-            }
+            // No rebalance can happen between the poll and here (callbacks run inside poll): the
+            // partition is ours, and a seek that fails would skip the batch. Stopping is safer.
+            self.consumer
+                .seek(topic, partition, Offset::Offset(offset), Duration::from_secs(10))
+                .map_err(kafka("seek back to a batch that did not commit"))?;
         }
         Ok(())
     }
+}
+
+/// The wait after the `n`th failure in a row: 0.2 s doubling to 6.4 s.
+fn backoff(failures: &mut u32) -> Duration {
+    *failures = failures.saturating_add(1);
+    Duration::from_millis(100 << (*failures).min(6))
 }
 
 /// A run's place: its state partition and key.
@@ -847,18 +957,16 @@ struct Decided {
 /// Why a batch did not commit.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
+    /// Sending failed: the transaction was aborted, nothing of it is visible.
     #[error(transparent)]
     Produce(#[from] ProduceError),
+    /// The producer cannot go on, or a commit failed and may have committed or not.
+    #[error("the transaction's outcome is unknown, or the producer is broken")]
+    Fatal(#[source] ProduceError),
     #[error(transparent)]
     Encode(#[from] fanout_producer::PublishError),
     #[error("the consumer has left its group: nothing can be committed")]
     NoGroup,
-}
-
-impl Failure {
-    fn is_fenced(&self) -> bool {
-        matches!(self, Self::Produce(error) if error.is_fenced())
-    }
 }
 
 /// The run key of a `flow/run` record key.

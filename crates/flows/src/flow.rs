@@ -239,6 +239,15 @@ impl Flow {
     pub fn parse(text: &str) -> Result<Self, FlowError> {
         let file: FlowFile = toml::from_str(text).map_err(|e| FlowError::Syntax(e.to_string()))?;
         let flow = file.name.clone();
+        if flow.is_empty() || flow.contains('/') {
+            // A run's key is `flow/run`: a `/` in the flow's name would make two runs' keys meet.
+            return Err(FlowError::Value {
+                flow: flow.clone(),
+                key: "name".into(),
+                value: flow,
+                reason: "a flow's name must be non-empty and without '/'".into(),
+            });
+        }
         let value = |key: String, value: &str, reason: String| FlowError::Value {
             flow: flow.clone(),
             key,
@@ -433,6 +442,8 @@ mod tests {
             task("a", &[])
         ));
         assert!(bad_zone.expect_err("zone").to_string().contains("start.timezone = \"Mars/Olympus\""));
+        let slash = Flow::parse(&format!("name = \"a/b\"\n{}", task("t", &[])));
+        assert!(slash.expect_err("a/b").to_string().contains("without '/'"));
         let unknown_key = flow("[[tasks]]\nname = \"a\"\ncommand = [\"true\"]\nretry = 3\n");
         assert!(unknown_key.expect_err("retry").to_string().contains("retry"));
     }

@@ -1,6 +1,7 @@
 //! The join: one run's state, and what each signal changes in it. Pure and deterministic, so the
 //! engine's exactly-once comes from storing this state with its decisions in one transaction:
-//! a signal seen twice, late or out of order decides nothing twice.
+//! a worker's signal seen twice, late or out of order decides nothing twice. (An operator's
+//! retry request is an action, not a report: each one read runs the task again.)
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -168,6 +169,11 @@ impl Run {
                     // A duplicate, or an attempt older than the one running now.
                     _ => return decisions,
                 };
+                if matches!(self.states[at], TaskState::Failed(_)) {
+                    // A success that arrives after the failure (two workers ran the attempt):
+                    // the dependants it blocked may start after all.
+                    self.unblock_after(flow, at);
+                }
                 self.states[at] = TaskState::Succeeded(*attempt);
                 let cascade = self.cascade[at] || (rerun && flow.on_rerun == OnRerun::Cascade);
                 self.cascade[at] = false;
@@ -354,6 +360,19 @@ mod tests {
         assert!(run.apply(&flow, &Signal::Failed { task: "c".into(), attempt: 1 }).is_empty(), "stale");
         run.apply(&flow, &Signal::Failed { task: "c".into(), attempt: 2 });
         assert_eq!(run.state(&flow, "c"), Some(TaskState::Failed(2)));
+    }
+
+    #[test]
+    fn a_success_after_the_failure_unblocks_the_dependants() {
+        let flow = nightly("ignore");
+        let mut run = Run::new(&flow);
+        run.begin(&flow);
+        run.apply(&flow, &succeeded("extract", 1));
+        run.apply(&flow, &Signal::Failed { task: "clean".into(), attempt: 1 });
+        assert_eq!(run.state(&flow, "join"), Some(TaskState::Blocked));
+        // Another worker ran the same attempt, and it succeeded.
+        assert_eq!(started(&run.apply(&flow, &succeeded("clean", 1))), [("join".into(), 1)]);
+        assert_eq!(run.state(&flow, "a"), Some(TaskState::Waiting));
     }
 
     #[test]

@@ -91,8 +91,9 @@ pub async fn run_worker(config: WorkerConfig, shutdown: impl Future<Output = ()>
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // A task may run for hours: the worker keeps its partitions (paused while it is full)
-        // rather than be taken for dead and see its tasks run twice.
+        // A task may run for hours: the worker is not taken for dead while its tasks run (it
+        // polls on, partitions paused while it is full). A rebalance still moves partitions,
+        // and a start not committed yet then runs again elsewhere.
         .set("max.poll.interval.ms", "86400000");
     let consumer: StreamConsumer = client.create().map_err(kafka("create the consumer"))?;
     consumer.subscribe(&[&config.topics.started]).map_err(kafka("subscribe"))?;
@@ -103,53 +104,73 @@ pub async fn run_worker(config: WorkerConfig, shutdown: impl Future<Output = ()>
     let serde = AvroSerde::from_settings(&config.registry)?;
     let config = Arc::new(config);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, i32, i64, Result<(), WorkerError>)>();
-    // Per partition, the offsets still running: the commit stops before the lowest.
-    let mut running: HashMap<(String, i32), BTreeSet<i64>> = HashMap::new();
+    // Per partition: the offsets still running, and the highest finished. The commit stops
+    // before the lowest running one, or after the highest finished when none runs.
+    let mut running: HashMap<(String, i32), (BTreeSet<i64>, i64)> = HashMap::new();
     let mut in_flight = 0usize;
-    let mut paused = false;
+    let mut stopping = false;
     tokio::pin!(shutdown);
     loop {
-        let full = in_flight >= config.concurrency.max(1);
-        if full != paused {
+        if stopping && in_flight == 0 {
+            break;
+        }
+        // Full (or stopping): the partitions are paused, and polling goes on, so the worker
+        // still answers rebalances instead of stalling the group; pausing again each time
+        // covers partitions a rebalance just gave it.
+        if stopping || in_flight >= config.concurrency.max(1) {
             let assignment = consumer.assignment().map_err(kafka("read the assignment"))?;
-            if full {
-                consumer.pause(&assignment).map_err(kafka("pause"))?;
-            } else {
-                consumer.resume(&assignment).map_err(kafka("resume"))?;
-            }
-            paused = full;
+            consumer.pause(&assignment).map_err(kafka("pause"))?;
+        } else {
+            let assignment = consumer.assignment().map_err(kafka("read the assignment"))?;
+            consumer.resume(&assignment).map_err(kafka("resume"))?;
         }
         tokio::select! {
-            () = &mut shutdown, if in_flight == 0 => break,
+            () = &mut shutdown, if !stopping => {
+                // The tasks running finish and report; no new one is taken.
+                stopping = true;
+            }
             done = done_rx.recv() => {
                 let Some((topic, partition, offset, result)) = done else { break };
                 in_flight -= 1;
                 if let Err(error) = result {
                     // Not reported: the start stays uncommitted and runs again after a restart.
-                    tracing::error!(error = %fanout_core::report(&error), "a task's signal could not be reported; stopping");
+                    tracing::error!(error = %fanout_core::report(&error), %topic, partition, offset, "a task's signal could not be reported; stopping");
                     return Err(error);
                 }
-                let offsets = running.entry((topic.clone(), partition)).or_default();
+                let (offsets, finished) = running.entry((topic.clone(), partition)).or_insert((BTreeSet::new(), -1));
                 offsets.remove(&offset);
-                let commit_to = offsets.first().copied().unwrap_or(offset + 1);
+                *finished = (*finished).max(offset);
+                let commit_to = offsets.first().copied().unwrap_or(*finished + 1);
                 let mut list = TopicPartitionList::new();
                 let _ = list.add_partition_offset(&topic, partition, Offset::Offset(commit_to));
-                if let Err(error) = consumer.commit(&list, CommitMode::Async) {
-                    tracing::warn!(%error, "commit failed; the next one covers it");
+                let mode = if stopping && in_flight == 0 { CommitMode::Sync } else { CommitMode::Async };
+                if let Err(error) = consumer.commit(&list, mode) {
+                    tracing::warn!(%error, %topic, partition, "commit failed; the next one covers it");
                 }
             }
-            message = consumer.recv(), if !paused => {
+            message = consumer.recv() => {
                 let message = message.map_err(kafka("read"))?;
                 let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
-                let Some(payload) = message.payload() else { continue };
-                let started = match serde.decode::<TaskStarted>(payload).await {
-                    Ok(started) => started,
-                    Err(error) => {
-                        tracing::warn!(%topic, partition, offset, error = %fanout_core::report(&error), "unreadable TaskStarted; skipped");
-                        continue;
+                let Some(payload) = message.payload() else {
+                    tracing::warn!(%topic, partition, offset, "TaskStarted without payload; skipped");
+                    continue;
+                };
+                let started = loop {
+                    match serde.decode::<TaskStarted>(payload).await {
+                        Ok(started) => break Some(started),
+                        // The registry is unavailable: the task waits rather than being lost.
+                        Err(error) if error.is_transient() => {
+                            tracing::warn!(error = %fanout_core::report(&error), "the registry is unavailable; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        Err(error) => {
+                            tracing::error!(%topic, partition, offset, error = %fanout_core::report(&error), "unreadable TaskStarted; skipped");
+                            break None;
+                        }
                     }
                 };
-                running.entry((topic.clone(), partition)).or_default().insert(offset);
+                let Some(started) = started else { continue };
+                running.entry((topic.clone(), partition)).or_insert((BTreeSet::new(), -1)).0.insert(offset);
                 in_flight += 1;
                 let (config, publisher, done) = (config.clone(), publisher.clone(), done_tx.clone());
                 tokio::spawn(async move {
@@ -236,6 +257,9 @@ async fn execute(task: &crate::Task, started: &TaskStarted) -> Result<(), Failur
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        // Its own process group: at the timeout the whole group is killed, children included
+        // (a `sh -c` pipeline's), not only the shell.
+        .process_group(0)
         .kill_on_drop(true);
     let mut child =
         command.spawn().map_err(|e| (None, format!("cannot start {program}: {e}"), String::new()))?;
@@ -262,8 +286,18 @@ async fn execute(task: &crate::Task, started: &TaskStarted) -> Result<(), Failur
             return Err((None, format!("waiting for {program} failed: {error}"), String::new()))
         }
         Err(_) => {
+            if let Some(pid) = child.id() {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::SIGKILL,
+                );
+            }
             let _ = child.kill().await;
-            let tail = tail.await.unwrap_or_default();
+            let tail = tokio::time::timeout(Duration::from_secs(1), tail)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
             return Err((
                 None,
                 format!("killed at its timeout ({})", humantime::format_duration(task.timeout)),
@@ -271,7 +305,12 @@ async fn execute(task: &crate::Task, started: &TaskStarted) -> Result<(), Failur
             ));
         }
     };
-    let tail = tail.await.unwrap_or_default();
+    // Children the command left behind may hold stderr open: the tail is not waited for long.
+    let tail = tokio::time::timeout(Duration::from_secs(1), tail)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     if status.success() {
         Ok(())
     } else {

@@ -1,4 +1,4 @@
-//! `fanout flow start|retry|worker`: task flows from the command line. The engine
+//! `fanout flow start|retry|show|worker`: task flows from the command line. The engine
 //! (`fanout-flows`) decides what starts; these ask it to start a run or run a task again, and run
 //! the tasks it starts.
 
