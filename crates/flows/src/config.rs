@@ -21,6 +21,14 @@ use serde::{Deserialize, Serialize};
 pub struct EngineConfig {
     /// The consumer group the engine instances share (they split the runs by partition).
     pub name: String,
+    /// This instance's fixed identity in the group (Kafka's static membership,
+    /// `group.instance.id`), unique among the running instances, e.g. the pod's name. A restarted
+    /// instance takes its old partitions at once (no rebalance, no waiting out the dead process's
+    /// session), and its transactional producer (`<name>-<instance_id>`) aborts the dead
+    /// process's open transaction at once, so restoring the runs does not wait out
+    /// `transaction.timeout.ms`. Unset: a dynamic member, as any consumer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
     /// A flow file, or a directory whose `*.toml` files are flows.
     pub flows: PathBuf,
     /// The signal topics' common prefix: `<prefix>.run.requested`, `<prefix>.task.started`,
@@ -94,6 +102,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             name: "fanout-flows".to_owned(),
+            instance_id: None,
             flows: PathBuf::from("flows"),
             topic_prefix: "flow".to_owned(),
             partitions: 12,

@@ -51,6 +51,8 @@ use crate::{
     CronStart, Decision, EngineConfig, Flow, Run, Signal, SignalTopics, Start, StoredRun,
 };
 
+/// Transactional producers the batches take turns on.
+const PRODUCERS: usize = 2;
 /// How long one transaction step may take before it counts as failed.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -66,6 +68,9 @@ pub enum EngineError {
         /// Why, naming the flow and the problem.
         reason: String,
     },
+    /// A setting is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The topics could not be created, or their partition counts differ.
     #[error("topics: {0}")]
     Topics(String),
@@ -159,15 +164,18 @@ impl Shared {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reads partition `partition` of the state topic whole: the runs as the last commit left them.
-    fn restore(&self, partition: i32) -> Result<Runs, fanout_kafka::ReadError> {
-        let mut runs = Runs::new();
+    /// Reads `partitions` of the state topic whole, side by side in one read: the runs as the
+    /// last commit left them, by partition.
+    fn restore(&self, partitions: &[i32]) -> Result<HashMap<i32, Runs>, fanout_kafka::ReadError> {
+        let mut restored: HashMap<i32, Runs> = partitions.iter().map(|p| (*p, Runs::new())).collect();
         TopicRead::new(&self.state_topic)
-            .partitions([partition])
+            .partitions(partitions.iter().copied())
             .settled()
             .timeout(Duration::from_secs(30))
             .read_blocking(&self.read_config, |record| {
-                let (Some(key), Some(value)) = (record.key, record.payload) else {
+                let (Some(key), Some(value), Some(runs)) =
+                    (record.key, record.payload, restored.get_mut(&record.partition))
+                else {
                     return std::ops::ControlFlow::Continue(());
                 };
                 match serde_json::from_slice::<StateRecord>(&value) {
@@ -183,7 +191,7 @@ impl Shared {
                 }
                 std::ops::ControlFlow::Continue(())
             })?;
-        Ok(runs)
+        Ok(restored)
     }
 }
 
@@ -220,19 +228,19 @@ impl ConsumerContext for Context {
                     .filter(|e| self.shared.signal_topics.iter().any(|t| t == e.topic()))
                     .map(|e| e.partition())
                     .collect();
-                for partition in partitions {
-                    let started = Instant::now();
-                    match self.shared.restore(partition) {
-                        Ok(runs) => {
-                            tracing::info!(partition, runs = runs.len(), took = ?started.elapsed(), "flow runs restored");
-                            self.shared.runs().insert(partition, runs);
-                        }
-                        Err(error) => {
-                            // Without its state the partition cannot be processed correctly: the
-                            // process stops and restarts rather than deciding on a blank slate.
-                            tracing::error!(partition, error = %fanout_core::report(&error), "cannot restore flow runs; stopping");
-                            std::process::abort();
-                        }
+                let partitions: Vec<i32> = partitions.into_iter().collect();
+                let started = Instant::now();
+                match self.shared.restore(&partitions) {
+                    Ok(restored) => {
+                        let count: usize = restored.values().map(HashMap::len).sum();
+                        tracing::info!(partitions = ?partitions, runs = count, took = ?started.elapsed(), "flow runs restored");
+                        self.shared.runs().extend(restored);
+                    }
+                    Err(error) => {
+                        // Without its state a partition cannot be processed correctly: the
+                        // process stops and restarts rather than deciding on a blank slate.
+                        tracing::error!(error = %fanout_core::report(&error), "cannot restore flow runs; stopping");
+                        std::process::abort();
                     }
                 }
                 self.shared.joined.store(true, Ordering::SeqCst);
@@ -254,7 +262,7 @@ pub struct Engine {
     config: EngineConfig,
     shared: Arc<Shared>,
     consumer: BaseConsumer<Context>,
-    producer: RecordProducer,
+    producers: Vec<RecordProducer>,
     publisher: Publisher,
     serde: AvroSerde,
     schedule_partitions: Option<i32>,
@@ -331,7 +339,9 @@ impl Engine {
             tracing::warn!(topic = %config.schedule_topic, "no schedule topic (is fanout-scheduler running?): retries start without their backoff");
         }
         let mut read_config = client.clone();
-        read_config.set("isolation.level", "read_committed");
+        // A restore ends at each partition's end, which a fetch parked there reports only when
+        // it returns: librdkafka's 500 ms default would add that much to every restore.
+        read_config.set("isolation.level", "read_committed").set("fetch.wait.max.ms", "10");
         let shared = Arc::new(Shared {
             flows,
             runs: Mutex::default(),
@@ -342,7 +352,13 @@ impl Engine {
             generation: std::sync::atomic::AtomicU64::new(0),
             metrics: Metrics::get(),
         });
+        if config.instance_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+            return Err(EngineError::Config("instance_id: empty; leave it out for a dynamic member".into()));
+        }
         let mut consumer_config = client.clone();
+        if let Some(instance) = &config.instance_id {
+            consumer_config.set("group.instance.id", instance);
+        }
         consumer_config
             .set("group.id", &config.name)
             .set("isolation.level", "read_committed")
@@ -361,8 +377,31 @@ impl Engine {
         if !config.kafka.properties.contains_key("transaction.timeout.ms") {
             producer_config.set("transaction.timeout.ms", "10000");
         }
-        let id = format!("{}-{}", config.name, uuid::Uuid::now_v7());
-        let producer = RecordProducer::transactional(producer_config, &id, TRANSACTION_TIMEOUT).await?;
+        if !config.kafka.properties.contains_key("linger.ms") {
+            // A batch hands over all its records at once and waits for them: lingering would
+            // only add to every start's latency.
+            producer_config.set("linger.ms", "0");
+        }
+        if !config.kafka.properties.contains_key("retry.backoff.ms") {
+            // librdkafka's 100 ms would be added to a transaction each time the broker asks it to
+            // wait for the previous one's markers (CONCURRENT_TRANSACTIONS); Kafka's Java client
+            // retries those after 20 ms for the same reason (KAFKA-5477).
+            producer_config.set("retry.backoff.ms", "10").set("retry.backoff.max.ms", "100");
+        }
+        // Batches take turns on these: the broker writes a committed transaction's markers
+        // after answering the commit, and the same producer's next transaction is refused
+        // (CONCURRENT_TRANSACTIONS, retried after a backoff) until they are written. Another
+        // producer's is not, so a batch need not wait for the one before it to settle.
+        let mut producers = Vec::with_capacity(PRODUCERS);
+        for turn in 0..PRODUCERS {
+            let id = match &config.instance_id {
+                Some(instance) => format!("{}-{instance}-{turn}", config.name),
+                None => format!("{}-{}", config.name, uuid::Uuid::now_v7()),
+            };
+            producers.push(
+                RecordProducer::transactional(producer_config.clone(), &id, TRANSACTION_TIMEOUT).await?,
+            );
+        }
         let mut publisher_config = PublisherConfig::new(&config.name);
         publisher_config.kafka = config.kafka.clone();
         publisher_config.registry = config.registry.clone();
@@ -372,7 +411,7 @@ impl Engine {
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .map_err(|source| EngineError::Http { listen: config.http.listen.clone(), source })?;
-        Ok(Self { config, shared, consumer, producer, publisher, serde, schedule_partitions, listener })
+        Ok(Self { config, shared, consumer, producers, publisher, serde, schedule_partitions, listener })
     }
 
     /// Where `/metrics`, `/healthz` and `/readyz` listen.
@@ -382,7 +421,7 @@ impl Engine {
 
     /// Processes signals until `shutdown` completes; then finishes the batch in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), EngineError> {
-        let Self { config, shared, consumer, producer, publisher, serde, schedule_partitions, listener } =
+        let Self { config, shared, consumer, producers, publisher, serde, schedule_partitions, listener } =
             self;
         let topics = config.topics();
         // A flow started by a topic: each of its records requests the run named by its key.
@@ -421,7 +460,8 @@ impl Engine {
         let mut processor = Processor {
             shared,
             consumer,
-            producer,
+            producers,
+            turn: 0,
             publisher,
             serde,
             schedule_topic: config.schedule_topic.clone(),
@@ -470,7 +510,9 @@ impl Engine {
 struct Processor {
     shared: Arc<Shared>,
     consumer: BaseConsumer<Context>,
-    producer: RecordProducer,
+    /// The transactional producers batches take turns on, and whose turn it is.
+    producers: Vec<RecordProducer>,
+    turn: usize,
     publisher: Publisher,
     serde: AvroSerde,
     schedule_topic: String,
@@ -666,6 +708,7 @@ impl Processor {
         let now = now_ms();
         let decided = self.decide(batch, now);
         let result = self.commit(batch, &decided, now).await;
+        self.turn = self.turn.wrapping_add(1);
         if result.is_err() {
             let mut runs = self.shared.runs();
             for ((partition, key), earlier) in decided.before {
@@ -875,24 +918,37 @@ impl Processor {
         for ((topic, partition), offset) in next {
             let _ = offsets.add_partition_offset(topic, partition, Offset::Offset(offset));
         }
-        self.producer.begin().await?;
-        let sent = self
-            .producer
+        let began = Instant::now();
+        let producer = &self.producers[self.turn % self.producers.len()];
+        producer.begin().await?;
+        let sending = Instant::now();
+        let sent = producer
             .send_all(
                 records.iter().map(|(record, partition)| Record { partition: *partition, ..record.record() }),
             )
             .await;
+        let acked_at = Instant::now();
         let failed = match (sent.into_iter().find_map(Result::err), self.consumer.group_metadata()) {
             (Some(error), _) => Some(Failure::Produce(error)),
             (None, None) => Some(Failure::NoGroup),
-            (None, Some(group)) => match self.producer.commit(offsets, group, TRANSACTION_TIMEOUT).await {
-                Ok(()) => None,
+            (None, Some(group)) => match producer.commit(offsets, group, TRANSACTION_TIMEOUT).await {
+                Ok(()) => {
+                    tracing::debug!(
+                        signals = batch.len(),
+                        records = records.len(),
+                        began = ?sending.duration_since(began),
+                        sent = ?acked_at.duration_since(sending),
+                        committed = ?acked_at.elapsed(),
+                        "batch committed"
+                    );
+                    None
+                }
                 // Committed or not, only the broker knows: never aborted, never replayed here.
                 Err(error) => return Err(Failure::Fatal(error)),
             },
         };
         if let Some(failed) = failed {
-            if let Err(error) = self.producer.abort(TRANSACTION_TIMEOUT).await {
+            if let Err(error) = producer.abort(TRANSACTION_TIMEOUT).await {
                 tracing::error!(error = %fanout_core::report(&error), "aborting the flow engine's transaction failed");
                 return Err(Failure::Fatal(error));
             }

@@ -24,6 +24,9 @@ fn runs() -> usize {
 fn engine(config: &EngineConfig) -> anyhow::Result<Child> {
     Ok(Command::new(env!("CARGO_BIN_EXE_fanout-flows"))
         .env("FANOUT_NAME", &config.name)
+        // Static membership, as production should run it: the restarted engine takes its
+        // partitions back at once and its producers abort the killed one's open transactions.
+        .env("FANOUT_INSTANCE_ID", "kill-test")
         .env("FANOUT_FLOWS", &config.flows)
         .env("FANOUT_TOPIC_PREFIX", &config.topic_prefix)
         .env("FANOUT_PARTITIONS", "3")
