@@ -7,9 +7,11 @@
 //! fail on them. Every scenario creates uniquely named topics and groups and deletes them after.
 
 mod charts;
+mod child;
 mod consume;
 mod context;
 mod env;
+mod flows;
 mod latency;
 mod peer;
 mod produce;
@@ -87,6 +89,9 @@ pub enum Scenario {
     /// 7: delayed delivery: `fanout-scheduler`'s lateness, memory and recovery with a million
     /// entries pending, beside a raw produce → consume pair.
     Schedule,
+    /// 8: task flows: `fanout-flows`'s trigger latency beside a raw produce → consume pair, its
+    /// completions per second, and its restart with every run's state to restore.
+    Flows,
 }
 
 /// How much each scenario does; `--quick` and full differ only here.
@@ -143,6 +148,19 @@ pub struct Plan {
     pub schedule_reps: usize,
     /// The scheduler's `window_secs` (it re-reads every partition every half window).
     pub schedule_window_secs: u64,
+    /// Runs in the flow engine's state (at least those the measurements use): what its restart
+    /// restores.
+    pub flows_runs: usize,
+    /// Completions (upstream successes) per second of the trigger-latency runs.
+    pub flows_rate: f64,
+    /// Duration of each side's trigger-latency run.
+    pub flows_duration: Duration,
+    /// Repetitions of the trigger-latency and throughput runs.
+    pub flows_reps: usize,
+    /// Successes per throughput run.
+    pub flows_throughput_runs: usize,
+    /// Successes published while the engine is down (and as many re-published after).
+    pub flows_recovery_runs: usize,
 }
 
 impl Plan {
@@ -176,6 +194,12 @@ impl Plan {
                 schedule_duration: Duration::from_secs(4),
                 schedule_reps: reps.unwrap_or(1),
                 schedule_window_secs: 60,
+                flows_runs: 20_000,
+                flows_rate: 1_000.0,
+                flows_duration: Duration::from_secs(4),
+                flows_reps: reps.unwrap_or(1),
+                flows_throughput_runs: 5_000,
+                flows_recovery_runs: 500,
             }
         } else {
             Self {
@@ -206,6 +230,12 @@ impl Plan {
                 // Every run then spans at least one re-read of the million entries (every 30 s);
                 // the default window (600 s) re-reads ten times less often.
                 schedule_window_secs: 60,
+                flows_runs: 100_000,
+                flows_rate: 1_000.0,
+                flows_duration: Duration::from_secs(20),
+                flows_reps: reps.unwrap_or(3),
+                flows_throughput_runs: 10_000,
+                flows_recovery_runs: 1_000,
             }
         }
     }
@@ -330,6 +360,7 @@ impl BenchArgs {
             (Scenario::Latency, "4 latency and 5 CPU"),
             (Scenario::Scaling, "6 scaling"),
             (Scenario::Schedule, "7 schedule"),
+            (Scenario::Flows, "8 flows"),
         ];
         for (scenario, title) in scenarios.into_iter().filter(|(s, _)| wanted(*s)) {
             println!("\n== {title} ==");
@@ -341,6 +372,7 @@ impl BenchArgs {
                 Scenario::Latency => latency::run(env, plan, report, charts).await,
                 Scenario::Scaling => scaling::run(env, plan, report).await,
                 Scenario::Schedule => schedule::run(env, plan, report).await,
+                Scenario::Flows => flows::run(env, plan, report).await,
             };
             // Topics go even when the scenario failed.
             env.cleanup().await;

@@ -251,8 +251,9 @@ pub struct Limit {
     pub peer: Option<(String, Samples)>,
     /// The unit both sides are in.
     pub unit: Unit,
-    /// The most the Fanout side's median may be, when the issue bounds it.
-    pub ceiling: Option<f64>,
+    /// The bound on the Fanout side's median (in the row's unit), when the issue sets one: at
+    /// most a latency, at least a rate.
+    pub bound: Option<Target>,
 }
 
 impl Limit {
@@ -263,10 +264,14 @@ impl Limit {
             }
             None => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
         };
-        let verdict = match self.ceiling {
-            Some(ceiling) => {
-                let describe = format!("≤ {}{}", self.unit.number(ceiling), self.unit.suffix());
-                verdict(Target::AtMost(ceiling), self.fanout.1.median(), &describe)
+        let verdict = match self.bound {
+            Some(bound) => {
+                let (sign, value) = match bound {
+                    Target::AtLeast(v) => ("≥", v),
+                    Target::AtMost(v) => ("≤", v),
+                };
+                let describe = format!("{sign} {}{}", self.unit.number(value), self.unit.suffix());
+                verdict(bound, self.fanout.1.median(), &describe)
             }
             None => "-".to_owned(),
         };
@@ -274,7 +279,7 @@ impl Limit {
     }
 
     fn missed(&self) -> bool {
-        self.ceiling.is_some_and(|c| !Target::AtMost(c).met(self.fanout.1.median()))
+        self.bound.is_some_and(|b| !b.met(self.fanout.1.median()))
     }
 }
 
@@ -442,7 +447,7 @@ mod tests {
             fanout: ("scheduler".into(), samples(&[120.0])),
             peer: Some(("raw".into(), samples(&[10.0]))),
             unit: Unit::Millis,
-            ceiling: Some(100.0),
+            bound: Some(Target::AtMost(100.0)),
         };
         let [_, value, _, _, ratios, verdict] = limit.cells();
         assert_eq!(value, "120 ms");

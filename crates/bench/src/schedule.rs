@@ -29,10 +29,6 @@
 //! `instance_id` (a dynamic member), to compare recovery.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
         Arc, Mutex,
@@ -54,8 +50,9 @@ use rdkafka::{
 };
 
 use super::{
+    child::{bucket_quantile, buckets, Launch},
     env::Env,
-    report::{Limit, Report, Samples, Unit},
+    report::{Limit, Report, Samples, Target, Unit},
     Plan,
 };
 
@@ -530,165 +527,6 @@ fn spawn_entries(
     }))
 }
 
-/// `fanout-scheduler` as a child process.
-struct SchedulerProcess {
-    child: Child,
-    http: SocketAddr,
-}
-
-/// How to start the scheduler.
-#[derive(Clone)]
-struct Launch {
-    exe: PathBuf,
-    bootstrap: String,
-    group: String,
-    topic: String,
-    window_secs: u64,
-    log: PathBuf,
-}
-
-impl Launch {
-    fn spawn(&self) -> anyhow::Result<SchedulerProcess> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let http = SocketAddr::from(([127, 0, 0, 1], port));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let mut command = Command::new(&self.exe);
-        // `BENCH_SCHEDULER_INSTANCE=none`: a dynamic member, to compare its recovery.
-        match std::env::var("BENCH_SCHEDULER_INSTANCE").as_deref() {
-            Ok("none") => {}
-            _ => {
-                command.env("FANOUT_INSTANCE_ID", INSTANCE);
-            }
-        }
-        let child = command
-            .env("FANOUT_NAME", &self.group)
-            .env("FANOUT_TOPIC", &self.topic)
-            .env("FANOUT_PARTITIONS", PARTITIONS.to_string())
-            .env("FANOUT_WINDOW_SECS", self.window_secs.to_string())
-            .env("FANOUT_KAFKA__BOOTSTRAP", &self.bootstrap)
-            .env("FANOUT_HTTP__LISTEN", http.to_string())
-            // `BENCH_SCHEDULER_LOG=info` (or a tracing filter) when profiling the scheduler.
-            .env("FANOUT_LOG", std::env::var("BENCH_SCHEDULER_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", self.exe.display()))?;
-        Ok(SchedulerProcess { child, http })
-    }
-}
-
-impl SchedulerProcess {
-    /// `VmHWM` and `VmRSS` of `/proc/PID/status`, in MiB.
-    fn memory(&self) -> anyhow::Result<(f64, f64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|kb| kb.parse::<f64>().ok())
-                .map(|kb| kb / 1024.0)
-        };
-        match (field("VmHWM:"), field("VmRSS:")) {
-            (Some(hwm), Some(rss)) => Ok((hwm, rss)),
-            _ => bail!("no VmHWM/VmRSS in /proc/{}/status", self.child.id()),
-        }
-    }
-
-    /// Waits until `/readyz` answers 200 (every owned partition read); fails if the process
-    /// exits or `timeout` passes.
-    async fn ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("fanout-scheduler exited ({status}) before it was ready");
-            }
-            let http = self.http;
-            if let Ok(Ok((200, _))) = tokio::task::spawn_blocking(move || get(http, "/readyz")).await {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("fanout-scheduler not ready after {timeout:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn metrics(&self) -> anyhow::Result<String> {
-        let http = self.http;
-        let (status, body) = tokio::task::spawn_blocking(move || get(http, "/metrics")).await??;
-        if status != 200 {
-            bail!("/metrics answered {status}");
-        }
-        Ok(body)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then up to 30 s for it to finish its transaction and exit.
-    async fn terminate(&mut self) -> anyhow::Result<()> {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                self.kill();
-                bail!("fanout-scheduler did not exit within 30 s of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for SchedulerProcess {
-    fn drop(&mut self) {
-        // The bench started it; nothing must outlive the run.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.kill();
-        }
-    }
-}
-
-/// A plain HTTP/1.0 GET: status and body.
-fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    Ok((status, body))
-}
-
-/// A histogram's buckets (`le` → cumulative count) from Prometheus text.
-fn buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
-    let prefix = format!("{name}_bucket{{le=\"");
-    metrics
-        .lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .filter_map(|rest| {
-            let (le, count) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
-            Some((le, count.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-/// The upper bound of the bucket holding quantile `q` of the observations between two scrapes.
-fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Option<f64> {
-    let delta: Vec<(f64, f64)> = after
-        .iter()
-        .map(|(le, n)| (*le, n - before.iter().find(|(b, _)| b == le).map_or(0.0, |(_, m)| *m)))
-        .collect();
-    let total = delta.last()?.1;
-    (total > 0.0).then(|| delta.iter().find(|(_, n)| *n >= q * total).map_or(f64::INFINITY, |(le, _)| *le))
-}
-
 /// `fanout_scheduled_pending{bucket}` from Prometheus text, as `bucket=count` pairs.
 fn pending(metrics: &str) -> String {
     metrics
@@ -706,13 +544,6 @@ fn millis_at(histogram: &Histogram<u64>, q: f64) -> f64 {
 
 /// Runs the scenario.
 pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<()> {
-    let exe = std::env::current_exe()?.with_file_name("fanout-scheduler");
-    if !exe.exists() {
-        bail!(
-            "{} not found: build it beside `fanout` with `cargo build --release -p fanout-scheduler`",
-            exe.display()
-        );
-    }
     let schedule_topic = env.name("schedule");
     env.adopt_topic(&schedule_topic);
     env.adopt_topic(&schedule::dead_letters(&schedule_topic));
@@ -721,15 +552,20 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
     let target = env.topic("schedule-target", 3).await?;
     let peer_topic = env.topic("schedule-peer", 3).await?;
     let group = env.group("scheduler");
-    let launch = Launch {
-        exe,
-        bootstrap: env.bootstrap.clone(),
-        group: group.clone(),
-        topic: schedule_topic.clone(),
-        window_secs: plan.schedule_window_secs,
-        // Kept after the run (the scratch directory is not): a missed target sends one there.
-        log: std::env::temp_dir().join(format!("{}.log", env.name("scheduler"))),
-    };
+    // Kept after the run (the scratch directory is not): a missed target sends one there.
+    let log = std::env::temp_dir().join(format!("{}.log", env.name("scheduler")));
+    let mut launch = Launch::sibling("fanout-scheduler", log)?
+        .env("FANOUT_NAME", &group)
+        .env("FANOUT_TOPIC", &schedule_topic)
+        .env("FANOUT_PARTITIONS", PARTITIONS.to_string())
+        .env("FANOUT_WINDOW_SECS", plan.schedule_window_secs.to_string())
+        .env("FANOUT_KAFKA__BOOTSTRAP", &env.bootstrap)
+        // `BENCH_SCHEDULER_LOG=info` (or a tracing filter) when profiling the scheduler.
+        .env("FANOUT_LOG", std::env::var("BENCH_SCHEDULER_LOG").unwrap_or_else(|_| "warn".into()));
+    // `BENCH_SCHEDULER_INSTANCE=none`: a dynamic member, to compare its recovery.
+    if std::env::var("BENCH_SCHEDULER_INSTANCE").as_deref() != Ok("none") {
+        launch = launch.env("FANOUT_INSTANCE_ID", INSTANCE);
+    }
     let pending_count = plan.schedule_pending;
     let (rate, duration, grace) = (plan.schedule_rate, plan.schedule_duration, Duration::from_secs(10));
     println!("  filling {pending_count} entries due over the next day…");
@@ -802,7 +638,7 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
         fanout: ("fanout-scheduler".into(), fanout),
         peer: Some(("produce → consume".into(), peer)),
         unit: Unit::Millis,
-        ceiling,
+        bound: ceiling.map(Target::AtMost),
     };
     let at = format!("{pending_count} pending, {rate:.0} due/s");
     report.limit(row(&format!("lateness p50, {at}"), p50, peer50, None));
@@ -866,7 +702,7 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
         fanout: ("fanout-scheduler".into(), one(value)),
         peer: None,
         unit,
-        ceiling,
+        bound: ceiling.map(Target::AtMost),
     };
     report.limit(absolute(
         format!("kill -9 → first delivery, {pending_count} pending"),
