@@ -12,7 +12,8 @@
 //!   second (open loop), each measured from its acknowledgement to the watcher seeing its run's
 //!   `TaskStarted(b)` (so the engine's read, decision, transaction and the watcher's fetch). The
 //!   peer publishes the same successes to a topic of its own, read by the same watcher code: ack
-//!   → seen. The engine's own `fanout_flow_trigger_latency_seconds` (success record time →
+//!   → seen. A second peer, [`ExactlyOncePeer`], turns each success into a record exactly once
+//!   with the canonical transactional consume → produce loop (one producer). The engine's own `fanout_flow_trigger_latency_seconds` (success record time →
 //!   transaction committed) is printed beside them.
 //! * **Throughput**: successes for runs whose `a` is started, as fast as the SDK publishes them;
 //!   completions per second = successes / (first publish → last `TaskStarted(b)` seen), and the
@@ -43,6 +44,9 @@ use futures::{stream::FuturesUnordered, FutureExt as _, StreamExt as _};
 use hdrhistogram::Histogram;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},
+    error::KafkaError,
+    producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer},
+    types::RDKafkaErrorCode,
     Message as _, Offset, TopicPartitionList,
 };
 
@@ -187,6 +191,109 @@ impl Watcher {
 }
 
 impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The exactly-once peer: the consume → produce loop a skilled engineer writes to turn each
+/// success into a start exactly once, without any join: read a batch (`read_committed`), write
+/// one record per record read and the batch's offsets in one transaction of its one
+/// transactional producer, with the engine's producer settings (linger 0, retry backoff 10 ms).
+/// The engine adds its join, state records and alarms to this, and alternates two producers.
+struct ExactlyOncePeer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl ExactlyOncePeer {
+    fn start(env: &Env, input: &str, output: &str) -> anyhow::Result<Self> {
+        let mut config = env.client_config();
+        config
+            .set("group.id", env.group("flows-eos-peer"))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10");
+        let consumer: BaseConsumer = config.create()?;
+        consumer.subscribe(&[input])?;
+        let mut config = env.producer_config()?;
+        config
+            .set("transactional.id", env.name("flows-eos-peer"))
+            .set("linger.ms", "0")
+            .set("retry.backoff.ms", "10")
+            .set("retry.backoff.max.ms", "100");
+        let producer: ThreadedProducer<DefaultProducerContext> = config.create()?;
+        producer.init_transactions(Duration::from_secs(30))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let (input, output) = (input.to_owned(), output.to_owned());
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let mut batch = Vec::new();
+                let mut wait = Duration::from_millis(100);
+                while batch.len() < 500 {
+                    match consumer.poll(wait) {
+                        Some(Ok(message)) => batch.push((
+                            message.partition(),
+                            message.offset(),
+                            message.key().map(<[u8]>::to_vec),
+                            message.payload().map(<[u8]>::to_vec),
+                        )),
+                        Some(Err(error)) => bail!("exactly-once peer: {error}"),
+                        None => break,
+                    }
+                    wait = Duration::ZERO;
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                producer.begin_transaction()?;
+                let mut offsets = TopicPartitionList::new();
+                for (partition, offset, key, payload) in &batch {
+                    let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&output);
+                    if let Some(key) = key {
+                        record = record.key(key.as_slice());
+                    }
+                    if let Some(payload) = payload {
+                        record = record.payload(payload.as_slice());
+                    }
+                    loop {
+                        match producer.send(record) {
+                            Ok(()) => break,
+                            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                                record = back;
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                            Err((error, _)) => return Err(error.into()),
+                        }
+                    }
+                    offsets.add_partition_offset(&input, *partition, Offset::Offset(offset + 1))?;
+                }
+                let group = consumer.group_metadata().context("the peer's consumer has no group")?;
+                producer.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))?;
+                producer.commit_transaction(Duration::from_secs(30))?;
+            }
+            Ok(())
+        });
+        Ok(Self { stop, thread: Some(thread) })
+    }
+
+    /// Stops the loop; its error, if it failed.
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => bail!("the exactly-once peer panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ExactlyOncePeer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
@@ -404,14 +511,20 @@ async fn measure(
     let peer_topic = env.topic("flows-peer", PARTITIONS).await?;
     let peer_marks = Marks::new(per_rep * reps);
     let _peer_watcher = Watcher::start(env, &peer_topic, peer_marks.clone())?;
-    let mut peer_runs = Runs(0);
+    let eos_input = env.topic("flows-eos-in", PARTITIONS).await?;
+    let eos_output = env.topic("flows-eos-out", PARTITIONS).await?;
+    let eos_marks = Marks::new(per_rep * reps);
+    let _eos_watcher = Watcher::start(env, &eos_output, eos_marks.clone())?;
+    let eos = ExactlyOncePeer::start(env, &eos_input, &eos_output)?;
+    let (mut peer_runs, mut eos_runs) = (Runs(0), Runs(0));
     let grace = Duration::from_secs(10);
     let (mut p50, mut p99, mut p999) = (Samples::new(), Samples::new(), Samples::new());
     let (mut peer50, mut peer99, mut peer999) = (Samples::new(), Samples::new(), Samples::new());
+    let (mut eos50, mut eos99, mut eos999) = (Samples::new(), Samples::new(), Samples::new());
     let mut own99 = Samples::new();
     let mut notes = Vec::new();
     for (rep, seqs) in latency_runs.iter().enumerate() {
-        for side in [rep % 2, 1 - rep % 2] {
+        for side in (0..3).map(|n| (n + rep) % 3) {
             if side == 0 {
                 let seqs = peer_runs.take(per_rep);
                 paced(&publisher, &peer_topic, &peer_marks, seqs.clone(), rate).await?;
@@ -420,6 +533,14 @@ async fn measure(
                 peer50.push(millis_at(&histogram, 0.5));
                 peer99.push(millis_at(&histogram, 0.99));
                 peer999.push(millis_at(&histogram, 0.999));
+            } else if side == 1 {
+                let seqs = eos_runs.take(per_rep);
+                paced(&publisher, &eos_input, &eos_marks, seqs.clone(), rate).await?;
+                let _ = all_seen(&eos_marks, seqs.clone(), grace, "exactly-once peer").await;
+                let (histogram, _) = eos_marks.latencies(seqs)?;
+                eos50.push(millis_at(&histogram, 0.5));
+                eos99.push(millis_at(&histogram, 0.99));
+                eos999.push(millis_at(&histogram, 0.999));
             } else {
                 let before = buckets(&engine.metrics().await?, "fanout_flow_trigger_latency_seconds");
                 paced(&publisher, &topics.succeeded, &marks, seqs.clone(), rate).await?;
@@ -444,6 +565,7 @@ async fn measure(
             }
         }
     }
+    eos.finish()?;
     report.note(format!("8 flows latency: {}", notes.join("; ")));
     let row = |metric: &str, fanout: Samples, peer: Samples, ceiling: Option<f64>| Limit {
         scenario: "8 flows".into(),
@@ -454,6 +576,13 @@ async fn measure(
         bound: ceiling.map(Target::AtMost),
     };
     let at = format!("{rate:.0} completions/s");
+    let eos_row = |metric: &str, fanout: &Samples, peer: Samples| Limit {
+        peer: Some(("exactly-once consume → produce".into(), peer)),
+        ..row(metric, fanout.clone(), Samples::new(), None)
+    };
+    report.limit(eos_row(&format!("trigger latency p50, {at}"), &p50, eos50));
+    report.limit(eos_row(&format!("trigger latency p99, {at}"), &p99, eos99));
+    report.limit(eos_row(&format!("trigger latency p99.9, {at}"), &p999, eos999));
     report.limit(row(&format!("trigger latency p50, {at}"), p50, peer50, None));
     report.limit(row(&format!("trigger latency p99, {at}"), p99, peer99, Some(50.0)));
     report.limit(row(&format!("trigger latency p99.9, {at}"), p999, peer999, Some(150.0)));

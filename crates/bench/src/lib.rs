@@ -34,8 +34,8 @@ use self::{charts::ChartData, env::Env, report::Report};
 /// the same run, with the ratio and its target.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// A short run (under a minute without `schedule`, which adds half a minute): fewer events
-    /// and repetitions, every ratio still printed.
+    /// A short run (under a minute without `schedule` and `flows`, which add half a minute
+    /// each): fewer events and repetitions, every ratio still printed.
     #[arg(long)]
     quick: bool,
     /// Only these scenarios (comma-separated). Context (machine, Kafka, perf test) always runs.
@@ -337,7 +337,7 @@ impl BenchArgs {
             report.note(
                 "quick mode: every run is short (consume runs stop 0.5 s after their first event, before the \
                  runtime's steady state; batch sizes 50 and 1,000 only; latency runs last 1 s per rate and side, \
-                 1k and 5k/s only; scaling covers 1 and 4 partitions; schedule has 50,000 entries pending, not a million, and runs 4 s per side) and repetitions are few; the figures are indicative, the full run's count",
+                 1k and 5k/s only; scaling covers 1 and 4 partitions; schedule has 50,000 entries pending, not a million, and runs 4 s per side; flows keeps 20,000 runs, not 100,000, and runs 4 s per side) and repetitions are few; the figures are indicative, the full run's count",
             );
         }
         context::machine(report);

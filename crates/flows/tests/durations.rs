@@ -1,0 +1,83 @@
+//! The fourth pain of a timetable: changing how long a task takes means re-planning every slot
+//! after it. Here the same flow file serves a run whose upstream takes 0.2 s and one whose
+//! upstream takes 2 s: in both the dependant starts right after it, and no file changes.
+
+mod common;
+
+use std::{path::Path, time::Duration};
+
+use common::{InProcess, InProcessWorker};
+use fanout_flows::signals::RunRequested;
+use fanout_producer::{PublishOptions, Publisher};
+use fanout_testkit::{service::Stack, wait_until};
+
+/// `extract` sleeps as long as its run's input file says; `load` runs after it. Neither names a
+/// time.
+fn flow(out: &Path) -> String {
+    let out = out.display();
+    format!(
+        r#"
+name = "etl"
+[[tasks]]
+name = "extract"
+command = ["sh", "-c", "sleep $(cat \"$OUT/seconds-$FANOUT_RUN\"); date +%s%N > \"$OUT/extract-$FANOUT_RUN\""]
+env = {{ OUT = "{out}" }}
+[[tasks]]
+name = "load"
+after = ["extract"]
+command = ["sh", "-c", "date +%s%N > \"$OUT/load-$FANOUT_RUN\""]
+env = {{ OUT = "{out}" }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_longer_or_shorter_upstream_needs_no_change_to_any_file() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    let kafka = stack.kafka.clone();
+    let out = tempfile::tempdir()?;
+    let engine = InProcess::start(&stack, &flow(out.path())).await?;
+    let flow_file = std::fs::read(&engine.config.flows)?;
+    let topics = engine.config.topics();
+    let worker = InProcessWorker::start(&engine, 4)?;
+    let publisher = Publisher::new(stack.publisher_config("flow-durations-test"))?;
+    let requested = PublishOptions::new().topic(&topics.requested);
+
+    let file = |name: &str| out.path().join(name);
+    let stamp_ns =
+        |name: &str| -> anyhow::Result<i128> { Ok(std::fs::read_to_string(file(name))?.trim().parse()?) };
+    let mut extract_took = Vec::new();
+    for (run, seconds) in [("quick", "0.2"), ("slow", "2")] {
+        std::fs::write(file(&format!("seconds-{run}")), seconds)?;
+        let requested_at =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as i128;
+        let request = RunRequested {
+            flow: "etl".into(),
+            run: run.into(),
+            retry_task: None,
+            cascade: false,
+            requested_by: "test".into(),
+        };
+        publisher.publish_with(&request, &requested).await?;
+        wait_until(Duration::from_secs(60), "load to run after extract", || async {
+            Ok(file(&format!("load-{run}")).exists())
+        })
+        .await?;
+        let (extract, load) = (stamp_ns(&format!("extract-{run}"))?, stamp_ns(&format!("load-{run}"))?);
+        assert!(load >= extract, "{run}: load ran before extract finished");
+        // Whatever extract took, load follows it: no slot to wait for. The bound only has to
+        // be far below the longer run's 2 s (a worker's poll, two transactions, a process start).
+        let gap = Duration::from_nanos((load - extract) as u64);
+        assert!(gap < Duration::from_millis(1_500), "{run}: load started {gap:?} after extract finished");
+        extract_took.push(extract - requested_at);
+    }
+    assert!(
+        extract_took[1] - extract_took[0] > 1_500_000_000,
+        "the slow run's extract took over 1.5 s longer, so its load moved with it: {extract_took:?} ns"
+    );
+    assert_eq!(std::fs::read(&engine.config.flows)?, flow_file, "the flow file changed");
+
+    worker.stop(&kafka).await?;
+    engine.stop(&kafka).await?;
+    stack.stop().await
+}
