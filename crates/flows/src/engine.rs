@@ -164,6 +164,28 @@ impl Shared {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Puts the runs a batch changed back as they were before it (its transaction failed).
+    fn undo(&self, before: HashMap<RunSlot, Option<NamedRun>>) {
+        let mut runs = self.runs();
+        for ((partition, key), earlier) in before {
+            let Some(owned) = runs.get_mut(&partition) else { continue };
+            match earlier {
+                Some(run) => owned.insert(key, run),
+                None => owned.remove(&key),
+            };
+        }
+    }
+
+    /// Counts what a batch decided, once its transaction committed (at `acked`, Unix ms).
+    fn committed(&self, decided: &Decided, acked: i64) {
+        self.metrics.started.inc_by(decided.starts.len() as u64);
+        self.metrics.runs_started.inc_by(decided.runs_started);
+        self.metrics.blocked.inc_by(decided.blocked);
+        for at in &decided.triggered_at {
+            self.metrics.trigger_latency.observe((acked - at).max(0) as f64 / 1000.0);
+        }
+    }
+
     /// Reads `partitions` of the state topic whole, side by side in one read: the runs as the
     /// last commit left them, by partition.
     fn restore(&self, partitions: &[i32]) -> Result<HashMap<i32, Runs>, fanout_kafka::ReadError> {
@@ -706,109 +728,14 @@ impl Processor {
     /// transaction; on failure the runs are put back as they were before it.
     async fn process(&mut self, batch: &[Polled]) -> Result<(), Failure> {
         let now = now_ms();
-        let decided = self.decide(batch, now);
+        let decided = decide(&self.shared, &mut self.history, batch, now);
         let result = self.commit(batch, &decided, now).await;
         self.turn = self.turn.wrapping_add(1);
-        if result.is_err() {
-            let mut runs = self.shared.runs();
-            for ((partition, key), earlier) in decided.before {
-                let Some(owned) = runs.get_mut(&partition) else { continue };
-                match earlier {
-                    Some(run) => owned.insert(key, run),
-                    None => owned.remove(&key),
-                };
-            }
+        match result {
+            Ok(()) => self.shared.committed(&decided, now_ms()),
+            Err(_) => self.shared.undo(decided.before),
         }
         result
-    }
-
-    /// Applies each signal to its run: the starts and the runs it changed.
-    fn decide(&mut self, batch: &[Polled], now: i64) -> Decided {
-        let mut decided = Decided::default();
-        let mut runs = self.shared.runs();
-        for (topic, partition, _, read) in batch {
-            let Some(read) = read else { continue };
-            let Some(flow) = self.shared.flows.get(&read.flow) else {
-                tracing::warn!(flow = %read.flow, "signal for a flow this engine does not have; skipped");
-                continue;
-            };
-            if let (Some(took), Some(Signal::Succeeded { task, .. })) = (read.took_ms, &read.signal) {
-                self.history.record(&flow.name, task, took);
-            }
-            if read.forward {
-                decided.forwards.push(RunRequested {
-                    flow: flow.name.clone(),
-                    run: String::from_utf8_lossy(&read.key).into_owned(),
-                    retry_task: None,
-                    cascade: false,
-                    requested_by: format!("topic {topic}"),
-                });
-                continue;
-            }
-            // A partition revoked since the poll: its new owner reads it from the last commit.
-            let Some(owned) = runs.get_mut(partition) else { continue };
-            if owned.get(&read.key).is_some_and(|(stored, _)| *stored != flow.name) {
-                tracing::warn!(flow = %flow.name, key = %String::from_utf8_lossy(&read.key), "signal for a run of another flow; skipped");
-                continue;
-            }
-            let slot = (*partition, read.key.clone());
-            decided.before.entry(slot.clone()).or_insert_with(|| owned.get(&read.key).cloned());
-            let (_, run) =
-                owned.entry(read.key.clone()).or_insert_with(|| (flow.name.clone(), Run::new(flow)));
-            let decisions = match &read.signal {
-                None => {
-                    self.shared.metrics.runs_started.inc();
-                    run.begin(flow)
-                }
-                Some(signal) => {
-                    let task = match signal {
-                        Signal::Succeeded { task, .. }
-                        | Signal::Failed { task, .. }
-                        | Signal::Retry { task, .. } => task,
-                    };
-                    let before = run.state(flow, task);
-                    let decisions = run.apply(flow, signal);
-                    // It finished (or runs again): its pending alarm is called off.
-                    if run.state(flow, task) != before {
-                        if let Some(alarm) = run.late.remove(task) {
-                            decided.cancels.push(alarm);
-                        }
-                    }
-                    decisions
-                }
-            };
-            let run_name = run_of(&read.key, &flow.name);
-            for decision in decisions {
-                match decision {
-                    Decision::Start { task, attempt, delay } => {
-                        if let Some(at) = read.success_at {
-                            decided.triggered_at.push(at);
-                        }
-                        if let Some(alarm) = run.late.remove(&task) {
-                            decided.cancels.push(alarm);
-                        }
-                        // Declared, or learned: the p95 of the task's earlier run times.
-                        let expect_within = flow
-                            .task(&task)
-                            .and_then(|t| t.expect_within)
-                            .or_else(|| self.history.p95(&flow.name, &task));
-                        let started = TaskStarted {
-                            flow: flow.name.clone(),
-                            run: run_name.clone(),
-                            task,
-                            attempt: attempt as i32,
-                            started_at: now,
-                        };
-                        decided.starts.push(Starting { started, delay, expect_within, slot: slot.clone() });
-                    }
-                    Decision::Blocked { task, upstream } => {
-                        self.shared.metrics.blocked.inc();
-                        tracing::info!(flow = %flow.name, run = %run_name, %task, %upstream, "task blocked by a failed upstream");
-                    }
-                }
-            }
-        }
-        decided
     }
 
     async fn commit(&self, batch: &[Polled], decided: &Decided, now: i64) -> Result<(), Failure> {
@@ -954,11 +881,6 @@ impl Processor {
             }
             return Err(failed);
         }
-        let acked = now_ms();
-        self.shared.metrics.started.inc_by(decided.starts.len() as u64);
-        for at in &decided.triggered_at {
-            self.shared.metrics.trigger_latency.observe((acked - at).max(0) as f64 / 1000.0);
-        }
         Ok(())
     }
 
@@ -978,6 +900,96 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+/// Applies each signal of a batch to its run: what the batch decided, and the runs it changed as
+/// they were before it. Nothing is counted here: the batch's transaction may still fail, and the
+/// batch then be decided again.
+fn decide(shared: &Shared, history: &mut History, batch: &[Polled], now: i64) -> Decided {
+    let mut decided = Decided::default();
+    let mut runs = shared.runs();
+    for (topic, partition, _, read) in batch {
+        let Some(read) = read else { continue };
+        let Some(flow) = shared.flows.get(&read.flow) else {
+            tracing::warn!(flow = %read.flow, "signal for a flow this engine does not have; skipped");
+            continue;
+        };
+        if let (Some(took), Some(Signal::Succeeded { task, .. })) = (read.took_ms, &read.signal) {
+            history.record(&flow.name, task, took);
+        }
+        if read.forward {
+            decided.forwards.push(RunRequested {
+                flow: flow.name.clone(),
+                run: String::from_utf8_lossy(&read.key).into_owned(),
+                retry_task: None,
+                cascade: false,
+                requested_by: format!("topic {topic}"),
+            });
+            continue;
+        }
+        // A partition revoked since the poll: its new owner reads it from the last commit.
+        let Some(owned) = runs.get_mut(partition) else { continue };
+        if owned.get(&read.key).is_some_and(|(stored, _)| *stored != flow.name) {
+            tracing::warn!(flow = %flow.name, key = %String::from_utf8_lossy(&read.key), "signal for a run of another flow; skipped");
+            continue;
+        }
+        let slot = (*partition, read.key.clone());
+        decided.before.entry(slot.clone()).or_insert_with(|| owned.get(&read.key).cloned());
+        let (_, run) = owned.entry(read.key.clone()).or_insert_with(|| (flow.name.clone(), Run::new(flow)));
+        let decisions = match &read.signal {
+            None => {
+                decided.runs_started += 1;
+                run.begin(flow)
+            }
+            Some(signal) => {
+                let task = match signal {
+                    Signal::Succeeded { task, .. }
+                    | Signal::Failed { task, .. }
+                    | Signal::Retry { task, .. } => task,
+                };
+                let before = run.state(flow, task);
+                let decisions = run.apply(flow, signal);
+                // It finished (or runs again): its pending alarm is called off.
+                if run.state(flow, task) != before {
+                    if let Some(alarm) = run.late.remove(task) {
+                        decided.cancels.push(alarm);
+                    }
+                }
+                decisions
+            }
+        };
+        let run_name = run_of(&read.key, &flow.name);
+        for decision in decisions {
+            match decision {
+                Decision::Start { task, attempt, delay } => {
+                    if let Some(at) = read.success_at {
+                        decided.triggered_at.push(at);
+                    }
+                    if let Some(alarm) = run.late.remove(&task) {
+                        decided.cancels.push(alarm);
+                    }
+                    // Declared, or learned: the p95 of the task's earlier run times.
+                    let expect_within = flow
+                        .task(&task)
+                        .and_then(|t| t.expect_within)
+                        .or_else(|| history.p95(&flow.name, &task));
+                    let started = TaskStarted {
+                        flow: flow.name.clone(),
+                        run: run_name.clone(),
+                        task,
+                        attempt: attempt as i32,
+                        started_at: now,
+                    };
+                    decided.starts.push(Starting { started, delay, expect_within, slot: slot.clone() });
+                }
+                Decision::Blocked { task, upstream } => {
+                    decided.blocked += 1;
+                    tracing::info!(flow = %flow.name, run = %run_name, %task, %upstream, "task blocked by a failed upstream");
+                }
+            }
+        }
+    }
+    decided
 }
 
 /// The wait after the `n`th failure in a row: 0.2 s doubling to 6.4 s.
@@ -1008,6 +1020,10 @@ struct Decided {
     forwards: Vec<RunRequested>,
     before: HashMap<RunSlot, Option<NamedRun>>,
     triggered_at: Vec<i64>,
+    /// Runs begun.
+    runs_started: u64,
+    /// Tasks blocked by a failed upstream.
+    blocked: u64,
 }
 
 /// Why a batch did not commit.
@@ -1094,6 +1110,58 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ops`: `a`, then `b` after it; `a` does not retry.
+    const OPS: &str = "name = \"ops\"\n[[tasks]]\nname = \"a\"\ncommand = [\"true\"]\n\
+                       [[tasks]]\nname = \"b\"\nafter = [\"a\"]\ncommand = [\"true\"]\n";
+
+    /// What the processing thread shares, owning partition 0, counting on metrics of its own.
+    fn shared(flow: &str) -> Shared {
+        let flow = Flow::parse(flow).expect("a valid flow");
+        Shared {
+            flows: HashMap::from([(flow.name.clone(), flow)]),
+            runs: Mutex::new(HashMap::from([(0, Runs::new())])),
+            state_topic: "state".into(),
+            signal_topics: ["requested".into(), "succeeded".into(), "failed".into()],
+            read_config: ClientConfig::new(),
+            joined: AtomicBool::new(true),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            metrics: Metrics::unregistered(),
+        }
+    }
+
+    /// A signal of run `ops/r1` read from partition 0 (`None`: the run's request).
+    fn polled(offset: i64, signal: Option<Signal>) -> Polled {
+        let read = Read {
+            key: b"ops/r1".to_vec(),
+            flow: "ops".into(),
+            signal,
+            success_at: None,
+            took_ms: None,
+            forward: false,
+        };
+        ("signals".into(), 0, offset, Some(read))
+    }
+
+    #[test]
+    fn a_batch_is_counted_once_when_its_transaction_commits_not_each_time_it_is_decided() {
+        let shared = shared(OPS);
+        let mut history = History::default();
+        // The run begins and `a` fails for good: `b` is blocked.
+        let batch = [polled(0, None), polled(1, Some(Signal::Failed { task: "a".into(), attempt: 1 }))];
+        let counts = |m: &Metrics| (m.runs_started.get(), m.started.get(), m.blocked.get());
+
+        // The first transaction fails: the runs are put back, and nothing was counted.
+        let decided = decide(&shared, &mut history, &batch, 0);
+        assert_eq!((decided.runs_started, decided.starts.len(), decided.blocked), (1, 1, 1));
+        shared.undo(decided.before);
+        assert_eq!(counts(&shared.metrics), (0, 0, 0), "a failed transaction counts nothing");
+
+        // The batch is read again, decided the same, and commits.
+        let decided = decide(&shared, &mut history, &batch, 0);
+        shared.committed(&decided, 0);
+        assert_eq!(counts(&shared.metrics), (1, 1, 1), "one run, one start, one blocked task");
+    }
 
     #[test]
     fn a_deadline_is_learned_from_enough_history() {
