@@ -797,7 +797,20 @@ impl Processor {
         for request in &decided.forwards {
             records.push((self.publisher.encode(request, &self.requested).await?, None));
         }
-        for alarm in &decided.cancels {
+        // One batch can start a task twice (a retry asked for twice; a failed attempt's retry and
+        // an operator's): the later alarm replaces the earlier in the run, so the earlier is
+        // called off in the transaction that sets it, or it would fire for an attempt nobody
+        // waits on.
+        let mut replaced = Vec::new();
+        {
+            let mut runs = self.shared.runs();
+            for ((partition, key), task, alarm) in alarms {
+                if let Some((_, run)) = runs.get_mut(&partition).and_then(|owned| owned.get_mut(&key)) {
+                    replaced.extend(run.late.insert(task, alarm));
+                }
+            }
+        }
+        for alarm in decided.cancels.iter().chain(&replaced) {
             let Ok(id) = alarm.parse::<schedule::ScheduleId>() else { continue };
             let cancel = OwnedRecord {
                 topic: self.schedule_topic.clone(),
@@ -809,14 +822,6 @@ impl Processor {
                 )],
             };
             records.push((cancel, Some(id.partition)));
-        }
-        {
-            let mut runs = self.shared.runs();
-            for ((partition, key), task, alarm) in alarms {
-                if let Some((_, run)) = runs.get_mut(&partition).and_then(|owned| owned.get_mut(&key)) {
-                    run.late.insert(task, alarm);
-                }
-            }
         }
         {
             let runs = self.shared.runs();

@@ -1,6 +1,7 @@
 //! `TaskLate`: a task not finished by its `expect_within` raises its alarm through the scheduler,
 //! while it still runs; one that finishes in time raises none (the engine cancels the alarm in
-//! the transaction that records the finish).
+//! the transaction that records the finish), nor does one started twice in one batch for its
+//! first start (the alarm the second replaces is cancelled in the transaction that sets both).
 
 mod common;
 
@@ -58,7 +59,8 @@ async fn a_task_past_its_expected_time_raises_its_alarm_and_one_in_time_none() -
         cascade: false,
         requested_by: "test".into(),
     };
-    publisher.publish_with(&request, &PublishOptions::new().topic(&topics.requested)).await?;
+    let requested = PublishOptions::new().topic(&topics.requested);
+    publisher.publish_with(&request, &requested).await?;
 
     let serde = AvroSerde::from_urls(&[stack.registry_url()])?;
     let mut read = kafka.client_config();
@@ -75,32 +77,52 @@ async fn a_task_past_its_expected_time_raises_its_alarm_and_one_in_time_none() -
     })
     .await?;
     engine.wait_caught_up(&kafka).await?;
-    // quick's alarm: in the schedule topic, cancelled by the transaction that recorded quick's
-    // success, and listed by no dispatch marker — so never to be delivered.
+
+    // quick is asked to run again twice, both requests read in one batch (written while the
+    // engine is paused): attempts 2 and 3 start in one transaction, each with its alarm.
+    let engine = engine.pause().await?;
+    let retry = RunRequested { retry_task: Some("quick".into()), ..request };
+    for sent in publisher.publish_all(&[retry.clone(), retry], &requested).await {
+        sent?;
+    }
+    let engine = engine.resume().await?;
+    wait_until(Duration::from_secs(30), "quick's attempts 2 and 3 to finish", || async {
+        Ok(TopicRead::new(&topics.succeeded).read(&read).await?.len() >= 4)
+    })
+    .await?;
+    engine.wait_caught_up(&kafka).await?;
+
+    // quick's alarms, one per attempt: each in the schedule topic, cancelled (attempts 1 and 3
+    // by the transaction that recorded their success, attempt 2's by the one that replaced it
+    // with attempt 3's), and listed by no dispatch marker — so never to be delivered.
     let schedule = TopicRead::new(schedule_topic.name()).read(&read).await?;
-    let mut quick_alarm = None;
+    let mut quick_alarms = Vec::new();
     for record in schedule.iter().filter(|r| r.header(fanout_core::schedule::DELIVER_AT).is_some()) {
         let alarm = serde.decode::<TaskLate>(record.payload.as_deref().unwrap_or_default()).await?;
         if alarm.task == "quick" {
-            quick_alarm = record.key.clone();
+            quick_alarms.push((alarm.attempt, record.key.clone().unwrap_or_default()));
         }
     }
-    let quick_alarm = quick_alarm.expect("quick's alarm was scheduled");
-    let cancelled = schedule.iter().any(|r| {
-        r.key.as_ref() == Some(&quick_alarm)
-            && r.payload.is_none()
-            && r.header(fanout_core::schedule::OUTCOME) == Some("cancelled")
-    });
-    assert!(cancelled, "quick's alarm was cancelled");
-    let id = String::from_utf8_lossy(&quick_alarm).into_owned();
-    let dispatched = schedule
-        .iter()
-        .filter(|r| r.key.as_deref() == Some(fanout_core::schedule::MARKER_KEY.as_bytes()))
-        .any(|r| {
-            fanout_core::schedule::marker::decode(r.payload.as_deref().unwrap_or_default())
-                .any(|(listed, _)| listed == id)
+    quick_alarms.sort();
+    let attempts: Vec<i32> = quick_alarms.iter().map(|(attempt, _)| *attempt).collect();
+    assert_eq!(attempts, [1, 2, 3], "an alarm for each of quick's attempts");
+    for (attempt, key) in &quick_alarms {
+        let cancelled = schedule.iter().any(|r| {
+            r.key.as_ref() == Some(key)
+                && r.payload.is_none()
+                && r.header(fanout_core::schedule::OUTCOME) == Some("cancelled")
         });
-    assert!(!dispatched, "quick's alarm was dispatched");
+        assert!(cancelled, "the alarm of quick's attempt {attempt} was cancelled");
+        let id = String::from_utf8_lossy(key).into_owned();
+        let dispatched = schedule
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(fanout_core::schedule::MARKER_KEY.as_bytes()))
+            .any(|r| {
+                fanout_core::schedule::marker::decode(r.payload.as_deref().unwrap_or_default())
+                    .any(|(listed, _)| listed == id)
+            });
+        assert!(!dispatched, "the alarm of quick's attempt {attempt} was dispatched");
+    }
     let mut alarms = Vec::new();
     for record in TopicRead::new(&topics.late).read(&read).await? {
         alarms.push(serde.decode::<TaskLate>(&record.payload.unwrap_or_default()).await?);

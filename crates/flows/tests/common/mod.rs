@@ -72,12 +72,15 @@ impl InProcess {
             http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
             ..EngineConfig::default()
         };
-        let engine = Engine::start(config.clone()).await?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let running = tokio::spawn(engine.run(async move {
-            let _ = stopped.await;
-        }));
+        let (stop, running) = run(&config).await?;
         Ok(Self { config, _dir: dir, stop, running })
+    }
+
+    /// Runs a paused engine again on its topics and group: it restores the runs from the state
+    /// topic and reads on from the offsets committed.
+    pub async fn resume(self) -> anyhow::Result<Self> {
+        let (stop, running) = run(&self.config).await?;
+        Ok(Self { config: self.config, _dir: self._dir, stop, running })
     }
 
     /// Waits until the engine has committed every signal written so far.
@@ -112,6 +115,18 @@ impl InProcess {
         })
         .await
     }
+}
+
+/// Starts an engine and runs it in the background until the sender is used or dropped.
+async fn run(
+    config: &EngineConfig,
+) -> anyhow::Result<(oneshot::Sender<()>, JoinHandle<Result<(), EngineError>>)> {
+    let engine = Engine::start(config.clone()).await?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(engine.run(async move {
+        let _ = stopped.await;
+    }));
+    Ok((stop, running))
 }
 
 /// True once the engine's group has committed every input signal up to the topics' ends.
