@@ -57,9 +57,10 @@ pub struct Task {
     pub env: BTreeMap<String, String>,
     /// How long one attempt may run before it is killed and counts as failed.
     pub timeout: Duration,
-    /// Attempts after the first one that fail before the task counts as failed.
+    /// How often a failed attempt is tried again before the task counts as failed; counted
+    /// afresh when the task runs again (a cascade's re-run, an operator's retry).
     pub retries: u32,
-    /// The wait before the first retry; doubled for each further one.
+    /// The wait before the first retry; doubled for each further one of the same series.
     pub backoff: Duration,
     /// When the task counts as late after it started, if declared; otherwise its history
     /// decides.

@@ -79,6 +79,10 @@ pub struct Run {
     states: Vec<TaskState>,
     /// Per task: its dependants run again after its next success (a cascading retry).
     cascade: Vec<bool>,
+    /// Per task: the attempt its current series began with (its first attempt, a cascade's
+    /// re-run or an operator's retry). The series' retries and backoff count from there, so a
+    /// task run again gets its whole retry budget whatever its attempt number.
+    series: Vec<u32>,
     /// The engine's pending "late" alarms, by task: the schedule id of each (cancelled when the
     /// task finishes first).
     pub late: BTreeMap<String, String>,
@@ -90,6 +94,7 @@ impl Run {
         Self {
             states: vec![TaskState::Waiting; flow.tasks.len()],
             cascade: vec![false; flow.tasks.len()],
+            series: vec![1; flow.tasks.len()],
             late: BTreeMap::new(),
         }
     }
@@ -98,6 +103,7 @@ impl Run {
     pub fn from_states(flow: &Flow, states: Vec<TaskState>) -> Option<Self> {
         (states.len() == flow.tasks.len()).then(|| Self {
             cascade: vec![false; states.len()],
+            series: vec![1; states.len()],
             states,
             late: BTreeMap::new(),
         })
@@ -109,12 +115,20 @@ impl Run {
     }
 
     /// The run as stored: each task's state by name (so a flow file that gains or loses tasks
-    /// still reads its earlier runs), and the tasks whose next success re-runs their dependants.
+    /// still reads its earlier runs), the tasks whose next success re-runs their dependants, and
+    /// where each task's series of attempts began when not at its first attempt.
     pub fn to_stored(&self, flow: &Flow) -> StoredRun {
         let name = |at: usize| flow.tasks[at].name.clone();
         StoredRun {
             states: self.states.iter().enumerate().map(|(at, state)| (name(at), *state)).collect(),
             cascade: self.cascade.iter().enumerate().filter(|(_, c)| **c).map(|(at, _)| name(at)).collect(),
+            series: self
+                .series
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s != 1)
+                .map(|(at, s)| (name(at), *s))
+                .collect(),
             late: self.late.clone(),
         }
     }
@@ -127,6 +141,7 @@ impl Run {
                 run.states[at] = *state;
             }
             run.cascade[at] = stored.cascade.contains(&task.name);
+            run.series[at] = stored.series.get(&task.name).copied().unwrap_or(1);
         }
         run.late = stored.late.clone();
         run
@@ -150,6 +165,7 @@ impl Run {
         for (at, task) in flow.tasks.iter().enumerate() {
             if task.after.is_empty() && self.states[at] == TaskState::Waiting {
                 self.states[at] = TaskState::Started(1);
+                self.series[at] = 1;
                 decisions.push(start(&task.name, 1, Duration::ZERO));
             }
         }
@@ -184,12 +200,14 @@ impl Run {
                     match self.states[d] {
                         TaskState::Waiting if ready => {
                             self.states[d] = TaskState::Started(1);
+                            self.series[d] = 1;
                             decisions.push(start(&flow.tasks[d].name, 1, Duration::ZERO));
                         }
                         TaskState::Started(n) | TaskState::Succeeded(n) | TaskState::Failed(n)
                             if cascade && ready =>
                         {
                             self.states[d] = TaskState::Started(n + 1);
+                            self.series[d] = n + 1;
                             // Its own dependants run again after it, in turn.
                             self.cascade[d] = true;
                             decisions.push(start(&flow.tasks[d].name, n + 1, Duration::ZERO));
@@ -204,10 +222,12 @@ impl Run {
                     return decisions;
                 }
                 let spec = &flow.tasks[at];
-                if *attempt <= spec.retries {
+                // Retries spent in this series: a re-run's attempt 5 is its series' first try.
+                let spent = attempt.saturating_sub(self.series[at]);
+                if spent < spec.retries {
                     let next = attempt + 1;
                     self.states[at] = TaskState::Started(next);
-                    let delay = spec.backoff.saturating_mul(1 << (attempt - 1).min(16));
+                    let delay = spec.backoff.saturating_mul(1 << spent.min(16));
                     decisions.push(start(task, next, delay));
                 } else {
                     self.states[at] = TaskState::Failed(*attempt);
@@ -231,6 +251,7 @@ impl Run {
                 }
                 self.cascade[at] |= *cascade;
                 self.states[at] = TaskState::Started(next);
+                self.series[at] = next;
                 decisions.push(start(task, next, Duration::ZERO));
             }
         }
@@ -270,6 +291,11 @@ pub struct StoredRun {
     pub states: BTreeMap<String, TaskState>,
     /// Tasks whose next success re-runs their dependants.
     pub cascade: Vec<String>,
+    /// The attempt each task's current series of attempts began with, where not its first
+    /// (a cascade's re-run or an operator's retry): its retries and backoff count from there.
+    /// Absent from records written before it was kept: every series began at attempt 1.
+    #[serde(default)]
+    pub series: BTreeMap<String, u32>,
     /// The pending "late" alarms' schedule ids, by task.
     #[serde(default)]
     pub late: BTreeMap<String, String>,
@@ -399,6 +425,50 @@ mod tests {
         run.apply(&flow, &Signal::Retry { task: "join".into(), cascade: true });
         let again = started(&run.apply(&flow, &succeeded("join", 2)));
         assert_eq!(again, [("a".into(), 2), ("b".into(), 2), ("c".into(), 2)]);
+    }
+
+    #[test]
+    fn a_task_run_again_gets_its_whole_retry_budget_and_backoff_from_the_start() {
+        let failed = |task: &str, attempt| Signal::Failed { task: task.into(), attempt };
+        let retry = |attempt, delay| {
+            vec![Decision::Start { task: "c".into(), attempt, delay: Duration::from_secs(delay) }]
+        };
+        let flow = nightly("cascade");
+        let mut run = Run::new(&flow);
+        run.begin(&flow);
+        for task in ["extract", "clean", "join"] {
+            run.apply(&flow, &succeeded(task, 1));
+        }
+        // c (one retry, 30 s backoff) fails twice: for good.
+        assert_eq!(run.apply(&flow, &failed("c", 1)), retry(2, 30));
+        run.apply(&flow, &failed("c", 2));
+        assert_eq!(run.state(&flow, "c"), Some(TaskState::Failed(2)));
+
+        // An operator's retry starts attempt 3: it is the first of a new series, so it is retried
+        // once, after the first backoff, not failed for good at once.
+        run.apply(&flow, &Signal::Retry { task: "c".into(), cascade: false });
+        assert_eq!(run.apply(&flow, &failed("c", 3)), retry(4, 30));
+        // Kept in the state record (and absent from older records, read as series of 1).
+        let stored = run.to_stored(&flow);
+        assert_eq!(stored.series.get("c"), Some(&3));
+        let mut restored = Run::from_stored(&flow, &stored);
+        assert_eq!(restored, run);
+        restored.apply(&flow, &failed("c", 4));
+        assert_eq!(restored.state(&flow, "c"), Some(TaskState::Failed(4)), "its one retry spent");
+        let old: StoredRun = serde_json::from_str(r#"{"states":{"c":{"Started":2}},"cascade":[]}"#)
+            .expect("an old record reads");
+        assert!(old.series.is_empty());
+
+        // A cascade re-runs c (attempt 5 after join's re-run): again a series of its own.
+        run.apply(&flow, &succeeded("c", 4));
+        run.apply(&flow, &Signal::Retry { task: "join".into(), cascade: false });
+        assert_eq!(
+            started(&run.apply(&flow, &succeeded("join", 2))),
+            [("a".into(), 2), ("b".into(), 2), ("c".into(), 5)]
+        );
+        assert_eq!(run.apply(&flow, &failed("c", 5)), retry(6, 30));
+        run.apply(&flow, &failed("c", 6));
+        assert_eq!(run.state(&flow, "c"), Some(TaskState::Failed(6)));
     }
 
     proptest! {
