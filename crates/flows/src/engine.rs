@@ -4,8 +4,8 @@
 //! ```text
 //!  flow.run.requested ─┐  (key flow/run; same partition count,          ┌─► flow.task.started
 //!  flow.task.succeeded ├─ range assignor: partition p of each topic ──►─┤   (workers run it)
-//!  flow.task.failed  ──┘  and of the state topic belong together)       ├─► _fanout_flows.state
-//!                                                                        │   (partition p, key flow/run)
+//!  flow.task.failed  ──┤  and of the state topic belong together)       ├─► _fanout_flows.state
+//!  flow.task.late ─────┘  (counted only)                                 │   (partition p, key flow/run)
 //!                         one Kafka transaction per batch:              └─► consumer offsets
 //! ```
 //!
@@ -48,7 +48,7 @@ use rdkafka::{
 use crate::{
     metrics::Metrics,
     signals::{RunRequested, TaskFailed, TaskLate, TaskStarted, TaskSucceeded},
-    CronStart, Decision, EngineConfig, Flow, Run, Signal, SignalTopics, Start, StoredRun,
+    CronStart, Decision, EngineConfig, Flow, Run, Signal, SignalTopics, Start, StoredRun, TaskState,
 };
 
 /// Transactional producers the batches take turns on.
@@ -149,7 +149,7 @@ struct Shared {
     runs: Mutex<HashMap<i32, Runs>>,
     state_topic: String,
     /// The topics whose partitions carry runs (not the trigger topics).
-    signal_topics: [String; 3],
+    signal_topics: [String; 4],
     read_config: ClientConfig,
     /// Set once the instance is a member with its partitions' runs restored.
     joined: AtomicBool,
@@ -176,13 +176,59 @@ impl Shared {
         }
     }
 
-    /// Counts what a batch decided, once its transaction committed (at `acked`, Unix ms).
+    /// Counts what a batch decided, once its transaction committed (at `acked`, Unix ms): the
+    /// runs it changed move from their status before it to their status now.
     fn committed(&self, decided: &Decided, acked: i64) {
         self.metrics.started.inc_by(decided.starts.len() as u64);
         self.metrics.runs_started.inc_by(decided.runs_started);
         self.metrics.blocked.inc_by(decided.blocked);
+        self.metrics.late.inc_by(decided.late);
         for at in &decided.triggered_at {
             self.metrics.trigger_latency.observe((acked - at).max(0) as f64 / 1000.0);
+        }
+        let runs = self.runs();
+        for ((partition, key), before) in &decided.before {
+            let was = before.as_ref().map(|(_, run)| run.status());
+            let now = runs.get(partition).and_then(|owned| owned.get(key)).map(|(_, run)| run.status());
+            if was != now {
+                if let Some(was) = was {
+                    self.metrics.runs.of(was).dec();
+                }
+                if let Some(now) = now {
+                    self.metrics.runs.of(now).inc();
+                }
+            }
+        }
+    }
+
+    /// Partition `partition`'s runs, restored, are this instance's now.
+    fn assigned(&self, partition: i32, runs: Runs) {
+        self.count_runs(&runs, 1);
+        if let Some(earlier) = self.runs().insert(partition, runs) {
+            self.count_runs(&earlier, -1);
+        }
+    }
+
+    /// Partition `partition`'s runs are another instance's now.
+    fn revoked(&self, partition: i32) {
+        let runs = self.runs().remove(&partition);
+        if let Some(runs) = runs {
+            self.count_runs(&runs, -1);
+        }
+    }
+
+    /// Gives up every partition's runs (the engine stops).
+    fn release(&self) {
+        let partitions: Vec<i32> = self.runs().keys().copied().collect();
+        for partition in partitions {
+            self.revoked(partition);
+        }
+    }
+
+    /// Adds `sign` (1 or -1) to the runs gauge of each run's status.
+    fn count_runs(&self, runs: &Runs, sign: i64) {
+        for (_, run) in runs.values() {
+            self.metrics.runs.of(run.status()).add(sign);
         }
     }
 
@@ -256,7 +302,9 @@ impl ConsumerContext for Context {
                     Ok(restored) => {
                         let count: usize = restored.values().map(HashMap::len).sum();
                         tracing::info!(partitions = ?partitions, runs = count, took = ?started.elapsed(), "flow runs restored");
-                        self.shared.runs().extend(restored);
+                        for (partition, runs) in restored {
+                            self.shared.assigned(partition, runs);
+                        }
                     }
                     Err(error) => {
                         // Without its state a partition cannot be processed correctly: the
@@ -269,9 +317,8 @@ impl ConsumerContext for Context {
             }
             Rebalance::Revoke(list) => {
                 self.shared.generation.fetch_add(1, Ordering::SeqCst);
-                let mut runs = self.shared.runs();
                 for element in list.elements() {
-                    runs.remove(&element.partition());
+                    self.shared.revoked(element.partition());
                 }
             }
             Rebalance::Error(error) => tracing::warn!(%error, "flow engine rebalance failed"),
@@ -321,11 +368,16 @@ impl Engine {
                 return Err(refused(format!("flows {other} and {} both start on topic {topic}", flow.name)));
             }
         }
-        let inputs = [topics.requested.as_str(), topics.succeeded.as_str(), topics.failed.as_str()];
+        // The engine reads the late alarms too, to count those of tasks still running.
+        let inputs = [
+            topics.requested.as_str(),
+            topics.succeeded.as_str(),
+            topics.failed.as_str(),
+            topics.late.as_str(),
+        ];
         let mut specs: Vec<TopicSpec> =
             inputs.iter().map(|t| TopicSpec::new(*t, config.partitions)).collect();
         specs.push(TopicSpec::new(&topics.started, config.partitions));
-        specs.push(TopicSpec::new(&topics.late, config.partitions));
         specs.push(TopicSpec::new(&config.state_topic, config.partitions).with("cleanup.policy", "compact"));
         fanout_kafka::ensure_topics(&client, &specs, Duration::from_secs(30))
             .await
@@ -368,7 +420,12 @@ impl Engine {
             flows,
             runs: Mutex::default(),
             state_topic: config.state_topic.clone(),
-            signal_topics: [topics.requested.clone(), topics.succeeded.clone(), topics.failed.clone()],
+            signal_topics: [
+                topics.requested.clone(),
+                topics.succeeded.clone(),
+                topics.failed.clone(),
+                topics.late.clone(),
+            ],
             read_config,
             joined: AtomicBool::new(false),
             generation: std::sync::atomic::AtomicU64::new(0),
@@ -455,8 +512,7 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        let mut subscribed =
-            vec![topics.requested.as_str(), topics.succeeded.as_str(), topics.failed.as_str()];
+        let mut subscribed: Vec<&str> = shared.signal_topics.iter().map(String::as_str).collect();
         subscribed.extend(triggers.keys().map(String::as_str));
         consumer.subscribe(&subscribed).map_err(kafka("subscribe"))?;
         let requested = PublishOptions::new().topic(&topics.requested);
@@ -480,7 +536,7 @@ impl Engine {
         let stop = Arc::new(AtomicBool::new(false));
         let handle = tokio::runtime::Handle::current();
         let mut processor = Processor {
-            shared,
+            shared: shared.clone(),
             consumer,
             producers,
             turn: 0,
@@ -516,6 +572,9 @@ impl Engine {
         }
         stop.store(true, Ordering::SeqCst);
         let result = tokio::task::spawn_blocking(move || worker.join()).await;
+        // The consumer's close gives its partitions up; if it could not say so, the runs it held
+        // are no longer this instance's all the same.
+        shared.release();
         http.abort();
         for cron in crons {
             cron.abort();
@@ -561,14 +620,24 @@ type Polled = (String, i32, i64, Option<Read>);
 struct Read {
     key: Vec<u8>,
     flow: String,
-    signal: Option<Signal>,
+    kind: Kind,
     /// The signal's record time (Unix ms): a success's, for the trigger latency.
     success_at: Option<i64>,
     /// A success's run time (the worker's start to finish), for the task's history.
     took_ms: Option<i64>,
+}
+
+/// What a record read asks of its run.
+enum Kind {
+    /// Start the run.
+    Begin,
+    /// A worker's report or an operator's retry.
+    Signal(Signal),
     /// A trigger topic's record: forwarded as a run request (its key is the run key), since the
     /// run's state lives in the partition of the request topic its key maps to.
-    forward: bool,
+    Forward,
+    /// The scheduler delivered the "late" alarm of this attempt of a task.
+    Late { task: String, attempt: u32 },
 }
 
 impl Processor {
@@ -659,25 +728,17 @@ impl Processor {
             );
             return Ok(None);
         };
-        if let Some(flow) = self.triggers.get(message.topic()) {
-            return Ok(Some(Read {
-                key: key.to_vec(),
-                flow: flow.clone(),
-                signal: None,
-                success_at: None,
-                took_ms: None,
-                forward: true,
-            }));
-        }
-        let at = message.timestamp().to_millis();
-        let read = |flow: String, signal: Signal, success_at: Option<i64>, took_ms: Option<i64>| Read {
+        let read = |flow: String, kind: Kind, success_at: Option<i64>, took_ms: Option<i64>| Read {
             key: key.to_vec(),
             flow,
-            signal: Some(signal),
+            kind,
             success_at,
             took_ms,
-            forward: false,
         };
+        if let Some(flow) = self.triggers.get(message.topic()) {
+            return Ok(Some(read(flow.clone(), Kind::Forward, None, None)));
+        }
+        let at = message.timestamp().to_millis();
         let topic = message.topic();
         // A signal whose key is not its run's would put its run's state in another partition.
         let keyed = |flow: &str, run: &str| crate::signals::run_key(flow, run) == key;
@@ -686,27 +747,28 @@ impl Processor {
                 let took = Some(s.finished_at.saturating_sub(s.started_at));
                 let ok = keyed(&s.flow, &s.run);
                 let signal = Signal::Succeeded { task: s.task, attempt: s.attempt.max(0) as u32 };
-                ok.then(|| read(s.flow, signal, at, took))
+                ok.then(|| read(s.flow, Kind::Signal(signal), at, took))
             })
         } else if topic == self.topics.failed {
             self.serde.decode::<TaskFailed>(payload).await.map(|s| {
                 let ok = keyed(&s.flow, &s.run);
                 let signal = Signal::Failed { task: s.task, attempt: s.attempt.max(0) as u32 };
-                ok.then(|| read(s.flow, signal, None, None))
+                ok.then(|| read(s.flow, Kind::Signal(signal), None, None))
+            })
+        } else if topic == self.topics.late {
+            self.serde.decode::<TaskLate>(payload).await.map(|l| {
+                let ok = keyed(&l.flow, &l.run);
+                let late = Kind::Late { task: l.task, attempt: l.attempt.max(0) as u32 };
+                ok.then(|| read(l.flow, late, None, None))
             })
         } else {
             self.serde.decode::<RunRequested>(payload).await.map(|r| {
                 let ok = keyed(&r.flow, &r.run);
                 ok.then(|| match r.retry_task {
-                    Some(task) => read(r.flow, Signal::Retry { task, cascade: r.cascade }, None, None),
-                    None => Read {
-                        key: key.to_vec(),
-                        flow: r.flow,
-                        signal: None,
-                        success_at: None,
-                        took_ms: None,
-                        forward: false,
-                    },
+                    Some(task) => {
+                        read(r.flow, Kind::Signal(Signal::Retry { task, cascade: r.cascade }), None, None)
+                    }
+                    None => read(r.flow, Kind::Begin, None, None),
                 })
             })
         };
@@ -919,10 +981,10 @@ fn decide(shared: &Shared, history: &mut History, batch: &[Polled], now: i64) ->
             tracing::warn!(flow = %read.flow, "signal for a flow this engine does not have; skipped");
             continue;
         };
-        if let (Some(took), Some(Signal::Succeeded { task, .. })) = (read.took_ms, &read.signal) {
+        if let (Some(took), Kind::Signal(Signal::Succeeded { task, .. })) = (read.took_ms, &read.kind) {
             history.record(&flow.name, task, took);
         }
-        if read.forward {
+        if let Kind::Forward = read.kind {
             decided.forwards.push(RunRequested {
                 flow: flow.name.clone(),
                 run: String::from_utf8_lossy(&read.key).into_owned(),
@@ -938,10 +1000,24 @@ fn decide(shared: &Shared, history: &mut History, batch: &[Polled], now: i64) ->
             tracing::warn!(flow = %flow.name, key = %String::from_utf8_lossy(&read.key), "signal for a run of another flow; skipped");
             continue;
         }
+        let signal = match &read.kind {
+            Kind::Begin => None,
+            Kind::Signal(signal) => Some(signal),
+            Kind::Late { task, attempt } => {
+                // Late only while that attempt still runs: an alarm that raced its task's finish
+                // (dispatched before the cancel came) or a newer attempt's start is no news.
+                let state = owned.get(&read.key).and_then(|(_, run)| run.state(flow, task));
+                if state == Some(TaskState::Started(*attempt)) {
+                    decided.late += 1;
+                }
+                continue;
+            }
+            Kind::Forward => continue, // forwarded above
+        };
         let slot = (*partition, read.key.clone());
         decided.before.entry(slot.clone()).or_insert_with(|| owned.get(&read.key).cloned());
         let (_, run) = owned.entry(read.key.clone()).or_insert_with(|| (flow.name.clone(), Run::new(flow)));
-        let decisions = match &read.signal {
+        let decisions = match signal {
             None => {
                 decided.runs_started += 1;
                 run.begin(flow)
@@ -1029,6 +1105,8 @@ struct Decided {
     runs_started: u64,
     /// Tasks blocked by a failed upstream.
     blocked: u64,
+    /// "Late" alarms of attempts still running.
+    late: u64,
 }
 
 /// Why a batch did not commit.
@@ -1115,6 +1193,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::join::RunStatus;
 
     /// `ops`: `a`, then `b` after it; `a` does not retry.
     const OPS: &str = "name = \"ops\"\n[[tasks]]\nname = \"a\"\ncommand = [\"true\"]\n\
@@ -1127,7 +1206,7 @@ mod tests {
             flows: HashMap::from([(flow.name.clone(), flow)]),
             runs: Mutex::new(HashMap::from([(0, Runs::new())])),
             state_topic: "state".into(),
-            signal_topics: ["requested".into(), "succeeded".into(), "failed".into()],
+            signal_topics: ["requested".into(), "succeeded".into(), "failed".into(), "late".into()],
             read_config: ClientConfig::new(),
             joined: AtomicBool::new(true),
             generation: std::sync::atomic::AtomicU64::new(0),
@@ -1135,17 +1214,44 @@ mod tests {
         }
     }
 
-    /// A signal of run `ops/r1` read from partition 0 (`None`: the run's request).
-    fn polled(offset: i64, signal: Option<Signal>) -> Polled {
+    /// A record of run `ops/<run>` read from partition 0.
+    fn polled(run: &str, kind: Kind) -> Polled {
         let read = Read {
-            key: b"ops/r1".to_vec(),
+            key: format!("ops/{run}").into_bytes(),
             flow: "ops".into(),
-            signal,
+            kind,
             success_at: None,
             took_ms: None,
-            forward: false,
         };
-        ("signals".into(), 0, offset, Some(read))
+        ("signals".into(), 0, 0, Some(read))
+    }
+
+    fn begin(run: &str) -> Polled {
+        polled(run, Kind::Begin)
+    }
+
+    fn succeeded(run: &str, task: &str) -> Polled {
+        polled(run, Kind::Signal(Signal::Succeeded { task: task.into(), attempt: 1 }))
+    }
+
+    fn failed(run: &str, task: &str) -> Polled {
+        polled(run, Kind::Signal(Signal::Failed { task: task.into(), attempt: 1 }))
+    }
+
+    fn late(run: &str, task: &str, attempt: u32) -> Polled {
+        polled(run, Kind::Late { task: task.into(), attempt })
+    }
+
+    /// Decides a batch whose transaction then commits.
+    fn commit(shared: &Shared, history: &mut History, batch: &[Polled]) -> Decided {
+        let decided = decide(shared, history, batch, 0);
+        shared.committed(&decided, 0);
+        decided
+    }
+
+    /// The runs gauge: running, succeeded, failed.
+    fn runs(shared: &Shared) -> [i64; 3] {
+        [RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed].map(|s| shared.metrics.runs.of(s).get())
     }
 
     #[test]
@@ -1153,7 +1259,7 @@ mod tests {
         let shared = shared(OPS);
         let mut history = History::default();
         // The run begins and `a` fails for good: `b` is blocked.
-        let batch = [polled(0, None), polled(1, Some(Signal::Failed { task: "a".into(), attempt: 1 }))];
+        let batch = [begin("r1"), failed("r1", "a")];
         let counts = |m: &Metrics| (m.runs_started.get(), m.started.get(), m.blocked.get());
 
         // The first transaction fails: the runs are put back, and nothing was counted.
@@ -1166,6 +1272,52 @@ mod tests {
         let decided = decide(&shared, &mut history, &batch, 0);
         shared.committed(&decided, 0);
         assert_eq!(counts(&shared.metrics), (1, 1, 1), "one run, one start, one blocked task");
+    }
+
+    #[test]
+    fn the_runs_gauge_follows_committed_changes_and_the_partitions_owned() {
+        let shared = shared(OPS);
+        let mut history = History::default();
+        commit(&shared, &mut history, &[begin("r1"), begin("r2")]);
+        assert_eq!(runs(&shared), [2, 0, 0]);
+        // A transaction that fails changes nothing.
+        let decided = decide(&shared, &mut history, &[failed("r1", "a")], 0);
+        shared.undo(decided.before);
+        assert_eq!(runs(&shared), [2, 0, 0]);
+        // r1's first task fails for good (the second is blocked): the run is over, failed.
+        commit(&shared, &mut history, &[failed("r1", "a")]);
+        assert_eq!(runs(&shared), [1, 0, 1]);
+        commit(&shared, &mut history, &[succeeded("r2", "a"), succeeded("r2", "b"), begin("r2")]);
+        assert_eq!(runs(&shared), [0, 1, 1], "r2 succeeded; asked to begin again, it stays so");
+
+        // The partition goes to another instance and comes back, restored.
+        let restored = shared.runs()[&0].clone();
+        shared.revoked(0);
+        assert_eq!(runs(&shared), [0, 0, 0]);
+        shared.assigned(0, restored.clone());
+        shared.assigned(0, restored);
+        assert_eq!(runs(&shared), [0, 1, 1], "an assignment replacing another counts its runs once");
+        shared.release();
+        assert_eq!(runs(&shared), [0, 0, 0]);
+    }
+
+    #[test]
+    fn a_late_alarm_counts_only_while_its_attempt_still_runs() {
+        let shared = shared(OPS);
+        let mut history = History::default();
+        commit(&shared, &mut history, &[begin("r1")]);
+        let decided = commit(&shared, &mut history, &[late("r1", "a", 1)]);
+        assert_eq!(shared.metrics.late.get(), 1, "a is still running");
+        assert!(decided.before.is_empty(), "an alarm changes no run");
+        // Not running: b has not started, a's attempt 2 never did, r9 does not exist.
+        commit(&shared, &mut history, &[late("r1", "b", 1), late("r1", "a", 2), late("r9", "a", 1)]);
+        assert_eq!(shared.metrics.late.get(), 1);
+        assert!(!shared.runs()[&0].contains_key(b"ops/r9".as_slice()), "an alarm begins no run");
+        // a finishes, and its alarm, dispatched before the cancel came, arrives after: no news.
+        commit(&shared, &mut history, &[succeeded("r1", "a"), late("r1", "a", 1)]);
+        assert_eq!(shared.metrics.late.get(), 1);
+        commit(&shared, &mut history, &[late("r1", "b", 1)]);
+        assert_eq!(shared.metrics.late.get(), 2, "b runs now");
     }
 
     #[test]

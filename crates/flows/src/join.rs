@@ -73,6 +73,17 @@ pub enum Decision {
     },
 }
 
+/// Where a run is as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunStatus {
+    /// A task has not finished (or not started) yet.
+    Running,
+    /// Every task succeeded.
+    Succeeded,
+    /// Over, with a task failed for good or blocked.
+    Failed,
+}
+
 /// One run of a flow: every task's state, in the flow's task order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
@@ -157,6 +168,17 @@ impl Run {
         self.states
             .iter()
             .all(|s| matches!(s, TaskState::Succeeded(_) | TaskState::Failed(_) | TaskState::Blocked))
+    }
+
+    /// Where the run is as a whole: running until it is over, then succeeded or failed.
+    pub(crate) fn status(&self) -> RunStatus {
+        if !self.is_over() {
+            RunStatus::Running
+        } else if self.states.iter().all(|s| matches!(s, TaskState::Succeeded(_))) {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        }
     }
 
     /// The run starts: its roots start (once; starting a started run decides nothing).

@@ -1,6 +1,11 @@
 //! The engine's metrics, in the process's default Prometheus registry.
 
-use prometheus::{register_histogram, register_int_counter, Histogram, IntCounter};
+use prometheus::{
+    register_histogram, register_int_counter, register_int_gauge_vec, Histogram, IntCounter, IntGauge,
+    IntGaugeVec,
+};
+
+use crate::join::RunStatus;
 
 /// The trigger latency's buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -17,6 +22,37 @@ pub(crate) struct Metrics {
     pub(crate) blocked: IntCounter,
     /// `fanout_flow_runs_started_total`.
     pub(crate) runs_started: IntCounter,
+    /// `fanout_flow_runs{state}`: the runs of the partitions this instance owns, by status.
+    pub(crate) runs: RunsByStatus,
+    /// `fanout_flow_tasks_late_total`: alarms of attempts still running when they came.
+    pub(crate) late: IntCounter,
+}
+
+/// `fanout_flow_runs`, one gauge per status, looked up once.
+#[derive(Debug, Clone)]
+pub(crate) struct RunsByStatus {
+    running: IntGauge,
+    succeeded: IntGauge,
+    failed: IntGauge,
+}
+
+impl RunsByStatus {
+    fn new(gauges: &IntGaugeVec) -> Self {
+        Self {
+            running: gauges.with_label_values(&["running"]),
+            succeeded: gauges.with_label_values(&["succeeded"]),
+            failed: gauges.with_label_values(&["failed"]),
+        }
+    }
+
+    /// The gauge of runs in `status`.
+    pub(crate) fn of(&self, status: RunStatus) -> &IntGauge {
+        match status {
+            RunStatus::Running => &self.running,
+            RunStatus::Succeeded => &self.succeeded,
+            RunStatus::Failed => &self.failed,
+        }
+    }
 }
 
 impl Metrics {
@@ -44,6 +80,19 @@ impl Metrics {
                     .expect("fanout_flow_tasks_blocked_total registers once"),
                     runs_started: register_int_counter!("fanout_flow_runs_started_total", "Runs started.")
                         .expect("fanout_flow_runs_started_total registers once"),
+                    runs: RunsByStatus::new(
+                        &register_int_gauge_vec!(
+                            "fanout_flow_runs",
+                            "Runs of the partitions this instance owns: running, succeeded (every task), or failed (over, with a task failed or blocked).",
+                            &["state"]
+                        )
+                        .expect("fanout_flow_runs registers once"),
+                    ),
+                    late: register_int_counter!(
+                        "fanout_flow_tasks_late_total",
+                        "Tasks not finished by their expected time: alarms (TaskLate) that came while their attempt still ran."
+                    )
+                    .expect("fanout_flow_tasks_late_total registers once"),
                 }
             })
             .clone()
@@ -55,11 +104,15 @@ impl Metrics {
         let counter = |name: &str| IntCounter::new(name, "test").expect("a valid name");
         let latency =
             prometheus::HistogramOpts::new("trigger_latency", "test").buckets(LATENCY_BUCKETS.to_vec());
+        let runs =
+            IntGaugeVec::new(prometheus::Opts::new("runs", "test"), &["state"]).expect("valid options");
         Self {
             trigger_latency: Histogram::with_opts(latency).expect("valid options"),
             started: counter("started"),
             blocked: counter("blocked"),
             runs_started: counter("runs_started"),
+            runs: RunsByStatus::new(&runs),
+            late: counter("late"),
         }
     }
 }

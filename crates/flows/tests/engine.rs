@@ -118,6 +118,16 @@ async fn every_task_of_every_run_starts_once_after_its_upstreams_despite_duplica
         waits[waits.len() - 1]
     );
 
+    // Every run over, and succeeded.
+    engine
+        .wait_metrics(&[
+            ("fanout_flow_tasks_started_total", expected as f64),
+            ("fanout_flow_runs{state=\"succeeded\"}", runs.len() as f64),
+            ("fanout_flow_runs{state=\"running\"}", 0.0),
+            ("fanout_flow_runs{state=\"failed\"}", 0.0),
+        ])
+        .await?;
+
     engine.stop(&kafka).await?;
     stack.stop().await
 }

@@ -2,6 +2,8 @@
 //! while it still runs; one that finishes in time raises none (the engine cancels the alarm in
 //! the transaction that records the finish), nor does one started twice in one batch for its
 //! first start (the alarm the second replaces is cancelled in the transaction that sets both).
+//! The engine counts an alarm as a late task only while its attempt still runs, and keeps its
+//! runs gauge right across a pause (its partitions given up, then restored).
 
 mod common;
 
@@ -79,12 +81,22 @@ async fn a_task_past_its_expected_time_raises_its_alarm_and_one_in_time_none() -
     engine.wait_caught_up(&kafka).await?;
 
     // quick is asked to run again twice, both requests read in one batch (written while the
-    // engine is paused): attempts 2 and 3 start in one transaction, each with its alarm.
+    // engine is paused): attempts 2 and 3 start in one transaction, each with its alarm. And an
+    // alarm of slow's finished attempt comes late, as one dispatched just before its cancel.
     let engine = engine.pause().await?;
     let retry = RunRequested { retry_task: Some("quick".into()), ..request };
     for sent in publisher.publish_all(&[retry.clone(), retry], &requested).await {
         sent?;
     }
+    let stale = TaskLate {
+        flow: "deadlines".into(),
+        run: "2026-11-30".into(),
+        task: "slow".into(),
+        attempt: 1,
+        started_at: 0,
+        expected_by: 1_000,
+    };
+    publisher.publish_with(&stale, &PublishOptions::new().topic(&topics.late)).await?;
     let engine = engine.resume().await?;
     wait_until(Duration::from_secs(30), "quick's attempts 2 and 3 to finish", || async {
         Ok(TopicRead::new(&topics.succeeded).read(&read).await?.len() >= 4)
@@ -127,10 +139,21 @@ async fn a_task_past_its_expected_time_raises_its_alarm_and_one_in_time_none() -
     for record in TopicRead::new(&topics.late).read(&read).await? {
         alarms.push(serde.decode::<TaskLate>(&record.payload.unwrap_or_default()).await?);
     }
+    alarms.retain(|alarm| *alarm != stale);
     assert_eq!(alarms.len(), 1, "one alarm, slow's: {alarms:?}");
     let alarm = &alarms[0];
     assert_eq!((alarm.task.as_str(), alarm.attempt), ("slow", 1));
     assert_eq!(alarm.expected_by - alarm.started_at, 1_000);
+    // slow's alarm counted (it came while slow ran), not the stale one; the run is counted once
+    // although the engine was paused and resumed.
+    engine
+        .wait_metrics(&[
+            ("fanout_flow_tasks_late_total", 1.0),
+            ("fanout_flow_runs{state=\"succeeded\"}", 1.0),
+            ("fanout_flow_runs{state=\"running\"}", 0.0),
+            ("fanout_flow_runs{state=\"failed\"}", 0.0),
+        ])
+        .await?;
 
     worker.stop(&kafka).await?;
     engine.stop(&kafka).await?;

@@ -91,6 +91,15 @@ async fn workers_run_the_commands_failures_block_and_a_retry_resumes() -> anyhow
     assert!(failure.reason.contains("exited"), "{failure:?}");
     engine.wait_caught_up(&kafka).await?;
     assert!(!file("after-flaky").exists(), "a task ran although its upstream failed");
+    let runs = |running: f64, succeeded: f64, failed: f64| {
+        [
+            ("fanout_flow_runs{state=\"running\"}", running),
+            ("fanout_flow_runs{state=\"succeeded\"}", succeeded),
+            ("fanout_flow_runs{state=\"failed\"}", failed),
+        ]
+    };
+    // The run is over, failed: flaky failed for good, after-flaky blocked.
+    engine.wait_metrics(&runs(0.0, 0.0, 1.0)).await?;
 
     // Fixed, and retried: flaky runs again, then its dependant.
     std::fs::write(file("fixed"), "")?;
@@ -100,6 +109,7 @@ async fn workers_run_the_commands_failures_block_and_a_retry_resumes() -> anyhow
     })
     .await?;
     assert!(file("flaky").exists());
+    engine.wait_metrics(&runs(0.0, 1.0, 0.0)).await?;
 
     worker.stop(&kafka).await?;
     engine.stop(&kafka).await?;

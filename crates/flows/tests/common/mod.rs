@@ -4,6 +4,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    net::SocketAddr,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -40,6 +41,8 @@ pub async fn starts(kafka: &Kafka, topic: &str, serde: &AvroSerde) -> anyhow::Re
 pub struct InProcess {
     pub config: EngineConfig,
     _dir: tempfile::TempDir,
+    /// Where its `/metrics` is served (the process's metrics: one engine test per binary).
+    http: SocketAddr,
     stop: oneshot::Sender<()>,
     running: JoinHandle<Result<(), EngineError>>,
 }
@@ -72,15 +75,44 @@ impl InProcess {
             http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
             ..EngineConfig::default()
         };
-        let (stop, running) = run(&config).await?;
-        Ok(Self { config, _dir: dir, stop, running })
+        let (http, stop, running) = run(&config).await?;
+        Ok(Self { config, _dir: dir, http, stop, running })
     }
 
     /// Runs a paused engine again on its topics and group: it restores the runs from the state
     /// topic and reads on from the offsets committed.
     pub async fn resume(self) -> anyhow::Result<Self> {
-        let (stop, running) = run(&self.config).await?;
-        Ok(Self { config: self.config, _dir: self._dir, stop, running })
+        let (http, stop, running) = run(&self.config).await?;
+        Ok(Self { config: self.config, _dir: self._dir, http, stop, running })
+    }
+
+    /// The value of one series of `/metrics` (`name`, or `name{label="value"}`); 0 when absent.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        let (_, text) = fanout_testkit::service::get_text(&format!("http://{}/metrics", self.http)).await?;
+        let value = text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' '));
+        Ok(value.map(str::parse).transpose()?.unwrap_or(0.0))
+    }
+
+    /// Waits until every series has its value (metrics change right after a commit, which the
+    /// test may see first).
+    pub async fn wait_metrics(&self, expected: &[(&str, f64)]) -> anyhow::Result<()> {
+        let waited = wait_until(Duration::from_secs(30), "the engine's metrics", || async {
+            for (series, value) in expected {
+                if self.metric(series).await? != *value {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+        .await;
+        if waited.is_err() {
+            let mut seen = Vec::new();
+            for (series, _) in expected {
+                seen.push((*series, self.metric(series).await?));
+            }
+            anyhow::bail!("the engine's metrics read {seen:?}, not {expected:?}");
+        }
+        Ok(())
     }
 
     /// Waits until the engine has committed every signal written so far.
@@ -96,7 +128,13 @@ impl InProcess {
         let _ = self.stop.send(());
         self.running.await??;
         let (stop, _) = oneshot::channel::<()>();
-        Ok(Self { config: self.config, _dir: self._dir, stop, running: tokio::spawn(async { Ok(()) }) })
+        Ok(Self {
+            config: self.config,
+            _dir: self._dir,
+            http: self.http,
+            stop,
+            running: tokio::spawn(async { Ok(()) }),
+        })
     }
 
     /// Stops it and deletes its topics and group.
@@ -117,16 +155,19 @@ impl InProcess {
     }
 }
 
-/// Starts an engine and runs it in the background until the sender is used or dropped.
-async fn run(
-    config: &EngineConfig,
-) -> anyhow::Result<(oneshot::Sender<()>, JoinHandle<Result<(), EngineError>>)> {
+/// An engine running in the background until the sender is used or dropped, and where its HTTP
+/// endpoint is.
+type Running = (SocketAddr, oneshot::Sender<()>, JoinHandle<Result<(), EngineError>>);
+
+/// Starts an engine and runs it in the background.
+async fn run(config: &EngineConfig) -> anyhow::Result<Running> {
     let engine = Engine::start(config.clone()).await?;
+    let http = engine.http_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let running = tokio::spawn(engine.run(async move {
         let _ = stopped.await;
     }));
-    Ok((stop, running))
+    Ok((http, stop, running))
 }
 
 /// True once the engine's group has committed every input signal up to the topics' ends.
@@ -142,10 +183,11 @@ async fn caught_up(kafka: &Kafka, engine: &EngineConfig) -> anyhow::Result<bool>
         fanout_flows::Start::Topic(topic) => Some(topic.clone()),
         _ => None,
     });
-    let names: Vec<String> = [topics.requested.clone(), topics.succeeded.clone(), topics.failed.clone()]
-        .into_iter()
-        .chain(triggers)
-        .collect();
+    let names: Vec<String> =
+        [topics.requested.clone(), topics.succeeded.clone(), topics.failed.clone(), topics.late.clone()]
+            .into_iter()
+            .chain(triggers)
+            .collect();
     for topic in &names {
         for partition in fanout_kafka::topic_partitions(&config, topic, Duration::from_secs(10))? {
             wanted.add_partition(topic, partition);
