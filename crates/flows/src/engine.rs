@@ -1019,8 +1019,13 @@ fn decide(shared: &Shared, history: &mut History, batch: &[Polled], now: i64) ->
         let (_, run) = owned.entry(read.key.clone()).or_insert_with(|| (flow.name.clone(), Run::new(flow)));
         let decisions = match signal {
             None => {
-                decided.runs_started += 1;
-                run.begin(flow)
+                let decisions = run.begin(flow);
+                // A run asked for again (every instance's cron fires; a request sent twice)
+                // begins once: only its first begin starts its roots.
+                if !decisions.is_empty() {
+                    decided.runs_started += 1;
+                }
+                decisions
             }
             Some(signal) => {
                 let task = match signal {
@@ -1272,6 +1277,15 @@ mod tests {
         let decided = decide(&shared, &mut history, &batch, 0);
         shared.committed(&decided, 0);
         assert_eq!(counts(&shared.metrics), (1, 1, 1), "one run, one start, one blocked task");
+    }
+
+    #[test]
+    fn a_run_requested_again_is_started_once() {
+        let shared = shared(OPS);
+        let mut history = History::default();
+        commit(&shared, &mut history, &[begin("r1"), begin("r1")]);
+        commit(&shared, &mut history, &[begin("r1"), begin("r2")]);
+        assert_eq!(shared.metrics.runs_started.get(), 2, "r1 and r2");
     }
 
     #[test]

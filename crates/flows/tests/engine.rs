@@ -118,9 +118,10 @@ async fn every_task_of_every_run_starts_once_after_its_upstreams_despite_duplica
         waits[waits.len() - 1]
     );
 
-    // Every run over, and succeeded.
+    // Every run started once (some were requested twice), over, and succeeded.
     engine
         .wait_metrics(&[
+            ("fanout_flow_runs_started_total", runs.len() as f64),
             ("fanout_flow_tasks_started_total", expected as f64),
             ("fanout_flow_runs{state=\"succeeded\"}", runs.len() as f64),
             ("fanout_flow_runs{state=\"running\"}", 0.0),
