@@ -96,6 +96,17 @@ impl EngineConfig {
     pub fn topics(&self) -> SignalTopics {
         SignalTopics::new(&self.topic_prefix)
     }
+
+    /// The consumer group that forwards the records of the flows' trigger topics as run
+    /// requests: `<name>.triggers`.
+    ///
+    /// ```
+    /// let config = fanout_flows::EngineConfig::default();
+    /// assert_eq!(config.triggers_group(), "fanout-flows.triggers");
+    /// ```
+    pub fn triggers_group(&self) -> String {
+        format!("{}.triggers", self.name)
+    }
 }
 
 impl Default for EngineConfig {

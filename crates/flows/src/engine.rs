@@ -512,9 +512,16 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        let mut subscribed: Vec<&str> = shared.signal_topics.iter().map(String::as_str).collect();
-        subscribed.extend(triggers.keys().map(String::as_str));
+        let subscribed: Vec<&str> = shared.signal_topics.iter().map(String::as_str).collect();
         consumer.subscribe(&subscribed).map_err(kafka("subscribe"))?;
+        let forwarding = (!triggers.is_empty()).then(|| {
+            tokio::spawn(crate::triggers::forward(
+                config.clone(),
+                fanout_kafka::client_config(&config.kafka),
+                triggers,
+                publisher.clone(),
+            ))
+        });
         let requested = PublishOptions::new().topic(&topics.requested);
         let crons: Vec<_> = shared
             .flows
@@ -546,8 +553,6 @@ impl Engine {
             schedule_partitions,
             started: PublishOptions::new().topic(&topics.started),
             late: PublishOptions::new().topic(&topics.late),
-            requested,
-            triggers,
             history: History::default(),
             topics,
             state_topic: config.state_topic.clone(),
@@ -579,6 +584,9 @@ impl Engine {
         for cron in crons {
             cron.abort();
         }
+        if let Some(forwarding) = forwarding {
+            forwarding.abort();
+        }
         tracing::info!(group = %config.name, "flow engine stopped");
         match result {
             Ok(Ok(result)) => result,
@@ -601,12 +609,8 @@ struct Processor {
     topics: SignalTopics,
     /// Where `TaskStarted` goes.
     started: PublishOptions,
-    /// Where run requests go (a trigger topic's records are forwarded there).
-    requested: PublishOptions,
     /// Where the scheduler delivers "late" alarms.
     late: PublishOptions,
-    /// Trigger topics, and the flow each starts.
-    triggers: HashMap<String, String>,
     /// The tasks' recent run times, for deadlines nobody declared.
     history: History,
     state_topic: String,
@@ -633,9 +637,6 @@ enum Kind {
     Begin,
     /// A worker's report or an operator's retry.
     Signal(Signal),
-    /// A trigger topic's record: forwarded as a run request (its key is the run key), since the
-    /// run's state lives in the partition of the request topic its key maps to.
-    Forward,
     /// The scheduler delivered the "late" alarm of this attempt of a task.
     Late { task: String, attempt: u32 },
 }
@@ -735,9 +736,6 @@ impl Processor {
             success_at,
             took_ms,
         };
-        if let Some(flow) = self.triggers.get(message.topic()) {
-            return Ok(Some(read(flow.clone(), Kind::Forward, None, None)));
-        }
         let at = message.timestamp().to_millis();
         let topic = message.topic();
         // A signal whose key is not its run's would put its run's state in another partition.
@@ -856,9 +854,6 @@ impl Processor {
                 _ => records.push((record, None)),
             }
         }
-        for request in &decided.forwards {
-            records.push((self.publisher.encode(request, &self.requested).await?, None));
-        }
         // One batch can start a task twice (a retry asked for twice; a failed attempt's retry and
         // an operator's): the later alarm replaces the earlier in the run, so the earlier is
         // called off in the transaction that sets it, or it would fire for an attempt nobody
@@ -975,7 +970,7 @@ impl Processor {
 fn decide(shared: &Shared, history: &mut History, batch: &[Polled], now: i64) -> Decided {
     let mut decided = Decided::default();
     let mut runs = shared.runs();
-    for (topic, partition, _, read) in batch {
+    for (_, partition, _, read) in batch {
         let Some(read) = read else { continue };
         let Some(flow) = shared.flows.get(&read.flow) else {
             tracing::warn!(flow = %read.flow, "signal for a flow this engine does not have; skipped");
@@ -983,16 +978,6 @@ fn decide(shared: &Shared, history: &mut History, batch: &[Polled], now: i64) ->
         };
         if let (Some(took), Kind::Signal(Signal::Succeeded { task, .. })) = (read.took_ms, &read.kind) {
             history.record(&flow.name, task, took);
-        }
-        if let Kind::Forward = read.kind {
-            decided.forwards.push(RunRequested {
-                flow: flow.name.clone(),
-                run: String::from_utf8_lossy(&read.key).into_owned(),
-                retry_task: None,
-                cascade: false,
-                requested_by: format!("topic {topic}"),
-            });
-            continue;
         }
         // A partition revoked since the poll: its new owner reads it from the last commit.
         let Some(owned) = runs.get_mut(partition) else { continue };
@@ -1012,7 +997,6 @@ fn decide(shared: &Shared, history: &mut History, batch: &[Polled], now: i64) ->
                 }
                 continue;
             }
-            Kind::Forward => continue, // forwarded above
         };
         let slot = (*partition, read.key.clone());
         decided.before.entry(slot.clone()).or_insert_with(|| owned.get(&read.key).cloned());
@@ -1103,7 +1087,6 @@ struct Decided {
     starts: Vec<Starting>,
     /// Schedule ids of "late" alarms to call off.
     cancels: Vec<String>,
-    forwards: Vec<RunRequested>,
     before: HashMap<RunSlot, Option<NamedRun>>,
     triggered_at: Vec<i64>,
     /// Runs begun.

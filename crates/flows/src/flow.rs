@@ -74,7 +74,8 @@ pub enum Start {
     Manual,
     /// On a cron schedule in a time zone; the run key is the local date of the firing.
     Cron(Box<CronStart>),
-    /// On each event of a topic; the run key is the record key.
+    /// On each record of a topic written since the flow was first deployed; the run key is the
+    /// record key.
     Topic(String),
 }
 

@@ -14,6 +14,7 @@ mod join;
 mod metrics;
 mod show;
 pub mod signals;
+mod triggers;
 mod worker;
 
 pub use config::{EngineConfig, SignalTopics};

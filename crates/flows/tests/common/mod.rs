@@ -123,6 +123,19 @@ impl InProcess {
         .await
     }
 
+    /// Waits until the engine has taken its place on every trigger topic (its starting
+    /// position committed): records written from then on start runs.
+    pub async fn wait_triggers_positioned(&self, kafka: &Kafka) -> anyhow::Result<()> {
+        let (group, topics) = (self.config.triggers_group(), trigger_topics(&self.config)?);
+        wait_until(Duration::from_secs(60), "the engine's place on the trigger topics", || async {
+            Ok(committed(kafka, &group, &topics)?
+                .elements()
+                .iter()
+                .all(|e| matches!(e.offset(), Offset::Offset(_))))
+        })
+        .await
+    }
+
     /// Stops the engine but keeps its topics, flow file and names, for an engine run otherwise.
     pub async fn pause(self) -> anyhow::Result<Self> {
         let _ = self.stop.send(());
@@ -148,10 +161,17 @@ impl InProcess {
         {
             kafka.delete_topic(name).await?;
         }
-        wait_until(Duration::from_secs(30), "the engine group to go", || async {
-            Ok(kafka.delete_groups(&[&self.config.name]).await.is_ok())
-        })
-        .await
+        let mut groups = vec![self.config.name.clone()];
+        if !trigger_topics(&self.config)?.is_empty() {
+            groups.push(self.config.triggers_group());
+        }
+        for group in &groups {
+            wait_until(Duration::from_secs(30), "the engine's groups to go", || async {
+                Ok(kafka.delete_groups(&[group]).await.is_ok())
+            })
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -170,41 +190,57 @@ async fn run(config: &EngineConfig) -> anyhow::Result<Running> {
     Ok((http, stop, running))
 }
 
-/// True once the engine's group has committed every input signal up to the topics' ends.
-async fn caught_up(kafka: &Kafka, engine: &EngineConfig) -> anyhow::Result<bool> {
-    let (group, topics) = (&engine.name, engine.topics());
+/// The flows' trigger topics.
+fn trigger_topics(engine: &EngineConfig) -> anyhow::Result<Vec<String>> {
+    let flows = fanout_flows::load_flows(&engine.flows)?;
+    Ok(flows
+        .values()
+        .filter_map(|flow| match &flow.start {
+            fanout_flows::Start::Topic(topic) => Some(topic.clone()),
+            _ => None,
+        })
+        .collect())
+}
+
+/// `group`'s committed offsets in every partition of `topics`.
+fn committed(kafka: &Kafka, group: &str, topics: &[String]) -> anyhow::Result<TopicPartitionList> {
     let mut config = kafka.client_config();
     config.set("group.id", group).set("isolation.level", "read_committed");
     let consumer: BaseConsumer = config.create()?;
     let mut wanted = TopicPartitionList::new();
-    // The signal topics, and the topics that start a flow.
-    let flows = fanout_flows::load_flows(&engine.flows)?;
-    let triggers = flows.values().filter_map(|flow| match &flow.start {
-        fanout_flows::Start::Topic(topic) => Some(topic.clone()),
-        _ => None,
-    });
-    let names: Vec<String> =
-        [topics.requested.clone(), topics.succeeded.clone(), topics.failed.clone(), topics.late.clone()]
-            .into_iter()
-            .chain(triggers)
-            .collect();
-    for topic in &names {
+    for topic in topics {
         for partition in fanout_kafka::topic_partitions(&config, topic, Duration::from_secs(10))? {
             wanted.add_partition(topic, partition);
         }
     }
-    let committed = consumer.committed_offsets(wanted, Duration::from_secs(10))?;
-    // Past the committed offset there may be transaction markers, never a record.
-    for element in committed.elements() {
-        let from = match element.offset() {
-            Offset::Offset(at) => at,
-            _ => 0,
-        };
-        let read = TopicRead::new(element.topic()).partitions([element.partition()]).from_offset(from);
-        let mut read_config = kafka.client_config();
-        read_config.set("isolation.level", "read_committed");
-        if !read.read(&read_config).await?.is_empty() {
-            return Ok(false);
+    Ok(consumer.committed_offsets(wanted, Duration::from_secs(10))?)
+}
+
+/// True once the trigger topics' records are forwarded, and then the engine's group has
+/// committed every input signal up to the topics' ends.
+async fn caught_up(kafka: &Kafka, engine: &EngineConfig) -> anyhow::Result<bool> {
+    let topics = engine.topics();
+    let signals =
+        [topics.requested.clone(), topics.succeeded.clone(), topics.failed.clone(), topics.late.clone()];
+    // The triggers first: what they forward lands in the signal topics.
+    for (group, topics) in
+        [(engine.triggers_group(), trigger_topics(engine)?), (engine.name.clone(), signals.to_vec())]
+    {
+        if topics.is_empty() {
+            continue;
+        }
+        // Past the committed offset there may be transaction markers, never a record.
+        for element in committed(kafka, &group, &topics)?.elements() {
+            let from = match element.offset() {
+                Offset::Offset(at) => at,
+                _ => 0,
+            };
+            let read = TopicRead::new(element.topic()).partitions([element.partition()]).from_offset(from);
+            let mut read_config = kafka.client_config();
+            read_config.set("isolation.level", "read_committed");
+            if !read.read(&read_config).await?.is_empty() {
+                return Ok(false);
+            }
         }
     }
     Ok(true)
