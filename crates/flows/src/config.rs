@@ -44,6 +44,11 @@ pub struct EngineConfig {
     pub schedule_topic: String,
     /// The most signals one transaction carries.
     pub max_batch: usize,
+    /// How long a run that is over (every task succeeded, failed or blocked) stays answerable,
+    /// in seconds: then it is deleted from the state topic (a tombstone) and from memory, so
+    /// restore time and memory follow the runs of the last days, not of all time. A late
+    /// signal for a forgotten run decides nothing; a new request for its key starts it afresh.
+    pub keep_finished_runs_secs: u64,
     /// tracing's filter.
     pub log: String,
     /// `text` or `json`.
@@ -120,6 +125,7 @@ impl Default for EngineConfig {
             state_topic: "_fanout_flows.state".to_owned(),
             schedule_topic: fanout_core::schedule::TOPIC.to_owned(),
             max_batch: 500,
+            keep_finished_runs_secs: 7 * 24 * 3600,
             log: "info".to_owned(),
             log_format: Default::default(),
             kafka: KafkaSettings::default(),

@@ -554,6 +554,8 @@ impl Engine {
             started: PublishOptions::new().topic(&topics.started),
             late: PublishOptions::new().topic(&topics.late),
             history: History::default(),
+            keep_finished: Duration::from_secs(config.keep_finished_runs_secs),
+            last_sweep: Instant::now(),
             topics,
             state_topic: config.state_topic.clone(),
             max_batch: config.max_batch,
@@ -613,6 +615,9 @@ struct Processor {
     late: PublishOptions,
     /// The tasks' recent run times, for deadlines nobody declared.
     history: History,
+    /// How long a finished run is kept, and when they were last looked for.
+    keep_finished: Duration,
+    last_sweep: Instant,
     state_topic: String,
     max_batch: usize,
 }
@@ -644,7 +649,19 @@ enum Kind {
 impl Processor {
     fn run(&mut self, handle: &tokio::runtime::Handle, stop: &AtomicBool) -> Result<(), EngineError> {
         let mut failures = 0u32;
+        // Often enough that a run is kept at most half as long again as asked, at most a minute.
+        let sweep_every = (self.keep_finished / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
         while !stop.load(Ordering::SeqCst) {
+            if self.last_sweep.elapsed() >= sweep_every {
+                self.last_sweep = Instant::now();
+                if let Err(error) = handle.block_on(self.forget_finished()) {
+                    if let Failure::Fatal(error) = error {
+                        tracing::error!(error = %fanout_core::report(&error), "flow engine transaction outcome unknown; stopping");
+                        return Err(EngineError::Produce(error));
+                    }
+                    tracing::warn!(error = %fanout_core::report(&error), "forgetting finished runs failed; trying again later");
+                }
+            }
             let mut batch: Vec<Polled> = Vec::new();
             // The assignment generation each record was polled under.
             let mut generations: Vec<u64> = Vec::new();
@@ -946,6 +963,58 @@ impl Processor {
         Ok(())
     }
 
+    /// Deletes the runs over for longer than `keep_finished` from the state topic (tombstones,
+    /// in a transaction of their own), then from memory.
+    async fn forget_finished(&mut self) -> Result<(), Failure> {
+        /// The most runs one transaction forgets; the rest wait for the next sweep.
+        const MOST: usize = 10_000;
+        let cutoff = now_ms().saturating_sub(self.keep_finished.as_millis() as i64);
+        let expired: Vec<RunSlot> = self
+            .shared
+            .runs()
+            .iter()
+            .flat_map(|(partition, owned)| {
+                owned
+                    .iter()
+                    .filter(|(_, (_, run))| run.finished_at.is_some_and(|at| at <= cutoff))
+                    .map(|(key, _)| (*partition, key.clone()))
+            })
+            .take(MOST)
+            .collect();
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let producer = &self.producers[self.turn % self.producers.len()];
+        self.turn = self.turn.wrapping_add(1);
+        producer.begin().await?;
+        let sent = producer
+            .send_all(expired.iter().map(|(partition, key)| Record {
+                topic: &self.state_topic,
+                key: Some(key),
+                payload: None,
+                headers: fanout_kafka::Headers::with_capacity(0),
+                partition: Some(*partition),
+            }))
+            .await;
+        let committed = match sent.into_iter().find_map(Result::err) {
+            Some(error) => Err(Failure::Produce(error)),
+            None => producer.commit_records(TRANSACTION_TIMEOUT).await.map_err(Failure::Fatal),
+        };
+        if let Err(Failure::Produce(error)) = committed {
+            producer.abort(TRANSACTION_TIMEOUT).await.map_err(Failure::Fatal)?;
+            return Err(Failure::Produce(error));
+        }
+        committed?;
+        let mut runs = self.shared.runs();
+        for (partition, key) in &expired {
+            if let Some((_, run)) = runs.get_mut(partition).and_then(|owned| owned.remove(key)) {
+                self.shared.metrics.runs.of(run.status()).dec();
+            }
+        }
+        tracing::info!(runs = expired.len(), "finished runs forgotten");
+        Ok(())
+    }
+
     /// Puts the consumer back at the batch's first offsets, to read it again.
     fn rewind(&self, batch: &[Polled]) -> Result<(), EngineError> {
         let mut first: HashMap<(&str, i32), i64> = HashMap::new();
@@ -1028,6 +1097,8 @@ fn decide(shared: &Shared, history: &mut History, batch: &[Polled], now: i64) ->
                 decisions
             }
         };
+        // Kept from when it was first found over, for the retention of finished runs.
+        run.finished_at = if run.is_over() { run.finished_at.or(Some(now)) } else { None };
         let run_name = run_of(&read.key, &flow.name);
         for decision in decisions {
             match decision {

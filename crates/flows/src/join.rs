@@ -97,6 +97,9 @@ pub struct Run {
     /// The engine's pending "late" alarms, by task: the schedule id of each (cancelled when the
     /// task finishes first).
     pub late: BTreeMap<String, String>,
+    /// When the run was found over (every task succeeded, failed or blocked), Unix ms; `None`
+    /// while any task can still start. The engine forgets a run kept over for long enough.
+    pub finished_at: Option<i64>,
 }
 
 impl Run {
@@ -107,6 +110,7 @@ impl Run {
             cascade: vec![false; flow.tasks.len()],
             series: vec![1; flow.tasks.len()],
             late: BTreeMap::new(),
+            finished_at: None,
         }
     }
 
@@ -117,6 +121,7 @@ impl Run {
             series: vec![1; states.len()],
             states,
             late: BTreeMap::new(),
+            finished_at: None,
         })
     }
 
@@ -141,6 +146,7 @@ impl Run {
                 .map(|(at, s)| (name(at), *s))
                 .collect(),
             late: self.late.clone(),
+            finished_at: self.finished_at,
         }
     }
 
@@ -155,6 +161,7 @@ impl Run {
             run.series[at] = stored.series.get(&task.name).copied().unwrap_or(1);
         }
         run.late = stored.late.clone();
+        run.finished_at = stored.finished_at;
         run
     }
 
@@ -321,6 +328,10 @@ pub struct StoredRun {
     /// The pending "late" alarms' schedule ids, by task.
     #[serde(default)]
     pub late: BTreeMap<String, String>,
+    /// When the run was found over, Unix ms (absent while it runs, and in records written
+    /// before it was kept: such a run is kept until it changes again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
 }
 
 fn start(task: &str, attempt: u32, delay: Duration) -> Decision {

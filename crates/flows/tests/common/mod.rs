@@ -54,6 +54,15 @@ impl InProcess {
 
     /// One whose retries and alarms go through the schedule topic `schedule_topic`.
     pub async fn start_with(stack: &Stack, flow: &str, schedule_topic: &str) -> anyhow::Result<Self> {
+        Self::start_tuned(stack, flow, |config| config.schedule_topic = schedule_topic.to_owned()).await
+    }
+
+    /// One whose configuration `tune` changes first.
+    pub async fn start_tuned(
+        stack: &Stack,
+        flow: &str,
+        tune: impl FnOnce(&mut EngineConfig),
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let flows = dir.path().join("flow.toml");
         std::fs::write(&flows, flow)?;
@@ -63,7 +72,7 @@ impl InProcess {
             topic_prefix: unique_name("flows"),
             partitions: 3,
             state_topic: unique_name("flow-state"),
-            schedule_topic: schedule_topic.to_owned(),
+            schedule_topic: unique_name("no-scheduler"),
             kafka: fanout_config::KafkaSettings {
                 bootstrap: stack.kafka.bootstrap().to_owned(),
                 ..Default::default()
@@ -75,6 +84,8 @@ impl InProcess {
             http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
             ..EngineConfig::default()
         };
+        let mut config = config;
+        tune(&mut config);
         let (http, stop, running) = run(&config).await?;
         Ok(Self { config, _dir: dir, http, stop, running })
     }
@@ -272,10 +283,24 @@ impl TestWorkers {
     /// One look: reports a success for every start not answered yet (a third of them twice and
     /// each batch in reverse order when `unruly`); how many starts there are.
     pub async fn answer(&mut self, round: usize, unruly: bool) -> anyhow::Result<usize> {
+        self.answer_where(round, unruly, |_| true).await
+    }
+
+    /// One look: reports a success for every start not answered yet that `only` accepts.
+    pub async fn answer_only(&mut self, only: impl Fn(&TaskStarted) -> bool) -> anyhow::Result<usize> {
+        self.answer_where(0, false, only).await
+    }
+
+    async fn answer_where(
+        &mut self,
+        round: usize,
+        unruly: bool,
+        only: impl Fn(&TaskStarted) -> bool,
+    ) -> anyhow::Result<usize> {
         let seen = starts(&self.kafka, &self.topics.started, &self.serde).await?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let mut batch = Vec::new();
-        for start in &seen {
+        for start in seen.iter().filter(|start| only(start)) {
             if self.reported.insert((start.run.clone(), start.task.clone(), start.attempt)) {
                 self.finished_at.insert((start.run.clone(), start.task.clone()), now);
                 batch.push(TaskSucceeded {
