@@ -36,7 +36,9 @@ leftovers-snapshot: stack
 leftovers-check:
 	scripts/stack leftovers check
 
-unit-and-integration:
+## unit-and-integration: the gateway's tests run Python peers (standardwebhooks, cryptography)
+## from the virtualenv, so it is made first.
+unit-and-integration: $(VENV)/.installed
 	cargo test --workspace --locked
 
 ## interop: Confluent's own Python client against our binary, registry and the real broker.
