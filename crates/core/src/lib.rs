@@ -16,8 +16,11 @@ pub mod clock;
 pub mod envelope;
 pub mod headers;
 pub mod schedule;
+mod secret;
 pub mod topics;
 pub mod trace;
+
+pub use secret::Secret;
 
 /// An error and its causes on one line, each once: `error: cause: cause's cause`.
 ///

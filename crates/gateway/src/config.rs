@@ -192,28 +192,7 @@ pub enum SignatureEncoding {
     Base64,
 }
 
-/// A secret from the configuration: it never prints, in `Debug` or anywhere else.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, to derive a key from.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use fanout_core::Secret;
 
 /// A source's configuration that cannot be used: which source, which key, and what is wrong.
 ///
