@@ -1,4 +1,16 @@
-//! The callback gateway's verifiers: is this request really from the provider, and recent?
+//! The callback gateway: providers' callbacks verified, deduplicated and published to the bus.
+//!
+//! [`Gateway`] (the `fanout-gateway` binary) serves `POST /callbacks/{source}`. A request is
+//! verified by its source's [`Verifier`] (401 without a reason when it fails, 413 over the size
+//! limit, 404 for an unknown source); its provider event id, correlation id and event type are
+//! found where the source's [`SourceSettings`] say; a callback published before (remembered in
+//! PostgreSQL for at least [`MIN_DEDUPE_HOURS`]) is answered 200 and not published again; any
+//! other is published as a [`CallbackReceived`] keyed by its correlation id, under an event id
+//! derived from the provider's ([`callback_event_id`]), and answered 200 only once Kafka
+//! acknowledged it and the store remembered it: 503 with `Retry-After` otherwise, so the provider
+//! retries. The gateway never calls a requester: requesters read the topic.
+//!
+//! # Verifiers: is this request really from the provider, and recent?
 //!
 //! Each source the gateway accepts callbacks from is configured by name with a [`SourceConfig`]:
 //! its verification scheme (`verify = "standard_webhooks" | "stripe" | "github" | "wechatpay_v3" |
@@ -38,17 +50,29 @@
 //! ```
 #![warn(missing_docs)]
 
+mod callback;
 mod config;
+mod dedupe;
 mod encoding;
+mod error;
+mod gateway;
 mod headers;
+mod metrics;
 mod rejection;
 mod schemes;
+mod settings;
 mod verifier;
 
+pub use callback::{callback_event_id, CallbackReceived};
 pub use config::{
     ConfigError, HmacAlgorithm, PlatformPublicKey, Problem, Scheme, Secret, SecretEncoding,
     SignatureEncoding, SourceConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE_SECS,
 };
+pub use error::GatewayError;
+pub use gateway::{
+    Gateway, REJECT_AT, REJECT_BODY_BYTES_HEADER, REJECT_DETAIL, REJECT_REASON, REJECT_SOURCE,
+};
 pub use headers::{Header, Headers};
 pub use rejection::Rejection;
+pub use settings::{Field, GatewayConfig, SourceSettings, StoreSettings, MIN_DEDUPE_HOURS};
 pub use verifier::{Verified, Verifier};

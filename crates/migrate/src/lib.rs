@@ -26,7 +26,8 @@
 //! |---|---|
 //! | [`CONSUMER_BLOCK`] (1) | the consumer runtime: dedupe marks and parked keys |
 //! | [`OUTBOX_BLOCK`] (2) | the producer's outbox |
-//! | 3 to 99 | reserved for the platform |
+//! | [`GATEWAY_BLOCK`] (3) | the callback gateway's dedupe store |
+//! | 4 to 99 | reserved for the platform |
 //! | 101, 102, 103 | the rewards, pinning and stats services |
 //! | 104 | `examples/audit`, README's "Add a consumer", run by `tests/fanout_e2e.rs` |
 //! | 105 | what `fanout new consumer` takes unless told `--block N` |
@@ -62,6 +63,8 @@ pub const BLOCK_SIZE: i64 = 10_000;
 pub const CONSUMER_BLOCK: i64 = 1;
 /// The outbox's block (`crates/producer/migrations`).
 pub const OUTBOX_BLOCK: i64 = 2;
+/// The callback gateway's block (`crates/gateway/migrations`).
+pub const GATEWAY_BLOCK: i64 = 3;
 /// The blocks services number their own tables' migrations in, one block per service.
 pub const SERVICE_BLOCKS: RangeFrom<i64> = 100..;
 

@@ -1,6 +1,6 @@
 //! How to publish, beyond the event itself.
 
-use fanout_core::{trace::TraceParent, Event};
+use fanout_core::{envelope::Envelope, trace::TraceParent, Event};
 
 /// How [`crate::Publisher`] and [`crate::outbox::Outbox`] publish, beyond the event itself. The
 /// default publishes to the event type's own topic and starts a new trace per event.
@@ -27,6 +27,12 @@ pub struct PublishOptions {
     /// An event the scheduler could not deliver by then is dead-lettered with the reason rather
     /// than arriving late. Ignored by immediate publishing.
     pub not_after: Option<std::time::SystemTime>,
+    /// The event's id (`ce_id`) when the caller already has one, instead of a fresh UUIDv7: an
+    /// event published twice with one id is applied once by every consumer. The callback
+    /// gateway derives it from the provider's event id, so that a provider's retry that is
+    /// published again is still one event. Honoured by [`crate::Publisher::publish_with`] and
+    /// [`crate::Publisher::encode`]; [`crate::Publisher::publish_all`] gives each event its own.
+    pub event_id: Option<uuid::Uuid>,
 }
 
 impl PublishOptions {
@@ -51,6 +57,24 @@ impl PublishOptions {
     pub fn not_after(mut self, limit: std::time::SystemTime) -> Self {
         self.not_after = Some(limit);
         self
+    }
+
+    /// These options, publishing with the event id `id` (see [`event_id`](Self::event_id)).
+    pub fn event_id(mut self, id: uuid::Uuid) -> Self {
+        self.event_id = Some(id);
+        self
+    }
+
+    /// The envelope of an event of type `T` published now with these options.
+    pub(crate) fn envelope<'a, T: Event>(&self, source: &'a str) -> Envelope<'a> {
+        let now = std::time::SystemTime::now();
+        match self.event_id {
+            Some(id) => {
+                let trace = self.trace_parent.map(|p| p.child()).unwrap_or_else(TraceParent::new_root);
+                Envelope::from_parts(T::TYPE, source, id, now, trace)
+            }
+            None => Envelope::new(T::TYPE, source, self.trace_parent, now),
+        }
     }
 
     /// The topic an event of type `T` goes to.

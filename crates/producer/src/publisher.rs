@@ -121,6 +121,12 @@ impl Publisher {
         self.encoder::<T>(T::TOPIC).await.map(|_| ())
     }
 
+    /// [`Publisher::prepare`] for events of `T` published to `topic` instead of their type's
+    /// own (its subject is `topic`'s).
+    pub async fn prepare_for<T: Event>(&self, topic: &str) -> Result<(), PublishError> {
+        self.encoder::<T>(topic).await.map(|_| ())
+    }
+
     /// Publishes one event to its type's topic, as the root of a new trace, and waits for Kafka's
     /// acknowledgement.
     pub async fn publish<T: Event>(&self, event: &T) -> Result<Delivery, PublishError> {
@@ -137,7 +143,7 @@ impl Publisher {
         let topic = options.topic_for::<T>();
         let encoder = self.encoder::<T>(topic).await?;
         let mut scratch = Scratch::default();
-        let envelope = Envelope::new(T::TYPE, &self.inner.source, options.trace_parent, SystemTime::now());
+        let envelope = options.envelope::<T>(&self.inner.source);
         let record = scratch.fill(&encoder, topic, event, &envelope)?;
         let span = tracing::info_span!("publish", event_type = T::TYPE, topic, event_id = %envelope.id());
         let delivered = self.inner.raw.send(record).instrument(span).await?;
@@ -230,7 +236,7 @@ impl Publisher {
             topic: topic.to_owned(),
             source,
         })?;
-        let envelope = Envelope::new(T::TYPE, &self.inner.source, options.trace_parent, SystemTime::now());
+        let envelope = options.envelope::<T>(&self.inner.source);
         Ok(OwnedRecord {
             topic: topic.to_owned(),
             key: Some(event.key()),
