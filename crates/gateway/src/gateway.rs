@@ -293,17 +293,21 @@ impl Shared {
             event_id: Some(callback_event_id(&source.name, &event.provider_event_id)),
             ..source.publish.clone()
         };
-        let delivery =
-            match tokio::time::timeout(self.publish_timeout, self.publisher.publish_with(&event, &options))
-                .await
-            {
-                Ok(Ok(delivery)) => delivery,
-                Ok(Err(error)) => {
-                    tracing::warn!(error = %fanout_core::report(&error), "publishing a callback failed");
-                    return unavailable("kafka");
-                }
-                Err(_) => return unavailable("kafka (timed out)"),
-            };
+        // librdkafka fails the record at its delivery timeout (the same figure); this bound is
+        // only for a send that waits for room in a full queue.
+        let delivery = match tokio::time::timeout(
+            self.publish_timeout * 2,
+            self.publisher.publish_with(&event, &options),
+        )
+        .await
+        {
+            Ok(Ok(delivery)) => delivery,
+            Ok(Err(error)) => {
+                tracing::warn!(error = %fanout_core::report(&error), "publishing a callback failed");
+                return unavailable("kafka");
+            }
+            Err(_) => return unavailable("kafka (timed out)"),
+        };
         let published = Published {
             source: source.name.clone(),
             provider_event_id: event.provider_event_id,
