@@ -55,6 +55,41 @@ impl Event for CallbackReceived {
     }
 }
 
+/// A callback its requester expected by `expected_by` had not come
+/// (`schemas/gateway/callback_timed_out.avsc`): scheduled by [`crate::Awaiter::expect`] through
+/// the scheduler to the requester's reply topic, keyed by the correlation id like the callbacks,
+/// so the partition's order says which came first. Delivered whether or not the requester runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackTimedOut {
+    /// The gateway source the callback was expected through.
+    pub source: String,
+    /// The request's id.
+    pub correlation_id: String,
+    /// When the requester started waiting, Unix ms.
+    pub requested_at: i64,
+    /// When it stopped, Unix ms.
+    pub expected_by: i64,
+}
+
+impl Event for CallbackTimedOut {
+    const TYPE: &'static str = "callback.timed_out";
+    /// The default topic; it is delivered to the requester's reply topic.
+    const TOPIC: &'static str = "callback.timed_out";
+    const SCHEMA: &'static str = include_str!("../../../schemas/gateway/callback_timed_out.avsc");
+
+    fn schema() -> &'static Schema {
+        static SCHEMA: OnceLock<Schema> = OnceLock::new();
+        SCHEMA.get_or_init(|| {
+            // Compiled in and parsed by a unit test, so this cannot fail at run time.
+            Schema::parse_str(Self::SCHEMA).expect("schemas/gateway/callback_timed_out.avsc is valid Avro")
+        })
+    }
+
+    fn key(&self) -> Vec<u8> {
+        self.correlation_id.as_bytes().to_vec()
+    }
+}
+
 /// The namespace of callbacks' event ids (a UUIDv4 made once for Fanout).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2d4e_8a3b_4c5d_9e7f_0a1b_2c3d_4e5f);
 
@@ -83,6 +118,34 @@ mod tests {
 
     use super::*;
 
+    /// The Rust type and the file name the same fields in the same order, and a value survives
+    /// an Avro round trip.
+    fn matches_its_schema<E: Event + PartialEq + std::fmt::Debug>(sample: E) {
+        let schema = E::schema();
+        let Schema::Record(RecordSchema { fields, .. }) = schema else { panic!("not a record") };
+        let value = apache_avro::to_value(&sample).expect("serialises");
+        let Value::Record(rust_fields) = &value else { panic!("not a record value") };
+        let file: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        let rust: Vec<&str> = rust_fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(file, rust, "{}", E::TYPE);
+        let resolved = value.resolve(schema).expect("the value fits the schema");
+        let bytes = apache_avro::to_avro_datum(schema, resolved).expect("encodes");
+        let back = apache_avro::from_avro_datum(schema, &mut bytes.as_slice(), None).expect("decodes");
+        assert_eq!(apache_avro::from_value::<E>(&back).expect("typed"), sample);
+    }
+
+    #[test]
+    fn a_timeout_matches_its_schema_file_and_shares_the_callbacks_key() {
+        let sample = CallbackTimedOut {
+            source: "wechatpay".into(),
+            correlation_id: "order-42".into(),
+            requested_at: 1_764_000_000_000,
+            expected_by: 1_764_000_900_000,
+        };
+        assert_eq!(sample.key(), b"order-42");
+        matches_its_schema(sample);
+    }
+
     #[test]
     fn the_rust_type_matches_its_schema_file_and_is_keyed_by_correlation_id() {
         let sample = CallbackReceived {
@@ -95,17 +158,7 @@ mod tests {
             body: "{\"out_trade_no\":\"order-42\"}".into(),
         };
         assert_eq!(sample.key(), b"order-42");
-        let schema = CallbackReceived::schema();
-        let Schema::Record(RecordSchema { fields, .. }) = schema else { panic!("not a record") };
-        let value = apache_avro::to_value(&sample).expect("serialises");
-        let Value::Record(rust_fields) = &value else { panic!("not a record value") };
-        let file: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-        let rust: Vec<&str> = rust_fields.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(file, rust);
-        let resolved = value.resolve(schema).expect("the value fits the schema");
-        let bytes = apache_avro::to_avro_datum(schema, resolved).expect("encodes");
-        let back = apache_avro::from_avro_datum(schema, &mut bytes.as_slice(), None).expect("decodes");
-        assert_eq!(apache_avro::from_value::<CallbackReceived>(&back).expect("typed"), sample);
+        matches_its_schema(sample);
     }
 
     #[test]

@@ -89,10 +89,21 @@ impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
     }
 }
 
+/// What the store knows of a callback: whether it was published, and where its requester wants
+/// it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Known {
+    pub(crate) published: bool,
+    pub(crate) reply_topic: Option<String>,
+}
+
+/// A lookup: source, provider event id, correlation id.
+type Key = (Arc<str>, String, String);
+
 /// The dedupe store.
 pub(crate) struct Dedupe {
     pool: PgPool,
-    lookups: Batcher<(Arc<str>, String), bool>,
+    lookups: Batcher<Key, Known>,
     records: Batcher<Published, ()>,
 }
 
@@ -120,13 +131,47 @@ impl Dedupe {
         Ok(Self { pool, lookups, records })
     }
 
-    /// Whether `source`'s callback `provider_event_id` was published (and not yet forgotten).
-    pub(crate) async fn published(
+    /// Whether `source`'s callback `provider_event_id` was published (and not yet forgotten),
+    /// and the reply topic registered for its correlation id, if any.
+    pub(crate) async fn lookup(
         &self,
         source: &Arc<str>,
         provider_event_id: &str,
-    ) -> Result<bool, Arc<sqlx::Error>> {
-        self.lookups.ask((source.clone(), provider_event_id.to_owned())).await
+        correlation_id: &str,
+    ) -> Result<Known, Arc<sqlx::Error>> {
+        self.lookups.ask((source.clone(), provider_event_id.to_owned(), correlation_id.to_owned())).await
+    }
+
+    /// Sends the callbacks of `source` answering `correlation_id` to `reply_topic` until
+    /// `expires_at_ms`; registering again replaces the route.
+    pub(crate) async fn route(
+        &self,
+        source: &str,
+        correlation_id: &str,
+        reply_topic: &str,
+        expires_at_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO fanout_gateway_routes (source, correlation_id, reply_topic, expires_at_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (source, correlation_id) \
+             DO UPDATE SET reply_topic = EXCLUDED.reply_topic, expires_at_ms = EXCLUDED.expires_at_ms",
+        )
+        .bind(source)
+        .bind(correlation_id)
+        .bind(reply_topic)
+        .bind(expires_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets routes that expired before `now_ms`; how many.
+    pub(crate) async fn forget_routes(&self, now_ms: i64) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM fanout_gateway_routes WHERE expires_at_ms < $1")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Remembers a published callback; one remembered already is left as it was.
@@ -149,20 +194,30 @@ impl Dedupe {
     }
 }
 
-async fn lookup(pool: PgPool, keys: Vec<(Arc<str>, String)>) -> Result<Vec<bool>, sqlx::Error> {
-    let (sources, ids): (Vec<&str>, Vec<&str>) = keys.iter().map(|(s, i)| (&**s, i.as_str())).unzip();
-    let found: Vec<i64> = sqlx::query_scalar(
-        "SELECT k.n FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS k(source, id, n) \
-         JOIN fanout_gateway_callbacks c ON c.source = k.source AND c.provider_event_id = k.id",
+async fn lookup(pool: PgPool, keys: Vec<Key>) -> Result<Vec<Known>, sqlx::Error> {
+    let sources: Vec<&str> = keys.iter().map(|(s, _, _)| &**s).collect();
+    let ids: Vec<&str> = keys.iter().map(|(_, i, _)| i.as_str()).collect();
+    let correlations: Vec<&str> = keys.iter().map(|(_, _, c)| c.as_str()).collect();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let found: Vec<(i64, bool, Option<String>)> = sqlx::query_as(
+        "SELECT k.n, c.source IS NOT NULL, r.reply_topic \
+         FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(source, id, correlation, n) \
+         LEFT JOIN fanout_gateway_callbacks c ON c.source = k.source AND c.provider_event_id = k.id \
+         LEFT JOIN fanout_gateway_routes r ON r.source = k.source AND r.correlation_id = k.correlation \
+           AND r.expires_at_ms >= $4",
     )
     .bind(&sources)
     .bind(&ids)
+    .bind(&correlations)
+    .bind(now_ms)
     .fetch_all(&pool)
     .await?;
-    let mut answers = vec![false; keys.len()];
-    for n in found {
+    let mut answers = vec![Known::default(); keys.len()];
+    for (n, published, reply_topic) in found {
         if let Some(answer) = usize::try_from(n - 1).ok().and_then(|i| answers.get_mut(i)) {
-            *answer = true;
+            *answer = Known { published, reply_topic };
         }
     }
     Ok(answers)

@@ -5,7 +5,7 @@ use std::{
     future::Future,
     net::SocketAddr,
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime},
 };
 
 use axum::{
@@ -13,7 +13,7 @@ use axum::{
     extract::{Path, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{get, post, put},
     Json, Router,
 };
 use fanout_kafka::{OwnedRecord, TopicSpec};
@@ -26,7 +26,7 @@ use crate::{
     dedupe::{Dedupe, Published},
     metrics::{self, Outcome, SourceMetrics},
     settings::{Field, GatewayConfig, SourceSettings},
-    GatewayError, Rejection, Verifier,
+    unix_ms, GatewayError, Rejection, Verifier,
 };
 
 /// Requests written to the rejects topic are cut to this many bytes of body.
@@ -155,6 +155,7 @@ impl Gateway {
             .route("/metrics", get(metrics_text))
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(ready))
+            .route("/routes/{source}/{correlation_id}", put(register_route))
             .with_state(self.shared.clone());
         let admin = tokio::spawn(async move {
             if let Err(error) = axum::serve(self.admin.0, admin).await {
@@ -278,20 +279,26 @@ impl Shared {
             tracing::warn!(source = %source.name, unavailable = what, "callback answered 503");
             response
         };
-        match self.dedupe.published(&source.name, &event.provider_event_id).await {
-            Ok(true) => {
-                source.metrics.count(Outcome::Duplicate, arrived);
-                return answer(StatusCode::OK, serde_json::json!({"status": "duplicate"}));
-            }
-            Ok(false) => {}
-            Err(error) => {
-                tracing::warn!(error = %fanout_core::report(&*error), "dedupe lookup failed");
-                return unavailable("dedupe store");
-            }
+        let known =
+            match self.dedupe.lookup(&source.name, &event.provider_event_id, &event.correlation_id).await {
+                Ok(known) => known,
+                Err(error) => {
+                    tracing::warn!(error = %fanout_core::report(&*error), "dedupe lookup failed");
+                    return unavailable("dedupe store");
+                }
+            };
+        if known.published {
+            source.metrics.count(Outcome::Duplicate, arrived);
+            return answer(StatusCode::OK, serde_json::json!({"status": "duplicate"}));
         }
+        // A requester that registered the request gets its callbacks on its own topic.
+        let (topic, publish) = match known.reply_topic {
+            Some(reply_topic) => (Arc::from(reply_topic.as_str()), PublishOptions::new().topic(reply_topic)),
+            None => (source.topic.clone(), source.publish.clone()),
+        };
         let options = PublishOptions {
             event_id: Some(callback_event_id(&source.name, &event.provider_event_id)),
-            ..source.publish.clone()
+            ..publish
         };
         // librdkafka fails the record at its delivery timeout (the same figure); this bound is
         // only for a send that waits for room in a full queue.
@@ -311,7 +318,7 @@ impl Shared {
         let published = Published {
             source: source.name.clone(),
             provider_event_id: event.provider_event_id,
-            topic: source.topic.clone(),
+            topic,
             partition: delivery.partition,
             offset: delivery.offset,
             at_ms: unix_ms(SystemTime::now()),
@@ -451,6 +458,72 @@ async fn ready(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
     }
 }
 
+/// A requester's route: `PUT /routes/{source}/{correlation_id}` on the admin port.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteRequest {
+    /// The requester's topic for this request's callbacks.
+    reply_topic: String,
+    /// How long the route is kept, in seconds.
+    expires_in_secs: u64,
+}
+
+/// The longest a route is kept: a requester that waits longer than a month for a callback
+/// consumes the source's topic instead.
+const MAX_ROUTE_SECS: u64 = 31 * 86_400;
+
+/// Registers where the callbacks answering one request go: 204, or 400/404 saying what is wrong.
+async fn register_route(
+    State(shared): State<Arc<Shared>>,
+    Path((source, correlation_id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let bad = |message: String| answer(StatusCode::BAD_REQUEST, serde_json::json!({ "error": message }));
+    if !shared.sources.contains_key(&source) {
+        return answer(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": format!("no source {source:?}") }),
+        );
+    }
+    let request: RouteRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return bad(format!("expected {{\"reply_topic\": \"...\", \"expires_in_secs\": N}}: {e}")),
+    };
+    if let Err(problem) = valid_topic(&request.reply_topic) {
+        return bad(format!("reply_topic: {problem}"));
+    }
+    if request.expires_in_secs == 0 || request.expires_in_secs > MAX_ROUTE_SECS {
+        return bad(format!("expires_in_secs: from 1 to {MAX_ROUTE_SECS}, got {}", request.expires_in_secs));
+    }
+    let expires_at_ms =
+        unix_ms(SystemTime::now()) + i64::try_from(request.expires_in_secs * 1000).unwrap_or(i64::MAX);
+    match shared.dedupe.route(&source, &correlation_id, &request.reply_topic, expires_at_ms).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => {
+            tracing::warn!(error = %fanout_core::report(&error), "registering a route failed");
+            let mut response = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"error": "the store is unavailable"}),
+            );
+            response.headers_mut().insert(header::RETRY_AFTER, shared.retry_after.clone());
+            response
+        }
+    }
+}
+
+/// Kafka's rule for a topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn valid_topic(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
+        return Err(format!("{name:?} is not a Kafka topic name (1 to 249 characters, not . or ..)"));
+    }
+    match name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        Some(c) => {
+            Err(format!("{name:?} is not a Kafka topic name: {c:?} (letters, digits, '.', '_', '-' only)"))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Forgets published callbacks older than `keep`, every `every`.
 async fn sweep(shared: Arc<Shared>, keep: Duration, every: Duration) {
     let mut ticks = tokio::time::interval(every);
@@ -467,9 +540,8 @@ async fn sweep(shared: Arc<Shared>, keep: Duration, every: Duration) {
                 tracing::warn!(error = %fanout_core::report(&error), "the dedupe sweep failed; it runs again")
             }
         }
+        if let Err(error) = shared.dedupe.forget_routes(unix_ms(SystemTime::now())).await {
+            tracing::warn!(error = %fanout_core::report(&error), "the route sweep failed; it runs again");
+        }
     }
-}
-
-fn unix_ms(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -50,6 +50,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod awaiter;
 mod callback;
 mod config;
 mod dedupe;
@@ -63,7 +64,8 @@ mod schemes;
 mod settings;
 mod verifier;
 
-pub use callback::{callback_event_id, CallbackReceived};
+pub use awaiter::{Awaiter, AwaiterConfig, AwaiterError, Pending, Reply};
+pub use callback::{callback_event_id, CallbackReceived, CallbackTimedOut};
 pub use config::{
     ConfigError, HmacAlgorithm, PlatformPublicKey, Problem, Scheme, Secret, SecretEncoding,
     SignatureEncoding, SourceConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE_SECS,
@@ -76,3 +78,8 @@ pub use headers::{Header, Headers};
 pub use rejection::Rejection;
 pub use settings::{Field, GatewayConfig, SourceSettings, StoreSettings, MIN_DEDUPE_HOURS};
 pub use verifier::{Verified, Verifier};
+
+/// `at` in Unix milliseconds (0 before the epoch).
+pub(crate) fn unix_ms(at: std::time::SystemTime) -> i64 {
+    at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
