@@ -84,13 +84,24 @@ fn five_thousand_mixed_events_every_effect_once_duplicates_counted_poison_dead_l
         assert_eq!(row.check, "ok", "{}: read API agrees with the published events", row.consumer);
     }
     assert!(stdout.contains("demo OK: every effect applied exactly once"), "{stdout}");
-    // Plain `fanout demo` runs every scenario: the task flow too, checked by itself.
+    // Plain `fanout demo` runs every scenario: the task flow and the payments too, checked by
+    // themselves.
     assert!(stdout.contains("flows demo OK"), "{stdout}");
     assert!(
         stdout.contains("critical path: extract-orders -> join")
             || stdout.contains("critical path: extract-users -> join"),
         "{stdout}"
     );
+    // And the payments scenario: each requester's results once, its lost charges as timeouts.
+    assert!(stdout.contains("payments OK"), "{stdout}");
+    for requester in ["orders", "memberships"] {
+        let row =
+            stdout.lines().find(|l| l.starts_with(&format!("{requester} "))).context("a requester row")?;
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[1..], ["30", "28", "2", "0", "0", "ok"], "{row}");
+    }
+    let refused = stdout.lines().find(|l| l.starts_with("gateway:")).context("the gateway line")?;
+    assert!(!refused.ends_with(" 0 refused (401)"), "a forged callback was sent and refused: {refused}");
 
     // The terminal: the demo's output, no log line.
     for text in [&stdout, &stderr] {

@@ -11,6 +11,7 @@
 
 mod flows;
 mod log;
+mod payments;
 mod publish;
 mod report;
 mod services;
@@ -36,8 +37,9 @@ use workload::Workload;
 /// published through the SDK, and a checked summary.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// One scenario: `fanout` (the post-published services) or `flows` (the nightly jobs as a
-    /// task flow). Without it, every scenario runs in turn.
+    /// One scenario: `fanout` (the post-published services), `flows` (the nightly jobs as a
+    /// task flow) or `payments` (a provider's late callbacks through the gateway to two
+    /// requesters). Without it, every scenario runs in turn.
     #[arg(value_enum)]
     scenario: Option<Scenario>,
     /// Distinct events to publish (about 5% more are re-sent duplicates, plus one poison record).
@@ -49,6 +51,10 @@ pub struct DemoArgs {
     /// Kafka bootstrap servers.
     #[arg(long, env = "FANOUT_KAFKA__BOOTSTRAP", default_value = "127.0.0.1:9092")]
     bootstrap: String,
+    /// The PostgreSQL server the payments scenario's gateway keeps its dedupe store on (in a
+    /// scratch database, dropped at the end).
+    #[arg(long, default_value = "postgres://fanout:fanout@127.0.0.1:5432/fanout")]
+    database_url: String,
     /// Poison records (not Avro at all) slipped into the stream; each consumer must dead-letter
     /// them and keep going.
     #[arg(long, default_value_t = 1)]
@@ -76,6 +82,8 @@ pub enum Scenario {
     Fanout,
     /// Task flows: each task starts the moment its upstreams of the run are done.
     Flows,
+    /// The callback gateway: long-running results come back through the bus to their requesters.
+    Payments,
 }
 
 /// Beans a JOB post earns and credits a HOUSING post grants: the services' defaults, which the
@@ -111,6 +119,12 @@ impl DemoArgs {
             }
             self.run_flows(run, seed, &log_file).await?;
         }
+        if all || self.scenario == Some(Scenario::Payments) {
+            if all {
+                println!();
+            }
+            self.run_payments(run, seed, &log_file).await?;
+        }
         Ok(())
     }
 
@@ -126,6 +140,19 @@ impl DemoArgs {
         if !self.keep {
             let _ = std::fs::remove_dir_all(&workdir);
         }
+        if outcome.is_err() {
+            println!("{}", log_line(log_file));
+        }
+        outcome
+    }
+
+    async fn run_payments(&self, run: &str, seed: u64, log_file: &Path) -> anyhow::Result<()> {
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let registry = RegistryServer::start(RegistryConfig::new(&self.bootstrap, listen))
+            .await
+            .context("starting the built-in schema registry")?;
+        let outcome = payments::run(&self.bootstrap, &registry.url(), &self.database_url, run, seed).await;
+        registry.shutdown().await.context("stopping the registry")?;
         if outcome.is_err() {
             println!("{}", log_line(log_file));
         }
