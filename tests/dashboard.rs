@@ -114,6 +114,8 @@ fn every_dashboard_query_uses_exported_metrics_and_labels() -> anyhow::Result<()
         "fanout_schedule_dispatched_total",
         "fanout_schedule_lateness_seconds",
         "fanout_scheduled_in_window",
+        "fanout_gateway_requests_total",
+        "fanout_gateway_accept_duration_seconds",
     ] {
         assert!(queried.contains(required), "the dashboard shows nothing of {required}");
     }

@@ -42,6 +42,9 @@ pub enum GatewayError {
         #[source]
         source: std::io::Error,
     },
+    /// The Prometheus scrape target could not be written.
+    #[error("writing the scrape target")]
+    ScrapeTarget(#[from] fanout_service::ServiceError),
     /// The HTTP server failed.
     #[error("serving callbacks")]
     Serve {

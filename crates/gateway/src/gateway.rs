@@ -50,6 +50,8 @@ pub struct Gateway {
     shared: Arc<Shared>,
     sweep_every: Duration,
     keep: Duration,
+    name: String,
+    targets_dir: Option<std::path::PathBuf>,
 }
 
 struct Source {
@@ -133,7 +135,15 @@ impl Gateway {
         });
         let keep = Duration::from_secs(config.dedupe_hours * 3600);
         let sweep_every = Duration::from_secs(config.sweep_interval_secs);
-        Ok(Self { callbacks, admin, shared, sweep_every, keep })
+        Ok(Self {
+            callbacks,
+            admin,
+            shared,
+            sweep_every,
+            keep,
+            name: config.name,
+            targets_dir: config.prometheus_targets_dir,
+        })
     }
 
     /// Where `POST /callbacks/{source}` is served.
@@ -163,6 +173,11 @@ impl Gateway {
             }
         });
         let sweep = tokio::spawn(sweep(self.shared.clone(), self.keep, self.sweep_every));
+        // Removed when `run` returns: a stopped gateway must not stay a scrape target.
+        let _target = match &self.targets_dir {
+            Some(dir) => Some(fanout_service::ScrapeTarget::write(dir, &self.name, self.admin.1)?),
+            None => None,
+        };
         tracing::info!(
             callbacks = %self.callbacks.1,
             http = %self.admin.1,

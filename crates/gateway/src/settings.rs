@@ -67,6 +67,9 @@ pub struct GatewayConfig {
     pub partitions: i32,
     /// How often published callbacks older than `dedupe_hours` are forgotten, in seconds.
     pub sweep_interval_secs: u64,
+    /// Where to write a Prometheus file_sd target for `/metrics` while the gateway runs
+    /// (`FANOUT_PROMETHEUS_TARGETS_DIR`, as for every Fanout service).
+    pub prometheus_targets_dir: Option<std::path::PathBuf>,
     /// tracing's filter, e.g. `info` or `fanout_gateway=debug`.
     pub log: String,
     /// `text` or `json`.
@@ -90,6 +93,7 @@ impl Default for GatewayConfig {
             rejects_topic: "_fanout_gateway_rejects".to_owned(),
             partitions: 6,
             sweep_interval_secs: 3600,
+            prometheus_targets_dir: None,
             log: "info".to_owned(),
             log_format: Default::default(),
             sources: BTreeMap::new(),
