@@ -399,10 +399,9 @@ impl SourceSettings {
         };
         let event_id = fields.get(&self.event_id, "event_id")?;
         let correlation_id = fields.get(&self.correlation_id, "correlation_id")?;
-        let event_type = match &self.event_type {
-            Some(field) => Some(fields.get(field, "event_type")?),
-            None => None,
-        };
+        // Informative only: a callback whose type is not where expected is still the answer to
+        // its request, so it is published without one rather than refused.
+        let event_type = self.event_type.as_ref().and_then(|field| fields.get(field, "event_type").ok());
         Ok(CallbackReceived {
             source: source.to_owned(),
             provider_event_id: event_id,

@@ -171,7 +171,7 @@ impl Default for StoreSettings {
 /// | `topic` | where its callbacks are published (required) |
 /// | `event_id` | the provider's id of the callback, the dedupe key (scheme default, else required) |
 /// | `correlation_id` | which request the callback answers: the event's key (required) |
-/// | `event_type` | what happened, e.g. `TRANSACTION.SUCCESS` (scheme default, else none) |
+/// | `event_type` | what happened, e.g. `TRANSACTION.SUCCESS` (scheme default, else none; a callback without it is published without it) |
 ///
 /// Each of the last three is a [`Field`]: `header:<name>`, `body:<JSON pointer>` (the body as
 /// published, so WeChat Pay's decrypted resource) or `signed:<JSON pointer>` (the body as signed,

@@ -6,13 +6,24 @@ use hmac::{Hmac, Mac};
 use proptest::prelude::*;
 use sha2::Sha256;
 
-use super::{bodies, genuine_accepted_attacked_rejected, verifier, Request, Scheme, Signer, LIMIT, NOW};
+use super::{
+    bodies, genuine_accepted_attacked_rejected, verifier, HttpScheme, Request, Scheme, Signer, LIMIT, NOW,
+};
 
 const CURRENT: &str = "the current webhook secret";
 const RETIRED: &str = "the webhook secret before it";
 
+fn source_toml() -> String {
+    format!("verify = \"github\"\nsecrets = [\"{CURRENT}\"]\nmax_body_bytes = {LIMIT}\n")
+}
+
 fn source() -> Verifier {
-    verifier(&format!("verify = \"github\"\nsecrets = [\"{CURRENT}\"]\nmax_body_bytes = {LIMIT}\n"))
+    verifier(&source_toml())
+}
+
+/// The scheme for the HTTP suite.
+pub fn http_schemes() -> Vec<HttpScheme> {
+    vec![HttpScheme::new("github", source_toml(), GitHub(source()))]
 }
 
 fn signature(secret: &[u8], body: &[u8]) -> String {

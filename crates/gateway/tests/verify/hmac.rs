@@ -6,7 +6,9 @@ use hmac::{Hmac, Mac};
 use proptest::prelude::*;
 use sha2::{Sha256, Sha512};
 
-use super::{bodies, genuine_accepted_attacked_rejected, verifier, Request, Scheme, Signer, LIMIT, NOW};
+use super::{
+    bodies, genuine_accepted_attacked_rejected, verifier, HttpScheme, Request, Scheme, Signer, LIMIT, NOW,
+};
 
 const CURRENT: &str = "a shared secret of the provider";
 const RETIRED: &str = "the secret it had before that";
@@ -27,8 +29,8 @@ fn sha256_hex(secret: &[u8], parts: &[&[u8]]) -> String {
 /// `X-Slack-Request-Timestamp`.
 struct SlackLike(Verifier);
 
-fn slack_like() -> Verifier {
-    verifier(&format!(
+fn slack_like_toml() -> String {
+    format!(
         r#"
         verify = "hmac"
         secrets = ["{CURRENT}"]
@@ -38,7 +40,11 @@ fn slack_like() -> Verifier {
         signed_payload = "v0:{{timestamp}}:{{body}}"
         max_body_bytes = {LIMIT}
         "#
-    ))
+    )
+}
+
+fn slack_like() -> Verifier {
+    verifier(&slack_like_toml())
 }
 
 impl Scheme for SlackLike {
@@ -82,11 +88,23 @@ impl Scheme for SlackLike {
 /// here with SHA-512 and a base64 secret, to cover those settings too.
 struct Sha512Base64(Verifier);
 
-fn sha512_source() -> Verifier {
-    verifier(&format!(
+fn sha512_toml() -> String {
+    format!(
         "verify = \"hmac\"\nsecrets = [\"{}\"]\nsecret_encoding = \"base64\"\nalgorithm = \"sha512\"\nsignature_header = \"X-Signature\"\nsignature_encoding = \"base64\"\nmax_body_bytes = {LIMIT}\n",
         STANDARD.encode(CURRENT)
-    ))
+    )
+}
+
+fn sha512_source() -> Verifier {
+    verifier(&sha512_toml())
+}
+
+/// The schemes for the HTTP suite.
+pub fn http_schemes() -> Vec<HttpScheme> {
+    vec![
+        HttpScheme::new("hmac-slack-like", slack_like_toml(), SlackLike(slack_like())),
+        HttpScheme::new("hmac-sha512-base64", sha512_toml(), Sha512Base64(sha512_source())),
+    ]
 }
 
 impl Scheme for Sha512Base64 {

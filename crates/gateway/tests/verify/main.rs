@@ -8,6 +8,7 @@
 
 mod github;
 mod hmac;
+mod http;
 mod none;
 mod standard_webhooks;
 mod stripe;
@@ -65,6 +66,28 @@ impl Request {
             None => self.headers.push((name.to_owned(), value)),
         }
         self
+    }
+}
+
+/// A scheme as the HTTP suite runs it: its source's config and how its provider signs.
+pub struct HttpScheme {
+    /// The source's name.
+    pub name: &'static str,
+    /// The source's verification keys, as under `[sources.NAME]`.
+    pub toml: String,
+    /// The provider.
+    pub scheme: Box<dyn Scheme + Send + Sync>,
+}
+
+impl std::fmt::Debug for HttpScheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpScheme").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl HttpScheme {
+    pub fn new(name: &'static str, toml: String, scheme: impl Scheme + Send + Sync + 'static) -> Self {
+        Self { name, toml, scheme: Box::new(scheme) }
     }
 }
 
@@ -141,7 +164,13 @@ pub fn bodies() -> impl Strategy<Value = Vec<u8>> {
 
 /// `attack` applied to a genuine request of `scheme` for `body`; `None` where it does not apply
 /// to the scheme (a stale timestamp where none is signed) or changes nothing.
-pub fn attacked(scheme: &impl Scheme, valid: &Request, body: &[u8], attack: &Attack) -> Option<Request> {
+pub fn attacked(
+    scheme: &(impl Scheme + ?Sized),
+    valid: &Request,
+    body: &[u8],
+    attack: &Attack,
+    now: i64,
+) -> Option<Request> {
     let mut request = valid.clone();
     match attack {
         Attack::Forged(random) => return Some(scheme.forge(valid, random)),
@@ -155,9 +184,9 @@ pub fn attacked(scheme: &impl Scheme, valid: &Request, body: &[u8], attack: &Att
             let _ = beyond;
             return None;
         }
-        Attack::Stale { beyond } => return Some(scheme.sign(body, NOW - 300 - beyond, &Signer::Current)),
-        Attack::Future { beyond } => return Some(scheme.sign(body, NOW + 300 + beyond, &Signer::Current)),
-        Attack::Oversized => return Some(scheme.sign(&vec![b'x'; LIMIT + 1], NOW, &Signer::Current)),
+        Attack::Stale { beyond } => return Some(scheme.sign(body, now - 300 - beyond, &Signer::Current)),
+        Attack::Future { beyond } => return Some(scheme.sign(body, now + 300 + beyond, &Signer::Current)),
+        Attack::Oversized => return Some(scheme.sign(&vec![b'x'; LIMIT + 1], now, &Signer::Current)),
         Attack::WrongEncoding => return Some(scheme.misencode(valid)),
         Attack::RemovedHeader(i) => {
             request.headers.remove(i % request.headers.len());
@@ -185,8 +214,8 @@ pub fn attacked(scheme: &impl Scheme, valid: &Request, body: &[u8], attack: &Att
             }
             value.truncate(keep);
         }
-        Attack::WrongSecret(key) => return Some(scheme.sign(body, NOW, &Signer::Stranger(*key))),
-        Attack::RotatedOut => return Some(scheme.sign(body, NOW, &Signer::Retired)),
+        Attack::WrongSecret(key) => return Some(scheme.sign(body, now, &Signer::Stranger(*key))),
+        Attack::RotatedOut => return Some(scheme.sign(body, now, &Signer::Retired)),
     }
     Some(request)
 }
@@ -203,7 +232,7 @@ pub fn genuine_accepted_attacked_rejected(
     if let Err(rejection) = valid.verify(verifier, NOW) {
         return Err(TestCaseError::fail(format!("a genuine request was rejected: {rejection}")));
     }
-    let Some(request) = attacked(scheme, &valid, body, attack) else {
+    let Some(request) = attacked(scheme, &valid, body, attack, NOW) else {
         return Ok(());
     };
     match request.verify(verifier, NOW) {

@@ -7,7 +7,9 @@ use hmac::{Hmac, Mac};
 use proptest::prelude::*;
 use sha2::Sha256;
 
-use super::{bodies, genuine_accepted_attacked_rejected, verifier, Request, Scheme, Signer, LIMIT, NOW};
+use super::{
+    bodies, genuine_accepted_attacked_rejected, verifier, HttpScheme, Request, Scheme, Signer, LIMIT, NOW,
+};
 
 const CURRENT: &[u8] = b"the current secret, 32 bytes....";
 const PREVIOUS: &[u8] = b"the previous secret, still valid";
@@ -23,13 +25,33 @@ fn whpk(seed: [u8; 32]) -> String {
     format!("whpk_{}", STANDARD.encode(SigningKey::from_bytes(&seed).verifying_key().as_bytes()))
 }
 
-fn source() -> Verifier {
-    verifier(&format!(
+fn source_toml() -> String {
+    format!(
         "verify = \"standard_webhooks\"\nsecrets = [\"{}\", \"{}\"]\npublic_keys = [\"{}\"]\nmax_body_bytes = {LIMIT}\n",
         whsec(CURRENT),
         whsec(PREVIOUS),
         whpk(CURRENT_SEED)
-    ))
+    )
+}
+
+fn source() -> Verifier {
+    verifier(&source_toml())
+}
+
+/// The schemes for the HTTP suite: `v1` and `v1a` requests to one source.
+pub fn http_schemes() -> Vec<HttpScheme> {
+    vec![
+        HttpScheme::new(
+            "standard-webhooks-v1",
+            source_toml(),
+            StandardWebhooks { verifier: source(), asymmetric: false },
+        ),
+        HttpScheme::new(
+            "standard-webhooks-v1a",
+            source_toml(),
+            StandardWebhooks { verifier: source(), asymmetric: true },
+        ),
+    ]
 }
 
 fn signed_content(id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {

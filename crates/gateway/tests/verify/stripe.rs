@@ -6,13 +6,24 @@ use hmac::{Hmac, Mac};
 use proptest::prelude::*;
 use sha2::Sha256;
 
-use super::{bodies, genuine_accepted_attacked_rejected, verifier, Request, Scheme, Signer, LIMIT, NOW};
+use super::{
+    bodies, genuine_accepted_attacked_rejected, verifier, HttpScheme, Request, Scheme, Signer, LIMIT, NOW,
+};
 
 const CURRENT: &str = "whsec_5c8bQnEfH2J1kZ3xR7tW9yA4mD6pL0sV";
 const RETIRED: &str = "whsec_Kq2Nw8Zr4Tb6Yc1Xv3Mp5Lh7Gf9Jd0Se";
 
+fn source_toml() -> String {
+    format!("verify = \"stripe\"\nsecrets = [\"{CURRENT}\"]\nmax_body_bytes = {LIMIT}\n")
+}
+
 fn source() -> Verifier {
-    verifier(&format!("verify = \"stripe\"\nsecrets = [\"{CURRENT}\"]\nmax_body_bytes = {LIMIT}\n"))
+    verifier(&source_toml())
+}
+
+/// The scheme for the HTTP suite.
+pub fn http_schemes() -> Vec<HttpScheme> {
+    vec![HttpScheme::new("stripe", source_toml(), Stripe(source()))]
 }
 
 /// As Stripe's docs describe it: `signed_payload = t + "." + body`, HMAC-SHA256 with the

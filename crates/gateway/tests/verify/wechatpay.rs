@@ -10,7 +10,9 @@ use proptest::prelude::*;
 use rsa::{pkcs8::DecodePrivateKey, Pkcs1v15Sign, RsaPrivateKey};
 use sha2::{Digest, Sha256};
 
-use super::{bodies, genuine_accepted_attacked_rejected, verifier, Request, Scheme, Signer, LIMIT, NOW};
+use super::{
+    bodies, genuine_accepted_attacked_rejected, verifier, HttpScheme, Request, Scheme, Signer, LIMIT, NOW,
+};
 
 const CURRENT_CERT: &str = include_str!("../data/wechatpay-current.cert.pem");
 const CURRENT_KEY: &str = include_str!("../data/wechatpay-current.key.pem");
@@ -78,6 +80,11 @@ fn signed(body: Vec<u8>, timestamp: i64, key_pem: &str, serial: &str) -> Request
 }
 
 struct WechatPay(Verifier);
+
+/// The scheme for the HTTP suite.
+pub fn http_schemes() -> Vec<HttpScheme> {
+    vec![HttpScheme::new("wechatpay", config(""), WechatPay(verifier(&config(""))))]
+}
 
 impl Scheme for WechatPay {
     fn verifier(&self) -> &Verifier {
