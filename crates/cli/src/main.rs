@@ -40,6 +40,9 @@ enum Command {
     /// A consumer's dead letters: list, show, replay through its retry topic.
     #[command(subcommand)]
     Dlq(commands::dlq::DlqCommand),
+    /// The callback gateway: the requests it refused, with the reason.
+    #[command(subcommand)]
+    Gateway(commands::gateway::GatewayCommand),
     /// Write a new consumer or publisher crate, complete with its config file and a test.
     #[command(subcommand)]
     New(commands::new::NewCommand),
@@ -70,6 +73,7 @@ async fn main() -> std::process::ExitCode {
         Command::Flow(command) => command.run().await,
         Command::Outbox(command) => command.run().await,
         Command::Dlq(command) => command.run().await,
+        Command::Gateway(command) => command.run().await,
         Command::New(command) => command.run().await,
         Command::Bench(args) => args.run().await,
     };

@@ -239,7 +239,7 @@ async fn callback(
         Ok(event) => event,
         Err(reason) => {
             tracing::warn!(source = %name, %reason, "verified callback not published: unroutable");
-            shared.write_reject(source, "unroutable", &reason, &body);
+            shared.write_reject(source, "unroutable", &reason, &body, body.len());
             source.metrics.count(Outcome::Unroutable, arrived);
             return answer(StatusCode::UNPROCESSABLE_ENTITY, serde_json::json!({ "error": reason }));
         }
@@ -254,7 +254,12 @@ impl Shared {
         let kind = rejection.kind();
         tracing::warn!(source = %source.name, reason = kind, detail = %rejection, "callback rejected");
         source.metrics.count(Outcome::Rejected(kind), arrived);
-        self.write_reject(source, kind, &rejection.to_string(), body);
+        // A body over the limit was not read: its declared size stands for it.
+        let size = match rejection {
+            Rejection::BodyTooLarge { actual, .. } => *actual,
+            _ => body.len(),
+        };
+        self.write_reject(source, kind, &rejection.to_string(), body, size);
         match rejection {
             Rejection::BodyTooLarge { .. } => {
                 answer(StatusCode::PAYLOAD_TOO_LARGE, serde_json::json!({"error": "body too large"}))
@@ -265,7 +270,7 @@ impl Shared {
 
     /// Queues a rejected request for the rejects topic; dropped (and counted) when the queue is
     /// full, so a flood of forgeries cannot hold the gateway up.
-    fn write_reject(&self, source: &Source, reason: &str, detail: &str, body: &[u8]) {
+    fn write_reject(&self, source: &Source, reason: &str, detail: &str, body: &[u8], size: usize) {
         let at = unix_ms(SystemTime::now()).to_string();
         let record = OwnedRecord {
             topic: String::new(),
@@ -276,7 +281,7 @@ impl Shared {
                 (REJECT_REASON.to_owned(), Some(reason.as_bytes().to_vec())),
                 (REJECT_DETAIL.to_owned(), Some(detail.as_bytes().to_vec())),
                 (REJECT_AT.to_owned(), Some(at.into_bytes())),
-                (REJECT_BODY_BYTES_HEADER.to_owned(), Some(body.len().to_string().into_bytes())),
+                (REJECT_BODY_BYTES_HEADER.to_owned(), Some(size.to_string().into_bytes())),
             ],
         };
         if self.rejects.try_send(record).is_err() {

@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod dlq;
 pub mod flow;
+pub mod gateway;
 pub mod new;
 pub mod outbox;
 pub mod publish;
