@@ -3,6 +3,7 @@
 //!
 //! This test kills the shared broker, so it lives alone in its own test binary.
 
+#[path = "service/common.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -14,6 +14,7 @@ use tokio::{sync::oneshot, task::JoinHandle};
 pub const SECRET: &str = "gateway-test-secret";
 
 /// A gateway for one test, its topics and database, and how to stop it.
+#[derive(Debug)]
 pub struct TestGateway {
     pub kafka: Kafka,
     pub registry: Registry,
@@ -24,6 +25,7 @@ pub struct TestGateway {
     pub running: Option<Running>,
 }
 
+#[derive(Debug)]
 pub struct Running {
     pub callbacks: SocketAddr,
     pub http: SocketAddr,

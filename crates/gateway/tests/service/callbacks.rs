@@ -1,11 +1,9 @@
 //! The gateway against the real broker, registry and PostgreSQL: what it publishes, what it
 //! refuses and how, and what it remembers.
 
-mod common;
-
 use std::{collections::HashMap, time::Duration};
 
-use common::{callback, now_secs, post, sign, TestGateway, SECRET};
+use crate::common::{callback, now_secs, post, sign, TestGateway, SECRET};
 use fanout_core::headers;
 use fanout_gateway::{callback_event_id, REJECT_REASON};
 use fanout_testkit::FetchedRecord;

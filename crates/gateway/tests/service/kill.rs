@@ -2,8 +2,6 @@
 //! the topic, every one that did not is retried by the provider and lands, and none is on the
 //! topic under two event ids.
 
-mod common;
-
 use std::{
     collections::{HashMap, HashSet},
     process::{Child, Command, Stdio},
@@ -14,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{callback, post, TestGateway, SECRET};
+use crate::common::{callback, post, TestGateway, SECRET};
 use fanout_core::headers;
 use fanout_gateway::callback_event_id;
 

@@ -2,11 +2,9 @@
 //! requester is added without a change to the gateway or its config; a callback that never comes
 //! is a `CallbackTimedOut` from the scheduler, even when the requester that waited is gone.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{callback, post, TestGateway, SECRET};
+use crate::common::{callback, post, TestGateway, SECRET};
 use fanout_core::headers;
 use fanout_gateway::{Awaiter, AwaiterConfig, Reply};
 use fanout_scheduler::{Scheduler, SchedulerConfig};
