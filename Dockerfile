@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image holding every Fanout binary: `fanout` (the built-in schema registry and the CLI), the
 # consumer services `fanout-rewards`, `fanout-pinning` and `fanout-stats`, the delayed delivery
-# scheduler `fanout-scheduler` and the task-flow engine `fanout-flows`. docker-compose.yml builds it once and runs each service
+# scheduler `fanout-scheduler`, the task-flow engine `fanout-flows` and the callback gateway `fanout-gateway`. docker-compose.yml builds it once and runs each service
 # with its own command and mounted config file.
 #
 # It sits at the repository root because the build context is the whole workspace (every member
@@ -15,10 +15,11 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-        -p fanout-cli -p fanout-rewards -p fanout-pinning -p fanout-stats -p fanout-scheduler -p fanout-flows \
+        -p fanout-cli -p fanout-rewards -p fanout-pinning -p fanout-stats -p fanout-scheduler -p fanout-flows -p fanout-gateway \
     && mkdir -p /out \
     && cp target/release/fanout target/release/fanout-rewards target/release/fanout-pinning \
-          target/release/fanout-stats target/release/fanout-scheduler target/release/fanout-flows /out/
+          target/release/fanout-stats target/release/fanout-scheduler target/release/fanout-flows \
+          target/release/fanout-gateway /out/
 
 FROM debian:bookworm-slim
 # ca-certificates: registries and brokers behind TLS. Everything else is linked in (librdkafka,
