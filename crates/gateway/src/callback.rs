@@ -114,25 +114,7 @@ pub fn callback_event_id(source: &str, provider_event_id: &str) -> Uuid {
 
 #[cfg(test)]
 mod tests {
-    use apache_avro::{schema::RecordSchema, types::Value};
-
     use super::*;
-
-    /// The Rust type and the file name the same fields in the same order, and a value survives
-    /// an Avro round trip.
-    fn matches_its_schema<E: Event + PartialEq + std::fmt::Debug>(sample: E) {
-        let schema = E::schema();
-        let Schema::Record(RecordSchema { fields, .. }) = schema else { panic!("not a record") };
-        let value = apache_avro::to_value(&sample).expect("serialises");
-        let Value::Record(rust_fields) = &value else { panic!("not a record value") };
-        let file: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-        let rust: Vec<&str> = rust_fields.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(file, rust, "{}", E::TYPE);
-        let resolved = value.resolve(schema).expect("the value fits the schema");
-        let bytes = apache_avro::to_avro_datum(schema, resolved).expect("encodes");
-        let back = apache_avro::from_avro_datum(schema, &mut bytes.as_slice(), None).expect("decodes");
-        assert_eq!(apache_avro::from_value::<E>(&back).expect("typed"), sample);
-    }
 
     #[test]
     fn a_timeout_matches_its_schema_file_and_shares_the_callbacks_key() {
@@ -143,7 +125,7 @@ mod tests {
             expected_by: 1_764_000_900_000,
         };
         assert_eq!(sample.key(), b"order-42");
-        matches_its_schema(sample);
+        fanout_testkit::assert_matches_its_schema(sample);
     }
 
     #[test]
@@ -158,7 +140,7 @@ mod tests {
             body: "{\"out_trade_no\":\"order-42\"}".into(),
         };
         assert_eq!(sample.key(), b"order-42");
-        matches_its_schema(sample);
+        fanout_testkit::assert_matches_its_schema(sample);
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub use fanout_kafka::FetchedRecord;
 pub use kafka::{Kafka, TestTopic};
 pub use postgres::{Postgres, TestDatabase};
 pub use registry::Registry;
-pub use sample::{sample, sample_json};
+pub use sample::{assert_matches_its_schema, sample, sample_json};
 /// serde_json, for read APIs' answers (`json!`, [`service::wait_for_json`]).
 pub use serde_json;
 pub use wait::wait_until;

@@ -26,14 +26,9 @@ fn by_event_id(records: &[FetchedRecord]) -> HashMap<String, usize> {
     counts
 }
 
-fn rename_source(config: &mut fanout_gateway::GatewayConfig, to: &str) {
-    let source = config.sources.remove("pay").expect("the test source");
-    config.sources.insert(to.to_owned(), source);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verified_callbacks_are_published_once_and_everything_else_is_refused() -> anyhow::Result<()> {
-    let gateway = TestGateway::start(|c| rename_source(c, "pay")).await?;
+    let gateway = TestGateway::start(|c| crate::common::rename_source(c, "pay")).await?;
     let client = reqwest::Client::new();
     let url = gateway.url("pay");
 
@@ -117,7 +112,7 @@ async fn verified_callbacks_are_published_once_and_everything_else_is_refused() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_70_hours_later_is_still_a_duplicate_across_restarts() -> anyhow::Result<()> {
     let mut gateway = TestGateway::start(|c| {
-        rename_source(c, "pay-late");
+        crate::common::rename_source(c, "pay-late");
         c.dedupe_hours = 72;
         c.sweep_interval_secs = 1;
     })

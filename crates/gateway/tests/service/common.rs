@@ -43,27 +43,10 @@ impl TestGateway {
         let topic = kafka.future_topic("gateway-pay");
         let rejects = kafka.future_topic("gateway-rejects");
         let mut config: GatewayConfig = fanout_config::from_toml_str(&format!(
-            r#"
-            listen = "127.0.0.1:0"
-            rejects_topic = "{rejects}"
-            partitions = 3
-            publish_timeout_ms = 3000
-            [http]
-            listen = "127.0.0.1:0"
-            [sources.pay]
-            verify = "hmac"
-            secrets = ["{SECRET}"]
-            signature_header = "X-Signature"
-            timestamp_header = "X-Timestamp"
-            signed_payload = "{{timestamp}}.{{body}}"
-            topic = "{topic}"
-            event_id = "body:/id"
-            correlation_id = "body:/request_id"
-            event_type = "body:/status"
-            max_body_bytes = 4096
-            "#,
-            rejects = rejects.name(),
-            topic = topic.name(),
+            "listen = \"127.0.0.1:0\"\nrejects_topic = \"{}\"\npartitions = 3\npublish_timeout_ms = 3000\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n{}",
+            rejects.name(),
+            pay_source("pay", topic.name()),
         ))?;
         config.kafka.bootstrap = kafka.bootstrap().to_owned();
         config.registry = registry.settings();
@@ -121,6 +104,33 @@ impl TestGateway {
         self.registry.stop().await?;
         Ok(())
     }
+}
+
+/// The `[sources.NAME]` table of the test source: the generic HMAC scheme signing
+/// `{timestamp}.{body}` into `X-Signature` with [`SECRET`], ids in the body, a 4 KiB limit.
+pub fn pay_source(name: &str, topic: &str) -> String {
+    format!(
+        r#"
+[sources.{name}]
+verify = "hmac"
+secrets = ["{SECRET}"]
+signature_header = "X-Signature"
+timestamp_header = "X-Timestamp"
+signed_payload = "{{timestamp}}.{{body}}"
+topic = "{topic}"
+event_id = "body:/id"
+correlation_id = "body:/request_id"
+event_type = "body:/status"
+max_body_bytes = 4096
+"#
+    )
+}
+
+/// Renames the test source `pay` to `to`: tests in one binary share the process's metrics, so
+/// each counts its own source's.
+pub fn rename_source(config: &mut GatewayConfig, to: &str) {
+    let source = config.sources.remove("pay").expect("the test source");
+    config.sources.insert(to.to_owned(), source);
 }
 
 /// A provider's callback for `pay`: JSON with the ids, signed now with `secret`.

@@ -36,7 +36,7 @@ fn free_port() -> anyhow::Result<u16> {
 async fn a_gateway_killed_under_load_loses_nothing_and_publishes_nothing_twice() -> anyhow::Result<()> {
     // The in-process gateway only prepares the topic, schema and database; the one under test is
     // the binary, on fixed ports so the providers find it again after the restart.
-    let mut setup = TestGateway::start(|c| rename(c, "pay-kill")).await?;
+    let mut setup = TestGateway::start(|c| crate::common::rename_source(c, "pay-kill")).await?;
     setup.stop().await?;
     let (callbacks_port, http_port) = (free_port()?, free_port()?);
     let dir = tempfile::tempdir()?;
@@ -56,21 +56,13 @@ bootstrap = "{bootstrap}"
 urls = ["{registry}"]
 [store]
 url = "{store}"
-[sources.pay-kill]
-verify = "hmac"
-secrets = ["{SECRET}"]
-signature_header = "X-Signature"
-timestamp_header = "X-Timestamp"
-signed_payload = "{{timestamp}}.{{body}}"
-topic = "{topic}"
-event_id = "body:/id"
-correlation_id = "body:/request_id"
+{source}
 "#,
             rejects = setup.config.rejects_topic,
             bootstrap = setup.config.kafka.bootstrap,
             registry = setup.config.registry.urls[0],
             store = setup.config.store.url,
-            topic = source.topic,
+            source = crate::common::pay_source("pay-kill", &source.topic),
         ),
     )?;
     let log = dir.path().join("gateway.log");
@@ -166,9 +158,4 @@ correlation_id = "body:/request_id"
     // killed before its 200): at most one per provider.
     assert!(copies <= PROVIDERS, "{copies} second copies for {PROVIDERS} requests in flight at the kill");
     setup.finish().await
-}
-
-fn rename(config: &mut fanout_gateway::GatewayConfig, to: &str) {
-    let source = config.sources.remove("pay").expect("the test source");
-    config.sources.insert(to.to_owned(), source);
 }

@@ -28,11 +28,7 @@ async fn replied(pending: fanout_gateway::Pending) -> anyhow::Result<Reply> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_requester_gets_its_own_results_and_timeouts_without_a_gateway_change() -> anyhow::Result<()> {
-    let gateway = TestGateway::start(|c| {
-        let source = c.sources.remove("pay").expect("the test source");
-        c.sources.insert("pay-req".to_owned(), source);
-    })
-    .await?;
+    let gateway = TestGateway::start(|c| crate::common::rename_source(c, "pay-req")).await?;
     let schedule_topic = gateway.kafka.future_topic("gateway-schedule");
     let scheduler_config = SchedulerConfig {
         name: unique_name("gateway-scheduler"),
