@@ -94,9 +94,9 @@ pub enum AwaiterError {
     Read {
         /// The topic.
         topic: String,
-        /// Why.
+        /// Why (librdkafka's error; boxed, so this type does not tie you to rdkafka's version).
         #[source]
-        source: rdkafka::error::KafkaError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The timeout could not be scheduled, or its schema registered.
     #[error("scheduling the timeout")]
@@ -321,7 +321,10 @@ async fn reader(
     client: rdkafka::ClientConfig,
 ) -> Result<StreamConsumer, AwaiterError> {
     let topic = config.reply_topic.clone();
-    let failed = |source| AwaiterError::Read { topic: config.reply_topic.clone(), source };
+    let failed = |source: rdkafka::error::KafkaError| AwaiterError::Read {
+        topic: config.reply_topic.clone(),
+        source: Box::new(source),
+    };
     let mut consumer_config = client;
     consumer_config
         // Never joins or commits: the group id only satisfies librdkafka.

@@ -110,7 +110,10 @@ pub(crate) struct Dedupe {
 impl Dedupe {
     /// Connects, and creates or migrates the table.
     pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Self, GatewayError> {
-        let unreachable = |source| GatewayError::Store { url: fanout_config::redact_url(url), source };
+        let unreachable = |source: sqlx::Error| GatewayError::Store {
+            url: fanout_config::redact_url(url),
+            source: Box::new(source),
+        };
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(5))

@@ -17,9 +17,9 @@ pub enum GatewayError {
     Store {
         /// Its URL, password redacted.
         url: String,
-        /// What the driver said.
+        /// What the driver said (sqlx's error, boxed so this type does not tie you to its version).
         #[source]
-        source: sqlx::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The dedupe store's table could not be created or migrated.
     #[error("the dedupe store's table")]
