@@ -1,6 +1,7 @@
-//! A Fanout service binary (`fanout-scheduler`, `fanout-flows`) run by the bench as a child
-//! process: its CPU and memory stay apart from the bench's, it can be killed and started again,
-//! and its `/readyz` and `/metrics` are read over HTTP.
+//! A Fanout service binary (`fanout-scheduler`, `fanout-flows`, `fanout-gateway`, or `fanout`
+//! itself for a peer the bench serves) run by the bench as a child process: its CPU and memory
+//! stay apart from the bench's, it can be killed and started again, and its `/readyz` and
+//! `/metrics` are read over HTTP.
 
 use std::{
     io::{Read as _, Write as _},
@@ -12,10 +13,12 @@ use std::{
 
 use anyhow::{bail, Context};
 
-/// How to start one service: its binary, its environment (`FANOUT_…` settings) and its log file.
+/// How to start one service: its binary, its arguments, its environment (`FANOUT_…` settings)
+/// and its log file.
 #[derive(Debug, Clone)]
 pub struct Launch {
     exe: PathBuf,
+    args: Vec<String>,
     env: Vec<(String, String)>,
     /// Where the child's stdout and stderr go (appended to across restarts).
     pub log: PathBuf,
@@ -32,7 +35,19 @@ impl Launch {
                 exe.display()
             );
         }
-        Ok(Self { exe, env: Vec::new(), log })
+        Ok(Self { exe, args: Vec::new(), env: Vec::new(), log })
+    }
+
+    /// The running `fanout` binary itself (with the arguments given next, e.g. a hidden bench
+    /// subcommand), logging to `log`.
+    pub fn current(log: PathBuf) -> anyhow::Result<Self> {
+        Ok(Self { exe: std::env::current_exe()?, args: Vec::new(), env: Vec::new(), log })
+    }
+
+    /// Adds command-line arguments of the child.
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
     }
 
     /// Sets one environment variable of the child.
@@ -42,15 +57,19 @@ impl Launch {
     }
 
     fn name(&self) -> String {
-        self.exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        let exe = self.exe.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match self.args.first() {
+            Some(first) => format!("{exe} {first}"),
+            None => exe,
+        }
     }
 
     /// Starts the child with `/metrics` and `/readyz` on a free port (`FANOUT_HTTP__LISTEN`).
     pub fn spawn(&self) -> anyhow::Result<Service> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let http = SocketAddr::from(([127, 0, 0, 1], port));
+        let http = free_addr()?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(&self.exe)
+            .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("FANOUT_HTTP__LISTEN", http.to_string())
             .stdin(Stdio::null())
@@ -62,6 +81,12 @@ impl Launch {
     }
 }
 
+/// A free port on 127.0.0.1 (the kernel's pick, released at once for the child to bind).
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 /// A running child service.
 pub struct Service {
     name: String,
@@ -70,6 +95,11 @@ pub struct Service {
 }
 
 impl Service {
+    /// Its process id (for `perf record -p`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `VmHWM` and `VmRSS` of `/proc/PID/status`, in MiB.
     pub fn memory(&self) -> anyhow::Result<(f64, f64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
@@ -174,7 +204,14 @@ fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
 
 /// A histogram's buckets (`le` → cumulative count) from Prometheus text.
 pub fn buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
-    let prefix = format!("{name}_bucket{{le=\"");
+    labelled_buckets(metrics, name, "")
+}
+
+/// The buckets of one series of a labelled histogram: `labels` are its labels before `le`, in
+/// the order the text gives them (alphabetical), each followed by a comma:
+/// `outcome="accepted",source="pay",`.
+pub fn labelled_buckets(metrics: &str, name: &str, labels: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{{labels}le=\"");
     metrics
         .lines()
         .filter_map(|l| l.strip_prefix(&prefix))
@@ -184,6 +221,13 @@ pub fn buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
             Some((le, count.trim().parse().ok()?))
         })
         .collect()
+}
+
+/// A counter's value (a series written out whole, labels included: `name{a="b"}`) from
+/// Prometheus text; 0 when it is not there.
+pub fn counter(metrics: &str, series: &str) -> f64 {
+    let prefix = format!("{series} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
 }
 
 /// The upper bound of the bucket holding quantile `q` of the observations between two scrapes.

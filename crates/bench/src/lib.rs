@@ -12,7 +12,10 @@ mod consume;
 mod context;
 mod env;
 mod flows;
+mod gateway;
+mod gateway_peer;
 mod latency;
+mod load;
 mod peer;
 mod produce;
 mod report;
@@ -34,8 +37,8 @@ use self::{charts::ChartData, env::Env, report::Report};
 /// the same run, with the ratio and its target.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// A short run (under a minute without `schedule` and `flows`, which add half a minute
-    /// each): fewer events and repetitions, every ratio still printed.
+    /// A short run (under a minute without `schedule`, `flows` and `gateway`, which add half a
+    /// minute each): fewer events and repetitions, every ratio still printed.
     #[arg(long)]
     quick: bool,
     /// Only these scenarios (comma-separated). Context (machine, Kafka, perf test) always runs.
@@ -68,6 +71,18 @@ pub struct BenchArgs {
     /// a quick run writes them only when this is given.
     #[arg(long)]
     charts: Option<PathBuf>,
+    /// A server the bench runs as a child process of its own (hidden: not for people).
+    #[command(subcommand)]
+    serve: Option<Serve>,
+}
+
+/// The servers the bench starts as child processes of the `fanout` binary, so that they run
+/// under the same conditions as the Fanout service they are compared with.
+#[derive(Debug, clap::Subcommand)]
+enum Serve {
+    /// The gateway scenario's peer: the bare axum handler that publishes callbacks unverified.
+    #[command(name = "gateway-peer", hide = true)]
+    GatewayPeer(gateway_peer::GatewayPeerArgs),
 }
 
 /// Where a full run's charts go unless `--charts` says otherwise (BENCHMARKS.md embeds them).
@@ -92,6 +107,9 @@ pub enum Scenario {
     /// 8: task flows: `fanout-flows`'s trigger latency beside a raw produce → consume pair, its
     /// completions per second, and its restart with every run's state to restore.
     Flows,
+    /// 9: the callback gateway: `fanout-gateway`'s verified callbacks per second and request →
+    /// 2xx latency, beside the bare axum handler that publishes without verifying or deduplicating.
+    Gateway,
 }
 
 /// How much each scenario does; `--quick` and full differ only here.
@@ -161,6 +179,16 @@ pub struct Plan {
     pub flows_throughput_runs: usize,
     /// Successes published while the engine is down (and as many re-published after).
     pub flows_recovery_runs: usize,
+    /// Keep-alive connections of the gateway scenario's load (closed and open loop).
+    pub gateway_connections: usize,
+    /// Duration of each side's closed-loop (throughput) run.
+    pub gateway_throughput_duration: Duration,
+    /// Requests per second of the open-loop (latency) runs.
+    pub gateway_rate: f64,
+    /// Duration of each side's open-loop run.
+    pub gateway_latency_duration: Duration,
+    /// Repetitions of the gateway runs (peer and gateway alternating).
+    pub gateway_reps: usize,
 }
 
 impl Plan {
@@ -200,6 +228,11 @@ impl Plan {
                 flows_reps: reps.unwrap_or(1),
                 flows_throughput_runs: 5_000,
                 flows_recovery_runs: 500,
+                gateway_connections: 64,
+                gateway_throughput_duration: Duration::from_secs(4),
+                gateway_rate: 1_000.0,
+                gateway_latency_duration: Duration::from_secs(4),
+                gateway_reps: reps.unwrap_or(1),
             }
         } else {
             Self {
@@ -236,6 +269,11 @@ impl Plan {
                 flows_reps: reps.unwrap_or(3),
                 flows_throughput_runs: 10_000,
                 flows_recovery_runs: 1_000,
+                gateway_connections: 64,
+                gateway_throughput_duration: Duration::from_secs(15),
+                gateway_rate: 1_000.0,
+                gateway_latency_duration: Duration::from_secs(20),
+                gateway_reps: reps.unwrap_or(3),
             }
         }
     }
@@ -260,6 +298,9 @@ fn locate(path: &Path) -> PathBuf {
 impl BenchArgs {
     /// Runs the selected scenarios and prints every figure with its ratio, then the summary.
     pub async fn run(self) -> anyhow::Result<()> {
+        if let Some(Serve::GatewayPeer(peer)) = self.serve {
+            return peer.run().await;
+        }
         let started = Instant::now();
         let plan = Plan::new(self.quick, self.reps);
         let postgres = (self.database_url != "none").then_some(self.database_url.as_str());
@@ -337,7 +378,7 @@ impl BenchArgs {
             report.note(
                 "quick mode: every run is short (consume runs stop 0.5 s after their first event, before the \
                  runtime's steady state; batch sizes 50 and 1,000 only; latency runs last 1 s per rate and side, \
-                 1k and 5k/s only; scaling covers 1 and 4 partitions; schedule has 50,000 entries pending, not a million, and runs 4 s per side; flows keeps 20,000 runs, not 100,000, and runs 4 s per side) and repetitions are few; the figures are indicative, the full run's count",
+                 1k and 5k/s only; scaling covers 1 and 4 partitions; schedule has 50,000 entries pending, not a million, and runs 4 s per side; flows keeps 20,000 runs, not 100,000, and runs 4 s per side; gateway runs 4 s per side and figure, once) and repetitions are few; the figures are indicative, the full run's count",
             );
         }
         context::machine(report);
@@ -361,6 +402,7 @@ impl BenchArgs {
             (Scenario::Scaling, "6 scaling"),
             (Scenario::Schedule, "7 schedule"),
             (Scenario::Flows, "8 flows"),
+            (Scenario::Gateway, "9 gateway"),
         ];
         for (scenario, title) in scenarios.into_iter().filter(|(s, _)| wanted(*s)) {
             println!("\n== {title} ==");
@@ -373,6 +415,7 @@ impl BenchArgs {
                 Scenario::Scaling => scaling::run(env, plan, report).await,
                 Scenario::Schedule => schedule::run(env, plan, report).await,
                 Scenario::Flows => flows::run(env, plan, report).await,
+                Scenario::Gateway => gateway::run(env, plan, report).await,
             };
             // Topics go even when the scenario failed.
             env.cleanup().await;
