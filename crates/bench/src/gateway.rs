@@ -49,7 +49,7 @@ const SOURCE: &str = "pay";
 const SECRET: &str = "bench-gateway-shared-secret";
 /// A closed-loop run's requests are prepared for up to this many answers per second; a run
 /// that uses them up fails, naming this.
-const MAX_RATE: f64 = 40_000.0;
+const MAX_RATE: f64 = 60_000.0;
 /// Each side's first run after its start, not measured: connections, metadata, pools, caches.
 const WARM_UP: Duration = Duration::from_secs(1);
 /// The targets on this machine.

@@ -270,7 +270,7 @@ impl Plan {
                 flows_throughput_runs: 10_000,
                 flows_recovery_runs: 1_000,
                 gateway_connections: 64,
-                gateway_throughput_duration: Duration::from_secs(15),
+                gateway_throughput_duration: Duration::from_secs(10),
                 gateway_rate: 1_000.0,
                 gateway_latency_duration: Duration::from_secs(20),
                 gateway_reps: reps.unwrap_or(3),

@@ -253,7 +253,12 @@ pub async fn closed_loop(
         run.errors.merge(tally.errors);
     }
     if exhausted.load(Ordering::Relaxed) {
-        bail!("the {} prepared requests ran out before {duration:?} passed; prepare more", requests.len());
+        bail!(
+            "the {} prepared requests ran out before {duration:?} passed ({} answered 2xx; {}); prepare more",
+            requests.len(),
+            run.ok,
+            if run.errors.total() == 0 { "no errors".to_owned() } else { run.errors.describe() }
+        );
     }
     Ok(run)
 }
