@@ -117,6 +117,11 @@ impl Dedupe {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(5))
+            // Every batch acquires a connection, and sqlx's check before handing one out is a
+            // round trip of its own, on the callbacks' path (sqlx pings again as it takes the
+            // connection back). A connection that died idle fails its batch instead: answered
+            // 503, retried by the provider, and the pool replaces the connection.
+            .test_before_acquire(false)
             .connect(url)
             .await
             .map_err(unreachable)?;
