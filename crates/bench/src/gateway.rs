@@ -8,8 +8,11 @@
 //!   database, everything else at its defaults. The peer publishes to a topic of its own with the
 //!   same partitions. Both get the same requests: every one a new callback (its own provider
 //!   event id and correlation id), bodies written and signed before the timed part.
-//! * **Throughput** (closed loop): `connections` keep-alive HTTP/1.1 connections each send the
-//!   next request as soon as the last is answered, for a fixed time; 2xx answers per second.
+//! * **Throughput** (closed loop): a number of keep-alive HTTP/1.1 connections (64 and 256)
+//!   each send the next request as soon as the last is answered, for a fixed time; 2xx answers
+//!   per second. The gateway answers each request after three round trips in a row (dedupe
+//!   lookup, Kafka, dedupe record), so with few connections its rate is bound by latency, and
+//!   more connections fill its batches: its rate keeps rising well past the peer's knee.
 //! * **Latency** (open loop): requests at a fixed rate, each sent at its scheduled time whatever
 //!   became of the earlier ones, measured from that time to its 2xx (see [`super::load`]).
 //! * **Honesty checks**, after every run: any answer but 2xx (or none) makes the run invalid
@@ -19,7 +22,7 @@
 //!
 //! `BENCH_GATEWAY_LOG` sets the gateway's log filter (`warn` by default); its log and the peer's
 //! are kept in the temporary directory and named in the notes. `BENCH_GATEWAY_CONNECTIONS`
-//! overrides the closed loop's connections (to find the knee).
+//! (comma-separated) overrides the closed loop's connection counts, to find the knee.
 
 use std::{
     sync::Arc,
@@ -50,6 +53,9 @@ const SECRET: &str = "bench-gateway-shared-secret";
 /// A closed-loop run's requests are prepared for up to this many answers per second; a run
 /// that uses them up fails, naming this.
 const MAX_RATE: f64 = 60_000.0;
+/// Connections of the open-loop runs: at 1,000 req/s, enough for answers of up to 64 ms
+/// without a request waiting for a free one.
+const LATENCY_CONNECTIONS: usize = 64;
 /// Each side's first run after its start, not measured: connections, metadata, pools, caches.
 const WARM_UP: Duration = Duration::from_secs(1);
 /// The issue's targets on this machine.
@@ -377,29 +383,46 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
     result
 }
 
+/// Closed-loop connections: `BENCH_GATEWAY_CONNECTIONS` (comma-separated) or the plan's.
+fn closed_loop_connections(plan: &Plan) -> anyhow::Result<Vec<usize>> {
+    match std::env::var("BENCH_GATEWAY_CONNECTIONS") {
+        Ok(value) => value
+            .split(',')
+            .map(|n| {
+                n.trim().parse().context("BENCH_GATEWAY_CONNECTIONS: numbers of connections, comma-separated")
+            })
+            .collect(),
+        Err(_) => Ok(plan.gateway_connections.clone()),
+    }
+}
+
+fn invalid_suffix(checked: &Checked) -> String {
+    if checked.valid() {
+        String::new()
+    } else {
+        format!(" INVALID: {}", checked.describe())
+    }
+}
+
+/// Each figure's samples, `[peer, gateway]`.
+type Pair = [Samples; 2];
+
 async fn measure(env: &Env, plan: &Plan, report: &mut Report, servers: &[Server; 2]) -> anyhow::Result<()> {
-    let connections = match std::env::var("BENCH_GATEWAY_CONNECTIONS") {
-        Ok(value) => value.parse().context("BENCH_GATEWAY_CONNECTIONS: a number of connections")?,
-        Err(_) => plan.gateway_connections,
-    };
+    let concurrencies = closed_loop_connections(plan)?;
     let (rate, reps) = (plan.gateway_rate, plan.gateway_reps);
     let ends = Ends::new(env)?;
     for server in servers {
-        let warm =
-            throughput(server, &ends, &format!("warm-{}", server.side.label()), connections, WARM_UP).await?;
+        let tag = format!("warm-{}", server.side.label());
+        let warm = throughput(server, &ends, &tag, LATENCY_CONNECTIONS, WARM_UP).await?;
         if !warm.checked.valid() {
             report.note(format!("9 gateway: {} warm-up: {}", server.side.label(), warm.checked.describe()));
         }
     }
 
-    let mut rates = [Samples::new(), Samples::new()];
-    let mut server_cpu = [Samples::new(), Samples::new()];
+    let mut rates: Vec<Pair> = vec![Pair::default(); concurrencies.len()];
+    let mut server_cpu: Vec<Pair> = vec![Pair::default(); concurrencies.len()];
     let mut client_cpu = Vec::new();
-    let (mut p50, mut p99, mut p999) = (
-        [Samples::new(), Samples::new()],
-        [Samples::new(), Samples::new()],
-        [Samples::new(), Samples::new()],
-    );
+    let (mut p50, mut p99, mut p999) = (Pair::default(), Pair::default(), Pair::default());
     let mut own99 = Samples::new();
     let mut invalid = Vec::new();
     let mut latency_notes = Vec::new();
@@ -407,45 +430,44 @@ async fn measure(env: &Env, plan: &Plan, report: &mut Report, servers: &[Server;
     for rep in 0..reps {
         // Who goes first alternates, so a drift in the machine's load favours neither.
         let order: [usize; 2] = if rep % 2 == 0 { [0, 1] } else { [1, 0] };
-        let mut runs: Vec<Option<Throughput>> = vec![None, None];
-        for i in order {
-            let server = &servers[i];
-            let tag = format!("t{rep}{}", server.side.label());
-            let run = throughput(server, &ends, &tag, connections, plan.gateway_throughput_duration).await?;
-            println!(
-                "  rep {rep} {:<8} closed loop: {:>8.0} 2xx/s{}",
-                server.side.label(),
-                run.rate,
-                if run.checked.valid() {
-                    String::new()
-                } else {
-                    format!(" INVALID: {}", run.checked.describe())
-                }
-            );
-            answered[i] += run.checked.ok;
-            runs[i] = Some(run);
-        }
-        if let [Some(peer), Some(gateway)] = &runs[..] {
+        for (c, &connections) in concurrencies.iter().enumerate() {
+            let mut runs: [Option<Throughput>; 2] = [None, None];
+            for i in order {
+                let server = &servers[i];
+                let tag = format!("t{rep}c{connections}{}", server.side.label());
+                let run =
+                    throughput(server, &ends, &tag, connections, plan.gateway_throughput_duration).await?;
+                println!(
+                    "  rep {rep} {:<8} closed loop, {connections:>3} connections: {:>6.0} 2xx/s{}",
+                    server.side.label(),
+                    run.rate,
+                    invalid_suffix(&run.checked)
+                );
+                answered[i] += run.checked.ok;
+                runs[i] = Some(run);
+            }
+            let [Some(peer), Some(gateway)] = &runs else { continue };
             if peer.checked.valid() && gateway.checked.valid() {
                 for (i, run) in [peer, gateway].into_iter().enumerate() {
-                    rates[i].push(run.rate);
-                    server_cpu[i].push(run.server_cpu_us);
+                    rates[c][i].push(run.rate);
+                    server_cpu[c][i].push(run.server_cpu_us);
                 }
                 client_cpu.push(format!("{:.1}/{:.1}", peer.client_cpu_us, gateway.client_cpu_us));
             } else {
                 invalid.push(format!(
-                    "rep {rep} throughput left out: peer {}, gateway {}",
+                    "rep {rep} closed loop ({connections} connections) left out: peer {}, gateway {}",
                     peer.checked.describe(),
                     gateway.checked.describe()
                 ));
             }
         }
 
-        let mut runs: Vec<Option<Latency>> = vec![None, None];
+        let mut runs: [Option<Latency>; 2] = [None, None];
         for i in order {
             let server = &servers[i];
             let tag = format!("l{rep}{}", server.side.label());
-            let run = latency(server, &ends, &tag, connections, rate, plan.gateway_latency_duration).await?;
+            let duration = plan.gateway_latency_duration;
+            let run = latency(server, &ends, &tag, LATENCY_CONNECTIONS, rate, duration).await?;
             println!(
                 "  rep {rep} {:<8} {rate:.0} req/s: p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms{}",
                 server.side.label(),
@@ -453,33 +475,32 @@ async fn measure(env: &Env, plan: &Plan, report: &mut Report, servers: &[Server;
                 run.p99,
                 run.p999,
                 run.max,
-                if run.checked.valid() { String::new() } else { format!(" INVALID: {}", run.checked.describe()) }
+                invalid_suffix(&run.checked)
             );
             answered[i] += run.checked.ok;
             runs[i] = Some(run);
         }
-        if let [Some(peer), Some(gateway)] = &runs[..] {
-            if peer.checked.valid() && gateway.checked.valid() {
-                for (i, run) in [peer, gateway].into_iter().enumerate() {
-                    p50[i].push(run.p50);
-                    p99[i].push(run.p99);
-                    p999[i].push(run.p999);
-                }
-                if let Some(own) = gateway.own_p99 {
-                    own99.push(own);
-                }
-                latency_notes.push(format!("rep {rep}: max {:.1} ms (peer {:.1} ms)", gateway.max, peer.max));
-            } else {
-                invalid.push(format!(
-                    "rep {rep} latency left out: peer {}, gateway {}",
-                    peer.checked.describe(),
-                    gateway.checked.describe()
-                ));
+        let [Some(peer), Some(gateway)] = &runs else { continue };
+        if peer.checked.valid() && gateway.checked.valid() {
+            for (i, run) in [peer, gateway].into_iter().enumerate() {
+                p50[i].push(run.p50);
+                p99[i].push(run.p99);
+                p999[i].push(run.p999);
             }
+            if let Some(own) = gateway.own_p99 {
+                own99.push(own);
+            }
+            latency_notes.push(format!("rep {rep}: max {:.1} ms (peer {:.1} ms)", gateway.max, peer.max));
+        } else {
+            invalid.push(format!(
+                "rep {rep} latency left out: peer {}, gateway {}",
+                peer.checked.describe(),
+                gateway.checked.describe()
+            ));
         }
     }
 
-    let rows_of = |metric: String, samples: &[Samples; 2], unit: Unit, bound: Option<Target>| Limit {
+    let row = |metric: String, samples: &Pair, unit: Unit, bound: Option<Target>| Limit {
         scenario: "9 gateway".into(),
         metric,
         fanout: ("fanout-gateway (HMAC)".into(), samples[1].clone()),
@@ -487,36 +508,45 @@ async fn measure(env: &Env, plan: &Plan, report: &mut Report, servers: &[Server;
         unit,
         bound,
     };
-    report.limit(rows_of(
-        format!("verified callbacks/s, closed loop, {connections} connections"),
-        &rates,
-        Unit::PerSecond,
-        Some(Target::AtLeast(MIN_RATE)),
-    ));
+    for (c, connections) in concurrencies.iter().enumerate() {
+        report.limit(row(
+            format!("verified callbacks/s, closed loop, {connections} connections"),
+            &rates[c],
+            Unit::PerSecond,
+            Some(Target::AtLeast(MIN_RATE)),
+        ));
+    }
     let at = format!("{rate:.0} req/s open loop");
-    report.limit(rows_of(format!("request → 2xx p50, {at}"), &p50, Unit::Millis, None));
-    report.limit(rows_of(
+    report.limit(row(format!("request → 2xx p50, {at}"), &p50, Unit::Millis, None));
+    report.limit(row(
         format!("request → 2xx p99, {at}"),
         &p99,
         Unit::Millis,
         Some(Target::AtMost(MAX_P99_MS)),
     ));
-    report.limit(rows_of(format!("request → 2xx p99.9, {at}"), &p999, Unit::Millis, None));
+    report.limit(row(format!("request → 2xx p99.9, {at}"), &p999, Unit::Millis, None));
     if own99.len() > 0 {
         report.limit(Limit {
             metric: format!("arrival → 2xx p99, {at} (own histogram, bucket bound)"),
             peer: None,
-            ..rows_of(String::new(), &[Samples::new(), own99], Unit::Millis, None)
+            ..row(String::new(), &[Samples::new(), own99], Unit::Millis, None)
         });
     }
-    report.limit(rows_of("server CPU per request, closed loop".into(), &server_cpu, Unit::Micros, None));
+    for (c, connections) in concurrencies.iter().enumerate() {
+        report.limit(row(
+            format!("server CPU per request, closed loop, {connections} connections"),
+            &server_cpu[c],
+            Unit::Micros,
+            None,
+        ));
+    }
     report.note(format!(
-        "9 gateway: {PARTITIONS} partitions per side; {connections} keep-alive HTTP/1.1 connections (hyper), \
-         closed loop {:?} per side, open loop {rate:.0} req/s for {:?} per side (measured from each request's \
-         scheduled send time to its 2xx), {reps} repetition(s) alternating; every request a new callback \
-         (~220-byte JSON, signed before the timed part); the gateway's store is the scratch PostgreSQL database; \
-         2xx answers: gateway {}, peer {}, each matched by the records on its topic; load generator CPU per \
-         request (peer/gateway): {}; logs: {} and {}",
+        "9 gateway: {PARTITIONS} partitions per side; keep-alive HTTP/1.1 connections (hyper): closed loop {:?} \
+         per side and connection count, open loop {rate:.0} req/s for {:?} per side over {LATENCY_CONNECTIONS} \
+         connections (measured from each request's scheduled send time to its 2xx), {reps} repetition(s), peer \
+         and gateway alternating; every request a new callback (~220-byte JSON, signed before the timed part); the \
+         gateway's store is the scratch PostgreSQL database; 2xx answers: gateway {}, peer {}, each matched by the \
+         records on its topic; load generator CPU per request, closed loop (peer/gateway): {}; logs: {} and {}",
         plan.gateway_throughput_duration,
         plan.gateway_latency_duration,
         answered[1],

@@ -179,8 +179,8 @@ pub struct Plan {
     pub flows_throughput_runs: usize,
     /// Successes published while the engine is down (and as many re-published after).
     pub flows_recovery_runs: usize,
-    /// Keep-alive connections of the gateway scenario's load (closed and open loop).
-    pub gateway_connections: usize,
+    /// Keep-alive connections of the gateway scenario's closed-loop runs, one figure each.
+    pub gateway_connections: Vec<usize>,
     /// Duration of each side's closed-loop (throughput) run.
     pub gateway_throughput_duration: Duration,
     /// Requests per second of the open-loop (latency) runs.
@@ -228,8 +228,8 @@ impl Plan {
                 flows_reps: reps.unwrap_or(1),
                 flows_throughput_runs: 5_000,
                 flows_recovery_runs: 500,
-                gateway_connections: 64,
-                gateway_throughput_duration: Duration::from_secs(4),
+                gateway_connections: vec![64, 256],
+                gateway_throughput_duration: Duration::from_secs(3),
                 gateway_rate: 1_000.0,
                 gateway_latency_duration: Duration::from_secs(4),
                 gateway_reps: reps.unwrap_or(1),
@@ -269,7 +269,7 @@ impl Plan {
                 flows_reps: reps.unwrap_or(3),
                 flows_throughput_runs: 10_000,
                 flows_recovery_runs: 1_000,
-                gateway_connections: 64,
+                gateway_connections: vec![64, 256],
                 gateway_throughput_duration: Duration::from_secs(10),
                 gateway_rate: 1_000.0,
                 gateway_latency_duration: Duration::from_secs(20),
@@ -378,7 +378,7 @@ impl BenchArgs {
             report.note(
                 "quick mode: every run is short (consume runs stop 0.5 s after their first event, before the \
                  runtime's steady state; batch sizes 50 and 1,000 only; latency runs last 1 s per rate and side, \
-                 1k and 5k/s only; scaling covers 1 and 4 partitions; schedule has 50,000 entries pending, not a million, and runs 4 s per side; flows keeps 20,000 runs, not 100,000, and runs 4 s per side; gateway runs 4 s per side and figure, once) and repetitions are few; the figures are indicative, the full run's count",
+                 1k and 5k/s only; scaling covers 1 and 4 partitions; schedule has 50,000 entries pending, not a million, and runs 4 s per side; flows keeps 20,000 runs, not 100,000, and runs 4 s per side; gateway runs 3 s per side at 64 and 256 connections and 4 s at 1,000 req/s, once) and repetitions are few; the figures are indicative, the full run's count",
             );
         }
         context::machine(report);
