@@ -239,3 +239,34 @@ pub fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> O
     let total = delta.last()?.1;
     (total > 0.0).then(|| delta.iter().find(|(_, n)| *n >= q * total).map_or(f64::INFINITY, |(le, _)| *le))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+fanout_gateway_accept_duration_seconds_bucket{outcome=\"accepted\",source=\"pay\",le=\"0.005\"} 90
+fanout_gateway_accept_duration_seconds_bucket{outcome=\"accepted\",source=\"pay\",le=\"0.01\"} 99
+fanout_gateway_accept_duration_seconds_bucket{outcome=\"accepted\",source=\"pay\",le=\"+Inf\"} 100
+fanout_gateway_accept_duration_seconds_bucket{outcome=\"duplicate\",source=\"pay\",le=\"0.005\"} 7
+fanout_gateway_requests_total{outcome=\"accepted\",source=\"pay\"} 100
+fanout_gateway_requests_total{outcome=\"duplicate\",source=\"pay\"} 7
+";
+
+    #[test]
+    fn one_series_of_a_labelled_histogram_and_a_counter_are_read_from_prometheus_text() {
+        let accepted = labelled_buckets(
+            TEXT,
+            "fanout_gateway_accept_duration_seconds",
+            "outcome=\"accepted\",source=\"pay\",",
+        );
+        assert_eq!(accepted, vec![(0.005, 90.0), (0.01, 99.0), (f64::INFINITY, 100.0)]);
+        assert_eq!(bucket_quantile(&[], &accepted, 0.99), Some(0.01));
+        let series = "fanout_gateway_requests_total{outcome=\"duplicate\",source=\"pay\"}";
+        assert_eq!(counter(TEXT, series), 7.0);
+        assert_eq!(
+            counter(TEXT, "fanout_gateway_requests_total{outcome=\"unroutable\",source=\"pay\"}"),
+            0.0
+        );
+    }
+}

@@ -563,3 +563,25 @@ async fn measure(env: &Env, plan: &Plan, report: &mut Report, servers: &[Server;
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_callbacks_are_distinct_and_sign_timestamp_dot_body() {
+        let prepared = prepare("t", 3).expect("prepares");
+        let header = |p: &Prepared, name: &str| {
+            p.headers.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.to_str().ok()).map(str::to_owned)
+        };
+        for (n, p) in prepared.iter().enumerate() {
+            let body: serde_json::Value = serde_json::from_slice(&p.body).expect("JSON");
+            assert_eq!(body["id"], format!("evt_t_{n:08}"));
+            assert_eq!(body["request_id"], format!("order-t-{n:08}"));
+            let timestamp = header(p, "x-timestamp").expect("timestamp");
+            let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
+            mac.update(format!("{timestamp}.{}", String::from_utf8_lossy(&p.body)).as_bytes());
+            assert_eq!(header(p, "x-signature"), Some(hex::encode(mac.finalize().into_bytes())));
+        }
+    }
+}
