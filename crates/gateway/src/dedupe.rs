@@ -15,6 +15,9 @@ use crate::GatewayError;
 /// The most keys one query carries.
 const MAX_BATCH: usize = 512;
 
+/// The most rows one statement of the sweep deletes.
+const SWEEP_SLICE: i64 = 10_000;
+
 /// The gateway's migrations (`crates/gateway/migrations`, block [`fanout_migrate::GATEWAY_BLOCK`]).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
@@ -189,11 +192,23 @@ impl Dedupe {
 
     /// Forgets callbacks published before `before_ms`; how many.
     pub(crate) async fn forget_before(&self, before_ms: i64) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM fanout_gateway_callbacks WHERE published_at_ms < $1")
+        // In slices: an hour's worth at thousands a second is millions of rows, too many for one
+        // transaction on the pool the callbacks use.
+        let mut forgotten = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM fanout_gateway_callbacks WHERE ctid IN \
+                 (SELECT ctid FROM fanout_gateway_callbacks WHERE published_at_ms < $1 LIMIT $2)",
+            )
             .bind(before_ms)
+            .bind(SWEEP_SLICE)
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected())
+            forgotten += done.rows_affected();
+            if done.rows_affected() < SWEEP_SLICE as u64 {
+                return Ok(forgotten);
+            }
+        }
     }
 
     /// Whether the database answers.

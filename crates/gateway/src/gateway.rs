@@ -299,14 +299,16 @@ impl Shared {
             tracing::warn!(source = %source.name, unavailable = what, "callback answered 503");
             response
         };
-        let known =
-            match self.dedupe.lookup(&source.name, &event.provider_event_id, &event.correlation_id).await {
-                Ok(known) => known,
-                Err(error) => {
-                    tracing::warn!(error = %fanout_core::report(&*error), "dedupe lookup failed");
-                    return unavailable("dedupe store");
-                }
-            };
+        // The store gets the time Kafka gets: a database that hangs is answered 503, not waited on.
+        let lookup = self.dedupe.lookup(&source.name, &event.provider_event_id, &event.correlation_id);
+        let known = match tokio::time::timeout(self.publish_timeout, lookup).await {
+            Ok(Ok(known)) => known,
+            Ok(Err(error)) => {
+                tracing::warn!(error = %fanout_core::report(&*error), "dedupe lookup failed");
+                return unavailable("dedupe store");
+            }
+            Err(_) => return unavailable("dedupe store (timed out)"),
+        };
         if known.published {
             source.metrics.count(Outcome::Duplicate, arrived);
             return answer(StatusCode::OK, serde_json::json!({"status": "duplicate"}));
@@ -343,11 +345,15 @@ impl Shared {
             offset: delivery.offset,
             at_ms: unix_ms(SystemTime::now()),
         };
-        if let Err(error) = self.dedupe.record(published).await {
-            // Published but not remembered: the provider's retry publishes it again, under the
-            // same event id, which consumers apply once.
-            tracing::warn!(error = %fanout_core::report(&*error), "recording a published callback failed");
-            return unavailable("dedupe store");
+        // Published but not remembered: the provider's retry publishes it again, under the same
+        // event id, which consumers apply once.
+        match tokio::time::timeout(self.publish_timeout, self.dedupe.record(published)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(error = %fanout_core::report(&*error), "recording a published callback failed");
+                return unavailable("dedupe store");
+            }
+            Err(_) => return unavailable("dedupe store (timed out)"),
         }
         source.metrics.count(Outcome::Accepted, arrived);
         answer(StatusCode::OK, serde_json::json!({"status": "accepted"}))
