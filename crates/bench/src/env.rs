@@ -115,7 +115,7 @@ impl Env {
     pub async fn topic(&self, what: &str, partitions: i32) -> anyhow::Result<String> {
         let name = self.name(what);
         lock(&self.topics).push(name.clone());
-        let spec = TopicSpec::new(&name, partitions).replication(1);
+        let spec = TopicSpec::new(&name, partitions);
         fanout_kafka::ensure_topics(&self.client_config(), &[spec], Duration::from_secs(15)).await?;
         Ok(name)
     }

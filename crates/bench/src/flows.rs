@@ -414,7 +414,7 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
     {
         env.adopt_topic(topic);
     }
-    let spec = TopicSpec::new(&schedule_topic, PARTITIONS).replication(1).with("cleanup.policy", "compact");
+    let spec = TopicSpec::new(&schedule_topic, PARTITIONS).with("cleanup.policy", "compact");
     env.adopt_topic(&schedule_topic);
     fanout_kafka::ensure_topics(&env.client_config(), &[spec], Duration::from_secs(15)).await?;
     let flows_dir = env.work_dir.join(env.name("flows"));

@@ -547,7 +547,7 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> anyhow::Result<
     let schedule_topic = env.name("schedule");
     env.adopt_topic(&schedule_topic);
     env.adopt_topic(&schedule::dead_letters(&schedule_topic));
-    let spec = TopicSpec::new(&schedule_topic, PARTITIONS).replication(1).with("cleanup.policy", "compact");
+    let spec = TopicSpec::new(&schedule_topic, PARTITIONS).with("cleanup.policy", "compact");
     fanout_kafka::ensure_topics(&env.client_config(), &[spec], Duration::from_secs(15)).await?;
     let target = env.topic("schedule-target", 3).await?;
     let peer_topic = env.topic("schedule-peer", 3).await?;

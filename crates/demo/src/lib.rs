@@ -302,7 +302,7 @@ fn bar_style() -> ProgressStyle {
 
 /// Creates the demo's topic, failing fast with the way to start a broker when none answers.
 async fn create_topic(kafka: &ClientConfig, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let spec = TopicSpec::new(topic, partitions).replication(1);
+    let spec = TopicSpec::new(topic, partitions);
     tokio::time::timeout(
         Duration::from_secs(15),
         fanout_kafka::ensure_topics(kafka, &[spec], Duration::from_secs(15)),

@@ -13,8 +13,9 @@ pub struct RegistryConfig {
     pub bootstrap: String,
     /// The compacted topic holding every schema, config and mode; created when absent.
     pub topic: String,
-    /// Replication factor used when creating the topic (ignored when it exists).
-    pub replication_factor: i32,
+    /// Replication factor used when creating the topic (ignored when it exists); `None` takes the
+    /// broker's `default.replication.factor`, so a replicated cluster replicates the registry too.
+    pub replication_factor: Option<i32>,
     /// The HTTP address to listen on; port 0 picks a free port (see
     /// [`RunningRegistry::local_addr`](crate::RunningRegistry::local_addr)).
     pub listen: SocketAddr,
@@ -24,12 +25,13 @@ pub struct RegistryConfig {
 }
 
 impl RegistryConfig {
-    /// A config with the default topic `_schemas`, replication factor 1 and no extra properties.
+    /// A config with the default topic `_schemas`, the broker's default replication and no extra
+    /// properties.
     pub fn new(bootstrap: impl Into<String>, listen: SocketAddr) -> Self {
         Self {
             bootstrap: bootstrap.into(),
             topic: DEFAULT_TOPIC.to_owned(),
-            replication_factor: 1,
+            replication_factor: None,
             listen,
             kafka_properties: BTreeMap::new(),
         }

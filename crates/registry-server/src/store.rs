@@ -175,9 +175,8 @@ impl Store {
 }
 
 async fn create_topic(config: &RegistryConfig) -> Result<(), RegistryError> {
-    let topic = TopicSpec::new(&config.topic, 1)
-        .replication(config.replication_factor)
-        .with("cleanup.policy", "compact");
+    let mut topic = TopicSpec::new(&config.topic, 1).with("cleanup.policy", "compact");
+    topic.replication = config.replication_factor;
     fanout_kafka::ensure_topics(&client_config(config), &[topic], ADMIN_TIMEOUT)
         .await
         .map_err(|e| RegistryError::kafka("create topic", fanout_core::report(&e)))

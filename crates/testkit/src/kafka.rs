@@ -80,7 +80,7 @@ impl Kafka {
     /// deleted automatically; pair it with [`Kafka::delete_topic`] or use a name from
     /// [`unique_name`].
     pub async fn create_topic(&self, name: &str, partitions: i32) -> Result<(), TestkitError> {
-        let spec = TopicSpec::new(name, partitions).replication(1);
+        let spec = TopicSpec::new(name, partitions);
         fanout_kafka::ensure_topics(&self.client_config(), &[spec], Duration::from_secs(15))
             .await
             .map_err(|e| admin_error("create topic", name, &e))
