@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: demo test stack lint unit-and-integration interop leftovers-snapshot leftovers-check scheduler-long
+.PHONY: demo test stack lint unit-and-integration interop leftovers-snapshot leftovers-check scheduler-long faults
 
 # Where cargo puts what it builds.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -29,6 +29,7 @@ stack:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy -p fanout-tests --features faults --all-targets --locked -- -D warnings
 
 leftovers-snapshot: stack
 	scripts/stack leftovers snapshot
@@ -55,3 +56,19 @@ $(VENV)/.installed: tests/interop/requirements.txt
 ## one at a time; about five minutes. Not part of `make test`.
 scheduler-long: stack
 	FANOUT_TEST_SCHEDULED=100000 cargo test -p fanout-scheduler --locked --test kill -- --test-threads=1
+
+## faults: the fault suite (tests/faults) on the three-node cluster of `scripts/stack up kafka
+## --brokers 3`, which it starts and stops: leader kills while publishing and consuming, consumer
+## chaos, PostgreSQL restarted, the registry stopped. It kills shared parts of the stack, so it is
+## not part of `make test`; FAULT_RUNS=5 runs the whole suite five times. About N minutes a run.
+FAULT_RUNS ?= 1
+faults: stack
+	cargo build -p fanout-rewards --locked
+	cargo test -p fanout-tests --features faults --test faults --locked --no-run
+	scripts/stack up kafka --brokers 3
+	rc=0; for run in $$(seq 1 $(FAULT_RUNS)); do \
+		echo "faults: run $$run of $(FAULT_RUNS)"; \
+		cargo test -p fanout-tests --features faults --test faults --locked -- --test-threads=1 --nocapture \
+			2>&1 | tee $(TARGET_DIR)/faults-run-$$run.log | grep -E '^(verdict|test |test result)' || rc=1; \
+		grep -q '^test result: ok' $(TARGET_DIR)/faults-run-$$run.log || rc=1; \
+	done; scripts/stack down kafka --brokers 3; exit $$rc

@@ -57,6 +57,15 @@ impl Registry {
         Ok(())
     }
 
+    /// Stops serving (requests in flight finish) but keeps the state topic: a registry that is
+    /// down, for clients to ride out, until [`serve_at`](Self::serve_at) brings it back.
+    pub async fn stop_serving(&mut self) -> Result<(), TestkitError> {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await?;
+        }
+        Ok(())
+    }
+
     /// The base URL, e.g. `http://127.0.0.1:41234`.
     pub fn url(&self) -> &str {
         &self.url

@@ -32,7 +32,11 @@ pub struct Stack {
 impl Stack {
     /// Connects to the broker and starts a registry on a state topic of its own.
     pub async fn start() -> anyhow::Result<Self> {
-        let kafka = Kafka::connect().await?;
+        Self::start_on(Kafka::connect().await?).await
+    }
+
+    /// As [`Stack::start`] on another broker or cluster (the fault suite's three nodes).
+    pub async fn start_on(kafka: Kafka) -> anyhow::Result<Self> {
         let registry = Registry::start(&kafka).await.context("starting the in-process registry")?;
         let publisher = Publisher::new(publisher_config(&kafka, &registry, "service-tests"))
             .context("creating the publisher")?;

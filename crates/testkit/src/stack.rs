@@ -49,32 +49,118 @@ pub fn stack(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The directory `scripts/stack` keeps its state in (`FANOUT_STACK_DIR`, default `.stack`).
+fn stack_dir() -> PathBuf {
+    std::env::var("FANOUT_STACK_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".stack"))
+}
+
+fn read_pid(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let pid = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (is {what} run by scripts/stack?)", path.display()))?;
+    Ok(pid.trim().to_owned())
+}
+
 /// The pid of the broker `scripts/stack` started.
 pub fn broker_pid() -> anyhow::Result<String> {
-    let path = std::env::var("FANOUT_STACK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".stack"))
-        .join("kafka/kafka.pid");
-    let pid = std::fs::read_to_string(&path)
-        .map_err(|e| anyhow::anyhow!("{}: {e} (is the broker run by scripts/stack?)", path.display()))?;
-    Ok(pid.trim().to_owned())
+    read_pid(&stack_dir().join("kafka/kafka.pid"), "the broker")
 }
 
 /// `kill -9` the broker `scripts/stack` started and wait until the process is gone, so a
 /// following `scripts/stack up` starts a new one instead of finding the dying one alive.
 pub async fn kill_broker() -> anyhow::Result<String> {
     let pid = broker_pid()?;
-    let killed = std::process::Command::new("kill").args(["-9", &pid]).status()?;
-    anyhow::ensure!(killed.success(), "kill -9 {pid} failed");
+    kill_and_wait(&pid, "-9").await?;
+    Ok(pid)
+}
+
+/// Sends `signal` (`-9`, `-TERM`, ...) to `pid` and waits up to 30 s until the process is gone.
+pub async fn kill_and_wait(pid: &str, signal: &str) -> anyhow::Result<()> {
+    let killed = std::process::Command::new("kill").args([signal, pid]).status()?;
+    anyhow::ensure!(killed.success(), "kill {signal} {pid} failed");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::process::Command::new("kill")
-        .args(["-0", &pid])
+        .args(["-0", pid])
         .stderr(std::process::Stdio::null())
         .status()?
         .success()
     {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "broker {pid} still alive 30 s after kill -9");
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "process {pid} still alive 30 s after kill {signal}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    Ok(pid)
+    Ok(())
+}
+
+/// The three-node KRaft cluster of `scripts/stack up kafka --brokers 3` (replication 3,
+/// `min.insync.replicas=2`), beside the single test broker. Node `n` (1–3) serves PLAINTEXT on
+/// `127.0.0.1:n9092` and SASL/SCRAM on `n9094`.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    kafka: crate::Kafka,
+}
+
+/// The cluster's nodes, as `scripts/stack` numbers them.
+pub const CLUSTER_NODES: [i32; 3] = [1, 2, 3];
+
+impl Cluster {
+    /// Brings the cluster up (starting any node that is not running, a killed one included) and
+    /// connects to it. The cluster is left running: `scripts/stack down kafka --brokers 3` stops
+    /// it (`make faults` does).
+    pub async fn up() -> anyhow::Result<Self> {
+        tokio::task::spawn_blocking(|| stack(&["up", "kafka", "--brokers", "3"])).await??;
+        let bootstrap = Self::bootstrap_of(&CLUSTER_NODES);
+        let kafka = crate::Kafka::connect_to(&bootstrap, std::time::Duration::from_secs(30)).await?;
+        Ok(Self { kafka })
+    }
+
+    /// The cluster as a [`Kafka`](crate::Kafka) handle: topics created through it have three
+    /// replicas.
+    pub fn kafka(&self) -> &crate::Kafka {
+        &self.kafka
+    }
+
+    /// `bootstrap.servers` naming the given nodes.
+    pub fn bootstrap_of(nodes: &[i32]) -> String {
+        nodes.iter().map(|n| format!("127.0.0.1:{n}9092")).collect::<Vec<_>>().join(",")
+    }
+
+    /// The pid of node `node`.
+    pub fn pid(node: i32) -> anyhow::Result<String> {
+        read_pid(&stack_dir().join(format!("kafka-cluster/node{node}/kafka.pid")), "the cluster")
+    }
+
+    /// `kill -9` node `node` and wait until its process is gone.
+    pub async fn kill(&self, node: i32) -> anyhow::Result<()> {
+        kill_and_wait(&Self::pid(node)?, "-9").await
+    }
+
+    /// Starts every node that is not running (after [`Cluster::kill`]) and waits until each
+    /// answers metadata requests.
+    pub async fn restart_killed(&self) -> anyhow::Result<()> {
+        tokio::task::spawn_blocking(|| stack(&["up", "kafka", "--brokers", "3"])).await??;
+        Ok(())
+    }
+
+    /// The node leading `partition` of `topic` now, from the cluster's metadata.
+    pub async fn leader(&self, topic: &str, partition: i32) -> anyhow::Result<i32> {
+        let config = self.kafka.client_config();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let consumer: BaseConsumer = config.create()?;
+            let metadata = consumer.fetch_metadata(Some(&topic), std::time::Duration::from_secs(10))?;
+            let leader = metadata
+                .topics()
+                .iter()
+                .flat_map(|t| t.partitions())
+                .find(|p| p.id() == partition)
+                .map(|p| p.leader())
+                .ok_or_else(|| anyhow::anyhow!("no partition {partition} of {topic} in the metadata"))?;
+            anyhow::ensure!(leader >= 1, "partition {partition} of {topic} has no leader now");
+            Ok(leader)
+        })
+        .await?
+    }
 }
