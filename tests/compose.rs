@@ -1,7 +1,7 @@
 //! docker-compose.yml cannot run here (no Docker engine), so this keeps it honest: every file it
 //! mounts exists, every Fanout service runs a binary this workspace builds with a config file from
-//! this repository, the ports it publishes are the ones that config listens on, and Prometheus
-//! scrapes each service where it actually listens.
+//! this repository, the ports it publishes are the ones that config listens on, Prometheus
+//! scrapes each service where it actually listens, and spans go to the Jaeger service's OTLP port.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -162,5 +162,35 @@ fn prometheus_scrapes_services_where_they_listen() -> anyhow::Result<()> {
     }
     let built = services.values().filter(|s| s.get("build").is_some()).count();
     assert!(checked >= built, "{built} Fanout services but only {checked} scrape targets");
+    Ok(())
+}
+
+/// Every service that exports spans sends them to a compose service at a port it publishes, and
+/// every Fanout service exports them.
+#[test]
+fn services_export_spans_to_jaeger() -> anyhow::Result<()> {
+    let services = services(&compose()?)?;
+    let jaeger = services.get("jaeger").context("no jaeger service")?;
+    assert!(jaeger["image"].as_str().unwrap_or_default().starts_with("jaegertracing/jaeger:2."));
+    for (name, service) in &services {
+        let endpoint = service["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"].as_str();
+        let runs_fanout = strings(&service["command"]).first().is_some_and(|c| c.starts_with("fanout-"));
+        let Some(endpoint) = endpoint else {
+            assert!(!runs_fanout, "service {name} exports no spans (no OTEL_EXPORTER_OTLP_ENDPOINT)");
+            continue;
+        };
+        let authority = endpoint.strip_prefix("http://").context("OTLP endpoint is not http://")?;
+        let (host, port) =
+            authority.trim_end_matches('/').rsplit_once(':').context("OTLP endpoint without port")?;
+        let target = services
+            .get(host)
+            .with_context(|| format!("{name} exports spans to {host}, not a compose service"))?;
+        let port: u16 = port.parse()?;
+        assert!(
+            container_ports(target).contains(&port),
+            "{name} exports spans to {host}:{port} but {host} publishes {:?}",
+            container_ports(target)
+        );
+    }
     Ok(())
 }

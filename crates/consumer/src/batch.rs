@@ -21,7 +21,7 @@ use std::{
 
 use sqlx::{AnyConnection, Connection};
 
-use fanout_core::clock::now_ms;
+use fanout_core::{clock::now_ms, trace};
 
 use crate::{
     config::RetrySettings,
@@ -32,7 +32,7 @@ use crate::{
         Attempts, Outbound,
     },
     handler::AnyEvent,
-    meta::{EventMeta, Record},
+    meta::{EventMeta, HandleSpan, Record},
     metrics::{ConsumerMetrics, Outcome, Tally},
     parked::ParkChange,
     routing::{Binding, Routes},
@@ -507,16 +507,41 @@ impl Engine {
         EventMeta::of(record, origin, item.work.attempt + 1, &self.consumer)
     }
 
-    /// Calls the handler with `events`, timing the call.
+    /// Calls the handler with `events`, timing the call. When spans are exported, each event
+    /// has its `handle` span, a child of its producer's, open during the call (whether or not
+    /// the handler overrides `handle_batch`) and marked as failed when the call fails.
     async fn call(
         &self,
         binding: &Binding,
-        events: Vec<(AnyEvent, EventMeta)>,
+        mut events: Vec<(AnyEvent, EventMeta)>,
         conn: &mut AnyConnection,
     ) -> Result<(), HandlerError> {
+        let spans: Vec<tracing::Span> = if trace::exporter().is_some() {
+            let event_type = binding.route.event_type();
+            events
+                .iter_mut()
+                .map(|(_, meta)| {
+                    let span = meta.new_span(event_type);
+                    meta.span = HandleSpan(Some(span.clone()));
+                    span
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let started = Instant::now();
         let result = binding.route.handle_batch(events, conn).await;
         self.metrics.handler_duration(&self.consumer, &binding.topic, started.elapsed());
+        if let (Err(error), false) = (&result, spans.is_empty()) {
+            let message = match spans.len() {
+                1 => error.describe(),
+                _ => "the batch failed; its events run again one by one".to_owned(),
+            };
+            for span in &spans {
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_message", message.as_str());
+            }
+        }
         result
     }
 

@@ -132,6 +132,8 @@ pub(crate) type AnyEvent = Box<dyn Any + Send + Sync>;
 /// One handler with its event type erased, so routes of different types live in one table.
 #[async_trait]
 pub(crate) trait Route: Send + Sync + 'static {
+    /// The event type the handler applies (its `ce_type`).
+    fn event_type(&self) -> &'static str;
     async fn decode(&self, payload: Option<&[u8]>) -> Result<AnyEvent, DecodeError>;
     async fn handle_batch(
         &self,
@@ -147,6 +149,10 @@ pub(crate) struct Typed<H> {
 
 #[async_trait]
 impl<H: Handler> Route for Typed<H> {
+    fn event_type(&self) -> &'static str {
+        H::Event::TYPE
+    }
+
     async fn decode(&self, payload: Option<&[u8]>) -> Result<AnyEvent, DecodeError> {
         let payload =
             payload.ok_or_else(|| DecodeError::Malformed("the record has no payload (tombstone)".into()))?;

@@ -1,9 +1,13 @@
 //! A fetched record, owned, and the metadata a handler sees.
 
-use std::sync::Arc;
+use std::{fmt, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use fanout_core::{envelope::Envelope, trace::TraceParent};
+use fanout_core::{
+    envelope::Envelope,
+    trace::{self, TraceParent},
+};
+use tracing::field::Empty;
 
 /// A record as fetched; the runtime keeps it byte for byte until its verdict is in.
 pub(crate) use fanout_kafka::FetchedRecord as Record;
@@ -34,6 +38,41 @@ pub struct EventMeta {
     pub attempt: u32,
     /// The consumer applying it, for the per-event span.
     pub(crate) consumer: Arc<str>,
+    /// The `handle` span the runtime opened for it when spans are exported.
+    pub(crate) span: HandleSpan,
+}
+
+/// The `handle` span the runtime opens for an event when spans are exported (see
+/// [`fanout_core::trace`]): a handler's batch call runs while it is open, and the default
+/// [`Handler::handle_batch`](crate::Handler::handle_batch) runs `handle` inside it. Not part of
+/// the metadata's identity: two metas compare equal whatever their spans.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HandleSpan(pub(crate) Option<tracing::Span>);
+
+impl PartialEq for HandleSpan {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for HandleSpan {}
+
+/// A trace context's ids as the `handle` span shows them, formatted only when the span is
+/// recorded: the trace id, or the parent span's id; empty without a context.
+#[derive(Clone, Copy)]
+enum TraceField {
+    TraceId(Option<TraceParent>),
+    ParentId(Option<TraceParent>),
+}
+
+impl fmt::Display for TraceField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::TraceId(Some(trace)) => write!(f, "{:032x}", trace.trace_id),
+            Self::ParentId(Some(trace)) => write!(f, "{:016x}", trace.parent_id),
+            Self::TraceId(None) | Self::ParentId(None) => Ok(()),
+        }
+    }
 }
 
 /// Where a record came from when it arrives through the retry topic (the runtime's own headers).
@@ -67,17 +106,24 @@ impl EventMeta {
             key: record.key.clone(),
             attempt,
             consumer: consumer.clone(),
+            span: HandleSpan::default(),
         }
     }
 
-    /// The span a per-event handler call runs in: it continues the producer's trace
-    /// (`trace_id`, `parent_id` from `traceparent`) and names the event.
+    /// The span a per-event handler call runs in: the one the runtime opened for the event when
+    /// spans are exported, else a new one (see [`EventMeta::new_span`]).
     pub(crate) fn span(&self, event_type: &'static str) -> tracing::Span {
-        let (trace_id, parent_id) = self
-            .traceparent
-            .map(|t| (format!("{:032x}", t.trace_id), format!("{:016x}", t.parent_id)))
-            .unwrap_or_default();
-        tracing::info_span!(
+        match &self.span.0 {
+            Some(span) => span.clone(),
+            None => self.new_span(event_type),
+        }
+    }
+
+    /// A `handle` span for the event: it continues the producer's trace (`trace_id`, `parent_id`
+    /// from `traceparent`; when spans are exported, it is a child of the producer's span) and
+    /// names the event. Its fields are formatted only if a subscriber records the span.
+    pub(crate) fn new_span(&self, event_type: &'static str) -> tracing::Span {
+        let span = tracing::info_span!(
             "handle",
             consumer = %self.consumer,
             event_type,
@@ -86,9 +132,15 @@ impl EventMeta {
             offset = self.offset,
             event_id = %self.event_id,
             attempt = self.attempt,
-            trace_id = %trace_id,
-            parent_id = %parent_id,
-        )
+            trace_id = %TraceField::TraceId(self.traceparent),
+            parent_id = %TraceField::ParentId(self.traceparent),
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+        );
+        if let (Some(exporter), Some(parent)) = (trace::exporter(), self.traceparent) {
+            exporter.set_remote_parent(&span, parent);
+        }
+        span
     }
 }
 

@@ -66,6 +66,12 @@ impl<'a> Envelope<'a> {
         Self::from_parts(event_type, source, new_v7(now), now, trace)
     }
 
+    /// The envelope of a new event of `event_type` emitted by `source` at `now` carrying exactly
+    /// `trace` (the context of the span that publishes it; see [`crate::trace::exported`]).
+    pub fn traced(event_type: &'a str, source: &'a str, trace: TraceParent, now: SystemTime) -> Self {
+        Self::from_parts(event_type, source, new_v7(now), now, trace)
+    }
+
     /// The envelope of an event that already has its identity: the outbox relay rebuilds the
     /// envelope fixed at enqueue time from these parts, byte for byte.
     pub fn from_parts(

@@ -1,6 +1,12 @@
 //! W3C Trace Context (`traceparent`), so one trace links a publish to every handler it causes.
+//!
+//! Spans reach a tracing backend only when the process installs a [`SpanExporter`] (the service
+//! runtime does when OTLP export is configured). Then the SDK's `publish` span is what an event's
+//! `traceparent` names, and each consumer's `handle` span is a child of it. Without one, events
+//! carry a trace context all the same (a child of the caller's, or a new root), and checking
+//! costs one atomic load.
 
-use std::fmt;
+use std::{fmt, sync::OnceLock};
 
 /// A parsed `traceparent` header: `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,6 +70,43 @@ impl TraceParent {
         // All-zero ids are invalid by the spec.
         (trace_id != 0 && parent_id != 0).then_some(Self { trace_id, parent_id, flags })
     }
+}
+
+/// What links `tracing` spans to the trace context of other processes; implemented over
+/// OpenTelemetry by the process's telemetry set-up and installed once with [`install`], so that the
+/// crates which make spans need no tracing backend's types.
+pub trait SpanExporter: Send + Sync + 'static {
+    /// Makes `span`, not entered yet, a child of `parent`, a span of another process (the
+    /// `traceparent` of a consumed event, or a caller's).
+    fn set_remote_parent(&self, span: &tracing::Span, parent: TraceParent);
+
+    /// The trace context `span` is exported under, as a `traceparent` names it; `None` when the
+    /// span is not exported (disabled by the filter).
+    fn context(&self, span: &tracing::Span) -> Option<TraceParent>;
+}
+
+static EXPORTER: OnceLock<Box<dyn SpanExporter>> = OnceLock::new();
+
+/// Installs the process's span exporter; `false` (and `exporter` is dropped) when one already is.
+pub fn install(exporter: impl SpanExporter) -> bool {
+    EXPORTER.set(Box::new(exporter)).is_ok()
+}
+
+/// The installed span exporter, if any: one atomic load.
+pub fn exporter() -> Option<&'static dyn SpanExporter> {
+    EXPORTER.get().map(|exporter| &**exporter)
+}
+
+/// The trace context an event published inside `span` carries when spans are exported: `span`'s
+/// own, `span` being made a child of `parent` when there is one (else of the current span, as
+/// `tracing` decides). `None` when nothing is exported; the event then carries a child of
+/// `parent` or a new root, as [`Envelope::new`](crate::envelope::Envelope::new) makes them.
+pub fn exported(span: &tracing::Span, parent: Option<TraceParent>) -> Option<TraceParent> {
+    let exporter = exporter()?;
+    if let Some(parent) = parent {
+        exporter.set_remote_parent(span, parent);
+    }
+    exporter.context(span)
 }
 
 impl fmt::Display for TraceParent {

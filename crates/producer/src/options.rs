@@ -1,6 +1,10 @@
 //! How to publish, beyond the event itself.
 
-use fanout_core::{envelope::Envelope, trace::TraceParent, Event};
+use fanout_core::{
+    envelope::Envelope,
+    trace::{self, TraceParent},
+    Event,
+};
 
 /// How [`crate::Publisher`] and [`crate::outbox::Outbox`] publish, beyond the event itself. The
 /// default publishes to the event type's own topic and starts a new trace per event.
@@ -21,7 +25,8 @@ pub struct PublishOptions {
     pub topic: Option<String>,
     /// The trace to continue, e.g. the request's or the event's that caused this one: each
     /// event becomes a child span of it, so its handlers join that trace. `None` starts a new
-    /// trace per event.
+    /// trace per event, or, when spans are exported ([`fanout_core::trace`]), continues the
+    /// caller's current span if there is one.
     pub trace_parent: Option<TraceParent>,
     /// For a scheduled event ([`crate::Publisher::publish_at`]): the latest acceptable delivery.
     /// An event the scheduler could not deliver by then is dead-lettered with the reason rather
@@ -65,15 +70,21 @@ impl PublishOptions {
         self
     }
 
-    /// The envelope of an event of type `T` published now with these options.
-    pub(crate) fn envelope<'a, T: Event>(&self, source: &'a str) -> Envelope<'a> {
+    /// The envelope of an event of type `T` published now with these options inside `span`: its
+    /// trace context is `span`'s when spans are exported ([`trace::exported`]), else a child of
+    /// the trace parent or a new root.
+    pub(crate) fn envelope<'a, T: Event>(&self, source: &'a str, span: &tracing::Span) -> Envelope<'a> {
         let now = std::time::SystemTime::now();
-        match self.event_id {
-            Some(id) => {
-                let trace = self.trace_parent.map(|p| p.child()).unwrap_or_else(TraceParent::new_root);
+        let trace = trace::exported(span, self.trace_parent);
+        match (self.event_id, trace) {
+            (Some(id), trace) => {
+                let trace = trace
+                    .or_else(|| self.trace_parent.map(|p| p.child()))
+                    .unwrap_or_else(TraceParent::new_root);
                 Envelope::from_parts(T::TYPE, source, id, now, trace)
             }
-            None => Envelope::new(T::TYPE, source, self.trace_parent, now),
+            (None, Some(trace)) => Envelope::traced(T::TYPE, source, trace, now),
+            (None, None) => Envelope::new(T::TYPE, source, self.trace_parent, now),
         }
     }
 

@@ -7,10 +7,17 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use fanout_core::{envelope::Envelope, trace::TraceParent, Event};
+use fanout_core::{
+    envelope::Envelope,
+    trace::{self, TraceParent},
+    Event,
+};
 use fanout_kafka::{Delivered, OwnedRecord, Record, RecordProducer};
 use fanout_schema_registry::{AvroSerde, Encoder};
-use tracing::Instrument;
+use tracing::{
+    field::{display, Empty},
+    Instrument,
+};
 use uuid::Uuid;
 
 use crate::{clock::Clock, PublishError, PublishOptions, PublisherConfig};
@@ -134,7 +141,8 @@ impl Publisher {
     }
 
     /// Publishes one event as `options` say (another topic, a trace to continue) and waits for
-    /// Kafka's acknowledgement.
+    /// Kafka's acknowledgement, in a `publish` span; when spans are exported, the event's
+    /// `traceparent` names that span, so its consumers' `handle` spans are its children.
     pub async fn publish_with<T: Event>(
         &self,
         event: &T,
@@ -143,9 +151,11 @@ impl Publisher {
         let topic = options.topic_for::<T>();
         let encoder = self.encoder::<T>(topic).await?;
         let mut scratch = Scratch::default();
-        let envelope = options.envelope::<T>(&self.inner.source);
+        // The span first: when spans are exported, the event's `traceparent` is its context.
+        let span = tracing::info_span!("publish", event_type = T::TYPE, topic, event_id = Empty);
+        let envelope = options.envelope::<T>(&self.inner.source, &span);
+        span.record("event_id", display(envelope.id()));
         let record = scratch.fill(&encoder, topic, event, &envelope)?;
-        let span = tracing::info_span!("publish", event_type = T::TYPE, topic, event_id = %envelope.id());
         let delivered = self.inner.raw.send(record).instrument(span).await?;
         Ok(Delivery {
             topic: Arc::from(topic),
@@ -156,7 +166,8 @@ impl Publisher {
     }
 
     /// Publishes many events as `options` say (each its own event id; with a trace parent, each a
-    /// child span of it) and waits for all acknowledgements: one result per event, in order.
+    /// child span of it; when spans are exported, each names the call's `publish_all` span) and
+    /// waits for all acknowledgements: one result per event, in order.
     /// Cheaper per event than a [`Publisher::publish`] each: one wake-up per call.
     pub async fn publish_all<T: Event>(
         &self,
@@ -165,7 +176,9 @@ impl Publisher {
     ) -> Vec<Result<Delivery, PublishError>> {
         let topic = options.topic_for::<T>();
         let span = tracing::info_span!("publish_all", event_type = T::TYPE, topic, count = events.len());
-        self.publish_batch(topic, events, options.trace_parent).instrument(span).await
+        // When spans are exported, every event names this span as its parent.
+        let exported = trace::exported(&span, options.trace_parent);
+        self.publish_batch(topic, events, options.trace_parent, exported).instrument(span).await
     }
 
     async fn publish_batch<T: Event>(
@@ -173,6 +186,7 @@ impl Publisher {
         topic: &str,
         events: &[T],
         parent: Option<TraceParent>,
+        exported: Option<TraceParent>,
     ) -> Vec<Result<Delivery, PublishError>> {
         // Everything that is the same for every event is resolved once per call: the encoder,
         // the topic's metric handles, the buffers. An encoder that cannot be resolved (the
@@ -196,7 +210,10 @@ impl Publisher {
             }
             let Some(encoder) = encoder.as_deref() else { continue };
             let (started, now) = clock.now();
-            let envelope = Envelope::new(T::TYPE, &self.inner.source, parent, now);
+            let envelope = match exported {
+                Some(trace) => Envelope::traced(T::TYPE, &self.inner.source, trace, now),
+                None => Envelope::new(T::TYPE, &self.inner.source, parent, now),
+            };
             ids.push(envelope.id());
             match scratch.fill(encoder, topic, event, &envelope) {
                 Ok(record) => batch.send(record, started).await,
@@ -236,7 +253,7 @@ impl Publisher {
             topic: topic.to_owned(),
             source,
         })?;
-        let envelope = options.envelope::<T>(&self.inner.source);
+        let envelope = options.envelope::<T>(&self.inner.source, &tracing::Span::none());
         Ok(OwnedRecord {
             topic: topic.to_owned(),
             key: Some(event.key()),

@@ -60,10 +60,13 @@ where
 {
     let config: ServiceConfig<S> = fanout_config::load(args.config.as_deref())?;
     config.validate()?;
-    init_tracing(&config.log, config.log_format)?;
+    let telemetry = init_tracing(&config.consumer.name, &config.log, config.log_format, &config.telemetry)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServiceError::Runtime)?;
-    runtime.block_on(async move { build(config).await?.run(shutdown_signal()).await })
+    let result = runtime.block_on(async move { build(config).await?.run(shutdown_signal()).await });
+    // The spans of the last events, exported before the process ends.
+    telemetry.shutdown();
+    result
 }
 
 #[cfg(test)]

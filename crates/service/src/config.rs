@@ -7,7 +7,7 @@ use fanout_consumer::ConsumerConfig;
 use fanout_schema_registry::RegistrySettings;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::ServiceError;
+use crate::{ServiceError, TelemetryConfig};
 
 /// The environment variable naming the directory Prometheus reads file_sd targets from: the
 /// `prometheus_targets_dir` key of [`fanout_config::load`]'s environment layer. A configuration
@@ -47,6 +47,8 @@ pub enum LogFormat {
 /// name = "rewards"            # consumer group, dedupe namespace; default: the service kind
 /// log = "info"                # tracing filter (FANOUT_LOG)
 /// log_format = "json"         # text (default) or json (FANOUT_LOG_FORMAT)
+/// [telemetry]
+/// otlp_endpoint = "http://127.0.0.1:4318"  # export spans over OTLP/HTTP (or OTEL_EXPORTER_OTLP_ENDPOINT)
 /// [kafka]
 /// bootstrap = "127.0.0.1:9092"
 /// [store]
@@ -73,6 +75,8 @@ pub struct ServiceConfig<S> {
     pub log: String,
     /// Text or JSON log lines.
     pub log_format: LogFormat,
+    /// Where spans are exported (`[telemetry]`); nowhere by default.
+    pub telemetry: TelemetryConfig,
     /// Where to write a Prometheus file_sd target for `/metrics` while the service runs.
     pub prometheus_targets_dir: Option<PathBuf>,
     /// The service's own settings.
@@ -89,6 +93,7 @@ impl<'de, S: Settings> Deserialize<'de> for ServiceConfig<S> {
         let registry = keys.take("registry").map_err(D::Error::custom)?;
         let log = keys.take("log").map_err(D::Error::custom)?;
         let log_format = keys.take("log_format").map_err(D::Error::custom)?;
+        let telemetry = keys.take("telemetry").map_err(D::Error::custom)?;
         let prometheus_targets_dir = keys.take("prometheus_targets_dir").map_err(D::Error::custom)?;
         let service = keys.take("service").map_err(D::Error::custom)?;
         keys.default("name", &defaults.consumer.name);
@@ -99,6 +104,7 @@ impl<'de, S: Settings> Deserialize<'de> for ServiceConfig<S> {
             registry: registry.unwrap_or(defaults.registry),
             log: log.unwrap_or(defaults.log),
             log_format: log_format.unwrap_or(defaults.log_format),
+            telemetry: telemetry.unwrap_or(defaults.telemetry),
             prometheus_targets_dir: prometheus_targets_dir.or(defaults.prometheus_targets_dir),
             service: service.unwrap_or(defaults.service),
         })
@@ -122,6 +128,7 @@ impl<S: Settings> ServiceConfig<S> {
             registry: RegistrySettings::default(),
             log: "info".to_owned(),
             log_format: LogFormat::default(),
+            telemetry: TelemetryConfig::default(),
             prometheus_targets_dir: None,
             service,
         }

@@ -31,6 +31,9 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
+    /// Span export could not be set up, or flushing it failed.
+    #[error("telemetry: {0}")]
+    Telemetry(String),
     /// The async runtime could not be started.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),

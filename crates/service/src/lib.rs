@@ -2,7 +2,7 @@
 //! otherwise repeat, so a service supplies only its settings, tables, handler and read API.
 //!
 //! * [`ServiceConfig`]: the consumer runtime's keys (`name`, `[kafka]`, `[store]`,
-//!   `[processing]`, `[retry]`, `[http]`), `[registry]`, `log`, `log_format`,
+//!   `[processing]`, `[retry]`, `[http]`), `[registry]`, `log`, `log_format`, `[telemetry]`,
 //!   `prometheus_targets_dir` and the service's own `[service]` section, loaded with
 //!   [`fanout_config::load`] (defaults < TOML file < `FANOUT_` environment); an unknown key
 //!   anywhere refuses to start, naming the key.
@@ -14,7 +14,8 @@
 //!   tables go through too. The files are numbered in a version block of the service's own
 //!   (`1040001_audit_log.sql` is the first of block 104; the table of blocks is in [`migrate`]),
 //!   so a service can share its database with other components.
-//! * [`main`]: `--config FILE`, tracing ([`init_tracing`], text or JSON), SIGINT/SIGTERM
+//! * [`main`]: `--config FILE`, tracing ([`init_tracing`], text or JSON, spans over OTLP when
+//!   [`TelemetryConfig`] names an endpoint), SIGINT/SIGTERM
 //!   ([`shutdown_signal`]) and the exit code.
 //! * [`api`]: JSON errors and id parsing shared by the read APIs.
 //! * [`Ledger`]: the "one ledger row per event, a running total per user" effect, a batch at a
@@ -54,7 +55,10 @@ pub use ledger::{Entry, Ledger};
 pub use scrape::ScrapeTarget;
 pub use service::Service;
 pub use shutdown::shutdown_signal;
-pub use telemetry::init_tracing;
+pub use telemetry::{
+    init_tracing, Telemetry, TelemetryConfig, OTLP_ENDPOINT_ENV, OTLP_TRACES_ENDPOINT_ENV, SDK_DISABLED_ENV,
+    SERVICE_NAME_ENV,
+};
 
 /// The [`Binary`] of the crate this is expanded in: its binary name, version and description.
 #[macro_export]
