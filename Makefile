@@ -60,7 +60,9 @@ scheduler-long: stack
 ## faults: the fault suite (tests/faults) on the three-node cluster of `scripts/stack up kafka
 ## --brokers 3`, which it starts and stops: leader kills while publishing and consuming, consumer
 ## chaos, PostgreSQL restarted, the registry stopped. It kills shared parts of the stack, so it is
-## not part of `make test`; FAULT_RUNS=5 runs the whole suite five times. About N minutes a run.
+## not part of `make test`; FAULT_RUNS=5 runs the whole suite five times, and
+## FANOUT_TEST_CLUSTER_SASL=1 runs it with every client logging in over SASL/SCRAM-SHA-512. About
+## five minutes a run.
 FAULT_RUNS ?= 1
 faults: stack
 	cargo build -p fanout-rewards --locked

@@ -75,7 +75,7 @@ async fn three_instances_killed_stopped_and_started_credit_every_event_once() ->
             "name = \"{name}\"\nlog = \"warn\"\n\
              [service]\ntopic = \"{topic}\"\nbeans_per_job_post = {BEANS}\n\
              [kafka]\nbootstrap = \"{bootstrap}\"\n\
-             [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
+             [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n{login}\
              [registry]\nurls = [\"{registry}\"]\n\
              [store]\nurl = \"{store}\"\n\
              [processing]\ncommit_interval_ms = 500\n\
@@ -84,6 +84,13 @@ async fn three_instances_killed_stopped_and_started_credit_every_event_once() ->
             bootstrap = stack.kafka.bootstrap(),
             registry = stack.registry_url(),
             store = db.url(),
+            // The cluster's SASL login, when the suite runs with one.
+            login = stack
+                .kafka
+                .properties()
+                .iter()
+                .map(|(key, value)| format!("\"{key}\" = \"{value}\"\n"))
+                .collect::<String>(),
         ),
     )?;
 

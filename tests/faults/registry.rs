@@ -29,10 +29,12 @@ async fn a_stopped_registry_stops_only_new_schemas() -> anyhow::Result<()> {
     });
     config.consumer = fanout_testkit::consumer_config("rewards", &db.url());
     config.consumer.kafka.bootstrap = kafka.bootstrap().to_owned();
+    config.consumer.kafka.properties.extend(kafka.properties().iter().cloned());
     config.registry.urls = vec![registry.url().to_owned()];
     let service = Running::start(fanout_rewards::build(config).await?);
     let mut publisher_config = PublisherConfig::new("fault-registry");
     publisher_config.kafka.bootstrap = kafka.bootstrap().to_owned();
+    publisher_config.kafka.properties.extend(kafka.properties().iter().cloned());
     publisher_config.registry = registry.settings();
     let publisher = Publisher::new(publisher_config)?;
     let to = PublishOptions::new().topic(topic.name());

@@ -17,6 +17,8 @@ const READ_AGAIN: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct Kafka {
     bootstrap: String,
+    /// librdkafka properties every client of this handle gets (a SASL login).
+    properties: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Kafka {
@@ -34,18 +36,28 @@ impl Kafka {
 
     /// Connects to the broker at `bootstrap`, waiting at most `timeout` for metadata.
     pub async fn connect_to(bootstrap: &str, timeout: Duration) -> Result<Self, TestkitError> {
-        let bootstrap = bootstrap.to_owned();
-        let probe = bootstrap.clone();
+        Self::connect_with(bootstrap, Vec::new(), timeout).await
+    }
+
+    /// As [`Kafka::connect_to`], every client of the handle getting `properties` too (e.g.
+    /// `security.protocol`, `sasl.mechanism`, `sasl.username`, `sasl.password`).
+    pub async fn connect_with(
+        bootstrap: &str,
+        properties: Vec<(String, String)>,
+        timeout: Duration,
+    ) -> Result<Self, TestkitError> {
+        let kafka = Self { bootstrap: bootstrap.to_owned(), properties };
+        let probe = kafka.client_config();
         let answer = tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer =
-                ClientConfig::new().set("bootstrap.servers", &probe).create().map_err(|e| e.to_string())?;
+            let consumer: BaseConsumer = probe.create().map_err(|e| e.to_string())?;
             consumer.fetch_metadata(None, timeout).map(|_| ()).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r);
+        let bootstrap = kafka.bootstrap.clone();
         match answer {
-            Ok(()) => Ok(Self { bootstrap }),
+            Ok(()) => Ok(kafka),
             Err(reason) => Err(TestkitError::BrokerUnavailable { bootstrap, reason }),
         }
     }
@@ -55,10 +67,18 @@ impl Kafka {
         &self.bootstrap
     }
 
-    /// A client config with `bootstrap.servers` set.
+    /// The librdkafka properties every client of this handle gets besides the bootstrap.
+    pub fn properties(&self) -> &[(String, String)] {
+        &self.properties
+    }
+
+    /// A client config with `bootstrap.servers` and the handle's properties set.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.bootstrap);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
         config
     }
 

@@ -38,7 +38,8 @@ impl Registry {
     /// registry's address before it came up.
     pub async fn start_at(kafka: &Kafka, listen: SocketAddr) -> Result<Self, TestkitError> {
         let state = kafka.future_topic("schemas");
-        let config = RegistryConfig::new(kafka.bootstrap(), listen).with_topic(state.name());
+        let mut config = RegistryConfig::new(kafka.bootstrap(), listen).with_topic(state.name());
+        config.kafka_properties.extend(kafka.properties().iter().cloned());
         let running = RegistryServer::start(config).await?;
         Ok(Self { url: running.url(), running: Some(running), state })
     }
@@ -50,7 +51,8 @@ impl Registry {
         if let Some(running) = self.running.take() {
             running.shutdown().await?;
         }
-        let config = RegistryConfig::new(kafka.bootstrap(), listen).with_topic(self.state.name());
+        let mut config = RegistryConfig::new(kafka.bootstrap(), listen).with_topic(self.state.name());
+        config.kafka_properties.extend(kafka.properties().iter().cloned());
         let running = RegistryServer::start(config).await?;
         self.url = running.url();
         self.running = Some(running);

@@ -59,6 +59,7 @@ impl Stack {
     pub fn configure<S: Settings>(&self, config: &mut ServiceConfig<S>, store_url: &str) {
         config.consumer = crate::consumer_config(S::SERVICE, store_url);
         config.consumer.kafka.bootstrap = self.kafka.bootstrap().to_owned();
+        config.consumer.kafka.properties.extend(self.kafka.properties().iter().cloned());
         config.registry.urls = vec![self.registry.url().to_owned()];
     }
 
@@ -137,6 +138,7 @@ impl Stack {
 fn publisher_config(kafka: &Kafka, registry: &Registry, source: &str) -> PublisherConfig {
     let mut config = PublisherConfig::new(source);
     config.kafka.bootstrap = kafka.bootstrap().to_owned();
+    config.kafka.properties.extend(kafka.properties().iter().cloned());
     config.registry = registry.settings();
     config
 }

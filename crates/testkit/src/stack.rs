@@ -107,11 +107,26 @@ pub const CLUSTER_NODES: [i32; 3] = [1, 2, 3];
 impl Cluster {
     /// Brings the cluster up (starting any node that is not running, a killed one included) and
     /// connects to it. The cluster is left running: `scripts/stack down kafka --brokers 3` stops
-    /// it (`make faults` does).
+    /// it (`make faults` does). With `FANOUT_TEST_CLUSTER_SASL=1`, the handle and every client
+    /// built from it log in over SASL/SCRAM-SHA-512 on the nodes' `n9094` listeners.
     pub async fn up() -> anyhow::Result<Self> {
         tokio::task::spawn_blocking(|| stack(&["up", "kafka", "--brokers", "3"])).await??;
-        let bootstrap = Self::bootstrap_of(&CLUSTER_NODES);
-        let kafka = crate::Kafka::connect_to(&bootstrap, std::time::Duration::from_secs(30)).await?;
+        let sasl = std::env::var("FANOUT_TEST_CLUSTER_SASL").is_ok_and(|v| v == "1");
+        let (port, properties) = if sasl {
+            let login = [
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.username", "fanout"),
+                ("sasl.password", "fanout-secret"),
+            ];
+            (9094, login.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        } else {
+            (9092, Vec::new())
+        };
+        let bootstrap =
+            CLUSTER_NODES.iter().map(|n| format!("127.0.0.1:{n}{port}")).collect::<Vec<_>>().join(",");
+        let kafka =
+            crate::Kafka::connect_with(&bootstrap, properties, std::time::Duration::from_secs(30)).await?;
         Ok(Self { kafka })
     }
 
@@ -119,11 +134,6 @@ impl Cluster {
     /// replicas.
     pub fn kafka(&self) -> &crate::Kafka {
         &self.kafka
-    }
-
-    /// `bootstrap.servers` naming the given nodes.
-    pub fn bootstrap_of(nodes: &[i32]) -> String {
-        nodes.iter().map(|n| format!("127.0.0.1:{n}9092")).collect::<Vec<_>>().join(",")
     }
 
     /// The pid of node `node`.
