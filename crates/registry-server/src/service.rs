@@ -87,39 +87,57 @@ fn parsed_versions(state: &State, subject: &str) -> Vec<(i32, apache_avro::Schem
         .collect()
 }
 
+/// How often a registration is decided again after losing to another writer's record.
+const REGISTER_ATTEMPTS: u32 = 5;
+
 /// Registers `request` under `subject`, answering the id. An identical schema already live in
 /// the subject answers its id and adds nothing; one known under another subject keeps its id.
 pub async fn register(store: &Store, subject: &str, request: &UnregisteredSchema) -> Result<u32, ApiError> {
-    let lock = store.lock_writes().await;
-    let (id, record) = {
-        let state = store.state();
-        ensure_writable(&state, subject)?;
-        let prepared = prepare(&state, request)?;
-        let known = state.id_for(&prepared.identity);
-        let live = state.versions(subject, false).unwrap_or_default();
-        if let Some(id) = known.filter(|id| live.iter().any(|(_, e)| e.id == *id)) {
+    for attempt in 1..=REGISTER_ATTEMPTS {
+        let lock = store.lock_writes().await;
+        let (id, record) = {
+            let state = store.state();
+            ensure_writable(&state, subject)?;
+            let prepared = prepare(&state, request)?;
+            let known = state.id_for(&prepared.identity);
+            let live = state.versions(subject, false).unwrap_or_default();
+            if let Some(id) = known.filter(|id| live.iter().any(|(_, e)| e.id == *id)) {
+                return Ok(id);
+            }
+            let messages = compat::check(
+                state.effective_config(subject),
+                &prepared.parsed.resolved,
+                &parsed_versions(&state, subject),
+            );
+            if !messages.is_empty() {
+                return Err(ApiError::incompatible(subject, &messages));
+            }
+            let id = known.unwrap_or_else(|| state.next_id());
+            let value = SchemaValue {
+                id,
+                schema: prepared.text,
+                schema_type: SchemaType::Avro,
+                references: prepared.references,
+                deleted: false,
+            };
+            (id, LogRecord::Schema(subject.to_owned(), state.next_version(subject), Some(value)))
+        };
+        if store.write(&lock, vec![record.clone()]).await? {
             return Ok(id);
         }
-        let messages = compat::check(
-            state.effective_config(subject),
-            &prepared.parsed.resolved,
-            &parsed_versions(&state, subject),
-        );
-        if !messages.is_empty() {
-            return Err(ApiError::incompatible(subject, &messages));
+        // Another writer's record came first. Ours stays in the log as the newest value of its
+        // key, so write the winner's value again over it: compaction then keeps the winner.
+        if let LogRecord::Schema(subject, version, _) = &record {
+            let winner = store.state().record_of(subject, *version);
+            if let Some(winner) = winner {
+                store.write(&lock, vec![winner]).await?;
+            }
         }
-        let id = known.unwrap_or_else(|| state.next_id());
-        let value = SchemaValue {
-            id,
-            schema: prepared.text,
-            schema_type: SchemaType::Avro,
-            references: prepared.references,
-            deleted: false,
-        };
-        (id, LogRecord::Schema(subject.to_owned(), state.next_version(subject), Some(value)))
-    };
-    store.write(&lock, vec![record]).await?;
-    Ok(id)
+        tracing::warn!(subject, attempt, "another writer registered first; deciding again");
+    }
+    Err(ApiError::timeout(format!(
+        "registering under {subject} lost to other writers {REGISTER_ATTEMPTS} times in a row"
+    )))
 }
 
 /// Finds the version of `subject` holding `request`'s schema.

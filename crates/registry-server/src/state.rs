@@ -111,8 +111,73 @@ impl State {
         }
     }
 
+    /// Whether `value` at `subject` `version` contradicts what the log already holds: the version
+    /// is bound to another id, or the id to another schema. Two writers deciding on the same
+    /// state (a leader and a fenced-out one, for a moment) can write both; every instance folds
+    /// the log in the same order, so each keeps the first and ignores the second, and no id ever
+    /// names two schemas.
+    fn contradicts(&self, subject: &str, version: i32, value: &SchemaValue) -> bool {
+        if self.subjects.get(subject).and_then(|v| v.get(&version)).is_some_and(|e| e.id != value.id) {
+            return true;
+        }
+        let Some(stored) = self.schemas.get(&value.id) else { return false };
+        if stored.schema_type != value.schema_type || stored.references != value.references {
+            return true;
+        }
+        if stored.schema == value.schema {
+            return false;
+        }
+        // Another text of the same schema (registered under another subject) keeps the id.
+        let Ok(referenced) = self.referenced_texts(&stored.references) else { return false };
+        match (parse_avro(&stored.schema, &referenced), parse_avro(&value.schema, &referenced)) {
+            (Ok(first), Ok(second)) => first.normalized != second.normalized,
+            // Not judged: as before this rule, the record is taken.
+            _ => false,
+        }
+    }
+
+    /// Whether `record` is what the state holds for its key: false for a schema version the fold
+    /// refused because the log already bound that version or id otherwise (see `contradicts`).
+    pub fn holds(&self, record: &LogRecord) -> bool {
+        match record {
+            LogRecord::Schema(subject, version, Some(value)) => {
+                self.subjects.get(subject).and_then(|v| v.get(version)).is_some_and(|e| e.id == value.id)
+                    && self.schemas.contains_key(&value.id)
+            }
+            _ => true,
+        }
+    }
+
+    /// The record that states what the log holds for `subject` `version` now, for rewriting the
+    /// winner's value over a refused one under the same key, so compaction keeps the winner.
+    pub fn record_of(&self, subject: &str, version: i32) -> Option<LogRecord> {
+        let entry = self.subjects.get(subject)?.get(&version)?;
+        let stored = self.schemas.get(&entry.id)?;
+        Some(LogRecord::Schema(
+            subject.to_owned(),
+            version,
+            Some(SchemaValue {
+                id: entry.id,
+                schema: stored.schema.clone(),
+                schema_type: stored.schema_type,
+                references: stored.references.clone(),
+                deleted: entry.deleted,
+            }),
+        ))
+    }
+
     fn put_version(&mut self, subject: String, version: i32, value: SchemaValue) {
+        // The id is spent either way: a refused record's id is never handed out again.
         self.max_id = self.max_id.max(value.id);
+        if self.contradicts(&subject, version, &value) {
+            tracing::warn!(
+                subject,
+                version,
+                id = value.id,
+                "ignoring a schema version that contradicts an earlier record (two writers at once)"
+            );
+            return;
+        }
         let id = value.id;
         if let std::collections::hash_map::Entry::Vacant(slot) = self.schemas.entry(id) {
             slot.insert(StoredSchema {
@@ -354,6 +419,35 @@ mod tests {
         assert_eq!(s.next_id(), 3);
         assert_eq!(s.next_version("a"), 3);
         assert_eq!(s.next_version("new"), 1);
+        assert_eq!(s.usages(1), vec![("a".into(), 1, false), ("b".into(), 1, false)]);
+    }
+
+    #[test]
+    fn a_second_writers_version_or_id_is_refused_and_every_instance_agrees() {
+        // Two writers decided on the same state: both took version 1 of `a`, or both took id 1.
+        let taken_version = LogRecord::Schema("a".into(), 1, put(2, RECORD, false));
+        let s = state(vec![LogRecord::Schema("a".into(), 1, put(1, STRING, false)), taken_version.clone()]);
+        assert_eq!(
+            s.version("a", Version::Number(1), false),
+            Ok((1, VersionEntry { id: 1, deleted: false }))
+        );
+        assert!(s.schema(2).is_none(), "the refused record stores nothing");
+        assert!(!s.holds(&taken_version));
+        assert_eq!(s.next_id(), 3, "a refused record's id is spent all the same");
+        assert_eq!(s.record_of("a", 1), Some(LogRecord::Schema("a".into(), 1, put(1, STRING, false))));
+
+        let taken_id = LogRecord::Schema("b".into(), 1, put(1, RECORD, false));
+        let s = state(vec![LogRecord::Schema("a".into(), 1, put(1, STRING, false)), taken_id.clone()]);
+        assert_eq!(s.schema(1).map(|stored| stored.schema.as_str()), Some(STRING));
+        assert!(s.subjects(true) == vec!["a"], "b got no version");
+        assert!(!s.holds(&taken_id));
+    }
+
+    #[test]
+    fn the_same_schema_written_otherwise_keeps_its_id_under_another_subject() {
+        let other_text = LogRecord::Schema("b".into(), 1, put(1, r#"{"type": "string"}"#, false));
+        let s = state(vec![LogRecord::Schema("a".into(), 1, put(1, STRING, false)), other_text.clone()]);
+        assert!(s.holds(&other_text));
         assert_eq!(s.usages(1), vec![("a".into(), 1, false), ("b".into(), 1, false)]);
     }
 

@@ -132,8 +132,11 @@ impl Store {
     }
 
     /// Appends `records` in order, each acknowledged by all in-sync replicas, and folds each into
-    /// the state before returning, so the caller reads its own writes.
-    pub async fn write(&self, _lock: &MutexGuard<'_, ()>, records: Vec<LogRecord>) -> Result<(), ApiError> {
+    /// the state before returning, so the caller reads its own writes. `Ok(false)` when the fold
+    /// refused one of them: another writer's record for the same version or id came first in the
+    /// log (see `State::holds`), and the caller decides again on the state that now shows it.
+    pub async fn write(&self, _lock: &MutexGuard<'_, ()>, records: Vec<LogRecord>) -> Result<bool, ApiError> {
+        let mut held = true;
         for record in records {
             let (key, value) = record.encode().map_err(ApiError::store)?;
             let kafka_record = fanout_kafka::Record {
@@ -165,12 +168,14 @@ impl Store {
             }
             let next = {
                 let mut state = self.state_mut();
-                state.apply(delivery.offset, record);
+                // The tail may have folded it already; either way the state now says whether it won.
+                state.apply(delivery.offset, record.clone());
+                held &= state.holds(&record);
                 state.next_offset()
             };
             self.publish_position(next);
         }
-        Ok(())
+        Ok(held)
     }
 }
 
