@@ -65,7 +65,7 @@ scheduler-long: stack
 ## five minutes a run.
 FAULT_RUNS ?= 1
 faults: stack
-	cargo build -p fanout-rewards --locked
+	cargo build -p fanout-rewards -p fanout-cli --locked
 	cargo test -p fanout-tests --features faults --test faults --locked --no-run
 	scripts/stack up kafka --brokers 3
 	rc=0; for run in $$(seq 1 $(FAULT_RUNS)); do \

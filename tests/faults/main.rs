@@ -12,3 +12,4 @@ mod consumers;
 mod postgres;
 mod publish;
 mod registry;
+mod registry_leader;

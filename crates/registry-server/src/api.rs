@@ -7,7 +7,8 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
@@ -18,6 +19,7 @@ use fanout_schema_registry::protocol::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::election::{Election, Leader};
 use crate::error::ApiError;
 use crate::service::{self, Found};
 use crate::state::StoredSchema;
@@ -26,8 +28,98 @@ use crate::store::Store;
 type AppState = Arc<Store>;
 type ApiResult = Result<Response, ApiError>;
 
-/// Every route of the registry.
-pub fn router(store: Arc<Store>) -> Router {
+/// The header a forwarded write carries, so the instance it reaches applies it rather than
+/// forwarding it again (leadership may have moved meanwhile; the fold keeps that safe).
+const FORWARDED: &str = "x-fanout-registry-forwarded";
+/// How long a write waits for an election to end before it is refused.
+const ELECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The largest body forwarded (Confluent's default request limit is far below).
+const FORWARD_LIMIT: usize = 16 * 1024 * 1024;
+
+/// What the forwarding layer needs: who leads, and a client to reach the leader with.
+#[derive(Debug)]
+struct Forwarding {
+    election: Arc<Election>,
+    http: reqwest::Client,
+}
+
+/// Every route of the registry, with writes sent to the elected leader.
+pub fn router(store: Arc<Store>, election: Arc<Election>) -> Router {
+    let forwarding = Arc::new(Forwarding { election: election.clone(), http: reqwest::Client::new() });
+    routes(store)
+        .route(
+            "/v1/metadata/leader",
+            get(move || {
+                let election = election.clone();
+                async move {
+                    let leader = match election.leader() {
+                        Leader::Me => Some(election.me().to_owned()),
+                        Leader::At(url) => Some(url),
+                        Leader::Unknown => None,
+                    };
+                    json(&serde_json::json!({"leader": leader, "self": election.me()}))
+                }
+            }),
+        )
+        .layer(middleware::from_fn_with_state(forwarding, forward_writes))
+}
+
+/// Whether a request changes the registry: every PUT and DELETE, and a registration (a POST to
+/// a subject's versions; the other POSTs are lookups and compatibility tests).
+fn is_write(method: &Method, path: &str) -> bool {
+    match *method {
+        Method::PUT | Method::DELETE => true,
+        Method::POST => {
+            let mut parts = path.trim_matches('/').split('/');
+            matches!(
+                (parts.next(), parts.next(), parts.next(), parts.next()),
+                (Some("subjects"), Some(_), Some("versions"), None)
+            )
+        }
+        _ => false,
+    }
+}
+
+async fn forward_writes(State(forwarding): State<Arc<Forwarding>>, request: Request, next: Next) -> Response {
+    if !is_write(request.method(), request.uri().path()) || request.headers().contains_key(FORWARDED) {
+        return next.run(request).await;
+    }
+    match forwarding.election.known_leader(ELECTION_WAIT).await {
+        Leader::Me => next.run(request).await,
+        Leader::Unknown => ApiError::unknown_leader(ELECTION_WAIT).into_response(),
+        Leader::At(leader) => match forward(&forwarding.http, &leader, request).await {
+            Ok(response) => response,
+            Err(reason) => ApiError::forwarding_failed(&leader, reason).into_response(),
+        },
+    }
+}
+
+/// Sends `request` to the leader as it came (method, path, query, body, content type and
+/// credentials) and answers what the leader answered.
+async fn forward(http: &reqwest::Client, leader: &str, request: Request) -> Result<Response, String> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, FORWARD_LIMIT).await.map_err(|e| e.to_string())?;
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).map_err(|e| e.to_string())?;
+    let mut outgoing = http.request(method, format!("{}{path}", leader.trim_end_matches('/'))).body(body);
+    for name in [header::CONTENT_TYPE, header::ACCEPT, header::AUTHORIZATION] {
+        if let Some(value) = parts.headers.get(&name) {
+            outgoing = outgoing.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let answer = outgoing.header(FORWARDED, "1").send().await.map_err(|e| fanout_core::report(&e))?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).map_err(|e| e.to_string())?;
+    let content_type = answer.headers().get(reqwest::header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec());
+    let bytes = answer.bytes().await.map_err(|e| fanout_core::report(&e))?;
+    let mut response = (status, bytes).into_response();
+    if let Some(value) = content_type.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    Ok(response)
+}
+
+/// The registry's own routes.
+fn routes(store: Arc<Store>) -> Router {
     Router::new()
         .route("/", get(|| async { json(&serde_json::json!({})) }))
         .route("/schemas/types", get(|| async { json(&[SchemaType::Avro]) }))

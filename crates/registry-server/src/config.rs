@@ -19,6 +19,10 @@ pub struct RegistryConfig {
     /// The HTTP address to listen on; port 0 picks a free port (see
     /// [`RunningRegistry::local_addr`](crate::RunningRegistry::local_addr)).
     pub listen: SocketAddr,
+    /// The URL other instances forward writes to when this one leads (its `client.id` in the
+    /// election group); `None` advertises the address it listens on (127.0.0.1 when that is
+    /// 0.0.0.0: set it when instances run on several hosts).
+    pub advertised_url: Option<String>,
     /// Extra librdkafka properties (security, timeouts) for every client the registry creates.
     /// `acks` and `enable.idempotence` are always forced to `all` / `true`.
     pub kafka_properties: BTreeMap<String, String>,
@@ -33,6 +37,7 @@ impl RegistryConfig {
             topic: DEFAULT_TOPIC.to_owned(),
             replication_factor: None,
             listen,
+            advertised_url: None,
             kafka_properties: BTreeMap::new(),
         }
     }

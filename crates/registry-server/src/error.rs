@@ -261,6 +261,24 @@ impl ApiError {
         )
     }
 
+    /// A write reached a follower that could not forward it to the leader.
+    pub fn forwarding_failed(leader: &str, reason: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::REQUEST_FORWARDING_FAILED,
+            format!("Error while forwarding the request to the leader at {leader}: {reason}"),
+        )
+    }
+
+    /// A write arrived while no instance leads.
+    pub fn unknown_leader(waited: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::UNKNOWN_LEADER,
+            format!("No schema registry instance leads writes (none elected within {waited:?}); retry"),
+        )
+    }
+
     /// A write was not confirmed in time.
     pub fn timeout(reason: impl std::fmt::Display) -> Self {
         Self::new(

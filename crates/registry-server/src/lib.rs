@@ -6,9 +6,14 @@
 //! version, id, compatibility level and mode, then keeps tailing it. A restart therefore keeps
 //! every id and version, and ids are never reused.
 //!
-//! Writes are single-writer: an in-process mutex serializes them, and each is decided on the state
-//! this process has read. Running several writing instances on one topic would need leader
-//! election and is **not supported**; extra instances work as readers.
+//! Several instances may serve one topic, with no single point of failure: they elect a leader
+//! through Kafka's group protocol (the consumer group `_fanout-registry-<topic>`, as Confluent's
+//! registry does), every instance answers reads from its own copy of the state, and a follower
+//! forwards writes (registrations, deletes, config and mode changes) to the leader. When the
+//! leader dies, another instance leads within the group's session (6 s). Inside the leader an
+//! in-process mutex serializes writes, each decided on the state it has read; and since a leader
+//! paused past its session may still write once, every instance refuses a record that
+//! contradicts an earlier one in the log, so no id ever names two schemas.
 //!
 //! Only Avro schemas are supported, with references. A new schema must pass Java Avro's parsing
 //! rules, the ones Confluent's registry applies, on registration, lookup and compatibility tests
@@ -31,6 +36,7 @@
 mod api;
 mod compat;
 mod config;
+mod election;
 mod error;
 mod record;
 mod schema;

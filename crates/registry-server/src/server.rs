@@ -2,11 +2,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::RegistryConfig;
+use crate::election::Election;
 use crate::error::RegistryError;
 use crate::store::{Store, Tail};
 
@@ -25,8 +27,16 @@ impl RegistryServer {
         let local_addr =
             listener.local_addr().map_err(|source| RegistryError::Bind { addr: config.listen, source })?;
         let (store, tail) = Store::open(&config).await?;
+        let me = config.advertised_url.clone().unwrap_or_else(|| {
+            let ip = match local_addr.ip() {
+                ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+                ip => ip,
+            };
+            format!("http://{}", SocketAddr::new(ip, local_addr.port()))
+        });
+        let election = Arc::new(Election::start(&config, &me)?);
         let (stop, mut stopped) = watch::channel(false);
-        let app = crate::api::router(store);
+        let app = crate::api::router(store, election.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -36,7 +46,13 @@ impl RegistryServer {
                 .await
         });
         tracing::info!(addr = %local_addr, topic = %config.topic, "schema registry listening");
-        Ok(RunningRegistry { local_addr, stop, server: Some(server), tail: Some(tail) })
+        Ok(RunningRegistry {
+            local_addr,
+            stop,
+            server: Some(server),
+            tail: Some(tail),
+            election: Some(election),
+        })
     }
 
     /// Runs a registry until `shutdown` completes or the server fails, then stops it cleanly.
@@ -73,6 +89,7 @@ pub struct RunningRegistry {
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     tail: Option<Tail>,
+    election: Option<Arc<Election>>,
 }
 
 impl RunningRegistry {
@@ -94,6 +111,10 @@ impl RunningRegistry {
         }
         if let Some(tail) = self.tail.take() {
             tail.stop().await?;
+        }
+        // Leaving the election group joins its thread: off the async threads.
+        if let Some(election) = self.election.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(election)).await;
         }
         Ok(())
     }

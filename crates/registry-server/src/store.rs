@@ -1,9 +1,8 @@
 //! The Kafka side: the state topic, the producer that writes it and the tail that reads it.
 //!
-//! Writes are single-writer: one mutex serializes them inside this process, and every write is
-//! decided on the state it has seen. Several processes writing the same topic would need leader
-//! election (as Confluent's registry does) and are not supported; extra instances are fine as
-//! readers, since each tails the topic.
+//! Writes are decided by the elected leader (`election`), one at a time under a mutex, each on
+//! the state it has seen; a write that lost to another writer's record in the log is refused by
+//! the fold and decided again (`service::register`).
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};

@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// The compacted topic holding every schema, version and setting.
     #[arg(long, default_value = "_schemas")]
     topic: String,
+    /// The URL the other instances forward writes to while this one leads (default: the listen
+    /// address; set it when instances run on several hosts or listen on 0.0.0.0).
+    #[arg(long)]
+    advertised_url: Option<String>,
 }
 
 impl RegistryCommand {
@@ -36,6 +40,7 @@ impl RegistryCommand {
                 let kafka = args.kafka.connect().await?.kafka;
                 let mut config = RegistryConfig::new(&kafka.bootstrap, args.listen).with_topic(&args.topic);
                 config.kafka_properties = kafka.properties;
+                config.advertised_url = args.advertised_url;
                 let registry = RegistryServer::start(config).await.with_context(|| {
                     format!("starting the registry on {} (topic {})", args.listen, args.topic)
                 })?;

@@ -46,6 +46,10 @@ pub const REFERENCE_EXISTS: i32 = 42206;
 pub const STORE_ERROR: i32 = 50001;
 /// The registry's store did not answer in time.
 pub const OPERATION_TIMEOUT: i32 = 50002;
+/// 500: a follower could not forward a write to the leader.
+pub const REQUEST_FORWARDING_FAILED: i32 = 50003;
+/// 500: no instance leads (the group is electing one), so a write has nowhere to go.
+pub const UNKNOWN_LEADER: i32 = 50004;
 
 /// Every error answer: `{"error_code": N, "message": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
