@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::Users;
 use crate::config::RegistryConfig;
 use crate::error::RegistryError;
 use crate::store::{Store, Tail};
@@ -24,19 +25,37 @@ impl RegistryServer {
             .map_err(|source| RegistryError::Bind { addr: config.listen, source })?;
         let local_addr =
             listener.local_addr().map_err(|source| RegistryError::Bind { addr: config.listen, source })?;
+        // Users and certificate first: a bad hash or key file refuses to start before any Kafka work.
+        let users = Users::new(&config.security.users)?;
+        let tls = config.security.tls.as_ref().map(crate::tls::server_config).transpose()?;
         let (store, tail) = Store::open(&config).await?;
         let (stop, mut stopped) = watch::channel(false);
-        let app = crate::api::router(store);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    // Either an explicit stop or the handle being dropped ends the server.
-                    let _ = stopped.changed().await;
-                })
-                .await
-        });
-        tracing::info!(addr = %local_addr, topic = %config.topic, "schema registry listening");
-        Ok(RunningRegistry { local_addr, stop, server: Some(server), tail: Some(tail) })
+        let mut app = crate::api::router(store);
+        if let Some(users) = &users {
+            app = app.layer(axum::middleware::from_fn_with_state(users.clone(), crate::auth::check));
+        }
+        // Either an explicit stop or the handle being dropped ends the server.
+        let stopped = async move {
+            let _ = stopped.changed().await;
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let server = match tls {
+            Some(tls) => {
+                let listener = crate::tls::TlsListener::new(listener, tls);
+                tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await })
+            }
+            None => {
+                tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await })
+            }
+        };
+        tracing::info!(
+            addr = %local_addr,
+            topic = %config.topic,
+            scheme,
+            users = config.security.users.len(),
+            "schema registry listening"
+        );
+        Ok(RunningRegistry { local_addr, scheme, stop, server: Some(server), tail: Some(tail) })
     }
 
     /// Runs a registry until `shutdown` completes or the server fails, then stops it cleanly.
@@ -70,6 +89,7 @@ fn finish(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result
 #[derive(Debug)]
 pub struct RunningRegistry {
     local_addr: SocketAddr,
+    scheme: &'static str,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     tail: Option<Tail>,
@@ -81,9 +101,9 @@ impl RunningRegistry {
         self.local_addr
     }
 
-    /// The base URL clients use, e.g. `http://127.0.0.1:8081`.
+    /// The base URL clients use, e.g. `http://127.0.0.1:8081`, or `https://...` when serving TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.local_addr)
+        format!("{}://{}", self.scheme, self.local_addr)
     }
 
     /// Stops accepting requests, lets requests in flight finish, stops tailing the topic.
