@@ -229,7 +229,7 @@ impl InProcessScheduler {
                 bootstrap: kafka.bootstrap().to_owned(),
                 ..Default::default()
             },
-            http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
+            http: fanout_config::HttpSettings::on("127.0.0.1:0"),
             ..SchedulerConfig::default()
         };
         let group = config.name.clone();

@@ -49,7 +49,7 @@ async fn a_run_started_from_the_command_line_is_shown_with_its_critical_path() -
             urls: vec![stack.registry_url().to_owned()],
             ..Default::default()
         },
-        http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
+        http: fanout_config::HttpSettings::on("127.0.0.1:0"),
         ..EngineConfig::default()
     };
     let topics = config.topics();

@@ -23,7 +23,12 @@
 //! ```
 #![warn(missing_docs)]
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use fanout_core::Secret;
 
 use config::{Config, Environment, File, FileFormat};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -170,17 +175,63 @@ impl Default for KafkaSettings {
     }
 }
 
-/// Where a service's HTTP endpoints (`/metrics`, `/healthz`, `/readyz`, read APIs) listen.
+/// Where a service's HTTP endpoints (`/metrics`, `/healthz`, `/readyz`, read APIs) listen, and
+/// the bearer token they may require.
+///
+/// ```toml
+/// [http]
+/// listen = "0.0.0.0:9101"
+/// bearer_token_file = "/run/secrets/fanout-http-token"   # or bearer_token = "..." (FANOUT_HTTP__BEARER_TOKEN)
+/// ```
+///
+/// With a token, every endpoint but `/healthz` and `/readyz` answers 401 unless the request
+/// carries `Authorization: Bearer <token>`: the read APIs, `/metrics`, and the gateway's route
+/// registration. The two probes stay open because an orchestrator's probe cannot read a secret,
+/// and they tell nothing but "up" and "ready" with a few counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
     /// Socket address, e.g. `0.0.0.0:9101`.
     pub listen: String,
+    /// The token requests must carry (`FANOUT_HTTP__BEARER_TOKEN`); none: the endpoints are open.
+    pub bearer_token: Option<Secret>,
+    /// A file whose first line is the token: a mounted secret, and the very file Prometheus's
+    /// `authorization.credentials_file` reads. Read once at start. Not together with
+    /// `bearer_token`.
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:0".to_owned() }
+        Self { listen: "127.0.0.1:0".to_owned(), bearer_token: None, bearer_token_file: None }
+    }
+}
+
+impl HttpSettings {
+    /// Listening on `listen`, with no token.
+    pub fn on(listen: impl Into<String>) -> Self {
+        Self { listen: listen.into(), ..Self::default() }
+    }
+
+    /// The token requests must carry, from `bearer_token` or `bearer_token_file`; `None` when
+    /// neither is set. The error names the key: both set, an unreadable file, an empty token.
+    pub fn bearer_token(&self) -> Result<Option<Secret>, String> {
+        let token = match (&self.bearer_token, &self.bearer_token_file) {
+            (Some(_), Some(_)) => {
+                return Err("http.bearer_token and http.bearer_token_file: set one of them, not both".into())
+            }
+            (Some(token), None) => token.expose().trim().to_owned(),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("http.bearer_token_file: cannot read {}: {e}", path.display()))?;
+                text.lines().next().unwrap_or_default().trim().to_owned()
+            }
+            (None, None) => return Ok(None),
+        };
+        if token.is_empty() {
+            return Err("http.bearer_token: the token is empty".into());
+        }
+        Ok(Some(Secret::new(token)))
     }
 }
 
@@ -355,6 +406,34 @@ mod tests {
         assert_eq!(debug, fanout_core::report(&err));
         assert!(debug.contains("nmae") && debug.contains("post-service.toml"), "{debug}");
         assert!(!debug.contains("Invalid {"), "{debug}");
+    }
+
+    #[test]
+    fn a_bearer_token_comes_from_the_key_or_a_file_never_both() {
+        let http: HttpSettings = from_toml_str("listen = \"127.0.0.1:1\"").expect("parses");
+        assert_eq!(http.bearer_token(), Ok(None));
+        let http: HttpSettings = from_toml_str("bearer_token = \" t0k \"").expect("parses");
+        assert_eq!(http.bearer_token().ok().flatten().map(|t| t.expose().to_owned()), Some("t0k".into()));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "from-file\n").expect("writes");
+        let file = HttpSettings { bearer_token_file: Some(path.clone()), ..HttpSettings::on("x") };
+        assert_eq!(
+            file.bearer_token().ok().flatten().map(|t| t.expose().to_owned()),
+            Some("from-file".into())
+        );
+        let both = HttpSettings { bearer_token: Some(Secret::new("a")), ..file };
+        assert!(both.bearer_token().expect_err("both").contains("not both"));
+        let missing =
+            HttpSettings { bearer_token_file: Some(dir.path().join("nope")), ..HttpSettings::default() };
+        assert!(missing.bearer_token().expect_err("missing").contains("http.bearer_token_file"));
+        let empty = HttpSettings { bearer_token: Some(Secret::new(" ")), ..HttpSettings::default() };
+        assert!(empty.bearer_token().expect_err("empty").contains("empty"));
+        assert!(!format!(
+            "{:?}",
+            HttpSettings { bearer_token: Some(Secret::new("t0k")), ..HttpSettings::default() }
+        )
+        .contains("t0k"));
     }
 
     #[test]

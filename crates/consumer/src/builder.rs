@@ -123,6 +123,8 @@ impl ConsumerBuilder {
         let extra = self.routes.into_iter().map(|make| make(store.pool().clone()));
         let registry = decoder.serde().client().clone();
         let router = crate::http::router(shared.clone(), store.clone(), registry, extra)?;
+        let router =
+            crate::require_bearer(router, config.http.bearer_token().map_err(ConsumerError::Config)?);
         let engine = Arc::new(Engine {
             consumer: Arc::from(config.name.as_str()),
             store,

@@ -234,6 +234,7 @@ impl ConsumerConfig {
         if !matches!(port, Some(Ok(_))) {
             return bad("http.listen", "must be host:port, e.g. 0.0.0.0:9101");
         }
+        self.http.bearer_token().map_err(ConsumerError::Config)?;
         if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
             return bad("store.url", "must start with sqlite: or postgres://");
         }

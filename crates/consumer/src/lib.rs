@@ -72,7 +72,9 @@
 //!   `processing.shutdown_timeout_ms`; what cannot finish is abandoned uncommitted.
 //! * **Health**: `/healthz` answers while the process runs; `/readyz` is 200 only while the
 //!   instance owns partitions of its source topics (its retry topic's do not count), its store
-//!   answers (on a connection of its own) and its schema registry answers (within 2 s).
+//!   answers (on a connection of its own) and its schema registry answers (within 2 s). With
+//!   `[http] bearer_token` (or `bearer_token_file`) every other endpoint, `/metrics` and the
+//!   service's read API included, needs `Authorization: Bearer <token>` ([`require_bearer`]).
 //! * **A topic that does not exist yet**: the consumer logs that it waits for it and starts
 //!   consuming within seconds of its creation (metadata is refreshed every 2 s).
 //!
@@ -92,6 +94,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod bearer;
 mod builder;
 mod config;
 mod dead_letter;
@@ -120,6 +123,7 @@ pub use async_trait::async_trait;
 /// The axum a service's [`routes`](ConsumerBuilder::routes) are written against. Use this one
 /// (or the same major version): a router of another axum major is a different type.
 pub use axum;
+pub use bearer::{require_bearer, OPEN_PATHS};
 pub use builder::{Consumer, ConsumerBuilder};
 pub use config::{ConsumerConfig, ProcessingSettings, RetrySettings, StoreSettings};
 pub use dead_letter::{DeadLetter, Replay, ReplayError};

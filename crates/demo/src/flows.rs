@@ -67,7 +67,7 @@ pub async fn run(
         state_topic: format!("_fanout_flows.state.demo-{run}"),
         kafka: kafka.clone(),
         registry: registry.clone(),
-        http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
+        http: fanout_config::HttpSettings::on("127.0.0.1:0"),
         ..EngineConfig::default()
     };
     let topics = config.topics();

@@ -126,7 +126,7 @@ async fn drive(bootstrap: &str, registry: &str, store: &str, names: &Names, seed
         partitions: 3,
         window_secs: 60,
         kafka: kafka.clone(),
-        http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
+        http: fanout_config::HttpSettings::on("127.0.0.1:0"),
         ..SchedulerConfig::default()
     })
     .await
@@ -142,6 +142,7 @@ async fn drive(bootstrap: &str, registry: &str, store: &str, names: &Names, seed
         requester: requester.to_owned(),
         reply_topic: reply.to_owned(),
         gateway: format!("http://{admin}"),
+        gateway_token: None,
         partitions: 3,
         kafka: kafka.clone(),
         registry: registry.clone(),

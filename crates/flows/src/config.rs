@@ -130,7 +130,7 @@ impl Default for EngineConfig {
             log_format: Default::default(),
             kafka: KafkaSettings::default(),
             registry: RegistrySettings::default(),
-            http: HttpSettings { listen: "127.0.0.1:9111".to_owned() },
+            http: HttpSettings::on("127.0.0.1:9111"),
         }
     }
 }

@@ -336,6 +336,8 @@ pub struct Engine {
     serde: AvroSerde,
     schedule_partitions: Option<i32>,
     listener: tokio::net::TcpListener,
+    /// What `/metrics` requires (`[http] bearer_token`), if anything.
+    http_token: Option<fanout_core::Secret>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -348,6 +350,7 @@ impl Engine {
     /// Loads the flows, creates the signal and state topics when absent (refusing partition
     /// counts that differ), the consumer and the transactional producer, and binds HTTP.
     pub async fn start(config: EngineConfig) -> Result<Self, EngineError> {
+        let http_token = config.http.bearer_token().map_err(EngineError::Config)?;
         let flows = load_flows(&config.flows)?;
         let client = fanout_kafka::client_config(&config.kafka);
         let topics = config.topics();
@@ -490,7 +493,17 @@ impl Engine {
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .map_err(|source| EngineError::Http { listen: config.http.listen.clone(), source })?;
-        Ok(Self { config, shared, consumer, producers, publisher, serde, schedule_partitions, listener })
+        Ok(Self {
+            config,
+            shared,
+            consumer,
+            producers,
+            publisher,
+            serde,
+            schedule_partitions,
+            listener,
+            http_token,
+        })
     }
 
     /// Where `/metrics`, `/healthz` and `/readyz` listen.
@@ -500,8 +513,17 @@ impl Engine {
 
     /// Processes signals until `shutdown` completes; then finishes the batch in flight.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), EngineError> {
-        let Self { config, shared, consumer, producers, publisher, serde, schedule_partitions, listener } =
-            self;
+        let Self {
+            config,
+            shared,
+            consumer,
+            producers,
+            publisher,
+            serde,
+            schedule_partitions,
+            listener,
+            http_token,
+        } = self;
         let topics = config.topics();
         // A flow started by a topic: each of its records requests the run named by its key.
         let triggers: HashMap<String, String> = shared
@@ -536,10 +558,14 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        let http = tokio::spawn(crate::http::serve(listener, {
-            let shared = shared.clone();
-            move || shared.joined.load(Ordering::SeqCst)
-        }));
+        let http = tokio::spawn(crate::http::serve(
+            listener,
+            {
+                let shared = shared.clone();
+                move || shared.joined.load(Ordering::SeqCst)
+            },
+            http_token,
+        ));
         let stop = Arc::new(AtomicBool::new(false));
         let handle = tokio::runtime::Handle::current();
         let mut processor = Processor {

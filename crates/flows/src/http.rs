@@ -3,10 +3,12 @@
 use axum::{http::StatusCode, routing::get, Router};
 
 /// Serves until the task is aborted; `/readyz` is 200 once `joined` says the engine is a group
-/// member with its partitions' runs restored.
+/// member with its partitions' runs restored. With `token`, `/metrics` needs it (the probes do
+/// not).
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     joined: impl Fn() -> bool + Clone + Send + Sync + 'static,
+    token: Option<fanout_core::Secret>,
 ) {
     let app = Router::new().route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok" })).route(
         "/readyz",
@@ -21,6 +23,7 @@ pub(crate) async fn serve(
             }
         }),
     );
+    let app = fanout_service::require_bearer(app, token);
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "the flow engine's HTTP endpoint stopped");
     }

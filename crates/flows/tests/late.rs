@@ -40,7 +40,7 @@ async fn a_task_past_its_expected_time_raises_its_alarm_and_one_in_time_none() -
         topic: schedule_topic.name().to_owned(),
         partitions: 3,
         window_secs: 10,
-        http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
+        http: fanout_config::HttpSettings::on("127.0.0.1:0"),
         kafka: fanout_config::KafkaSettings { bootstrap: kafka.bootstrap().to_owned(), ..Default::default() },
         ..SchedulerConfig::default()
     };

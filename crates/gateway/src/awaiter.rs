@@ -44,6 +44,9 @@ pub struct AwaiterConfig {
     pub reply_topic: String,
     /// The gateway's admin address (its `[http] listen`), where routes are registered.
     pub gateway: String,
+    /// The token the gateway's admin port requires (its `[http] bearer_token`), if it does.
+    #[serde(default)]
+    pub gateway_token: Option<fanout_core::Secret>,
     /// Partitions of the reply topic, when the awaiter creates it.
     #[serde(default = "partitions")]
     pub partitions: i32,
@@ -274,18 +277,25 @@ impl Awaiter {
             "reply_topic": self.config.reply_topic,
             "expires_in_secs": timeout.as_secs() + 86_400,
         });
-        let response = self
-            .http
-            .put(&url)
-            .json(&body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| failed(fanout_core::report(&e)))?;
+        let mut request = self.http.put(&url).json(&body).timeout(Duration::from_secs(10));
+        if let Some(token) = &self.config.gateway_token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request.send().await.map_err(|e| failed(fanout_core::report(&e)))?;
         if response.status().is_success() {
             return Ok(());
         }
         let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(failed(match self.config.gateway_token {
+                Some(_) => {
+                    "the gateway refused the gateway_token (401): it is not its [http] bearer_token".into()
+                }
+                None => "the gateway's admin port needs a bearer token (401): set gateway_token to its \
+                         [http] bearer_token"
+                    .into(),
+            }));
+        }
         Err(failed(format!("{status}: {}", response.text().await.unwrap_or_default())))
     }
 

@@ -52,6 +52,8 @@ pub struct Gateway {
     keep: Duration,
     name: String,
     targets_dir: Option<std::path::PathBuf>,
+    /// The token the admin port requires (`[http] bearer_token`), if any.
+    admin_token: Option<fanout_core::Secret>,
 }
 
 struct Source {
@@ -85,6 +87,7 @@ impl Gateway {
     /// accepted before [`Gateway::run`].
     pub async fn start(config: GatewayConfig) -> Result<Self, GatewayError> {
         config.validate().map_err(GatewayError::Config)?;
+        let admin_token = config.http.bearer_token().map_err(GatewayError::Config)?;
         let mut verifiers = Vec::with_capacity(config.sources.len());
         for (name, source) in &config.sources {
             verifiers.push((name.clone(), source.verifier(name)?, source.clone()));
@@ -143,6 +146,7 @@ impl Gateway {
             keep,
             name: config.name,
             targets_dir: config.prometheus_targets_dir,
+            admin_token,
         })
     }
 
@@ -167,6 +171,9 @@ impl Gateway {
             .route("/readyz", get(ready))
             .route("/routes/{source}/{correlation_id}", put(register_route))
             .with_state(self.shared.clone());
+        // With `[http] bearer_token`, metrics and route registration need it; the probes do not.
+        let secured = self.admin_token.is_some();
+        let admin = fanout_service::require_bearer(admin, self.admin_token);
         let admin = tokio::spawn(async move {
             if let Err(error) = axum::serve(self.admin.0, admin).await {
                 tracing::error!(%error, "the gateway's admin endpoint stopped");
@@ -175,7 +182,9 @@ impl Gateway {
         let sweep = tokio::spawn(sweep(self.shared.clone(), self.keep, self.sweep_every));
         // Removed when `run` returns: a stopped gateway must not stay a scrape target.
         let _target = match &self.targets_dir {
-            Some(dir) => Some(fanout_service::ScrapeTarget::write(dir, &self.name, self.admin.1)?),
+            Some(dir) => {
+                Some(fanout_service::ScrapeTarget::write_for(dir, &self.name, self.admin.1, secured)?)
+            }
             None => None,
         };
         tracing::info!(

@@ -44,7 +44,9 @@ pub struct GatewayConfig {
     /// Where providers' callbacks arrive, `POST /callbacks/{source}`: the only route served
     /// there, so this is the one port to expose to the internet.
     pub listen: String,
-    /// `/metrics`, `/healthz` and `/readyz`, on a port of their own that need not be public.
+    /// `/metrics`, `/healthz`, `/readyz` and the requesters' route registration, on a port of
+    /// their own that need not be public; with `bearer_token` (or `bearer_token_file`) all but
+    /// the two probes need `Authorization: Bearer <token>`.
     pub http: HttpSettings,
     /// The cluster.
     pub kafka: KafkaSettings,
@@ -83,7 +85,7 @@ impl Default for GatewayConfig {
         Self {
             name: "fanout-gateway".to_owned(),
             listen: "127.0.0.1:9120".to_owned(),
-            http: HttpSettings { listen: "127.0.0.1:9121".to_owned() },
+            http: HttpSettings::on("127.0.0.1:9121"),
             kafka: KafkaSettings::default(),
             registry: RegistrySettings::default(),
             store: StoreSettings::default(),
@@ -116,6 +118,7 @@ impl GatewayConfig {
         if self.sweep_interval_secs == 0 {
             return Err("sweep_interval_secs: at least 1".to_owned());
         }
+        self.http.bearer_token()?;
         if self.publish_timeout_ms == 0 {
             return Err("publish_timeout_ms: at least 1".to_owned());
         }

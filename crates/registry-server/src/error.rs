@@ -38,6 +38,20 @@ pub enum RegistryError {
     /// The HTTP server failed while running.
     #[error("http server failed: {0}")]
     Serve(std::io::Error),
+    /// A configured user cannot be used (a bad hash, a name twice).
+    #[error("registry user '{name}': {reason}")]
+    InvalidUser {
+        /// The user's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A password could not be hashed.
+    #[error("cannot hash the password: {0}")]
+    PasswordHash(String),
+    /// The TLS certificate or key cannot be used.
+    #[error("registry TLS: {0}")]
+    Tls(String),
     /// A background task panicked or was cancelled.
     #[error("registry task failed: {0}")]
     Task(String),
@@ -65,6 +79,22 @@ pub struct ApiError {
 impl ApiError {
     fn new(status: StatusCode, code: i32, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
+    }
+
+    /// 401: no credentials, or credentials not accepted. Confluent's security plugin answers
+    /// error_code 40101.
+    pub fn unauthorized(reason: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, format!("Unauthorized: {reason}"))
+    }
+
+    /// 403: the user is known but lacks the write role for `method path`; Confluent's security
+    /// plugin answers error_code 40301 ("User is denied operation ...").
+    pub fn forbidden(user: &str, method: &axum::http::Method, path: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            codes::FORBIDDEN,
+            format!("User '{user}' is denied operation {method} {path}: it needs the write role"),
+        )
     }
 
     /// 404 for a route that does not exist.

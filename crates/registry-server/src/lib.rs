@@ -20,6 +20,12 @@
 //! alike (422 / 42201 otherwise). Compatibility levels are Confluent's (`BACKWARD` by default),
 //! checked with apache-avro.
 //!
+//! Locked doors (both off by default): with users configured ([`RegistrySecurity`]), every
+//! request needs HTTP basic credentials of one of them — 401 with `WWW-Authenticate: Basic
+//! realm="fanout-registry"` and error_code 40101 otherwise — and every change needs the `write`
+//! [`Role`] (403, error_code 40301, for a `read` user); passwords are argon2 hashes
+//! ([`hash_password`]). With [`TlsFiles`] it serves HTTPS only (rustls).
+//!
 //! ```no_run
 //! use fanout_registry_server::{RegistryConfig, RegistryServer};
 //!
@@ -34,6 +40,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod auth;
 mod compat;
 mod config;
 mod election;
@@ -44,8 +51,10 @@ mod server;
 mod service;
 mod state;
 mod store;
+mod tls;
 mod validate;
 
-pub use config::{RegistryConfig, DEFAULT_TOPIC};
+pub use auth::hash_password;
+pub use config::{RegistryConfig, RegistrySecurity, RegistryUser, Role, TlsFiles, DEFAULT_TOPIC};
 pub use error::RegistryError;
 pub use server::{RegistryServer, RunningRegistry};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::Users;
 use crate::config::RegistryConfig;
 use crate::election::Election;
 use crate::error::RegistryError;
@@ -26,28 +27,48 @@ impl RegistryServer {
             .map_err(|source| RegistryError::Bind { addr: config.listen, source })?;
         let local_addr =
             listener.local_addr().map_err(|source| RegistryError::Bind { addr: config.listen, source })?;
+        // Users and certificate first: a bad hash or key file refuses to start before any Kafka work.
+        let users = Users::new(&config.security.users)?;
+        let tls = config.security.tls.as_ref().map(crate::tls::server_config).transpose()?;
         let (store, tail) = Store::open(&config).await?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let me = config.advertised_url.clone().unwrap_or_else(|| {
             let ip = match local_addr.ip() {
                 ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
                 ip => ip,
             };
-            format!("http://{}", SocketAddr::new(ip, local_addr.port()))
+            format!("{scheme}://{}", SocketAddr::new(ip, local_addr.port()))
         });
         let election = Arc::new(Election::start(&config, &me)?);
         let (stop, mut stopped) = watch::channel(false);
-        let app = crate::api::router(store, election.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    // Either an explicit stop or the handle being dropped ends the server.
-                    let _ = stopped.changed().await;
-                })
-                .await
-        });
-        tracing::info!(addr = %local_addr, topic = %config.topic, "schema registry listening");
+        let mut app = crate::api::router(store, election.clone());
+        // Outermost: a follower checks credentials before it forwards a write (with them).
+        if let Some(users) = &users {
+            app = app.layer(axum::middleware::from_fn_with_state(users.clone(), crate::auth::check));
+        }
+        // Either an explicit stop or the handle being dropped ends the server.
+        let stopped = async move {
+            let _ = stopped.changed().await;
+        };
+        let server = match tls {
+            Some(tls) => {
+                let listener = crate::tls::TlsListener::new(listener, tls);
+                tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await })
+            }
+            None => {
+                tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await })
+            }
+        };
+        tracing::info!(
+            addr = %local_addr,
+            topic = %config.topic,
+            scheme,
+            users = config.security.users.len(),
+            "schema registry listening"
+        );
         Ok(RunningRegistry {
             local_addr,
+            scheme,
             stop,
             server: Some(server),
             tail: Some(tail),
@@ -86,6 +107,7 @@ fn finish(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result
 #[derive(Debug)]
 pub struct RunningRegistry {
     local_addr: SocketAddr,
+    scheme: &'static str,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     tail: Option<Tail>,
@@ -98,9 +120,9 @@ impl RunningRegistry {
         self.local_addr
     }
 
-    /// The base URL clients use, e.g. `http://127.0.0.1:8081`.
+    /// The base URL clients use, e.g. `http://127.0.0.1:8081`, or `https://...` when serving TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.local_addr)
+        format!("{}://{}", self.scheme, self.local_addr)
     }
 
     /// Stops accepting requests, lets requests in flight finish, stops tailing the topic.

@@ -59,7 +59,7 @@ impl Default for SchedulerConfig {
             log: "info".to_owned(),
             log_format: Default::default(),
             kafka: KafkaSettings::default(),
-            http: HttpSettings { listen: "127.0.0.1:9110".to_owned() },
+            http: HttpSettings::on("127.0.0.1:9110"),
         }
     }
 }

@@ -6,13 +6,18 @@ use axum::{extract::State, http::StatusCode, routing::get, Router};
 
 use crate::scheduler::{readiness, Shared as SharedState};
 
-/// Serves until the task is aborted.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<SharedState>) {
+/// Serves until the task is aborted; with `token`, `/metrics` needs it (the probes do not).
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<SharedState>,
+    token: Option<fanout_core::Secret>,
+) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(shared);
+    let app = fanout_service::require_bearer(app, token);
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "the scheduler's HTTP endpoint stopped");
     }

@@ -174,6 +174,8 @@ pub struct Scheduler {
     checker: Arc<Checker>,
     listener: tokio::net::TcpListener,
     scanner: Scanner,
+    /// What `/metrics` requires (`[http] bearer_token`), if anything.
+    http_token: Option<fanout_core::Secret>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -188,6 +190,7 @@ impl Scheduler {
     /// binds the HTTP port.
     pub async fn start(config: SchedulerConfig) -> Result<Self, SchedulerError> {
         config.validate().map_err(SchedulerError::Config)?;
+        let http_token = config.http.bearer_token().map_err(SchedulerError::Config)?;
         let client = fanout_kafka::client_config(&config.kafka);
         fanout_kafka::ensure_topics(
             &client,
@@ -263,6 +266,7 @@ impl Scheduler {
             checker: Arc::new(checker),
             listener,
             scanner,
+            http_token,
         })
     }
 
@@ -284,6 +288,7 @@ impl Scheduler {
             checker,
             listener,
             scanner,
+            http_token,
         } = self;
         consumer.subscribe(&[&config.topic]).map_err(SchedulerError::consumer("subscribe"))?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -294,7 +299,7 @@ impl Scheduler {
                 .spawn(move || poll(&consumer, &shared, &stop))
                 .map_err(SchedulerError::Thread)?
         };
-        let http = tokio::spawn(crate::http::serve(listener, shared.clone()));
+        let http = tokio::spawn(crate::http::serve(listener, shared.clone(), http_token));
         let rereads =
             tokio::spawn(reread(config.clone(), shared.clone(), reread_requests, Arc::new(scanner)));
         let mut dispatcher = Dispatcher {

@@ -41,7 +41,7 @@ async fn far_future_entries_are_counted_in_the_bucket_of_their_due_time() -> any
         partitions: 3,
         window_secs: 10,
         kafka: fanout_config::KafkaSettings { bootstrap: kafka.bootstrap().to_owned(), ..Default::default() },
-        http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
+        http: fanout_config::HttpSettings::on("127.0.0.1:0"),
         ..SchedulerConfig::default()
     };
     // Started (topics created, port bound) but not running: what is scheduled now is found by

@@ -20,6 +20,45 @@ pub enum RegistryError {
         /// The registry's `message`.
         message: String,
     },
+    /// The registry refused the credentials (HTTP 401): none configured, a wrong user name or
+    /// password, or a bearer token it does not accept.
+    #[error("the schema registry refused {} ({method} {url}): {message}", credentials_said(user.as_deref(), *bearer))]
+    Unauthorized {
+        /// The HTTP method.
+        method: String,
+        /// The full request URL.
+        url: String,
+        /// The basic-auth user sent, if any.
+        user: Option<String>,
+        /// Whether a bearer token was sent instead.
+        bearer: bool,
+        /// What the registry said (its `message`, or the start of a body that is not JSON).
+        message: String,
+    },
+    /// The credentials were accepted but do not allow this operation (HTTP 403): e.g. a user
+    /// with the read role registering a schema.
+    #[error("{} lacks the {role} role needed to {operation} ({request}): {message}", who(user.as_deref()))]
+    Forbidden {
+        /// The HTTP method and the full request URL, e.g. `POST https://registry/subjects/...`.
+        request: String,
+        /// The basic-auth user sent, if any.
+        user: Option<String>,
+        /// `read` or `write`: what the operation needs.
+        role: &'static str,
+        /// What was attempted, e.g. "register a schema under subject orders-value".
+        operation: String,
+        /// What the registry said.
+        message: String,
+    },
+    /// The TLS handshake with the registry failed, e.g. its certificate is signed by a CA the
+    /// client does not trust. Not retried: trying again would fail the same way.
+    #[error("TLS with the schema registry at {url} failed: {reason}")]
+    Tls {
+        /// The full request URL.
+        url: String,
+        /// What failed, and what to configure.
+        reason: String,
+    },
     /// The registry answered something that is not the JSON this API promises (an HTML page from a
     /// proxy, a truncated body, a wrong shape).
     #[error(
@@ -75,6 +114,23 @@ pub enum RegistryError {
 
 fanout_core::debug_as_report!(RegistryError);
 
+fn credentials_said(user: Option<&str>, bearer: bool) -> String {
+    match (user, bearer) {
+        (Some(user), _) => format!("the credentials for user '{user}'"),
+        (None, true) => "the bearer token".to_owned(),
+        (None, false) => "the request: it needs credentials and none are configured (registry.username and \
+             registry.password, or registry.bearer_token)"
+            .to_owned(),
+    }
+}
+
+fn who(user: Option<&str>) -> String {
+    match user {
+        Some(user) => format!("user '{user}'"),
+        None => "the client's credentials".to_owned(),
+    }
+}
+
 impl RegistryError {
     /// Confluent's `error_code`, when the registry sent one.
     pub fn error_code(&self) -> Option<i32> {
@@ -82,6 +138,11 @@ impl RegistryError {
             Self::Api { error_code, .. } => Some(*error_code),
             _ => None,
         }
+    }
+
+    /// True when the registry refused the credentials (401) or the operation for them (403).
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Self::Unauthorized { .. } | Self::Forbidden { .. })
     }
 
     /// True for a definite "not found" (HTTP 404) answer.

@@ -47,7 +47,7 @@ mod telemetry;
 pub use cli::{main, Args, Binary};
 pub use config::{LogFormat, ServiceConfig, Settings, TARGETS_DIR_ENV};
 pub use error::ServiceError;
-pub use fanout_consumer::{axum, sqlx};
+pub use fanout_consumer::{axum, require_bearer, sqlx, OPEN_PATHS};
 pub use fanout_core::report;
 /// The migration mechanism every Fanout table goes through, and its table of version blocks.
 pub use fanout_migrate as migrate;

@@ -17,6 +17,26 @@ pub struct ScrapeTarget {
 }
 
 impl ScrapeTarget {
+    /// The subdirectory of the targets directory for endpoints behind a bearer token
+    /// (`[http] bearer_token`): a file_sd target cannot carry credentials, so Prometheus scrapes
+    /// these in a job of its own that sends the token (`authorization.credentials_file`).
+    pub const SECURED: &'static str = "secured";
+
+    /// Writes the target into `dir`, or into its [`SECURED`](Self::SECURED) subdirectory when
+    /// `secured` (the endpoint needs a bearer token): see [`write`](Self::write).
+    pub fn write_for(
+        dir: &Path,
+        service: &str,
+        addr: SocketAddr,
+        secured: bool,
+    ) -> Result<Self, ServiceError> {
+        if secured {
+            Self::write(&dir.join(Self::SECURED), service, addr)
+        } else {
+            Self::write(dir, service, addr)
+        }
+    }
+
     /// Writes `<dir>/<service>-<port>.json` for a `/metrics` endpoint listening on `addr`:
     /// `[{"targets":["127.0.0.1:PORT"],"labels":{"service":"NAME"}}]`. The file appears
     /// atomically (written aside, then renamed), because Prometheus may read the directory at

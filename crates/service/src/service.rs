@@ -24,6 +24,8 @@ pub struct Service {
     name: String,
     consumer: Consumer,
     targets_dir: Option<PathBuf>,
+    /// Whether `/metrics` needs a bearer token: its scrape target goes where Prometheus sends one.
+    secured: bool,
 }
 
 impl Service {
@@ -47,6 +49,8 @@ impl Service {
             name: config.consumer.name.clone(),
             consumer,
             targets_dir: config.prometheus_targets_dir.clone(),
+            secured: config.consumer.http.bearer_token.is_some()
+                || config.consumer.http.bearer_token_file.is_some(),
         })
     }
 
@@ -69,7 +73,8 @@ impl Service {
     /// Consumes and serves until `shutdown` completes, then drains, commits and leaves the
     /// group. While it runs, a Prometheus scrape target for its `/metrics` is in the configured
     /// `prometheus_targets_dir` (`FANOUT_PROMETHEUS_TARGETS_DIR` when loaded with
-    /// [`fanout_config::load`]), when one is set.
+    /// [`fanout_config::load`]), when one is set; in its `secured/` subdirectory when `/metrics`
+    /// needs a bearer token ([`ScrapeTarget::SECURED`]).
     ///
     /// Several services in one process share the process's metrics registry, so each
     /// `/metrics` serves all of them: give only one of them a targets directory, or Prometheus
@@ -77,7 +82,7 @@ impl Service {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
         let http = self.http_addr();
         let target = match &self.targets_dir {
-            Some(dir) => Some(ScrapeTarget::write(dir, &self.name, http)?),
+            Some(dir) => Some(ScrapeTarget::write_for(dir, &self.name, http, self.secured)?),
             None => None,
         };
         match &target {

@@ -10,7 +10,9 @@
 //!   `FANOUT_TEST_DATABASE_URL`, default `postgres://fanout:fanout@127.0.0.1:5432/fanout`) and drops
 //!   it afterwards.
 //! * [`Registry::start`] runs Fanout's schema registry in process on a state topic of its own;
-//!   [`consumer_config`] is a consumer configuration with fast commits and retries.
+//!   [`consumer_config`] is a consumer configuration with fast commits and retries;
+//!   [`Registry::start_secured`] runs it with users and TLS, [`TestCertificates`] makes a CA and
+//!   a certificate for it.
 //! * [`service`]: a consumer service against the broker and a registry, run in the background,
 //!   read through its HTTP API; [`stack`]: the local stack's script and broker process.
 //!
@@ -33,6 +35,7 @@ mod registry;
 mod sample;
 pub mod service;
 pub mod stack;
+mod tls;
 mod wait;
 
 /// anyhow, the error type of the kit's functions and of tests written with it.
@@ -45,6 +48,7 @@ pub use registry::Registry;
 pub use sample::{assert_matches_its_schema, sample, sample_json};
 /// serde_json, for read APIs' answers (`json!`, [`service::wait_for_json`]).
 pub use serde_json;
+pub use tls::TestCertificates;
 pub use wait::wait_until;
 
 /// Default broker address when `FANOUT_TEST_BOOTSTRAP` is unset.

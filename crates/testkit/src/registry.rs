@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use fanout_registry_server::{RegistryConfig, RegistryServer, RunningRegistry};
+use fanout_registry_server::{RegistryConfig, RegistrySecurity, RegistryServer, RunningRegistry};
 use fanout_schema_registry::RegistrySettings;
 
 use crate::{Kafka, TestTopic, TestkitError};
@@ -37,8 +37,23 @@ impl Registry {
     /// As [`start`](Self::start), listening on `listen`: for a test whose clients were given the
     /// registry's address before it came up.
     pub async fn start_at(kafka: &Kafka, listen: SocketAddr) -> Result<Self, TestkitError> {
+        Self::start_with(kafka, listen, RegistrySecurity::default()).await
+    }
+
+    /// As [`start`](Self::start), with users and TLS: its [`url`](Self::url) is `https://...`
+    /// when `security.tls` is set, and [`settings`](Self::settings) carry no credentials.
+    pub async fn start_secured(kafka: &Kafka, security: RegistrySecurity) -> Result<Self, TestkitError> {
+        Self::start_with(kafka, SocketAddr::from(([127, 0, 0, 1], 0)), security).await
+    }
+
+    async fn start_with(
+        kafka: &Kafka,
+        listen: SocketAddr,
+        security: RegistrySecurity,
+    ) -> Result<Self, TestkitError> {
         let state = kafka.future_topic("schemas");
-        let mut config = RegistryConfig::new(kafka.bootstrap(), listen).with_topic(state.name());
+        let mut config =
+            RegistryConfig::new(kafka.bootstrap(), listen).with_topic(state.name()).with_security(security);
         config.kafka_properties.extend(kafka.properties().iter().cloned());
         let running = RegistryServer::start(config).await?;
         Ok(Self { url: running.url(), running: Some(running), state })

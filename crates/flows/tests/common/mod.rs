@@ -81,7 +81,7 @@ impl InProcess {
                 urls: vec![stack.registry_url().to_owned()],
                 ..Default::default()
             },
-            http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
+            http: fanout_config::HttpSettings::on("127.0.0.1:0"),
             ..EngineConfig::default()
         };
         let mut config = config;

@@ -5,6 +5,7 @@
 
 pub mod common;
 
+mod admin_token;
 mod callbacks;
 mod kill;
 mod requesters;

@@ -35,7 +35,7 @@ async fn each_requester_gets_its_own_results_and_timeouts_without_a_gateway_chan
         topic: schedule_topic.name().to_owned(),
         partitions: 3,
         window_secs: 10,
-        http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
+        http: fanout_config::HttpSettings::on("127.0.0.1:0"),
         kafka: gateway.config.kafka.clone(),
         ..SchedulerConfig::default()
     };
@@ -48,6 +48,7 @@ async fn each_requester_gets_its_own_results_and_timeouts_without_a_gateway_chan
         requester: requester.to_owned(),
         reply_topic: reply.name().to_owned(),
         gateway: gateway.admin_url(""),
+        gateway_token: None,
         partitions: 3,
         kafka: gateway.config.kafka.clone(),
         registry: gateway.config.registry.clone(),

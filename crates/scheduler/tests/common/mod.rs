@@ -90,7 +90,7 @@ impl InProcess {
             partitions,
             window_secs: 10,
             // Any free port: tests run side by side.
-            http: fanout_config::HttpSettings { listen: "127.0.0.1:0".to_owned() },
+            http: fanout_config::HttpSettings::on("127.0.0.1:0"),
             kafka: fanout_config::KafkaSettings {
                 bootstrap: kafka.bootstrap().to_owned(),
                 ..Default::default()

@@ -109,6 +109,7 @@ impl Transport {
             .transpose()
             .map_err(|e| RegistryError::Config(format!("cannot serialise the request body: {e}")))?;
         let path = display_path(segments);
+        let operation = Operation::of(&method, segments);
         let mut attempts = 0;
         let mut last = String::new();
         for round in 0..=self.max_retries {
@@ -120,7 +121,7 @@ impl Transport {
                 let index = (start + offset) % self.bases.len();
                 let url = build_url(&self.bases[index], segments, query);
                 attempts += 1;
-                match self.attempt(&method, &url, body.as_deref()).await {
+                match self.attempt(&method, &url, body.as_deref(), &operation).await {
                     Ok(value) => {
                         self.preferred.store(index, Ordering::Relaxed);
                         return Ok(value);
@@ -141,6 +142,7 @@ impl Transport {
         method: &Method,
         url: &Url,
         body: Option<&[u8]>,
+        operation: &Operation,
     ) -> Result<T, Attempt> {
         let mut request = self.client.request(method.clone(), url.clone()).header(header::ACCEPT, ACCEPT);
         if let Some(body) = body {
@@ -157,11 +159,67 @@ impl Transport {
         let response = request.send().await.map_err(|e| transport_error(method, url, e))?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| transport_error(method, url, e))?;
-        interpret(method, url, status, &bytes)
+        interpret(method, url, status, &bytes, &Refusal { auth: self.auth.as_ref(), operation })
+    }
+}
+
+/// What a request was for, to say what a 403 refused.
+pub(crate) struct Operation {
+    /// "register a schema under subject orders-value".
+    what: String,
+    /// The role Fanout's registry (and Confluent's) ask for it.
+    role: &'static str,
+}
+
+impl Operation {
+    fn of(method: &Method, segments: &[&str]) -> Self {
+        let write = |what: String| Self { what, role: "write" };
+        let read = |what: String| Self { what, role: "read" };
+        match (method.as_str(), segments) {
+            ("POST", ["subjects", subject, "versions"]) => {
+                write(format!("register a schema under subject {subject}"))
+            }
+            ("POST", ["subjects", subject]) => read(format!("look a schema up under subject {subject}")),
+            ("POST", ["compatibility", "subjects", subject, ..]) => {
+                read(format!("test a schema's compatibility with subject {subject}"))
+            }
+            ("DELETE", ["subjects", subject]) => write(format!("delete subject {subject}")),
+            ("DELETE", ["subjects", subject, "versions", version]) => {
+                write(format!("delete version {version} of subject {subject}"))
+            }
+            ("PUT", ["config"]) => write("change the global compatibility level".to_owned()),
+            ("PUT", ["config", subject]) => {
+                write(format!("change the compatibility level of subject {subject}"))
+            }
+            ("GET", _) => read(format!("read {}", display_path(segments))),
+            (other, _) => write(format!("{other} {}", display_path(segments))),
+        }
+    }
+}
+
+/// Who asked and for what: how a 401 or 403 is explained.
+struct Refusal<'a> {
+    auth: Option<&'a Auth>,
+    operation: &'a Operation,
+}
+
+impl Refusal<'_> {
+    fn user(&self) -> Option<String> {
+        match self.auth {
+            Some(Auth::Basic { username, .. }) => Some(username.clone()),
+            _ => None,
+        }
+    }
+
+    fn bearer(&self) -> bool {
+        matches!(self.auth, Some(Auth::Bearer(_)))
     }
 }
 
 fn transport_error(method: &Method, url: &Url, error: reqwest::Error) -> Attempt {
+    if let Some(reason) = tls_failure(&error) {
+        return Attempt::Fail(RegistryError::Tls { url: url.to_string(), reason });
+    }
     // reqwest's Display hides the cause chain ("error sending request"); the chain says
     // "connection refused" or "timed out", which is what an operator needs. The URL is said
     // once, here, not again inside reqwest's message.
@@ -174,12 +232,47 @@ fn transport_error(method: &Method, url: &Url, error: reqwest::Error) -> Attempt
     }
 }
 
+/// A TLS failure in `error`'s causes, said with what to do about it; `None` for any other failure.
+/// rustls's error sits inside `io::Error`s (nested), whose `source()` skips what they wrap, so
+/// each cause that is an `io::Error` is opened with `get_ref`.
+fn tls_failure(error: &reqwest::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        let mut wrapped = Some(current);
+        while let Some(candidate) = wrapped {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return Some(explain_tls(tls));
+            }
+            wrapped = candidate
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
+        }
+        cause = current.source();
+    }
+    None
+}
+
+fn explain_tls(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(why) => format!(
+            "the registry's certificate is not trusted ({why:?}); if a private CA signed it, set \
+             registry.ca_cert_path to that CA's PEM file"
+        ),
+        rustls::Error::InvalidMessage(_) => {
+            format!("the handshake was not understood ({error}); is the registry serving plain HTTP?")
+        }
+        other => format!("the handshake failed: {other}"),
+    }
+}
+
 /// Turns a complete answer into a value or a classified failure.
 fn interpret<T: DeserializeOwned>(
     method: &Method,
     url: &Url,
     status: StatusCode,
     body: &[u8],
+    refusal: &Refusal<'_>,
 ) -> Result<T, Attempt> {
     let unexpected = |reason: String| RegistryError::UnexpectedResponse {
         method: method.to_string(),
@@ -193,6 +286,30 @@ fn interpret<T: DeserializeOwned>(
             .map_err(|e| Attempt::Fail(unexpected(format!("not the expected JSON: {e}"))));
     }
     let parsed = serde_json::from_slice::<ErrorBody>(body);
+    // A 401 or 403 may come from a proxy as HTML, or from Confluent's own registry as Jetty's
+    // page: whatever its body, it is the same refusal.
+    let said = || match &parsed {
+        Ok(e) => e.message.clone().unwrap_or_else(|| format!("error_code {}", e.error_code)),
+        Err(_) => format!("{status} {:?}", snippet(body)),
+    };
+    if status == StatusCode::UNAUTHORIZED {
+        return Err(Attempt::Fail(RegistryError::Unauthorized {
+            method: method.to_string(),
+            url: url.to_string(),
+            user: refusal.user(),
+            bearer: refusal.bearer(),
+            message: said(),
+        }));
+    }
+    if status == StatusCode::FORBIDDEN {
+        return Err(Attempt::Fail(RegistryError::Forbidden {
+            request: format!("{method} {url}"),
+            user: refusal.user(),
+            role: refusal.operation.role,
+            operation: refusal.operation.what.clone(),
+            message: said(),
+        }));
+    }
     if status_is_retryable(status.as_u16()) {
         let detail = match parsed {
             Ok(e) => format!("error_code {}: {}", e.error_code, e.message.unwrap_or_default()),
@@ -260,7 +377,51 @@ mod tests {
     }
 
     fn outcome(status: u16, body: &str) -> Result<serde_json::Value, Attempt> {
-        interpret(&Method::GET, &url(), StatusCode::from_u16(status).unwrap(), body.as_bytes())
+        let operation = Operation::of(&Method::GET, &["schemas", "ids", "7"]);
+        let refusal = Refusal { auth: None, operation: &operation };
+        interpret(&Method::GET, &url(), StatusCode::from_u16(status).unwrap(), body.as_bytes(), &refusal)
+    }
+
+    #[test]
+    fn refusals_name_the_user_and_what_was_refused() {
+        let auth = Auth::Basic { username: "reader".into(), password: Some(Secret::new("pw")) };
+        let operation = Operation::of(&Method::POST, &["subjects", "orders-value", "versions"]);
+        let refusal = Refusal { auth: Some(&auth), operation: &operation };
+        let answer = |status: u16, body: &str| {
+            interpret::<serde_json::Value>(
+                &Method::POST,
+                &url(),
+                StatusCode::from_u16(status).unwrap(),
+                body.as_bytes(),
+                &refusal,
+            )
+        };
+        let Err(Attempt::Fail(forbidden)) = answer(403, r#"{"error_code":40301,"message":"denied"}"#) else {
+            panic!("a 403 fails at once")
+        };
+        let text = forbidden.to_string();
+        assert!(
+            text.starts_with(
+                "user 'reader' lacks the write role needed to register a schema under subject orders-value"
+            ),
+            "{text}"
+        );
+        assert!(forbidden.is_auth() && !forbidden.is_transient());
+        // Jetty's HTML page from Confluent's registry is the same refusal.
+        let Err(Attempt::Fail(unauthorized)) = answer(401, "<html>HTTP ERROR 401</html>") else {
+            panic!("a 401 fails at once")
+        };
+        let text = unauthorized.to_string();
+        assert!(text.starts_with("the schema registry refused the credentials for user 'reader'"), "{text}");
+        assert!(text.contains("HTTP ERROR 401"), "{text}");
+
+        let anonymous = Refusal { auth: None, operation: &operation };
+        let Err(Attempt::Fail(none)) =
+            interpret::<serde_json::Value>(&Method::GET, &url(), StatusCode::UNAUTHORIZED, b"{}", &anonymous)
+        else {
+            panic!("a 401 fails at once")
+        };
+        assert!(none.to_string().contains("none are configured"), "{none}");
     }
 
     #[test]

@@ -10,6 +10,10 @@ pub const METHOD_NOT_ALLOWED: i32 = 405;
 pub const INCOMPATIBLE_SCHEMA: i32 = 409;
 /// A body that is not the JSON the route takes.
 pub const UNPROCESSABLE_ENTITY: i32 = 422;
+/// No credentials, or credentials the registry did not accept (HTTP 401).
+pub const UNAUTHORIZED: i32 = 40101;
+/// The user is known but may not do this (HTTP 403), e.g. a read-only user registering.
+pub const FORBIDDEN: i32 = 40301;
 /// The subject does not exist (or has no live version).
 pub const SUBJECT_NOT_FOUND: i32 = 40401;
 /// The subject exists, the version does not.
