@@ -65,7 +65,8 @@ impl Election {
             .set("auto.offset.reset", "latest")
             .set("session.timeout.ms", SESSION_TIMEOUT_MS)
             .set("heartbeat.interval.ms", "1000")
-            .set("partition.assignment.strategy", "range");
+            // Sticky: an instance joining or leaving moves leadership only when the leader left.
+            .set("partition.assignment.strategy", "cooperative-sticky");
         for (key, value) in &config.kafka_properties {
             client.set(key, value);
         }
