@@ -12,7 +12,7 @@ use std::{
 use anyhow::{ensure, Context};
 use fanout_testkit::{wait_until, Postgres};
 
-use crate::common::{binary, cluster_stack, job_post, ledger, ledger_rows, LIMIT};
+use crate::common::{binary, cluster_stack, job_post, ledger, ledger_rows, publish_paced, LIMIT};
 
 const EVENTS: i64 = 50_000;
 const BEANS: i64 = 10;
@@ -107,21 +107,14 @@ async fn three_instances_killed_stopped_and_started_credit_every_event_once() ->
     }
 
     // The upstream publishes at a steady pace for about forty seconds, while the chaos runs.
-    let publishing = tokio::spawn({
-        let publisher = fanout_producer::Publisher::new(stack.publisher_config("fault-chaos"))?;
-        let to = fanout_producer::PublishOptions::new().topic(topic.name());
-        async move {
-            let mut ticks = tokio::time::interval(Duration::from_millis(200));
-            for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(250) {
-                ticks.tick().await;
-                let events: Vec<_> = chunk.iter().map(|i| job_post(*i)).collect();
-                for result in publisher.publish_all(&events, &to).await {
-                    result?;
-                }
-            }
-            anyhow::Ok(())
-        }
-    });
+    let publishing = publish_paced(
+        &stack,
+        "fault-chaos",
+        topic.name(),
+        (0..EVENTS).map(job_post).collect(),
+        250,
+        Duration::from_millis(200),
+    )?;
 
     let (mut killed, mut stopped, mut started) = (0, 0, 0);
     let chaos_until = Instant::now() + LIMIT;

@@ -61,3 +61,28 @@ pub async fn ledger(pool: &sqlx::PgPool) -> anyhow::Result<(i64, i64, i64)> {
 pub async fn ledger_rows(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM rewards_ledger").fetch_one(pool).await.unwrap_or(0)
 }
+
+/// Publishes `events` to `topic` in the background, `chunk` of them every `every` (a steady
+/// upstream rather than one burst), each chunk's acknowledgements awaited; the task fails on the
+/// first event not acknowledged.
+pub fn publish_paced<E: fanout_core::Event + Send + Sync + 'static>(
+    stack: &Stack,
+    source: &str,
+    topic: &str,
+    events: Vec<E>,
+    chunk: usize,
+    every: Duration,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let publisher = fanout_producer::Publisher::new(stack.publisher_config(source))?;
+    let to = fanout_producer::PublishOptions::new().topic(topic);
+    Ok(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        for chunk in events.chunks(chunk) {
+            ticks.tick().await;
+            for result in publisher.publish_all(chunk, &to).await {
+                result?;
+            }
+        }
+        anyhow::Ok(())
+    }))
+}

@@ -13,7 +13,7 @@ use fanout_testkit::{
 };
 use sqlx::PgPool;
 
-use crate::common::{cluster_stack, LIMIT};
+use crate::common::{cluster_stack, publish_paced, LIMIT};
 
 const EVENTS: i64 = 20_000;
 
@@ -82,21 +82,8 @@ async fn leader_killed_and_restarted_under_three_services_applies_each_effect_on
     let events: Vec<PostPublished> = (0..EVENTS).map(post).collect();
     let jobs = events.iter().filter(|e| e.category == Category::Job).count() as i64;
     let housing = events.iter().filter(|e| e.category == Category::Housing).count() as i64;
-    let publishing = tokio::spawn({
-        let publisher = fanout_producer::Publisher::new(stack.publisher_config("fault-consumers"))?;
-        let to = fanout_producer::PublishOptions::new().topic(topic.name());
-        let events = events.clone();
-        async move {
-            let mut ticks = tokio::time::interval(Duration::from_millis(100));
-            for chunk in events.chunks(200) {
-                ticks.tick().await;
-                for result in publisher.publish_all(chunk, &to).await {
-                    result?;
-                }
-            }
-            anyhow::Ok(())
-        }
-    });
+    let publishing =
+        publish_paced(&stack, "fault-consumers", topic.name(), events, 200, Duration::from_millis(100))?;
 
     let all = &running;
     wait_until(LIMIT, "every service applying events", || {

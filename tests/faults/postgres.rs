@@ -10,7 +10,7 @@ use fanout_testkit::{
     wait_until, Postgres,
 };
 
-use crate::common::{cluster_stack, job_post, ledger, ledger_rows, LIMIT};
+use crate::common::{cluster_stack, job_post, ledger, ledger_rows, publish_paced, LIMIT};
 
 const EVENTS: i64 = 10_000;
 
@@ -36,21 +36,14 @@ async fn postgres_restarted_mid_run_stalls_the_consumer_and_loses_nothing() -> a
     };
     wait_until(LIMIT, "/readyz 200 at start", ready(true)).await?;
 
-    let publishing = tokio::spawn({
-        let publisher = fanout_producer::Publisher::new(stack_.publisher_config("fault-postgres"))?;
-        let to = fanout_producer::PublishOptions::new().topic(topic.name());
-        async move {
-            let mut ticks = tokio::time::interval(std::time::Duration::from_millis(100));
-            for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(200) {
-                ticks.tick().await;
-                let events: Vec<_> = chunk.iter().map(|i| job_post(*i)).collect();
-                for result in publisher.publish_all(&events, &to).await {
-                    result?;
-                }
-            }
-            anyhow::Ok(())
-        }
-    });
+    let publishing = publish_paced(
+        &stack_,
+        "fault-postgres",
+        topic.name(),
+        (0..EVENTS).map(job_post).collect(),
+        200,
+        std::time::Duration::from_millis(100),
+    )?;
     wait_until(LIMIT, "a fifth of the events credited", || {
         let pool = pool.clone();
         async move { Ok(ledger_rows(&pool).await >= EVENTS / 5) }
