@@ -13,6 +13,8 @@
 //!   [`consumer_config`] is a consumer configuration with fast commits and retries.
 //! * [`service`]: a consumer service against the broker and a registry, run in the background,
 //!   read through its HTTP API; [`stack`]: the local stack's script and broker process.
+//! * [`fuzz`]: the case count of the fuzz tests (`FANOUT_FUZZ_COUNT`) and strategies that mutate
+//!   valid inputs.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), fanout_testkit::TestkitError> {
@@ -27,6 +29,7 @@
 mod consumer;
 use std::time::Duration;
 
+pub mod fuzz;
 mod kafka;
 mod postgres;
 mod registry;
