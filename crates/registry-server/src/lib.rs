@@ -32,6 +32,8 @@ mod api;
 mod compat;
 mod config;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod record;
 mod schema;
 mod server;

@@ -31,12 +31,7 @@ pub fn cases(default: u32) -> u32 {
 /// A proptest configuration of [`cases`]`(default)` cases that does not write failure files
 /// (the failures found become regression tests written by hand) and shrinks for a bounded time.
 pub fn config(default: u32) -> Config {
-    Config {
-        cases: cases(default),
-        failure_persistence: None,
-        max_shrink_time: 60_000,
-        ..Config::default()
-    }
+    Config { cases: cases(default), failure_persistence: None, max_shrink_time: 60_000, ..Config::default() }
 }
 
 /// One damage done to an input.
@@ -60,10 +55,40 @@ enum Mutation {
 
 /// Bytes a text format gives meaning to, over-represented so mutations hit structure.
 const INTERESTING: &[&[u8]] = &[
-    b"{", b"}", b"[", b"]", b"\"", b"'", b",", b":", b"=", b"\n", b"\\", b"\\u0000", b"\\ud800",
-    b"0", b"-1", b"1e309", b"9223372036854775808", b"-9223372036854775809", b"4294967296",
-    b"18446744073709551616", b"NaN", b"null", b"true", b"\"\"", b"{}", b"[]", b"\xff", b"\xc3",
-    b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x00", b"#", b"[[", b"]]",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"",
+    b"'",
+    b",",
+    b":",
+    b"=",
+    b"\n",
+    b"\\",
+    b"\\u0000",
+    b"\\ud800",
+    b"0",
+    b"-1",
+    b"1e309",
+    b"9223372036854775808",
+    b"-9223372036854775809",
+    b"4294967296",
+    b"18446744073709551616",
+    b"NaN",
+    b"null",
+    b"true",
+    b"\"\"",
+    b"{}",
+    b"[]",
+    b"\xff",
+    b"\xc3",
+    b"\xed\xa0\x80",
+    b"\xf4\x90\x80\x80",
+    b"\x00",
+    b"#",
+    b"[[",
+    b"]]",
 ];
 
 fn insertion() -> impl Strategy<Value = Vec<u8>> {
