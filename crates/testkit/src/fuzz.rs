@@ -34,9 +34,12 @@ pub fn config(default: u32) -> Config {
     Config { cases: cases(default), failure_persistence: None, max_shrink_time: 60_000, ..Config::default() }
 }
 
-/// One damage done to an input.
+/// One damage done to an input: see [`mutations`] and [`Mutation::apply`].
 #[derive(Debug, Clone)]
-enum Mutation {
+pub struct Mutation(Damage);
+
+#[derive(Debug, Clone)]
+enum Damage {
     /// Flips bit `bit` of the byte at `at` (positions are taken modulo the length).
     Flip { at: usize, bit: u8 },
     /// Replaces the byte at `at`.
@@ -98,42 +101,56 @@ fn insertion() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-fn mutation() -> impl Strategy<Value = Mutation> {
+fn damage() -> impl Strategy<Value = Damage> {
     let at = any::<usize>();
     prop_oneof![
-        1 => (at.clone(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
-        1 => (at.clone(), any::<u8>()).prop_map(|(at, byte)| Mutation::Set { at, byte }),
-        3 => (at.clone(), insertion()).prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
-        2 => (at.clone(), 1usize..32).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        1 => (at.clone(), 1usize..64, at.clone()).prop_map(|(from, len, to)| Mutation::Duplicate { from, len, to }),
-        1 => at.clone().prop_map(|at| Mutation::Truncate { at }),
+        1 => (at.clone(), 0u8..8).prop_map(|(at, bit)| Damage::Flip { at, bit }),
+        1 => (at.clone(), any::<u8>()).prop_map(|(at, byte)| Damage::Set { at, byte }),
+        3 => (at.clone(), insertion()).prop_map(|(at, bytes)| Damage::Insert { at, bytes }),
+        2 => (at.clone(), 1usize..32).prop_map(|(at, len)| Damage::Delete { at, len }),
+        1 => (at.clone(), 1usize..64, at.clone()).prop_map(|(from, len, to)| Damage::Duplicate { from, len, to }),
+        1 => at.clone().prop_map(|at| Damage::Truncate { at }),
         1 => (any::<usize>(), at.clone(), 1usize..128, at)
-            .prop_map(|(seed, from, len, at)| Mutation::Splice { seed, from, len, at }),
+            .prop_map(|(seed, from, len, at)| Damage::Splice { seed, from, len, at }),
     ]
 }
 
-fn apply(input: &mut Vec<u8>, mutation: &Mutation, seeds: &[Vec<u8>]) {
+/// One to eight mutations, to apply to an input of the caller's choosing (a header's value, a
+/// body) with [`Mutation::apply`].
+pub fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
+    prop::collection::vec(damage().prop_map(Mutation), 1..8)
+}
+
+impl Mutation {
+    /// Damages `input`; [`Damage::Splice`] takes its span from one of `seeds` (and does
+    /// nothing without any).
+    pub fn apply(&self, input: &mut Vec<u8>, seeds: &[Vec<u8>]) {
+        apply(input, &self.0, seeds);
+    }
+}
+
+fn apply(input: &mut Vec<u8>, mutation: &Damage, seeds: &[Vec<u8>]) {
     let len = input.len();
     let pos = |at: usize| if len == 0 { 0 } else { at % len };
     match mutation {
-        Mutation::Flip { at, bit } if len > 0 => input[pos(*at)] ^= 1 << bit,
-        Mutation::Set { at, byte } if len > 0 => input[pos(*at)] = *byte,
-        Mutation::Insert { at, bytes } => {
+        Damage::Flip { at, bit } if len > 0 => input[pos(*at)] ^= 1 << bit,
+        Damage::Set { at, byte } if len > 0 => input[pos(*at)] = *byte,
+        Damage::Insert { at, bytes } => {
             let at = if len == 0 { 0 } else { at % (len + 1) };
             input.splice(at..at, bytes.iter().copied());
         }
-        Mutation::Delete { at, len: n } if len > 0 => {
+        Damage::Delete { at, len: n } if len > 0 => {
             let at = pos(*at);
             input.drain(at..(at + n).min(len));
         }
-        Mutation::Duplicate { from, len: n, to } if len > 0 => {
+        Damage::Duplicate { from, len: n, to } if len > 0 => {
             let from = pos(*from);
             let span = input[from..(from + n).min(len)].to_vec();
             let to = to % (len + 1);
             input.splice(to..to, span);
         }
-        Mutation::Truncate { at } => input.truncate(if len == 0 { 0 } else { at % (len + 1) }),
-        Mutation::Splice { seed, from, len: n, at } if !seeds.is_empty() => {
+        Damage::Truncate { at } => input.truncate(if len == 0 { 0 } else { at % (len + 1) }),
+        Damage::Splice { seed, from, len: n, at } if !seeds.is_empty() => {
             let other = &seeds[seed % seeds.len()];
             if !other.is_empty() {
                 let from = from % other.len();
@@ -146,7 +163,7 @@ fn apply(input: &mut Vec<u8>, mutation: &Mutation, seeds: &[Vec<u8>]) {
     }
 }
 
-/// One of `seeds`, damaged by one to eight [`Mutation`]s (and, one time in sixteen, untouched).
+/// One of `seeds`, damaged by up to eight [`Mutation`]s (and, one time in sixteen, untouched).
 ///
 /// # Panics
 ///
@@ -154,7 +171,7 @@ fn apply(input: &mut Vec<u8>, mutation: &Mutation, seeds: &[Vec<u8>]) {
 pub fn mutated(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
     assert!(!seeds.is_empty(), "mutated needs at least one seed");
     let count = seeds.len();
-    (0..count, prop::collection::vec(mutation(), 0..8), 0u8..16).prop_map(move |(index, mutations, keep)| {
+    (0..count, prop::collection::vec(damage(), 0..8), 0u8..16).prop_map(move |(index, mutations, keep)| {
         let mut input = seeds[index].clone();
         if keep != 0 {
             for mutation in &mutations {
