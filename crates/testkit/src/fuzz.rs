@@ -104,13 +104,13 @@ fn insertion() -> impl Strategy<Value = Vec<u8>> {
 fn damage() -> impl Strategy<Value = Damage> {
     let at = any::<usize>();
     prop_oneof![
-        1 => (at.clone(), 0u8..8).prop_map(|(at, bit)| Damage::Flip { at, bit }),
-        1 => (at.clone(), any::<u8>()).prop_map(|(at, byte)| Damage::Set { at, byte }),
-        3 => (at.clone(), insertion()).prop_map(|(at, bytes)| Damage::Insert { at, bytes }),
-        2 => (at.clone(), 1usize..32).prop_map(|(at, len)| Damage::Delete { at, len }),
-        1 => (at.clone(), 1usize..64, at.clone()).prop_map(|(from, len, to)| Damage::Duplicate { from, len, to }),
-        1 => at.clone().prop_map(|at| Damage::Truncate { at }),
-        1 => (any::<usize>(), at.clone(), 1usize..128, at)
+        1 => (at, 0u8..8).prop_map(|(at, bit)| Damage::Flip { at, bit }),
+        1 => (at, any::<u8>()).prop_map(|(at, byte)| Damage::Set { at, byte }),
+        3 => (at, insertion()).prop_map(|(at, bytes)| Damage::Insert { at, bytes }),
+        2 => (at, 1usize..32).prop_map(|(at, len)| Damage::Delete { at, len }),
+        1 => (at, 1usize..64, at).prop_map(|(from, len, to)| Damage::Duplicate { from, len, to }),
+        1 => at.prop_map(|at| Damage::Truncate { at }),
+        1 => (any::<usize>(), at, 1usize..128, at)
             .prop_map(|(seed, from, len, at)| Damage::Splice { seed, from, len, at }),
     ]
 }
