@@ -65,11 +65,11 @@ scheduler-long: stack
 FUZZ_COUNT ?= 200000
 DECODER_FUZZ_COUNT ?= 10000000
 fuzz:
-	FANOUT_FUZZ_COUNT=$(DECODER_FUZZ_COUNT) cargo test --release --locked -p fanout-schema-registry --lib a_million_random_inputs_never_panic
 	FANOUT_FUZZ_COUNT=$(FUZZ_COUNT) cargo test --release --locked -p fanout-registry-server --lib fuzz::
 	FANOUT_FUZZ_COUNT=$(FUZZ_COUNT) cargo test --release --locked -p fanout-rewards --test config_fuzz
 	FANOUT_FUZZ_COUNT=$(FUZZ_COUNT) cargo test --release --locked -p fanout-gateway --test config a_damaged_gateway_file
 	FANOUT_FUZZ_COUNT=$(FUZZ_COUNT) cargo test --release --locked -p fanout-gateway --test verify fuzz::
+	FANOUT_FUZZ_COUNT=$(DECODER_FUZZ_COUNT) cargo test --release --locked -p fanout-schema-registry --lib a_million_random_inputs_never_panic
 
 ## faults: the fault suite (tests/faults) on the three-node cluster of `scripts/stack up kafka
 ## --brokers 3`, which it starts and stops: leader kills while publishing and consuming, consumer
