@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: demo test stack lint unit-and-integration interop leftovers-snapshot leftovers-check scheduler-long faults
+.PHONY: demo test stack lint unit-and-integration interop leftovers-snapshot leftovers-check scheduler-long faults fuzz
 
 # Where cargo puts what it builds.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -56,6 +56,20 @@ $(VENV)/.installed: tests/interop/requirements.txt
 ## one at a time; about five minutes. Not part of `make test`.
 scheduler-long: stack
 	FANOUT_TEST_SCHEDULED=100000 cargo test -p fanout-scheduler --locked --test kill -- --test-threads=1
+
+## fuzz: every fuzz test with FUZZ_COUNT cases each (default 200,000; `make test` runs them with a
+## few thousand): the registry's request bodies and schema parsing, the config loader, the
+## gateway's verifiers and config; the wire decoder, whose cases are cheaper, with
+## DECODER_FUZZ_COUNT (default 10,000,000; `make test` runs 1,000,000). Release builds, since the
+## counts are large. Needs no stack. Not part of `make test`.
+FUZZ_COUNT ?= 200000
+DECODER_FUZZ_COUNT ?= 10000000
+fuzz:
+	FANOUT_FUZZ_COUNT=$(FUZZ_COUNT) cargo test --release --locked -p fanout-registry-server --lib fuzz::
+	FANOUT_FUZZ_COUNT=$(FUZZ_COUNT) cargo test --release --locked -p fanout-rewards --test config_fuzz
+	FANOUT_FUZZ_COUNT=$(FUZZ_COUNT) cargo test --release --locked -p fanout-gateway --test config a_damaged_gateway_file
+	FANOUT_FUZZ_COUNT=$(FUZZ_COUNT) cargo test --release --locked -p fanout-gateway --test verify fuzz::
+	FANOUT_FUZZ_COUNT=$(DECODER_FUZZ_COUNT) cargo test --release --locked -p fanout-schema-registry --lib a_million_random_inputs_never_panic
 
 ## faults: the fault suite (tests/faults) on the three-node cluster of `scripts/stack up kafka
 ## --brokers 3`, which it starts and stops: leader kills while publishing and consuming, consumer

@@ -75,7 +75,7 @@ fanout_core::debug_as_report!(ConfigError);
 ///
 /// Fanout's tooling variables are not configuration and are left out, so having them in the
 /// shell never makes a service refuse to start: `FANOUT_TEST_*` (test suites), `FANOUT_BENCH_*`
-/// (benchmarks) and those of `scripts/stack` ([`TOOLING_VARIABLES`]).
+/// (benchmarks), and those of `scripts/stack` and the fuzz tests ([`TOOLING_VARIABLES`]).
 pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, ConfigError> {
     let variables: Variables = std::env::vars().filter(|(name, _)| is_setting(name)).collect();
     load_with_env(file, &variables)
@@ -85,7 +85,8 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, ConfigError> 
 type Variables = std::collections::HashMap<String, String>;
 
 /// `FANOUT_` variables that belong to Fanout's tools, not to any configuration.
-pub const TOOLING_VARIABLES: &[&str] = &["FANOUT_STACK_DIR", "FANOUT_KAFKA_START_TIMEOUT"];
+pub const TOOLING_VARIABLES: &[&str] =
+    &["FANOUT_STACK_DIR", "FANOUT_KAFKA_START_TIMEOUT", "FANOUT_FUZZ_COUNT"];
 
 fn is_setting(name: &str) -> bool {
     name.starts_with("FANOUT_")
@@ -99,7 +100,7 @@ pub fn from_toml_str<T: DeserializeOwned>(text: &str) -> Result<T, ConfigError> 
     let config = Config::builder()
         .add_source(File::from_str(text, FileFormat::Toml))
         .build()
-        .map_err(|e| ConfigError::Invalid { origin: String::new(), reason: e.to_string() })?;
+        .map_err(|e| ConfigError::Invalid { origin: String::new(), reason: located(text, e.to_string()) })?;
     config
         .try_deserialize()
         .map_err(|e| ConfigError::Invalid { origin: String::new(), reason: e.to_string() })
@@ -152,11 +153,34 @@ fn layered<T: DeserializeOwned>(file: Option<&Path>, variables: &Variables) -> R
         .separator("__")
         .source(Some(variables.clone()))
         .try_parsing(true);
-    let config = builder
-        .add_source(env)
-        .build()
-        .map_err(|e| ConfigError::Invalid { origin: origin.clone(), reason: e.to_string() })?;
+    let config = builder.add_source(env).build().map_err(|e| {
+        let text = file.and_then(|path| std::fs::read_to_string(path).ok()).unwrap_or_default();
+        ConfigError::Invalid { origin: origin.clone(), reason: located(&text, e.to_string()) }
+    })?;
     config.try_deserialize().map_err(|e| ConfigError::Invalid { origin, reason: e.to_string() })
+}
+
+/// `reason` with the line of `text` to blame when it names no line: the TOML parser says where a
+/// syntax error is, but a number it parsed that does not fit (`1e309`, `9223372036854775808`) is
+/// refused later, without a key or a line. The line is the first whose removal lets the text
+/// load; only looked for on this error path, and config files are short.
+fn located(text: &str, reason: String) -> String {
+    if reason.contains(" line ") || text.is_empty() {
+        return reason;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let loads = |skip: usize| {
+        let without: Vec<&str> =
+            lines.iter().enumerate().map(|(i, line)| if i == skip { "" } else { line }).collect();
+        Config::builder().add_source(File::from_str(&without.join("\n"), FileFormat::Toml)).build().is_ok()
+    };
+    match (0..lines.len()).find(|&i| !lines[i].trim().is_empty() && loads(i)) {
+        Some(i) => {
+            let key = lines[i].split('=').next().unwrap_or_default().trim();
+            format!("{reason} (line {}, key `{key}`)", i + 1)
+        }
+        None => reason,
+    }
 }
 
 /// Where the Kafka cluster is, and librdkafka properties passed through as they are.
@@ -384,7 +408,30 @@ mod tests {
         assert!(!is_setting("FANOUT_TEST_BOOTSTRAP"));
         assert!(!is_setting("FANOUT_BENCH_DATABASE_URL"));
         assert!(!is_setting("FANOUT_STACK_DIR"));
+        assert!(!is_setting("FANOUT_FUZZ_COUNT"));
         assert!(!is_setting("PATH"));
+    }
+
+    /// Found by fuzzing (`crates/services/rewards/tests/config_fuzz.rs`): numbers the TOML
+    /// parser reads but that do not fit were refused naming neither key nor line.
+    #[test]
+    fn a_number_that_does_not_fit_is_refused_by_line_and_key() {
+        for value in ["1e309", "-1e309", "9223372036854775808", "-9223372036854775809"] {
+            let text = format!("# a comment\nname = {value}\n[kafka]\nbootstrap = \"b:9092\"\n");
+            let reason = match from_toml_str::<Sample>(&text) {
+                Err(ConfigError::Invalid { reason, .. }) => reason,
+                other => panic!("{value}: {other:?}"),
+            };
+            assert!(reason.contains("line 2, key `name`"), "{value}: {reason}");
+
+            let mut file = tempfile::NamedTempFile::new().expect("temp file");
+            file.write_all(text.as_bytes()).expect("writes");
+            let path = file.path().with_extension("toml");
+            std::fs::copy(file.path(), &path).expect("copies");
+            let error = load_with_env::<Sample>(Some(&path), &Variables::new()).expect_err("refused");
+            assert!(error.to_string().contains("line 2, key `name`"), "{value}: {error}");
+            let _ = std::fs::remove_file(&path);
+        }
     }
 
     #[test]

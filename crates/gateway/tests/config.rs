@@ -150,3 +150,35 @@ fn secrets_never_print() {
         refused("verify = \"standard_webhooks\"\nsecrets = [\"whsec_abc%defghijklmnopqrstuvwxyz0123\"]");
     assert!(!format!("{error:?}{error}").contains('%'), "{error:?}");
 }
+
+/// Fuzzing: the shipped `gateway.toml`, damaged byte by byte (`fanout_testkit::fuzz`), through
+/// the loader, the gateway's checks and every source's verifier: nothing panics and every
+/// refusal says something. `FANOUT_FUZZ_COUNT` sets the number of cases.
+#[test]
+fn a_damaged_gateway_file_never_panics_and_every_refusal_says_why() {
+    use fanout_gateway::GatewayConfig;
+    use fanout_testkit::fuzz;
+
+    let seed = include_str!("../gateway.toml").to_owned();
+    let shipped: GatewayConfig = fanout_config::from_toml_str(&seed).unwrap();
+    assert!(shipped.validate().is_ok() && !shipped.sources.is_empty());
+    let mut runner = proptest::test_runner::TestRunner::new(fuzz::config(fuzz::DEFAULT_CASES / 2));
+    runner
+        .run(&fuzz::mutated_text(vec![seed]), |text| {
+            match fanout_config::from_toml_str::<GatewayConfig>(&text) {
+                Err(error) => assert!(!error.to_string().trim().is_empty()),
+                Ok(config) => {
+                    if let Err(reason) = config.validate() {
+                        assert!(!reason.trim().is_empty());
+                    }
+                    for (name, source) in &config.sources {
+                        if let Err(error) = source.verifier(name) {
+                            assert!(!error.to_string().trim().is_empty() && !error.key().is_empty());
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}

@@ -193,7 +193,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 }
 
 /// A JSON body whatever the Content-Type says (or without one).
-struct Body<T>(T);
+pub(crate) struct Body<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;

@@ -45,6 +45,8 @@ mod compat;
 mod config;
 mod election;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod record;
 mod schema;
 mod server;

@@ -21,14 +21,14 @@ pub struct Found {
     pub schema: StoredSchema,
 }
 
-struct Prepared {
-    parsed: ParsedSchema,
+pub(crate) struct Prepared {
+    pub(crate) parsed: ParsedSchema,
     identity: Identity,
     text: String,
     references: Vec<SchemaReference>,
 }
 
-fn prepare(state: &State, request: &UnregisteredSchema) -> Result<Prepared, ApiError> {
+pub(crate) fn prepare(state: &State, request: &UnregisteredSchema) -> Result<Prepared, ApiError> {
     let text = Some(request.schema.as_str()).filter(|s| !s.trim().is_empty());
     let text = text.ok_or_else(|| ApiError::invalid_schema("empty schema"))?;
     let unsupported = match request.schema_type {

@@ -15,6 +15,8 @@
 //!   a certificate for it.
 //! * [`service`]: a consumer service against the broker and a registry, run in the background,
 //!   read through its HTTP API; [`stack`]: the local stack's script and broker process.
+//! * [`fuzz`]: the case count of the fuzz tests (`FANOUT_FUZZ_COUNT`) and strategies that mutate
+//!   valid inputs.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), fanout_testkit::TestkitError> {
@@ -29,6 +31,7 @@
 mod consumer;
 use std::time::Duration;
 
+pub mod fuzz;
 mod kafka;
 mod postgres;
 mod registry;

@@ -6,6 +6,7 @@
 //! attacks below start from something that works), and apply one [`Attack`]: none may be
 //! accepted.
 
+mod fuzz;
 mod github;
 mod hmac;
 mod http;

@@ -68,12 +68,25 @@ fn resolved<T: DeserializeOwned>(
     })
 }
 
+/// The most apache-avro may reserve for one bytes or string value, and the most items it may
+/// reserve for one array or map block, before reading them. Its default (512 Mi) lets one
+/// record whose block count says 500,000,000 reserve ~28 GB and abort the process; 16 Mi is far
+/// above any Kafka record (1 MB by default), and an array block claiming more is refused.
+const MAX_AVRO_ALLOCATION: usize = 16 * 1024 * 1024;
+
+/// Sets apache-avro's allocation limit; only the first call in a process counts, and it must come
+/// before apache-avro decodes anything, so every path into it calls this first.
+pub(crate) fn limit_allocations() {
+    apache_avro::max_allocation_bytes(MAX_AVRO_ALLOCATION);
+}
+
 /// `body` as an Avro value, resolved to `reader` when given.
 pub(crate) fn generic(
     writer: &WriterSchema,
     body: &[u8],
     reader: Option<&Schema>,
 ) -> Result<Value, SerdeError> {
+    limit_allocations();
     let id = writer.id();
     let mut rest = body;
     // The writer itself is in the list so its own named types (recursive records) resolve too.

@@ -108,6 +108,7 @@ impl std::fmt::Debug for AvroSerde {
 impl AvroSerde {
     /// A serde over `client`.
     pub fn new(client: SchemaRegistryClient, config: SerdeConfig) -> Self {
+        decode::limit_allocations();
         // A not-found writer id is remembered by the client's cache; this layer only keeps
         // successes, so the TTL here is irrelevant.
         let ttl = std::time::Duration::ZERO;

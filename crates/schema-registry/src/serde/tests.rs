@@ -449,3 +449,24 @@ fn a_million_random_inputs_never_panic() {
     assert!(errors > count, "the inputs were not random enough to fail");
     assert!(elapsed < Duration::from_secs(600));
 }
+
+/// Found by `make fuzz` (10,000,000 cases; the default million does not reach it): an array's
+/// block count near apache-avro's allocation limit (512 MiB, counted in items, not bytes) makes
+/// it reserve that many 48-byte values, about 25 GB, and the process aborted. The decoder now
+/// sets a 16 Mi limit (`decode::limit_allocations`) before apache-avro decodes anything.
+#[test]
+fn a_huge_array_block_count_is_an_error_not_an_abort() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let serde = offline_serde(SchemaSelection::PinnedId(V1));
+    let _complex = serde.preload(COMPLEX, COMPLEX_TEXT).unwrap();
+    let writer = runtime.block_on(async { serde.inner.writers.get_ready(&COMPLEX).unwrap() });
+    // The first field, bytes, empty; then the array of longs: one block of 500,000,000 items.
+    let mut body = vec![0u8];
+    let mut zigzag: u64 = 500_000_000 << 1;
+    while zigzag >= 0x80 {
+        body.push((zigzag as u8) | 0x80);
+        zigzag >>= 7;
+    }
+    body.push(zigzag as u8);
+    assert!(decode::generic(&writer, &body, None).is_err());
+}
