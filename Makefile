@@ -85,6 +85,6 @@ faults: stack
 	rc=0; for run in $$(seq 1 $(FAULT_RUNS)); do \
 		echo "faults: run $$run of $(FAULT_RUNS)"; \
 		cargo test -p fanout-tests --features faults --test faults --locked -- --test-threads=1 --nocapture \
-			2>&1 | tee $(TARGET_DIR)/faults-run-$$run.log | grep -E '^(verdict|test |test result)' || rc=1; \
+			2>&1 | tee $(TARGET_DIR)/faults-run-$$run.log | grep -E '^(cluster:|verdict|test |test result)' || rc=1; \
 		grep -q '^test result: ok' $(TARGET_DIR)/faults-run-$$run.log || rc=1; \
 	done; scripts/stack down kafka --brokers 3; exit $$rc

@@ -13,6 +13,9 @@ pub const LIMIT: Duration = Duration::from_secs(180);
 /// The cluster, up (every node running), with a registry and publisher on it.
 pub async fn cluster_stack() -> anyhow::Result<(Cluster, Stack)> {
     let cluster = Cluster::up().await.context("bringing the three-node cluster up")?;
+    let login =
+        cluster.kafka().properties().iter().find(|(k, _)| k == "sasl.mechanism").map(|(_, v)| v.as_str());
+    eprintln!("cluster: {} ({})", cluster.kafka().bootstrap(), login.unwrap_or("PLAINTEXT"));
     let stack = Stack::start_on(cluster.kafka().clone()).await?;
     Ok((cluster, stack))
 }
