@@ -44,8 +44,8 @@ struct Forwarding {
 }
 
 /// Every route of the registry, with writes sent to the elected leader.
-pub fn router(store: Arc<Store>, election: Arc<Election>) -> Router {
-    let forwarding = Arc::new(Forwarding { election: election.clone(), http: reqwest::Client::new() });
+pub fn router(store: Arc<Store>, election: Arc<Election>, http: reqwest::Client) -> Router {
+    let forwarding = Arc::new(Forwarding { election: election.clone(), http });
     routes(store)
         .route(
             "/v1/metadata/leader",

@@ -40,6 +40,7 @@ pub struct RegistryConfig {
 /// [registry_server.tls]
 /// cert_path = "/etc/fanout/registry.crt"   # PEM: the certificate, then any intermediates
 /// key_path = "/etc/fanout/registry.key"    # PEM: PKCS#8, PKCS#1 or SEC1
+/// ca_cert_path = "/etc/fanout/ca.crt"      # the CA of the other instances' certificates
 ///
 /// [[registry_server.users]]
 /// name = "orders-service"
@@ -106,6 +107,11 @@ pub struct TlsFiles {
     pub cert_path: PathBuf,
     /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
     pub key_path: PathBuf,
+    /// The CA that signed the other instances' certificates (PEM), trusted when a follower
+    /// forwards a write to the leader. Without it only the public web roots are trusted, so
+    /// instances with certificates of a private CA could not forward to each other.
+    #[serde(default)]
+    pub ca_cert_path: Option<PathBuf>,
 }
 
 impl RegistryConfig {

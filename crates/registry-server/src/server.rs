@@ -30,6 +30,7 @@ impl RegistryServer {
         // Users and certificate first: a bad hash or key file refuses to start before any Kafka work.
         let users = Users::new(&config.security.users)?;
         let tls = config.security.tls.as_ref().map(crate::tls::server_config).transpose()?;
+        let forwarding = crate::tls::forwarding_client(config.security.tls.as_ref())?;
         let (store, tail) = Store::open(&config).await?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let me = config.advertised_url.clone().unwrap_or_else(|| {
@@ -41,7 +42,7 @@ impl RegistryServer {
         });
         let election = Arc::new(Election::start(&config, &me)?);
         let (stop, mut stopped) = watch::channel(false);
-        let mut app = crate::api::router(store, election.clone());
+        let mut app = crate::api::router(store, election.clone(), forwarding);
         // Outermost: a follower checks credentials before it forwards a write (with them).
         if let Some(users) = &users {
             app = app.layer(axum::middleware::from_fn_with_state(users.clone(), crate::auth::check));

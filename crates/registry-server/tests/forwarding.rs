@@ -1,24 +1,14 @@
-//! Two instances on one state topic with locked doors: the follower checks the caller itself,
-//! then forwards a write, credentials included, to the elected leader.
+//! Two instances on one state topic with locked doors (users, and HTTPS with certificates of a
+//! private CA): the follower checks the caller itself, then forwards a write, credentials
+//! included, to the elected leader over HTTPS, trusting the CA it was given.
 
 use std::time::Duration;
 
-use fanout_core::Secret;
-use fanout_registry_server::{
-    hash_password, RegistryConfig, RegistrySecurity, RegistryServer, RegistryUser, Role,
-};
-use fanout_testkit::{wait_until, Kafka, Registry};
+use fanout_registry_server::{RegistryConfig, RegistrySecurity, RegistryServer, Role, TlsFiles};
+use fanout_testkit::{wait_until, Kafka, Registry, TestCertificates};
 use serde_json::{json, Value};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-fn user(
-    name: &str,
-    role: Role,
-    password: &str,
-) -> Result<RegistryUser, fanout_registry_server::RegistryError> {
-    Ok(RegistryUser { name: name.into(), role, password_hash: Secret::new(hash_password(password)?) })
-}
 
 async fn leader(http: &reqwest::Client, url: &str) -> Option<String> {
     let answer =
@@ -30,9 +20,17 @@ async fn leader(http: &reqwest::Client, url: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_forwards_writes_with_the_callers_credentials() -> TestResult {
     let kafka = Kafka::connect().await?;
+    let certs = TestCertificates::new()?;
     let security = RegistrySecurity {
-        users: vec![user("reader", Role::Read, "r-pw")?, user("writer", Role::Write, "w-pw")?],
-        tls: None,
+        users: vec![
+            Registry::user("reader", Role::Read, "r-pw")?,
+            Registry::user("writer", Role::Write, "w-pw")?,
+        ],
+        tls: Some(TlsFiles {
+            cert_path: certs.cert_path(),
+            key_path: certs.key_path(),
+            ca_cert_path: Some(certs.ca_path()),
+        }),
     };
     let first = Registry::start_secured(&kafka, security.clone()).await?;
     let config = RegistryConfig::new(kafka.bootstrap(), "127.0.0.1:0".parse()?)
@@ -40,7 +38,10 @@ async fn a_follower_forwards_writes_with_the_callers_credentials() -> TestResult
         .with_security(security);
     let second = RegistryServer::start(config).await?;
     let urls = [first.url().to_owned(), second.url()];
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+    assert!(urls.iter().all(|u| u.starts_with("https://")), "{urls:?}");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.ca_path())?)?;
+    let http =
+        reqwest::Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(15)).build()?;
     wait_until(Duration::from_secs(30), "both instances to name the same leader", || {
         let (http, urls) = (http.clone(), urls.clone());
         async move {

@@ -3,7 +3,7 @@
 //! error that says who was refused and what to do.
 
 use fanout_core::Secret;
-use fanout_registry_server::{hash_password, RegistrySecurity, RegistryUser, Role, TlsFiles};
+use fanout_registry_server::{RegistrySecurity, Role, TlsFiles};
 use fanout_schema_registry::{RegistryError, RegistrySettings, SchemaRegistryClient, UnregisteredSchema};
 use fanout_testkit::{Registry, TestCertificates};
 
@@ -12,20 +12,15 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 const SCHEMA: &str =
     r#"{"type":"record","name":"Locked","namespace":"fanout.test","fields":[{"name":"a","type":"string"}]}"#;
 
-fn user(
-    name: &str,
-    role: Role,
-    password: &str,
-) -> Result<RegistryUser, fanout_registry_server::RegistryError> {
-    Ok(RegistryUser { name: name.into(), role, password_hash: Secret::new(hash_password(password)?) })
-}
-
 #[tokio::test]
 async fn users_roles_and_tls_together() -> TestResult {
     let certs = TestCertificates::new()?;
     let security = RegistrySecurity {
-        users: vec![user("reader", Role::Read, "reader-pw")?, user("writer", Role::Write, "writer-pw")?],
-        tls: Some(TlsFiles { cert_path: certs.cert_path(), key_path: certs.key_path() }),
+        users: vec![
+            Registry::user("reader", Role::Read, "reader-pw")?,
+            Registry::user("writer", Role::Write, "writer-pw")?,
+        ],
+        tls: Some(TlsFiles { cert_path: certs.cert_path(), key_path: certs.key_path(), ca_cert_path: None }),
     };
     let kafka = fanout_testkit::Kafka::connect().await?;
     let registry = Registry::start_secured(&kafka, security).await?;

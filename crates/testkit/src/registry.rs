@@ -2,7 +2,10 @@
 
 use std::net::SocketAddr;
 
-use fanout_registry_server::{RegistryConfig, RegistrySecurity, RegistryServer, RunningRegistry};
+use fanout_core::Secret;
+use fanout_registry_server::{
+    hash_password, RegistryConfig, RegistrySecurity, RegistryServer, RegistryUser, Role, RunningRegistry,
+};
 use fanout_schema_registry::RegistrySettings;
 
 use crate::{Kafka, TestTopic, TestkitError};
@@ -44,6 +47,11 @@ impl Registry {
     /// when `security.tls` is set, and [`settings`](Self::settings) carry no credentials.
     pub async fn start_secured(kafka: &Kafka, security: RegistrySecurity) -> Result<Self, TestkitError> {
         Self::start_with(kafka, SocketAddr::from(([127, 0, 0, 1], 0)), security).await
+    }
+
+    /// A user of a locked registry, its password hashed as `fanout registry hash-password` does.
+    pub fn user(name: &str, role: Role, password: &str) -> Result<RegistryUser, TestkitError> {
+        Ok(RegistryUser { name: name.into(), role, password_hash: Secret::new(hash_password(password)?) })
     }
 
     async fn start_with(
