@@ -53,6 +53,8 @@ pub struct EngineConfig {
     pub log: String,
     /// `text` or `json`.
     pub log_format: fanout_service::LogFormat,
+    /// Where spans are exported (OTLP); unset, the standard `OTEL_*` variables decide.
+    pub telemetry: fanout_service::TelemetryConfig,
     /// The cluster.
     pub kafka: KafkaSettings,
     /// The schema registry the signals' schemas are registered in.
@@ -128,6 +130,7 @@ impl Default for EngineConfig {
             keep_finished_runs_secs: 7 * 24 * 3600,
             log: "info".to_owned(),
             log_format: Default::default(),
+            telemetry: Default::default(),
             kafka: KafkaSettings::default(),
             registry: RegistrySettings::default(),
             http: HttpSettings::on("127.0.0.1:9111"),

@@ -21,14 +21,9 @@ fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     let args = fanout_service::Args::parse();
     let config: EngineConfig = fanout_config::load(args.config.as_deref())?;
-    // Spans are exported when the standard OTEL_* variables name an OTLP endpoint; the last
-    // ones are sent when `telemetry` drops, after the shutdown.
-    let _telemetry = fanout_service::init_tracing(
-        "fanout-flows",
-        &config.log,
-        config.log_format,
-        &fanout_service::TelemetryConfig::default(),
-    )?;
+    // The last spans are sent when `telemetry` drops, after the shutdown.
+    let _telemetry =
+        fanout_service::init_tracing("fanout-flows", &config.log, config.log_format, &config.telemetry)?;
     let engine = Engine::start(config).await.context("starting")?;
     tracing::info!(http = %engine.http_addr(), "serving /metrics, /healthz, /readyz");
     engine.run(fanout_service::shutdown_signal()).await?;

@@ -20,14 +20,9 @@ fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     let args = fanout_service::Args::parse();
     let config: GatewayConfig = fanout_config::load(args.config.as_deref())?;
-    // Spans are exported when the standard OTEL_* variables name an OTLP endpoint; the last
-    // ones are sent when `telemetry` drops, after the shutdown.
-    let _telemetry = fanout_service::init_tracing(
-        "fanout-gateway",
-        &config.log,
-        config.log_format,
-        &fanout_service::TelemetryConfig::default(),
-    )?;
+    // The last spans are sent when `telemetry` drops, after the shutdown.
+    let _telemetry =
+        fanout_service::init_tracing("fanout-gateway", &config.log, config.log_format, &config.telemetry)?;
     let gateway = Gateway::start(config).await.context("starting")?;
     gateway.run(fanout_service::shutdown_signal()).await?;
     Ok(())

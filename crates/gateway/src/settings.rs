@@ -76,6 +76,8 @@ pub struct GatewayConfig {
     pub log: String,
     /// `text` or `json`.
     pub log_format: fanout_service::LogFormat,
+    /// Where spans are exported (OTLP); unset, the standard `OTEL_*` variables decide.
+    pub telemetry: fanout_service::TelemetryConfig,
     /// The sources, by the name in their URL (`/callbacks/<name>`).
     pub sources: BTreeMap<String, SourceSettings>,
 }
@@ -98,6 +100,7 @@ impl Default for GatewayConfig {
             prometheus_targets_dir: None,
             log: "info".to_owned(),
             log_format: Default::default(),
+            telemetry: Default::default(),
             sources: BTreeMap::new(),
         }
     }

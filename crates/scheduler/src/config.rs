@@ -41,6 +41,8 @@ pub struct SchedulerConfig {
     pub log: String,
     /// `text` or `json`.
     pub log_format: fanout_service::LogFormat,
+    /// Where spans are exported (OTLP); unset, the standard `OTEL_*` variables decide.
+    pub telemetry: fanout_service::TelemetryConfig,
     /// The cluster.
     pub kafka: KafkaSettings,
     /// `/metrics`, `/healthz`, `/readyz`.
@@ -58,6 +60,7 @@ impl Default for SchedulerConfig {
             max_batch: 500,
             log: "info".to_owned(),
             log_format: Default::default(),
+            telemetry: Default::default(),
             kafka: KafkaSettings::default(),
             http: HttpSettings::on("127.0.0.1:9110"),
         }
