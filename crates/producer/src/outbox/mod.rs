@@ -27,9 +27,9 @@ pub use store::{OutboxDatabase, OutboxRow};
 
 use crate::PublishOptions;
 
-use std::time::SystemTime;
-
-use fanout_core::{envelope::Envelope, Event};
+use fanout_core::Event;
+use tracing::field::{display, Empty};
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Why an outbox operation failed.
@@ -94,16 +94,24 @@ impl Outbox {
         self.enqueue_with(tx, event, &PublishOptions::default()).await
     }
 
-    /// As [`Outbox::enqueue`], published as `options` say (another topic, a trace to continue).
+    /// As [`Outbox::enqueue`], published as `options` say (another topic, a trace to continue,
+    /// an event id of the caller's).
+    ///
+    /// When spans are exported the event's `traceparent` names this call's `enqueue` span (a
+    /// child of the caller's current span), so its consumers' `handle` spans join the trace of
+    /// the request that made the business change, not of the relay that published it later.
     pub async fn enqueue_with<DB: OutboxDatabase, T: Event>(
         &self,
         tx: &mut sqlx::Transaction<'_, DB>,
         event: &T,
         options: &PublishOptions,
     ) -> Result<Uuid, OutboxError> {
-        let envelope = Envelope::new(T::TYPE, &self.source, options.trace_parent, SystemTime::now());
-        let row = OutboxRow::new(options.topic_for::<T>(), event, &envelope)?;
-        DB::insert(tx, &row).await?;
+        let topic = options.topic_for::<T>();
+        let span = tracing::info_span!("enqueue", event_type = T::TYPE, topic, event_id = Empty);
+        let envelope = options.envelope::<T>(&self.source, &span);
+        span.record("event_id", display(envelope.id()));
+        let row = OutboxRow::new(topic, event, &envelope)?;
+        DB::insert(tx, &row).instrument(span).await?;
         Ok(row.event_id)
     }
 }
