@@ -8,7 +8,8 @@
 //!   10 s (the leader still appends what it gets), heals, then drops both directions for 10 s,
 //!   and heals: no acknowledged event lost or duplicated, every publish answered.
 //! * 7b: the rewards service consumes through 150 ± 100 ms of latency each way on every proxy,
-//!   then through connections reset again and again: every effect applied once.
+//!   then through its connections reset for longer than its session and then again and again:
+//!   every effect applied once.
 
 use std::{
     collections::HashMap,
@@ -37,9 +38,13 @@ use crate::common::{cluster_stack, job_post, ledger, ledger_rows, publish_paced,
 const BLACKHOLE: Duration = Duration::from_secs(10);
 /// How long 7b's consumer works through latency before the resets begin.
 const LATENCY_PHASE: Duration = Duration::from_secs(12);
-/// 7b's resets: this many cuts, each resetting every connection that carries data for
-/// `CUT`, with `BETWEEN_CUTS` of a healthy network after each.
-const CUTS: usize = 8;
+/// 7b's resets: while a cut lasts, every connection that carries data is reset. The first cut
+/// outlasts the consumer's session (6 s), so the group drops the member and its partitions start
+/// again from the committed offsets, redelivering what was applied but not yet committed; the
+/// short ones after it cut connections again and again. `BETWEEN_CUTS` of a healthy network
+/// follows each.
+const LONG_CUT: Duration = Duration::from_secs(8);
+const SHORT_CUTS: usize = 6;
 const CUT: Duration = Duration::from_secs(1);
 const BETWEEN_CUTS: Duration = Duration::from_secs(2);
 const EVENTS: i64 = 12_000;
@@ -323,7 +328,8 @@ async fn consumers_through_latency_and_connection_resets_apply_each_effect_once(
         topic.name(),
         (0..EVENTS).map(job_post).collect(),
         100,
-        Duration::from_millis(200),
+        // About 36 s of publishing: through the latency and every cut.
+        Duration::from_millis(300),
     )?;
 
     let outcome = async {
@@ -339,45 +345,51 @@ async fn consumers_through_latency_and_connection_resets_apply_each_effect_once(
 
         let reset = Toxic::both_ways("reset", ToxicKind::ResetPeer { timeout_ms: 0 });
         let mut at_cuts = Vec::new();
-        for _ in 0..CUTS {
+        for cut in std::iter::once(LONG_CUT).chain(std::iter::repeat_n(CUT, SHORT_CUTS)) {
             at_cuts.push(ledger_rows(&pool).await);
             proxied.add_everywhere(&reset).await?;
             // The windows of the cut and of the healthy network after it.
-            tokio::time::sleep(CUT).await;
+            tokio::time::sleep(cut).await;
             proxied.remove_everywhere(&reset).await?;
             tokio::time::sleep(BETWEEN_CUTS).await;
         }
         let after_cuts = ledger_rows(&pool).await;
+        let cuts_ended = Instant::now();
         publishing.await??;
         wait_until(LIMIT, "every event credited", || {
             let pool = pool.clone();
             async move { Ok(ledger_rows(&pool).await >= EVENTS) }
         })
         .await?;
+        let caught_up = cuts_ended.elapsed();
         let duplicates = running.consumed("duplicate").await?;
-        anyhow::Ok((after_latency, at_cuts, after_cuts, duplicates))
+        anyhow::Ok((after_latency, at_cuts, after_cuts, caught_up, duplicates))
     }
     .await;
     proxied.heal().await?;
     let stopped = running.stop().await;
-    let (after_latency, at_cuts, after_cuts, duplicates) = outcome?;
+    let (after_latency, at_cuts, after_cuts, caught_up, duplicates) = outcome?;
     stopped.context("the rewards service, after the network faults")?;
     let bytes = grew(&bytes_before, &proxy_bytes(&proxied).await?);
 
     let (rows, distinct, balance) = ledger(&pool).await?;
     eprintln!(
         "verdict: fault 7b (latency, resets): {EVENTS} events; connecting through 150 ± 100 ms each way took \
-         {round_trips:?}; {after_latency} credited after {LATENCY_PHASE:?} of latency; {CUTS} cuts of {CUT:?} \
-         every {:?} with {at_cuts:?} credited at each, {after_cuts} after; {duplicates} redeliveries skipped; \
-         bytes through the proxies {bytes:?}; ledger {rows} rows, {distinct} distinct events, balances {balance} \
-         (expected {}); {:?} in all",
-        CUT + BETWEEN_CUTS,
+         {round_trips:?}; {after_latency} credited after {LATENCY_PHASE:?} of latency; connections reset for \
+         {LONG_CUT:?}, then {SHORT_CUTS} times for {CUT:?}, {BETWEEN_CUTS:?} apart, with {at_cuts:?} credited \
+         at each cut, {after_cuts} {BETWEEN_CUTS:?} after the last, all {caught_up:?} after that; {duplicates} \
+         redeliveries skipped; bytes through the proxies {bytes:?}; ledger {rows} rows, {distinct} distinct \
+         events, balances {balance} (expected {}); {:?} in all",
         EVENTS * BEANS,
         began.elapsed(),
     );
     ensure!(rows == EVENTS, "ledger holds {rows} rows for {EVENTS} events");
     ensure!(distinct == EVENTS, "ledger holds {distinct} distinct events for {EVENTS}");
     ensure!(balance == EVENTS * BEANS, "balances sum to {balance}, not {}", EVENTS * BEANS);
+    ensure!(
+        duplicates > 0.0,
+        "no event was redelivered after a cut longer than the session, so exactly once was not tested"
+    );
     ensure!(
         round_trips >= Duration::from_millis(100),
         "connecting through the proxies took {round_trips:?}: the latency toxic is not in the path"
