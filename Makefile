@@ -72,19 +72,22 @@ fuzz:
 	FANOUT_FUZZ_COUNT=$(DECODER_FUZZ_COUNT) cargo test --release --locked -p fanout-schema-registry --lib a_million_random_inputs_never_panic
 
 ## faults: the fault suite (tests/faults) on the three-node cluster of `scripts/stack up kafka
-## --brokers 3`, which it starts and stops: leader kills while publishing and consuming, consumer
-## chaos, PostgreSQL restarted, the registry stopped. It kills shared parts of the stack, so it is
+## --brokers 3`, with Toxiproxy (`scripts/stack up toxiproxy`, built once) between the network
+## tests' clients and the nodes; it starts and stops both: leader kills while publishing and
+## consuming, consumer chaos, PostgreSQL restarted, the registry stopped, a leader blackholed, and
+## latency and connection resets under a consumer. It kills shared parts of the stack, so it is
 ## not part of `make test`; FAULT_RUNS=5 runs the whole suite five times, and
-## FANOUT_TEST_CLUSTER_SASL=1 runs it with every client logging in over SASL/SCRAM-SHA-512. About
-## five minutes a run.
+## FANOUT_TEST_CLUSTER_SASL=1 runs it with every client logging in over SASL/SCRAM-SHA-512 (the
+## network tests' clients excepted: the proxied listener is plaintext). About seven minutes a run.
 FAULT_RUNS ?= 1
 faults: stack
 	cargo build -p fanout-rewards -p fanout-cli --locked
 	cargo test -p fanout-tests --features faults --test faults --locked --no-run
 	scripts/stack up kafka --brokers 3
+	scripts/stack up toxiproxy
 	rc=0; for run in $$(seq 1 $(FAULT_RUNS)); do \
 		echo "faults: run $$run of $(FAULT_RUNS)"; \
 		cargo test -p fanout-tests --features faults --test faults --locked -- --test-threads=1 --nocapture \
 			2>&1 | tee $(TARGET_DIR)/faults-run-$$run.log | grep -E '^(cluster:|verdict|test |test result)' || rc=1; \
 		grep -q '^test result: ok' $(TARGET_DIR)/faults-run-$$run.log || rc=1; \
-	done; scripts/stack down kafka --brokers 3; exit $$rc
+	done; scripts/stack down toxiproxy; scripts/stack down kafka --brokers 3; exit $$rc

@@ -1,7 +1,13 @@
 //! The local stack `scripts/stack` runs: the repository, the script, and the broker's process
-//! (for the tests that kill it).
+//! (for the tests that kill it); the three-node [`Cluster`] of the fault suite, and
+//! [`Toxiproxy`] between a client and that cluster ([`Cluster::through_toxiproxy`]) for its
+//! network faults.
 
 use std::path::PathBuf;
+
+mod toxiproxy;
+
+pub use toxiproxy::{Proxy, Stream, Toxic, ToxicKind, Toxiproxy, ToxiproxyError, DEFAULT_TOXIPROXY_API};
 
 /// The repository root (the directory holding the workspace `Cargo.toml`).
 pub fn repo_root() -> PathBuf {
@@ -95,7 +101,8 @@ pub async fn kill_and_wait(pid: &str, signal: &str) -> anyhow::Result<()> {
 
 /// The three-node KRaft cluster of `scripts/stack up kafka --brokers 3` (replication 3,
 /// `min.insync.replicas=2`), beside the single test broker. Node `n` (1–3) serves PLAINTEXT on
-/// `127.0.0.1:n9092` and SASL/SCRAM on `n9094`.
+/// `127.0.0.1:n9092`, SASL/SCRAM on `n9094`, and a plaintext listener advertised at `n9096`,
+/// where Toxiproxy forwards to it ([`Cluster::through_toxiproxy`]).
 #[derive(Debug, Clone)]
 pub struct Cluster {
     kafka: crate::Kafka,
@@ -153,6 +160,21 @@ impl Cluster {
         Ok(())
     }
 
+    /// The high watermark of `partition` of `topic` (the offset its next record will get), from
+    /// its leader now.
+    pub async fn high_watermark(&self, topic: &str, partition: i32) -> anyhow::Result<i64> {
+        let config = self.kafka.client_config();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let consumer: BaseConsumer = config.create()?;
+            let (_, high) =
+                consumer.fetch_watermarks(&topic, partition, std::time::Duration::from_secs(10))?;
+            Ok(high)
+        })
+        .await?
+    }
+
     /// The node leading `partition` of `topic` now, from the cluster's metadata.
     pub async fn leader(&self, topic: &str, partition: i32) -> anyhow::Result<i32> {
         let config = self.kafka.client_config();
@@ -173,4 +195,155 @@ impl Cluster {
         })
         .await?
     }
+}
+
+/// The cluster as a client sees it through Toxiproxy: one proxy per node, from `127.0.0.1:n9096`
+/// (the address node `n` advertises on its `PROXIED` listener) to that listener on `n9095`. A
+/// client built from [`ProxiedCluster::kafka`] reaches every node only through its proxy, so a
+/// toxic on node `n`'s proxy cuts or slows that client's traffic to node `n`, and nothing else:
+/// brokers, controllers and the direct [`Cluster::kafka`] handle talk on their own listeners.
+///
+/// Dropping it removes every toxic from the three proxies, so a failed test leaves no fault
+/// behind for the next.
+#[derive(Debug)]
+pub struct ProxiedCluster {
+    kafka: crate::Kafka,
+    toxiproxy: Toxiproxy,
+}
+
+impl Cluster {
+    /// Brings Toxiproxy up (`scripts/stack up toxiproxy`), makes sure it has a healthy proxy per
+    /// node, and connects to the cluster through them. Fails unless the cluster's metadata, asked
+    /// through a proxy, gives every node at its proxy's address: otherwise a client would bypass
+    /// the proxies and a fault injected there would test nothing.
+    ///
+    /// The proxied listener is plaintext, also when the suite runs with
+    /// `FANOUT_TEST_CLUSTER_SASL=1`.
+    pub async fn through_toxiproxy(&self) -> anyhow::Result<ProxiedCluster> {
+        tokio::task::spawn_blocking(|| stack(&["up", "toxiproxy"])).await??;
+        let toxiproxy = Toxiproxy::connect().await?;
+        let proxies: Vec<Proxy> = CLUSTER_NODES
+            .iter()
+            .map(|n| Proxy {
+                name: ProxiedCluster::proxy(*n),
+                listen: format!("127.0.0.1:{n}9096"),
+                upstream: format!("127.0.0.1:{n}9095"),
+            })
+            .collect();
+        toxiproxy.ensure_proxies(&proxies).await?;
+        for proxy in &proxies {
+            toxiproxy.heal(&proxy.name).await?;
+        }
+        let bootstrap = proxies.iter().map(|p| p.listen.as_str()).collect::<Vec<_>>().join(",");
+        let kafka =
+            crate::Kafka::connect_with(&bootstrap, Vec::new(), std::time::Duration::from_secs(30)).await?;
+        let config = kafka.client_config();
+        let advertised = tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let consumer: BaseConsumer = config.create()?;
+            let metadata = consumer.fetch_metadata(None, std::time::Duration::from_secs(10))?;
+            anyhow::Ok(
+                metadata
+                    .brokers()
+                    .iter()
+                    .map(|b| (b.id(), format!("{}:{}", b.host(), b.port())))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await??;
+        for node in CLUSTER_NODES {
+            let want = format!("127.0.0.1:{node}9096");
+            anyhow::ensure!(
+                advertised.iter().any(|(id, address)| *id == node && *address == want),
+                "through Toxiproxy the cluster advertises {advertised:?}, not node {node} at {want}: \
+                 restart the cluster with deploy/local/kafka/cluster.properties' PROXIED listener \
+                 (`scripts/stack down kafka --brokers 3 && scripts/stack up kafka --brokers 3`)"
+            );
+        }
+        Ok(ProxiedCluster { kafka, toxiproxy })
+    }
+}
+
+impl ProxiedCluster {
+    /// The name of node `node`'s proxy.
+    pub fn proxy(node: i32) -> String {
+        format!("kafka-node-{node}")
+    }
+
+    /// A handle whose clients reach the cluster only through the proxies (bootstrap
+    /// `127.0.0.1:19096,29096,39096`, plaintext).
+    pub fn kafka(&self) -> &crate::Kafka {
+        &self.kafka
+    }
+
+    /// The Toxiproxy API the proxies belong to.
+    pub fn toxiproxy(&self) -> &Toxiproxy {
+        &self.toxiproxy
+    }
+
+    /// Adds `toxics` to node `node`'s proxy.
+    pub async fn add(&self, node: i32, toxics: &[Toxic]) -> Result<(), ToxiproxyError> {
+        for toxic in toxics {
+            self.toxiproxy.add_toxic(&Self::proxy(node), toxic).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds `toxics` to every node's proxy.
+    pub async fn add_everywhere(&self, toxics: &[Toxic]) -> Result<(), ToxiproxyError> {
+        for node in CLUSTER_NODES {
+            self.add(node, toxics).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes `toxics` (by name) from node `node`'s proxy.
+    pub async fn remove(&self, node: i32, toxics: &[Toxic]) -> Result<(), ToxiproxyError> {
+        for toxic in toxics {
+            self.toxiproxy.remove_toxic(&Self::proxy(node), &toxic.name).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes `toxics` (by name) from every node's proxy.
+    pub async fn remove_everywhere(&self, toxics: &[Toxic]) -> Result<(), ToxiproxyError> {
+        for node in CLUSTER_NODES {
+            self.remove(node, toxics).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every toxic from the three proxies and enables them.
+    pub async fn heal(&self) -> Result<(), ToxiproxyError> {
+        heal_cluster_proxies(&self.toxiproxy).await
+    }
+
+    /// The bytes that went through node `node`'s proxy (both directions) since Toxiproxy
+    /// started.
+    pub async fn bytes(&self, node: i32) -> Result<u64, ToxiproxyError> {
+        self.toxiproxy.bytes(&Self::proxy(node)).await
+    }
+}
+
+impl Drop for ProxiedCluster {
+    fn drop(&mut self) {
+        // As TestTopic's drop: a thread with a runtime of its own, since drop may run inside one.
+        let toxiproxy = self.toxiproxy.clone();
+        let healing = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(runtime) = runtime {
+                if let Err(e) = runtime.block_on(heal_cluster_proxies(&toxiproxy)) {
+                    eprintln!("testkit: could not remove the toxics from the cluster's proxies: {e}");
+                }
+            }
+        });
+        let _ = healing.join();
+    }
+}
+
+async fn heal_cluster_proxies(toxiproxy: &Toxiproxy) -> Result<(), ToxiproxyError> {
+    for node in CLUSTER_NODES {
+        toxiproxy.heal(&ProxiedCluster::proxy(node)).await?;
+    }
+    Ok(())
 }
