@@ -72,6 +72,11 @@ fn resolved<T: DeserializeOwned>(
 /// reserve for one array or map block, before reading them. Its default (512 Mi) lets one
 /// record whose block count says 500,000,000 reserve ~28 GB and abort the process; 16 Mi is far
 /// above any Kafka record (1 MB by default), and an array block claiming more is refused.
+/// A block just under the limit still reserves 16 Mi values (~800 MB) before its items run out,
+/// but as address space only: measured, a record claiming 16,000,000 longs in 1,000 bytes raised
+/// the process's peak virtual size by 810 MB, its resident size by nothing, and failed in 0.3 ms.
+/// Only where address space is capped (`ulimit -v`, `vm.overcommit_memory=2`) can that reserve
+/// fail, and a failed allocation aborts.
 const MAX_AVRO_ALLOCATION: usize = 16 * 1024 * 1024;
 
 /// Sets apache-avro's allocation limit; only the first call in a process counts, and it must come
